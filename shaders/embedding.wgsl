@@ -1,0 +1,26 @@
+// Token + position embedding, forward:  out[b,t,:] = wte[ids[b,t],:] + wpe[pos0 + t,:]
+// One invocation per output element; (B*T, C) flattened.
+
+struct Params {
+    rows: u32,     // B*T
+    t: u32,        // tokens per sequence in this call
+    c: u32,        // n_embd
+    pos0: u32,     // position of the first token (KV-cache generation)
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;   // (B,T,C)
+@group(0) @binding(2) var<storage, read> ids: array<u32>;         // (B,T)
+@group(0) @binding(3) var<storage, read> wte: array<f32>;         // (V,C)
+@group(0) @binding(4) var<storage, read> wpe: array<f32>;         // (P,C)
+
+@compute @workgroup_size(256)
+fn embedding_forward(@builtin(global_invocation_id) gid: vec3<u32>,
+                     @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * 256u;
+    if (i >= p.rows * p.c) { return; }
+    let row = i / p.c;
+    let col = i % p.c;
+    let pos = p.pos0 + row % p.t;
+    out[i] = wte[ids[row] * p.c + col] + wpe[pos * p.c + col];
+}

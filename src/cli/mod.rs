@@ -1,0 +1,46 @@
+//! Command-line interface: argument parsing and the subcommands.
+
+mod bench;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "wgtune",
+    version,
+    about = "Fine-tune GPT-2 with LoRA / QLoRA on your own GPU (wgpu / WebGPU)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show the GPU adapters, and the backend, limits and features in use.
+    Info,
+    /// Benchmarks that print figures.
+    Bench {
+        #[command(subcommand)]
+        what: bench::BenchCommand,
+    },
+}
+
+pub fn run() -> Result<(), Box<dyn std::error::Error>> {
+    match Cli::parse().command {
+        Command::Info => info(),
+        Command::Bench { what } => bench::run(what),
+    }
+}
+
+fn info() -> Result<(), Box<dyn std::error::Error>> {
+    let adapters = pollster::block_on(wgtune::gpu::list_adapters());
+    println!("adapters found: {}", adapters.len());
+    for a in &adapters {
+        println!("  - {} ({:?}, {:?})", a.name, a.backend, a.device_type);
+    }
+    let gpu = wgtune::gpu::Gpu::new_blocking()?;
+    println!("in use:");
+    println!("{}", wgtune::gpu::describe(&gpu));
+    Ok(())
+}

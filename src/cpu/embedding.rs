@@ -1,0 +1,21 @@
+//! Token + position embedding.
+
+/// out (B,T,C) = wte[ids[b,t]] + wpe[pos0 + t]
+pub fn embedding_forward(
+    out: &mut [f32],
+    ids: &[u32],
+    wte: &[f32],
+    wpe: &[f32],
+    b: usize,
+    t: usize,
+    c: usize,
+    pos0: usize,
+) {
+    for bt in 0..b * t {
+        let tok = ids[bt] as usize;
+        let pos = pos0 + bt % t;
+        for i in 0..c {
+            out[bt * c + i] = wte[tok * c + i] + wpe[pos * c + i];
+        }
+    }
+}

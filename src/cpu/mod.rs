@@ -1,0 +1,15 @@
+//! Plain-Rust CPU references of every GPU kernel, written for clarity rather than speed
+//! (llm.c style: forward/backward pairs, shapes in comments, f64 accumulation where a sum is
+//! long). The GPU kernels are tested against these; these are tested against PyTorch fixtures.
+
+// References mirror llm.c's signatures (outputs first, then inputs, then sizes).
+#![allow(clippy::too_many_arguments)]
+
+pub mod attention;
+pub mod cross_entropy;
+pub mod elementwise;
+pub mod embedding;
+pub mod layernorm;
+pub mod lora;
+pub mod matmul;
+pub mod optim;

@@ -1,0 +1,185 @@
+//! Recording GPU work: kernels push dispatches (pipeline + uniform params + tensors), then one
+//! `submit` writes every dispatch's params into one uniform buffer, builds the bind groups and
+//! encodes everything as a single command buffer. Tensors stay alive (and out of the pool)
+//! until the work is submitted.
+
+use super::{Gpu, Tensor};
+
+/// Every dispatch's uniform params get a slot of this many bytes (the usual
+/// `min_uniform_buffer_offset_alignment`; checked against the device in `submit`).
+const UNIFORM_SLOT: usize = 256;
+
+enum Op {
+    Dispatch {
+        pipeline: wgpu::ComputePipeline,
+        uniform_offset: usize,
+        uniform_size: usize,
+        tensors: Vec<Tensor>,
+        groups: [u32; 3],
+    },
+    Copy {
+        src: Tensor,
+        dst: Tensor,
+    },
+    Clear(Tensor),
+}
+
+pub struct Commands<'g> {
+    gpu: &'g Gpu,
+    ops: Vec<Op>,
+    uniforms: Vec<u8>,
+}
+
+impl<'g> Commands<'g> {
+    pub(super) fn new(gpu: &'g Gpu) -> Self {
+        Self {
+            gpu,
+            ops: Vec::new(),
+            uniforms: Vec::new(),
+        }
+    }
+
+    pub fn gpu(&self) -> &'g Gpu {
+        self.gpu
+    }
+
+    /// Number of kernel dispatches recorded so far.
+    pub fn dispatch_count(&self) -> usize {
+        self.ops
+            .iter()
+            .filter(|o| matches!(o, Op::Dispatch { .. }))
+            .count()
+    }
+
+    /// Record one dispatch. `params` is bound at binding 0 as a uniform; `tensors` at bindings
+    /// 1, 2, ... in order, exactly the storage bindings the entry point uses.
+    pub fn dispatch<P: bytemuck::Pod>(
+        &mut self,
+        pipeline: &wgpu::ComputePipeline,
+        params: &P,
+        tensors: &[&Tensor],
+        groups: [u32; 3],
+    ) {
+        if groups.contains(&0) {
+            return; // nothing to do (an empty tensor)
+        }
+        let max = self.gpu.limits.max_compute_workgroups_per_dimension;
+        assert!(
+            groups.iter().all(|&g| g <= max),
+            "dispatch {groups:?} exceeds {max} workgroups per dimension"
+        );
+        let bytes = bytemuck::bytes_of(params);
+        let uniform_offset = self.uniforms.len();
+        self.uniforms.extend_from_slice(bytes);
+        self.uniforms.resize(
+            uniform_offset + bytes.len().div_ceil(UNIFORM_SLOT) * UNIFORM_SLOT,
+            0,
+        );
+        self.ops.push(Op::Dispatch {
+            pipeline: pipeline.clone(),
+            uniform_offset,
+            uniform_size: bytes.len(),
+            tensors: tensors.iter().map(|&t| t.clone()).collect(),
+            groups,
+        });
+    }
+
+    /// Record a copy of `src` into `dst` (same length).
+    pub fn copy(&mut self, src: &Tensor, dst: &Tensor) {
+        assert_eq!(src.len(), dst.len(), "copy length mismatch");
+        self.ops.push(Op::Copy {
+            src: src.clone(),
+            dst: dst.clone(),
+        });
+    }
+
+    /// Record zero-filling of `t`.
+    pub fn clear(&mut self, t: &Tensor) {
+        self.ops.push(Op::Clear(t.clone()));
+    }
+
+    /// Encode and submit everything recorded, as one command buffer.
+    pub fn submit(self) -> wgpu::SubmissionIndex {
+        let gpu = self.gpu;
+        assert!(gpu.limits.min_uniform_buffer_offset_alignment as usize <= UNIFORM_SLOT);
+        let uniform = (!self.uniforms.is_empty()).then(|| {
+            let u = gpu.pool().take(
+                self.uniforms.len() as u64,
+                wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            );
+            gpu.queue.write_buffer(&u.buffer, 0, &self.uniforms);
+            u
+        });
+        let mut enc = gpu.device.create_command_encoder(&Default::default());
+        let mut i = 0;
+        while i < self.ops.len() {
+            match &self.ops[i] {
+                Op::Copy { src, dst } => {
+                    enc.copy_buffer_to_buffer(
+                        src.buffer(),
+                        src.offset_bytes(),
+                        dst.buffer(),
+                        dst.offset_bytes(),
+                        src.size_bytes(),
+                    );
+                    i += 1;
+                }
+                Op::Clear(t) => {
+                    enc.clear_buffer(t.buffer(), t.offset_bytes(), Some(t.size_bytes()));
+                    i += 1;
+                }
+                Op::Dispatch { .. } => {
+                    // One compute pass for the whole run of consecutive dispatches.
+                    let uniform = &uniform.as_ref().expect("uniforms recorded").buffer;
+                    let mut pass = enc.begin_compute_pass(&Default::default());
+                    while let Some(Op::Dispatch {
+                        pipeline,
+                        uniform_offset,
+                        uniform_size,
+                        tensors,
+                        groups,
+                    }) = self.ops.get(i)
+                    {
+                        let mut entries = vec![wgpu::BindGroupEntry {
+                            binding: 0,
+                            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                                buffer: uniform,
+                                offset: *uniform_offset as u64,
+                                size: wgpu::BufferSize::new(*uniform_size as u64),
+                            }),
+                        }];
+                        for (j, t) in tensors.iter().enumerate() {
+                            entries.push(wgpu::BindGroupEntry {
+                                binding: j as u32 + 1,
+                                resource: t.binding(),
+                            });
+                        }
+                        let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                            label: None,
+                            layout: &pipeline.get_bind_group_layout(0),
+                            entries: &entries,
+                        });
+                        pass.set_pipeline(pipeline);
+                        pass.set_bind_group(0, &bind_group, &[]);
+                        pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+                        i += 1;
+                    }
+                }
+            }
+        }
+        gpu.queue.submit([enc.finish()])
+    }
+}
+
+/// Workgroup counts covering `n` invocations of a 1-D kernel with `wg` invocations per group,
+/// folded into (x, y) when x would exceed the per-dimension limit. Shaders recover the flat
+/// index as `gid.x + gid.y * num_workgroups.x * wg`.
+pub fn grid_1d(n: usize, wg: u32) -> [u32; 3] {
+    let groups = n.div_ceil(wg as usize);
+    if groups <= 65535 {
+        [groups as u32, 1, 1]
+    } else {
+        let y = groups.div_ceil(65535);
+        [groups.div_ceil(y) as u32, y as u32, 1]
+    }
+}

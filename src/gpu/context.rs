@@ -1,0 +1,110 @@
+//! Creating the wgpu instance, adapter and device: the one place that knows about backends.
+//!
+//! Native honours `WGPU_BACKEND` (vulkan, metal, dx12, gl) and `WGPU_ADAPTER_NAME` (a substring
+//! of the adapter name), prefers a discrete GPU, and falls back to any adapter (Mesa lavapipe on
+//! a machine without a GPU). The device gets the adapter's real limits — the WebGPU defaults
+//! (128 MiB bindings, 256 MiB buffers) are far too small for GPT-2 — and the optional features
+//! the kernels can use.
+
+use super::GpuError;
+
+/// Optional features we ask for when the adapter has them.
+pub fn wanted_features() -> wgpu::Features {
+    wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP | wgpu::Features::TIMESTAMP_QUERY
+}
+
+/// Adapter, device and queue, plus what we learnt about them.
+pub struct DeviceBundle {
+    pub adapter: wgpu::Adapter,
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+}
+
+fn instance() -> wgpu::Instance {
+    // `with_env` reads WGPU_BACKEND and friends; `Instance::default()` would ignore them.
+    wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle().with_env())
+}
+
+/// Rank adapters: discrete GPU first, then integrated, virtual, other, CPU (lavapipe) last.
+fn type_rank(t: wgpu::DeviceType) -> u8 {
+    match t {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Other => 3,
+        wgpu::DeviceType::Cpu => 4,
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+async fn pick_adapter(instance: &wgpu::Instance) -> Result<wgpu::Adapter, GpuError> {
+    let mut adapters = instance.enumerate_adapters(wgpu::Backends::all()).await;
+    if let Ok(want) = std::env::var("WGPU_ADAPTER_NAME") {
+        let want = want.to_lowercase();
+        adapters.retain(|a| a.get_info().name.to_lowercase().contains(&want));
+        if adapters.is_empty() {
+            return Err(GpuError::NoAdapter(format!(
+                "no adapter name contains WGPU_ADAPTER_NAME={want:?}; run `wgtune info` to list them"
+            )));
+        }
+    }
+    // Stable sort keeps the instance's backend order within one device type.
+    adapters.sort_by_key(|a| type_rank(a.get_info().device_type));
+    adapters.into_iter().next().ok_or_else(|| {
+        GpuError::NoAdapter(
+            "no GPU adapter found; on Linux without a GPU install Mesa's lavapipe \
+             (apt-get install mesa-vulkan-drivers libvulkan1)"
+                .into(),
+        )
+    })
+}
+
+#[cfg(target_arch = "wasm32")]
+async fn pick_adapter(instance: &wgpu::Instance) -> Result<wgpu::Adapter, GpuError> {
+    instance
+        .request_adapter(&wgpu::RequestAdapterOptions {
+            power_preference: wgpu::PowerPreference::HighPerformance,
+            force_fallback_adapter: false,
+            compatible_surface: None,
+        })
+        .await
+        .map_err(|e| {
+            GpuError::NoAdapter(format!(
+                "this browser offers no WebGPU adapter ({e}); use a recent Chrome or Edge"
+            ))
+        })
+}
+
+/// Every adapter the instance can see (for `wgtune info`).
+#[cfg(not(target_arch = "wasm32"))]
+pub async fn list_adapters() -> Vec<wgpu::AdapterInfo> {
+    instance()
+        .enumerate_adapters(wgpu::Backends::all())
+        .await
+        .iter()
+        .map(|a| a.get_info())
+        .collect()
+}
+
+/// Create the device with the adapter's full limits and the optional features it supports.
+pub async fn create_device() -> Result<DeviceBundle, GpuError> {
+    let instance = instance();
+    let adapter = pick_adapter(&instance).await?;
+    let features = adapter.features() & wanted_features();
+    let limits = adapter.limits();
+    let (device, queue) = adapter
+        .request_device(&wgpu::DeviceDescriptor {
+            label: Some("wgtune"),
+            required_features: features,
+            required_limits: limits,
+            memory_hints: wgpu::MemoryHints::Performance,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| GpuError::Device(e.to_string()))?;
+    Ok(DeviceBundle {
+        adapter,
+        device,
+        queue,
+    })
+}

@@ -1,0 +1,61 @@
+//! GELU (tanh approximation, HF `gelu_new`) forward/backward and the residual add.
+
+use bytemuck::{Pod, Zeroable};
+
+use super::Shader;
+use crate::gpu::{Commands, Tensor, grid_1d};
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Params {
+    n: u32,
+    accumulate: u32,
+    _pad: [u32; 2],
+}
+
+fn params(n: usize, accumulate: bool) -> Params {
+    Params {
+        n: n as u32,
+        accumulate: accumulate as u32,
+        _pad: [0; 2],
+    }
+}
+
+/// `out = gelu(x)` over `n` elements.
+pub fn gelu_forward(cmd: &mut Commands, out: &Tensor, x: &Tensor, n: usize) {
+    let pipeline = cmd
+        .gpu()
+        .kernels()
+        .pipeline(Shader::Elementwise, "gelu_forward", &[]);
+    cmd.dispatch(&pipeline, &params(n, false), &[out, x], grid_1d(n, 256));
+}
+
+/// `dx (+)= gelu'(x) * dout` over `n` elements.
+pub fn gelu_backward(
+    cmd: &mut Commands,
+    dx: &Tensor,
+    x: &Tensor,
+    dout: &Tensor,
+    n: usize,
+    accumulate: bool,
+) {
+    let pipeline = cmd
+        .gpu()
+        .kernels()
+        .pipeline(Shader::Elementwise, "gelu_backward", &[]);
+    cmd.dispatch(
+        &pipeline,
+        &params(n, accumulate),
+        &[dx, x, dout],
+        grid_1d(n, 256),
+    );
+}
+
+/// `out = a + b` over `n` elements.
+pub fn add(cmd: &mut Commands, out: &Tensor, a: &Tensor, b: &Tensor, n: usize) {
+    let pipeline = cmd
+        .gpu()
+        .kernels()
+        .pipeline(Shader::Elementwise, "add", &[]);
+    cmd.dispatch(&pipeline, &params(n, false), &[out, a, b], grid_1d(n, 256));
+}

@@ -1,0 +1,192 @@
+//! Matrix multiply over f32 activations and f32 / f16 / NF4 weights (`shaders/matmul.wgsl`).
+//!
+//! [`gemm`] is the general form `C = alpha·op(A)·op(B) + beta·C + bias`. The layer-level
+//! helpers [`linear_forward`] (`y = x·W + b`) and [`linear_backward_input`] (`dx (+)= dy·Wᵀ`)
+//! know each weight format's storage layout: f32/f16 keep GPT-2's Conv1D `[in,out]`, NF4 keeps
+//! bitsandbytes' nn.Linear `[out,in]`.
+
+use bytemuck::{Pod, Zeroable};
+
+use super::Shader;
+use crate::gpu::{Commands, Tensor};
+
+/// A weight matrix as stored on the GPU.
+#[derive(Clone)]
+pub enum Weight {
+    /// f32, row-major.
+    F32(Tensor),
+    /// f16, row-major, two values per 32-bit word (element 2j in the low half).
+    F16(Tensor),
+    /// NF4, bitsandbytes layout: `packed` holds 8 codes per word, `absmax` one f32 per 64 values.
+    Nf4 { packed: Tensor, absmax: Tensor },
+}
+
+impl Weight {
+    fn shader(&self) -> Shader {
+        match self {
+            Weight::F32(_) => Shader::MatmulF32,
+            Weight::F16(_) => Shader::MatmulF16,
+            Weight::Nf4 { .. } => Shader::MatmulNf4,
+        }
+    }
+
+    /// Whether the matrix is stored as nn.Linear `[out,in]` (NF4) rather than Conv1D `[in,out]`.
+    pub fn is_linear_layout(&self) -> bool {
+        matches!(self, Weight::Nf4 { .. })
+    }
+
+    /// Bytes this weight occupies on the GPU.
+    pub fn size_bytes(&self) -> u64 {
+        match self {
+            Weight::F32(t) | Weight::F16(t) => t.size_bytes(),
+            Weight::Nf4 { packed, absmax } => packed.size_bytes() + absmax.size_bytes(),
+        }
+    }
+}
+
+/// Shape and scalars of one [`gemm`] call.
+#[derive(Clone, Copy, Debug)]
+pub struct Gemm {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    /// A is stored `[K,M]` instead of `[M,K]`.
+    pub trans_a: bool,
+    /// B is stored `[N,K]` instead of `[K,N]`.
+    pub trans_b: bool,
+    pub alpha: f32,
+    /// 0 overwrites C (never reading it), 1 accumulates.
+    pub beta: f32,
+}
+
+impl Gemm {
+    pub fn new(m: usize, n: usize, k: usize) -> Self {
+        Self {
+            m,
+            n,
+            k,
+            trans_a: false,
+            trans_b: false,
+            alpha: 1.0,
+            beta: 0.0,
+        }
+    }
+    pub fn trans_a(self, t: bool) -> Self {
+        Self { trans_a: t, ..self }
+    }
+    pub fn trans_b(self, t: bool) -> Self {
+        Self { trans_b: t, ..self }
+    }
+    pub fn alpha(self, alpha: f32) -> Self {
+        Self { alpha, ..self }
+    }
+    pub fn accumulate(self, yes: bool) -> Self {
+        Self {
+            beta: if yes { 1.0 } else { 0.0 },
+            ..self
+        }
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Params {
+    m: u32,
+    n: u32,
+    k: u32,
+    has_bias: u32,
+    alpha: f32,
+    beta: f32,
+    _pad: [u32; 2],
+}
+
+/// Outputs per workgroup along each dimension (8×8 invocations × 4×4 outputs).
+const TILE: usize = 32;
+
+/// `C[M,N] = alpha·op(A)·op(B) + beta·C + bias[N]`.
+pub fn gemm(
+    cmd: &mut Commands,
+    c: &Tensor,
+    a: &Tensor,
+    b: &Weight,
+    bias: Option<&Tensor>,
+    g: Gemm,
+) {
+    assert!(
+        c.len() >= g.m * g.n,
+        "gemm: C has {} < {}x{}",
+        c.len(),
+        g.m,
+        g.n
+    );
+    assert!(
+        a.len() >= g.m * g.k,
+        "gemm: A has {} < {}x{}",
+        a.len(),
+        g.m,
+        g.k
+    );
+    let gpu = cmd.gpu();
+    let pipeline = gpu.kernels().pipeline(
+        b.shader(),
+        "matmul",
+        &[
+            ("TRANS_A", g.trans_a as u32 as f64),
+            ("TRANS_B", g.trans_b as u32 as f64),
+        ],
+    );
+    let params = Params {
+        m: g.m as u32,
+        n: g.n as u32,
+        k: g.k as u32,
+        has_bias: bias.is_some() as u32,
+        alpha: g.alpha,
+        beta: g.beta,
+        _pad: [0; 2],
+    };
+    let bias = bias.unwrap_or(gpu.dummy());
+    let groups = [g.n.div_ceil(TILE) as u32, g.m.div_ceil(TILE) as u32, 1];
+    match b {
+        Weight::F32(w) | Weight::F16(w) => {
+            cmd.dispatch(&pipeline, &params, &[c, a, w, bias], groups)
+        }
+        Weight::Nf4 { packed, absmax } => {
+            cmd.dispatch(&pipeline, &params, &[c, a, packed, bias, absmax], groups)
+        }
+    }
+}
+
+/// `y (M,N) = x (M,K) · W + bias`, for a GPT-2 Conv1D weight `W` with `K` inputs, `N` outputs.
+pub fn linear_forward(
+    cmd: &mut Commands,
+    y: &Tensor,
+    x: &Tensor,
+    w: &Weight,
+    bias: Option<&Tensor>,
+    m: usize,
+    k_in: usize,
+    n_out: usize,
+    accumulate: bool,
+) {
+    let g = Gemm::new(m, n_out, k_in)
+        .trans_b(w.is_linear_layout())
+        .accumulate(accumulate);
+    gemm(cmd, y, x, w, bias, g);
+}
+
+/// `dx (M,K) (+)= dy (M,N) · Wᵀ`: the input gradient of [`linear_forward`].
+pub fn linear_backward_input(
+    cmd: &mut Commands,
+    dx: &Tensor,
+    dy: &Tensor,
+    w: &Weight,
+    m: usize,
+    k_in: usize,
+    n_out: usize,
+    accumulate: bool,
+) {
+    let g = Gemm::new(m, k_in, n_out)
+        .trans_b(!w.is_linear_layout())
+        .accumulate(accumulate);
+    gemm(cmd, dx, dy, w, None, g);
+}

@@ -1,0 +1,138 @@
+//! The WGSL kernels of a GPT-2 LoRA / QLoRA training step, one module per layer family.
+//!
+//! Each module has thin wrappers that record dispatches into [`Commands`](crate::gpu::Commands);
+//! each kernel has a plain-Rust twin in [`crate::cpu`] that the tests compare against.
+//! Shader text lives in `shaders/*.wgsl` and is compiled once per device by [`Kernels`]:
+//! modules and pipelines are built on first use and cached.
+
+// Kernel wrappers mirror llm.c's signatures (outputs first, then inputs, then sizes).
+#![allow(clippy::too_many_arguments)]
+
+pub mod attention;
+pub mod cross_entropy;
+pub mod elementwise;
+pub mod embedding;
+pub mod layernorm;
+pub mod lora;
+pub mod matmul;
+pub mod nf4;
+pub mod optim;
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// One compilable shader: a `shaders/` file, or a composition of several.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Shader {
+    Embedding,
+    LayerNorm,
+    Elementwise,
+    /// matmul.wgsl with the B loader for f32, f16 or NF4 weights.
+    MatmulF32,
+    MatmulF16,
+    MatmulNf4,
+    Nf4,
+    Lora,
+    Attention,
+    CrossEntropy,
+    Optim,
+}
+
+impl Shader {
+    /// The WGSL source; the one registry of shader files.
+    pub fn source(self) -> String {
+        const MATMUL: &str = include_str!("../../shaders/matmul.wgsl");
+        match self {
+            Shader::Embedding => include_str!("../../shaders/embedding.wgsl").into(),
+            Shader::LayerNorm => include_str!("../../shaders/layernorm.wgsl").into(),
+            Shader::Elementwise => include_str!("../../shaders/elementwise.wgsl").into(),
+            Shader::MatmulF32 => [include_str!("../../shaders/matmul_b_f32.wgsl"), MATMUL].concat(),
+            Shader::MatmulF16 => [include_str!("../../shaders/matmul_b_f16.wgsl"), MATMUL].concat(),
+            Shader::MatmulNf4 => [include_str!("../../shaders/matmul_b_nf4.wgsl"), MATMUL].concat(),
+            Shader::Nf4 => include_str!("../../shaders/nf4.wgsl").into(),
+            Shader::Lora => include_str!("../../shaders/lora.wgsl").into(),
+            Shader::Attention => include_str!("../../shaders/attention.wgsl").into(),
+            Shader::CrossEntropy => include_str!("../../shaders/cross_entropy.wgsl").into(),
+            Shader::Optim => include_str!("../../shaders/optim.wgsl").into(),
+        }
+    }
+
+    pub const ALL: [Shader; 11] = [
+        Shader::Embedding,
+        Shader::LayerNorm,
+        Shader::Elementwise,
+        Shader::MatmulF32,
+        Shader::MatmulF16,
+        Shader::MatmulNf4,
+        Shader::Nf4,
+        Shader::Lora,
+        Shader::Attention,
+        Shader::CrossEntropy,
+        Shader::Optim,
+    ];
+}
+
+type PipelineKey = (Shader, &'static str, Vec<(&'static str, u64)>);
+
+/// Shader modules and compute pipelines, built once per device and cached.
+/// Bind-group layouts come from the pipelines (`layout: None`), so they are built once too.
+pub struct Kernels {
+    device: wgpu::Device,
+    modules: Mutex<HashMap<Shader, wgpu::ShaderModule>>,
+    pipelines: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
+}
+
+impl Kernels {
+    pub fn new(device: wgpu::Device) -> Self {
+        Self {
+            device,
+            modules: Mutex::default(),
+            pipelines: Mutex::default(),
+        }
+    }
+
+    /// The pipeline for `entry` in `shader` with the given override constants.
+    pub fn pipeline(
+        &self,
+        shader: Shader,
+        entry: &'static str,
+        constants: &[(&'static str, f64)],
+    ) -> wgpu::ComputePipeline {
+        let key: PipelineKey = (
+            shader,
+            entry,
+            constants.iter().map(|&(k, v)| (k, v.to_bits())).collect(),
+        );
+        if let Some(p) = self.pipelines.lock().unwrap().get(&key) {
+            return p.clone();
+        }
+        let module = self
+            .modules
+            .lock()
+            .unwrap()
+            .entry(shader)
+            .or_insert_with(|| {
+                self.device
+                    .create_shader_module(wgpu::ShaderModuleDescriptor {
+                        label: Some(&format!("{shader:?}")),
+                        source: wgpu::ShaderSource::Wgsl(shader.source().into()),
+                    })
+            })
+            .clone();
+        let pipeline = self
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(entry),
+                layout: None,
+                module: &module,
+                entry_point: Some(entry),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants,
+                    zero_initialize_workgroup_memory: false,
+                },
+                cache: None,
+            });
+        self.pipelines.lock().unwrap().insert(key, pipeline.clone());
+        pipeline
+    }
+}

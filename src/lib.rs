@@ -1,0 +1,8 @@
+//! wgtune: fine-tune GPT-2 with LoRA / QLoRA on your own GPU, through WebGPU in the browser
+//! and wgpu natively. This library is the core shared by both targets; it has no CLI or web
+//! types (see README "Architecture").
+
+pub mod cpu;
+pub mod gpu;
+pub mod kernels;
+pub mod nf4;

@@ -1,0 +1,105 @@
+use crate::common::{Rng, assert_close};
+use crate::gpu_or_skip;
+use wgtune::cpu;
+use wgtune::kernels::cross_entropy::{IGNORE_INDEX, lm_head_loss};
+
+/// The tied LM head + cross-entropy in vocabulary chunks against full logits on the CPU.
+/// Vocabularies 1 (one partial chunk), 50 and 1000 (several chunks, a partial last one) and
+/// GPT-2's 50257. Losses: logsumexp over V in f32 → 1e-5·(1+|loss|). dx: sums over V of
+/// probabilities times wte → 1e-5 abs + 1e-4 rel.
+#[test]
+fn lm_head_loss_and_gradient_match_cpu_across_chunkings() {
+    let gpu = gpu_or_skip!();
+    let mut rng = Rng::new(11);
+    for &(rows, c, vocab, chunk) in &[
+        (3, 8, 1, 64),
+        (5, 17, 50, 64),
+        (7, 12, 1000, 128),
+        (3, 8, 50257, 4096),
+    ] {
+        let x = rng.vec(rows * c, 1.0);
+        let wte = rng.vec(vocab * c, 1.0);
+        let mut targets: Vec<i32> = (0..rows).map(|_| rng.below(vocab as u64) as i32).collect();
+        targets[rows / 2] = IGNORE_INDEX;
+        let trained = targets.iter().filter(|&&t| t != IGNORE_INDEX).count();
+        let grad_scale = 1.0 / trained as f32;
+
+        let mut logits = vec![0.0; rows * vocab];
+        cpu::matmul::gemm(
+            &mut logits,
+            &x,
+            &wte,
+            None,
+            rows,
+            vocab,
+            c,
+            false,
+            true,
+            1.0,
+            0.0,
+        );
+        let mut want_loss = vec![0.0; rows];
+        cpu::cross_entropy::cross_entropy_forward(&mut want_loss, &logits, &targets, rows, vocab);
+        let mut dlogits = vec![0.0; rows * vocab];
+        cpu::cross_entropy::cross_entropy_backward(
+            &mut dlogits,
+            &logits,
+            &targets,
+            rows,
+            vocab,
+            grad_scale,
+        );
+        let mut want_dx = vec![0.0; rows * c];
+        cpu::matmul::gemm(
+            &mut want_dx,
+            &dlogits,
+            &wte,
+            None,
+            rows,
+            c,
+            vocab,
+            false,
+            false,
+            1.0,
+            0.0,
+        );
+
+        let loss = gpu.tensor(rows);
+        let dx = gpu.upload_f32(&vec![f32::NAN; rows * c]);
+        let chunk_buf = gpu.tensor(rows * chunk);
+        let state = gpu.tensor(rows * 3);
+        let t_words: Vec<u32> = targets.iter().map(|&t| t as u32).collect();
+        let mut cmd = gpu.commands();
+        lm_head_loss(
+            &mut cmd,
+            &loss,
+            Some(&dx),
+            &chunk_buf,
+            &state,
+            &gpu.upload_f32(&x),
+            &gpu.upload_f32(&wte),
+            &gpu.upload_u32(&t_words),
+            rows,
+            c,
+            vocab,
+            chunk,
+            grad_scale,
+        );
+        cmd.submit();
+        let name = format!("ce rows={rows} C={c} V={vocab} chunk={chunk}");
+        assert_close(
+            &format!("{name} loss"),
+            &gpu.read_f32_blocking(&loss),
+            &want_loss,
+            1e-5,
+            1e-5,
+        );
+        assert_close(
+            &format!("{name} dx"),
+            &gpu.read_f32_blocking(&dx),
+            &want_dx,
+            1e-5,
+            1e-4,
+        );
+    }
+}

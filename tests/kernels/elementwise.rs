@@ -1,0 +1,67 @@
+use crate::common::{Rng, assert_close};
+use crate::gpu_or_skip;
+use wgtune::{cpu, kernels};
+
+/// GPU tanh/exp are accurate to a few ulp; values of order 1–5 → 1e-5 absolute + relative.
+#[test]
+fn gelu_forward_and_backward_match_cpu() {
+    let gpu = gpu_or_skip!();
+    let mut rng = Rng::new(4);
+    for &n in &[1usize, 3, 1000, 70001] {
+        let mut x = rng.vec(n, 5.0);
+        if n > 3 {
+            x[0] = 40.0; // large arguments must not give NaN
+            x[1] = -40.0;
+        }
+        let dout = rng.vec(n, 1.0);
+        let acc0 = rng.vec(n, 1.0);
+        let mut want_y = vec![0.0; n];
+        cpu::elementwise::gelu_forward(&mut want_y, &x);
+        let mut want_dx = acc0.clone();
+        cpu::elementwise::gelu_backward(&mut want_dx, &x, &dout, true);
+
+        let (gx, gy, gdx) = (gpu.upload_f32(&x), gpu.tensor(n), gpu.upload_f32(&acc0));
+        let mut cmd = gpu.commands();
+        kernels::elementwise::gelu_forward(&mut cmd, &gy, &gx, n);
+        kernels::elementwise::gelu_backward(&mut cmd, &gdx, &gx, &gpu.upload_f32(&dout), n, true);
+        cmd.submit();
+        assert_close("gelu", &gpu.read_f32_blocking(&gy), &want_y, 1e-5, 1e-5);
+        assert_close("gelu'", &gpu.read_f32_blocking(&gdx), &want_dx, 1e-5, 1e-5);
+    }
+}
+
+/// One f32 addition: exact.
+#[test]
+fn add_matches_cpu() {
+    let gpu = gpu_or_skip!();
+    let mut rng = Rng::new(5);
+    for &n in &[1usize, 17, 5000] {
+        let (a, b) = (rng.vec(n, 1.0), rng.vec(n, 1.0));
+        let want: Vec<f32> = a.iter().zip(&b).map(|(x, y)| x + y).collect();
+        let out = gpu.tensor(n);
+        let mut cmd = gpu.commands();
+        kernels::elementwise::add(&mut cmd, &out, &gpu.upload_f32(&a), &gpu.upload_f32(&b), n);
+        cmd.submit();
+        assert_close("add", &gpu.read_f32_blocking(&out), &want, 0.0, 0.0);
+    }
+}
+
+#[test]
+fn grid_folds_large_dispatches_within_limits() {
+    for &n in &[
+        1usize,
+        255,
+        256,
+        257,
+        65535 * 256,
+        65535 * 256 + 1,
+        100_000_000,
+    ] {
+        let g = wgtune::gpu::grid_1d(n, 256);
+        assert!(g[0] <= 65535 && g[1] <= 65535, "{n}: {g:?}");
+        assert!(
+            g[0] as usize * g[1] as usize * 256 >= n,
+            "{n}: {g:?} too small"
+        );
+    }
+}

@@ -1,0 +1,80 @@
+use crate::common::{Rng, assert_close};
+use crate::gpu_or_skip;
+use wgtune::{cpu, kernels};
+
+const SHAPES: [(usize, usize); 5] = [(1, 3), (7, 17), (33, 96), (5, 768), (2, 1600)];
+
+/// f32 sums of C terms on the GPU vs f64 on the CPU: inputs of order 1 give outputs of
+/// order 1 with relative errors ~C·2⁻²⁴; 1e-5 absolute covers C = 1600 with margin.
+#[test]
+fn layernorm_forward_matches_cpu() {
+    let gpu = gpu_or_skip!();
+    let mut rng = Rng::new(2);
+    for &(n, c) in &SHAPES {
+        // An offset mean exercises the two-pass variance.
+        let x: Vec<f32> = rng.vec(n * c, 2.0).iter().map(|v| v + 0.5).collect();
+        let w = rng.vec(c, 1.0);
+        let b = rng.vec(c, 1.0);
+        let (mut out, mut mean, mut rstd) = (vec![0.0; n * c], vec![0.0; n], vec![0.0; n]);
+        cpu::layernorm::layernorm_forward(&mut out, &mut mean, &mut rstd, &x, &w, &b, n, c, 1e-5);
+
+        let (go, gm, gr) = (gpu.tensor(n * c), gpu.tensor(n), gpu.tensor(n));
+        let mut cmd = gpu.commands();
+        kernels::layernorm::layernorm_forward(
+            &mut cmd,
+            &go,
+            &gm,
+            &gr,
+            &gpu.upload_f32(&x),
+            &gpu.upload_f32(&w),
+            &gpu.upload_f32(&b),
+            n,
+            c,
+            1e-5,
+        );
+        cmd.submit();
+        assert_close("ln out", &gpu.read_f32_blocking(&go), &out, 1e-5, 1e-5);
+        assert_close("ln mean", &gpu.read_f32_blocking(&gm), &mean, 1e-6, 1e-5);
+        assert_close("ln rstd", &gpu.read_f32_blocking(&gr), &rstd, 1e-6, 1e-5);
+    }
+}
+
+/// Same tolerance argument as the forward; gradients are of order 1.
+#[test]
+fn layernorm_backward_matches_cpu() {
+    let gpu = gpu_or_skip!();
+    let mut rng = Rng::new(3);
+    for &(n, c) in &SHAPES {
+        for accumulate in [false, true] {
+            let x = rng.vec(n * c, 2.0);
+            let w = rng.vec(c, 1.0);
+            let dout = rng.vec(n * c, 1.0);
+            let dx0 = rng.vec(n * c, 1.0);
+            let (mut out, mut mean, mut rstd) = (vec![0.0; n * c], vec![0.0; n], vec![0.0; n]);
+            cpu::layernorm::layernorm_forward(
+                &mut out, &mut mean, &mut rstd, &x, &w, &w, n, c, 1e-5,
+            );
+            let mut want = dx0.clone();
+            cpu::layernorm::layernorm_backward(
+                &mut want, &dout, &x, &w, &mean, &rstd, n, c, accumulate,
+            );
+
+            let dx = gpu.upload_f32(&dx0);
+            let mut cmd = gpu.commands();
+            kernels::layernorm::layernorm_backward(
+                &mut cmd,
+                &dx,
+                &gpu.upload_f32(&dout),
+                &gpu.upload_f32(&x),
+                &gpu.upload_f32(&w),
+                &gpu.upload_f32(&mean),
+                &gpu.upload_f32(&rstd),
+                n,
+                c,
+                accumulate,
+            );
+            cmd.submit();
+            assert_close("ln dx", &gpu.read_f32_blocking(&dx), &want, 2e-5, 1e-4);
+        }
+    }
+}

@@ -1,0 +1,209 @@
+use crate::common::{Rng, assert_within};
+use crate::gpu_or_skip;
+use wgtune::kernels::matmul::{Gemm, Weight, gemm, linear_backward_input, linear_forward};
+use wgtune::{cpu, kernels, nf4};
+
+/// Odd shapes: nothing is a multiple of the 32×32 tile or the 4×4 register block.
+const SHAPES: [(usize, usize, usize); 6] = [
+    (1, 1, 1),
+    (3, 17, 5),
+    (17, 50, 33),
+    (33, 3, 129),
+    (64, 96, 288),
+    (2, 50257, 3),
+];
+
+/// Tolerance per output: the f32 accumulation over K terms can err by about K·2⁻²⁴ times
+/// Σ|a·b| (the CPU reference accumulates in f64); we allow 4·K·2⁻²⁴·Σ|a·b| + 1e-6.
+fn tolerance(abs_sum: &[f32], k: usize) -> Vec<f32> {
+    abs_sum
+        .iter()
+        .map(|s| 4.0 * k as f32 * f32::EPSILON / 2.0 * s + 1e-6)
+        .collect()
+}
+
+#[test]
+fn gemm_f32_matches_cpu_for_every_transpose_and_epilogue() {
+    let gpu = gpu_or_skip!();
+    let mut rng = Rng::new(6);
+    for &(m, n, k) in &SHAPES {
+        for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
+            let a = rng.vec(m * k, 1.0);
+            let b = rng.vec(k * n, 1.0);
+            let bias = rng.vec(n, 1.0);
+            let c0 = rng.vec(m * n, 1.0);
+            let (alpha, beta) = (0.5, 1.0);
+            let mut want = c0.clone();
+            cpu::matmul::gemm(&mut want, &a, &b, Some(&bias), m, n, k, ta, tb, alpha, beta);
+
+            let c = gpu.upload_f32(&c0);
+            let mut cmd = gpu.commands();
+            let g = Gemm::new(m, n, k)
+                .trans_a(ta)
+                .trans_b(tb)
+                .alpha(alpha)
+                .accumulate(true);
+            gemm(
+                &mut cmd,
+                &c,
+                &gpu.upload_f32(&a),
+                &Weight::F32(gpu.upload_f32(&b)),
+                Some(&gpu.upload_f32(&bias)),
+                g,
+            );
+            cmd.submit();
+            let mut tol = tolerance(&cpu::matmul::gemm_abs(&a, &b, m, n, k, ta, tb), k);
+            tol.iter_mut()
+                .zip(&c0)
+                .for_each(|(t, c)| *t += 2.0 * f32::EPSILON * (c.abs() + 1.0));
+            assert_within(
+                &format!("gemm {m}x{n}x{k} ta={ta} tb={tb}"),
+                &gpu.read_f32_blocking(&c),
+                &want,
+                &tol,
+            );
+        }
+    }
+}
+
+/// beta = 0 must ignore whatever the output buffer held (pooled buffers hold garbage).
+#[test]
+fn gemm_overwrite_ignores_nan_in_output() {
+    let gpu = gpu_or_skip!();
+    let (m, n, k) = (5, 7, 3);
+    let mut rng = Rng::new(7);
+    let (a, b) = (rng.vec(m * k, 1.0), rng.vec(k * n, 1.0));
+    let c = gpu.upload_f32(&vec![f32::NAN; m * n]);
+    let mut cmd = gpu.commands();
+    gemm(
+        &mut cmd,
+        &c,
+        &gpu.upload_f32(&a),
+        &Weight::F32(gpu.upload_f32(&b)),
+        None,
+        Gemm::new(m, n, k),
+    );
+    cmd.submit();
+    let mut want = vec![0.0; m * n];
+    cpu::matmul::gemm(&mut want, &a, &b, None, m, n, k, false, false, 1.0, 0.0);
+    let tol = tolerance(&cpu::matmul::gemm_abs(&a, &b, m, n, k, false, false), k);
+    assert_within("gemm beta=0", &gpu.read_f32_blocking(&c), &want, &tol);
+}
+
+/// Linear layers over f32, f16 and NF4 weights, forward and input-gradient, against the CPU
+/// gemm over the same weights dequantized on the CPU (so only the matmul is under test).
+#[test]
+fn linear_forward_and_backward_match_cpu_for_each_weight_format() {
+    let gpu = gpu_or_skip!();
+    let mut rng = Rng::new(8);
+    // (M, in, out): in not a multiple of 64 makes NF4 blocks straddle rows.
+    for &(m, k_in, n_out) in &[
+        (1, 3, 5),
+        (7, 17, 50),
+        (9, 96, 288),
+        (4, 64, 64),
+        (3, 130, 33),
+    ] {
+        let w = rng.vec(k_in * n_out, 0.2); // Conv1D [in, out]
+        let bias = rng.vec(n_out, 0.1);
+        let x = rng.vec(m * k_in, 1.0);
+        let dy = rng.vec(m * n_out, 1.0);
+        let dx0 = rng.vec(m * k_in, 1.0);
+        for format in ["f32", "f16", "nf4"] {
+            let (weight, w_eff) = match format {
+                "f32" => (Weight::F32(gpu.upload_f32(&w)), w.clone()),
+                "f16" => {
+                    let h: Vec<half::f16> = w.iter().map(|&v| half::f16::from_f32(v)).collect();
+                    let back = h.iter().map(|v| v.to_f32()).collect();
+                    (
+                        Weight::F16(gpu.upload_bytes(bytemuck::cast_slice(&h))),
+                        back,
+                    )
+                }
+                _ => {
+                    let q = nf4::quantize_conv1d(&w, k_in, n_out);
+                    let back = q.dequantize_conv1d(k_in, n_out);
+                    (kernels::nf4::upload(gpu, &q), back)
+                }
+            };
+            let mut want_y = vec![0.0; m * n_out];
+            cpu::matmul::gemm(
+                &mut want_y,
+                &x,
+                &w_eff,
+                Some(&bias),
+                m,
+                n_out,
+                k_in,
+                false,
+                false,
+                1.0,
+                0.0,
+            );
+            let mut want_dx = dx0.clone();
+            cpu::matmul::gemm(
+                &mut want_dx,
+                &dy,
+                &w_eff,
+                None,
+                m,
+                k_in,
+                n_out,
+                false,
+                true,
+                1.0,
+                1.0,
+            );
+
+            let (y, dx) = (gpu.tensor(m * n_out), gpu.upload_f32(&dx0));
+            let mut cmd = gpu.commands();
+            linear_forward(
+                &mut cmd,
+                &y,
+                &gpu.upload_f32(&x),
+                &weight,
+                Some(&gpu.upload_f32(&bias)),
+                m,
+                k_in,
+                n_out,
+                false,
+            );
+            linear_backward_input(
+                &mut cmd,
+                &dx,
+                &gpu.upload_f32(&dy),
+                &weight,
+                m,
+                k_in,
+                n_out,
+                true,
+            );
+            cmd.submit();
+
+            let mut tol = tolerance(
+                &cpu::matmul::gemm_abs(&x, &w_eff, m, n_out, k_in, false, false),
+                k_in,
+            );
+            tol.iter_mut().for_each(|t| *t += 1e-6);
+            assert_within(
+                &format!("{format} forward {m}x{k_in}x{n_out}"),
+                &gpu.read_f32_blocking(&y),
+                &want_y,
+                &tol,
+            );
+            let mut tol = tolerance(
+                &cpu::matmul::gemm_abs(&dy, &w_eff, m, k_in, n_out, false, true),
+                n_out,
+            );
+            tol.iter_mut()
+                .zip(&dx0)
+                .for_each(|(t, c)| *t += 2.0 * f32::EPSILON * (c.abs() + 1.0));
+            assert_within(
+                &format!("{format} backward {m}x{k_in}x{n_out}"),
+                &gpu.read_f32_blocking(&dx),
+                &want_dx,
+                &tol,
+            );
+        }
+    }
+}

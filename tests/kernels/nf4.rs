@@ -1,0 +1,141 @@
+use crate::common::Rng;
+use crate::gpu_or_skip;
+use wgtune::{kernels, nf4};
+
+/// The GPU quantizer is bit-identical to the CPU one (packed bytes and absmax), including
+/// blocks that straddle rows, a partial last block, an odd element count and zero blocks.
+#[test]
+fn gpu_quantization_is_bit_identical_to_cpu() {
+    let gpu = gpu_or_skip!();
+    let mut rng = Rng::new(14);
+    for &(k_in, n_out) in &[(1, 1), (3, 5), (17, 50), (96, 288), (64, 64), (768, 33)] {
+        let mut w = rng.vec(k_in * n_out, 0.1);
+        if w.len() >= 200 {
+            w[..64].iter_mut().for_each(|v| *v = 0.0); // (transposed) zeros, exact ties
+            w[100] = 0.039_790_15 * 0.1;
+        }
+        let want = nf4::quantize_conv1d(&w, k_in, n_out);
+        let (packed, absmax) = kernels::nf4::alloc(gpu, k_in * n_out);
+        let mut cmd = gpu.commands();
+        kernels::nf4::quantize_conv1d(&mut cmd, &packed, &absmax, &gpu.upload_f32(&w), k_in, n_out);
+        cmd.submit();
+        let words = gpu.read_words_blocking(&packed);
+        let bytes: &[u8] = bytemuck::cast_slice(&words);
+        assert_eq!(
+            &bytes[..want.packed.len()],
+            &want.packed[..],
+            "packed {k_in}x{n_out}"
+        );
+        let got_absmax = gpu.read_f32_blocking(&absmax);
+        assert_eq!(got_absmax.len(), want.absmax.len());
+        for (g, w) in got_absmax.iter().zip(&want.absmax) {
+            assert_eq!(g.to_bits(), w.to_bits(), "absmax {k_in}x{n_out}");
+        }
+    }
+}
+
+/// One case of `tests/fixtures/nf4/nf4_reference.safetensors` (made by
+/// `tests/reference/make_nf4_fixtures.py` with bitsandbytes 0.50.2).
+struct BnbCase {
+    name: String,
+    weight: Vec<f32>,
+    k_in: usize,
+    n_out: usize,
+    packed: Vec<u8>,
+    absmax: Vec<f32>,
+    dequant: Option<Vec<f32>>,
+}
+
+fn bnb_cases() -> Vec<BnbCase> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/nf4/nf4_reference.safetensors"
+    );
+    let bytes = std::fs::read(path).expect("NF4 fixture");
+    let st = safetensors::SafeTensors::deserialize(&bytes).expect("NF4 fixture parses");
+    let f32s =
+        |name: &str| -> Vec<f32> { bytemuck::pod_collect_to_vec(st.tensor(name).unwrap().data()) };
+    let mut names: Vec<String> = st
+        .names()
+        .into_iter()
+        .filter_map(|n| n.strip_suffix(".weight").map(str::to_string))
+        .collect();
+    names.sort();
+    assert!(names.len() >= 5, "fixture cases: {names:?}");
+    names
+        .into_iter()
+        .map(|name| {
+            let w = st.tensor(&format!("{name}.weight")).unwrap();
+            let (k_in, n_out) = (w.shape()[0], w.shape()[1]);
+            BnbCase {
+                weight: bytemuck::pod_collect_to_vec(w.data()),
+                k_in,
+                n_out,
+                packed: st
+                    .tensor(&format!("{name}.packed"))
+                    .unwrap()
+                    .data()
+                    .to_vec(),
+                absmax: f32s(&format!("{name}.absmax")),
+                dequant: st
+                    .tensor(&format!("{name}.dequant"))
+                    .ok()
+                    .map(|t| bytemuck::pod_collect_to_vec(t.data())),
+                name,
+            }
+        })
+        .collect()
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+/// The CPU quantizer reproduces bitsandbytes' packed bytes and absmax bit for bit (blocks
+/// straddling rows, a partial last block, an odd count, exact zeros and an all-zero block),
+/// and its dequantization equals the reference `code[nibble] * absmax`.
+#[test]
+fn cpu_quantization_is_bit_identical_to_bitsandbytes() {
+    for case in bnb_cases() {
+        let q = nf4::quantize_conv1d(&case.weight, case.k_in, case.n_out);
+        assert_eq!(q.packed, case.packed, "{}: packed bytes", case.name);
+        assert_eq!(bits(&q.absmax), bits(&case.absmax), "{}: absmax", case.name);
+        if let Some(want) = &case.dequant {
+            assert_eq!(bits(&q.dequantize()), bits(want), "{}: dequant", case.name);
+        }
+    }
+}
+
+/// The GPU quantizer reproduces the same bitsandbytes bytes.
+#[test]
+fn gpu_quantization_is_bit_identical_to_bitsandbytes() {
+    let gpu = gpu_or_skip!();
+    for case in bnb_cases() {
+        let numel = case.k_in * case.n_out;
+        let (packed, absmax) = kernels::nf4::alloc(gpu, numel);
+        let mut cmd = gpu.commands();
+        kernels::nf4::quantize_conv1d(
+            &mut cmd,
+            &packed,
+            &absmax,
+            &gpu.upload_f32(&case.weight),
+            case.k_in,
+            case.n_out,
+        );
+        cmd.submit();
+        let words = gpu.read_words_blocking(&packed);
+        let bytes: &[u8] = bytemuck::cast_slice(&words);
+        assert_eq!(
+            &bytes[..case.packed.len()],
+            &case.packed[..],
+            "{}: packed bytes",
+            case.name
+        );
+        assert_eq!(
+            bits(&gpu.read_f32_blocking(&absmax)),
+            bits(&case.absmax),
+            "{}: absmax",
+            case.name
+        );
+    }
+}
