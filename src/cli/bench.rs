@@ -100,10 +100,10 @@ fn split_columns(
     n: usize,
     format: &str,
 ) -> Result<Vec<(Weight, usize)>, Box<dyn std::error::Error>> {
+    // NF4 is quantized on the GPU from an f32 upload, so its pieces are sized like f32 ones.
     let words_per_col = match format {
-        "f32" => k,
+        "f32" | "nf4" => k,
         "f16" => k.div_ceil(2),
-        "nf4" => k.div_ceil(8),
         other => return Err(format!("unknown format {other:?} (use f32, f16 or nf4)").into()),
     };
     let cols = (gpu.max_binding_words() / words_per_col / 64 * 64).min(n);

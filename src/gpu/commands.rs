@@ -68,6 +68,21 @@ impl<'g> Commands<'g> {
             groups.iter().all(|&g| g <= max),
             "dispatch {groups:?} exceeds {max} workgroups per dimension"
         );
+        let max_binding = self.gpu.limits.max_storage_buffer_binding_size;
+        let align = self.gpu.limits.min_storage_buffer_offset_alignment as u64;
+        for t in tensors {
+            assert!(
+                t.size_bytes() <= max_binding,
+                "a {} MiB tensor exceeds this GPU's {} MiB storage binding limit: split it",
+                t.size_bytes() >> 20,
+                max_binding >> 20
+            );
+            assert!(
+                t.offset_bytes().is_multiple_of(align),
+                "tensor slice at byte {} is not {align}-byte aligned for binding",
+                t.offset_bytes()
+            );
+        }
         let bytes = bytemuck::bytes_of(params);
         let uniform_offset = self.uniforms.len();
         self.uniforms.extend_from_slice(bytes);

@@ -20,11 +20,15 @@ pub struct DeviceBundle {
     pub queue: wgpu::Queue,
 }
 
-fn instance() -> wgpu::Instance {
-    // `with_env` reads WGPU_BACKEND and friends; `Instance::default()` would ignore them.
-    wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle().with_env())
+/// An instance over `backends`, unless WGPU_BACKEND says otherwise (`with_env` reads it;
+/// `Instance::default()` would ignore it).
+fn instance(backends: wgpu::Backends) -> wgpu::Instance {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+    desc.backends = backends;
+    wgpu::Instance::new(desc.with_env())
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// Rank adapters: discrete GPU first, then integrated, virtual, other, CPU (lavapipe) last.
 fn type_rank(t: wgpu::DeviceType) -> u8 {
     match t {
@@ -37,8 +41,17 @@ fn type_rank(t: wgpu::DeviceType) -> u8 {
 }
 
 #[cfg(not(target_arch = "wasm32"))]
-async fn pick_adapter(instance: &wgpu::Instance) -> Result<wgpu::Adapter, GpuError> {
-    let mut adapters = instance.enumerate_adapters(wgpu::Backends::all()).await;
+async fn pick_adapter() -> Result<wgpu::Adapter, GpuError> {
+    // Vulkan / Metal / DX12 first; GL only when none of those has an adapter (probing GL
+    // also prints EGL noise on headless Linux).
+    let mut adapters = instance(wgpu::Backends::PRIMARY)
+        .enumerate_adapters(wgpu::Backends::all())
+        .await;
+    if adapters.is_empty() {
+        adapters = instance(wgpu::Backends::all())
+            .enumerate_adapters(wgpu::Backends::all())
+            .await;
+    }
     if let Ok(want) = std::env::var("WGPU_ADAPTER_NAME") {
         let want = want.to_lowercase();
         adapters.retain(|a| a.get_info().name.to_lowercase().contains(&want));
@@ -60,12 +73,11 @@ async fn pick_adapter(instance: &wgpu::Instance) -> Result<wgpu::Adapter, GpuErr
 }
 
 #[cfg(target_arch = "wasm32")]
-async fn pick_adapter(instance: &wgpu::Instance) -> Result<wgpu::Adapter, GpuError> {
-    instance
+async fn pick_adapter() -> Result<wgpu::Adapter, GpuError> {
+    instance(wgpu::Backends::BROWSER_WEBGPU)
         .request_adapter(&wgpu::RequestAdapterOptions {
             power_preference: wgpu::PowerPreference::HighPerformance,
-            force_fallback_adapter: false,
-            compatible_surface: None,
+            ..Default::default()
         })
         .await
         .map_err(|e| {
@@ -78,7 +90,7 @@ async fn pick_adapter(instance: &wgpu::Instance) -> Result<wgpu::Adapter, GpuErr
 /// Every adapter the instance can see (for `wgtune info`).
 #[cfg(not(target_arch = "wasm32"))]
 pub async fn list_adapters() -> Vec<wgpu::AdapterInfo> {
-    instance()
+    instance(wgpu::Backends::all())
         .enumerate_adapters(wgpu::Backends::all())
         .await
         .iter()
@@ -88,8 +100,7 @@ pub async fn list_adapters() -> Vec<wgpu::AdapterInfo> {
 
 /// Create the device with the adapter's full limits and the optional features it supports.
 pub async fn create_device() -> Result<DeviceBundle, GpuError> {
-    let instance = instance();
-    let adapter = pick_adapter(&instance).await?;
+    let adapter = pick_adapter().await?;
     let features = adapter.features() & wanted_features();
     let limits = adapter.limits();
     let (device, queue) = adapter

@@ -50,6 +50,8 @@ impl Drop for PooledBuffer {
 }
 
 impl BufferPool {
+    // On wasm32 wgpu handles are !Send: the GPU lives on one thread (the page's worker).
+    #[cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
     pub fn new(device: wgpu::Device) -> Arc<Self> {
         Arc::new(Self {
             device,
@@ -58,6 +60,8 @@ impl BufferPool {
     }
 
     /// Borrow a buffer of at least `size` bytes with `usage`; its contents are undefined.
+    // On wasm32 wgpu handles are !Send: the GPU lives on one thread (the page's worker).
+    #[cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
     pub fn take(self: &Arc<Self>, size: u64, usage: wgpu::BufferUsages) -> Arc<PooledBuffer> {
         let size = size.max(4).div_ceil(SIZE_QUANTUM) * SIZE_QUANTUM;
         let mut st = self.state.lock().unwrap();
