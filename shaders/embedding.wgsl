@@ -1,11 +1,17 @@
 // Token + position embedding, forward:  out[b,t,:] = wte[ids[b,t],:] + wpe[pos0 + t,:]
-// One invocation per output element; (B*T, C) flattened.
+// One invocation per output element; (B*T, C) flattened. `wte` may be bound one slice of
+// rows [v0, v0+vn) at a time (the table can exceed one binding): each dispatch writes only
+// the rows whose token falls in its slice.
 
 struct Params {
     rows: u32,     // B*T
     t: u32,        // tokens per sequence in this call
     c: u32,        // n_embd
     pos0: u32,     // position of the first token (KV-cache generation)
+    v0: u32,       // first vocabulary row of the bound wte slice
+    vn: u32,       // rows in the slice
+    _pad0: u32,
+    _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -21,6 +27,8 @@ fn embedding_forward(@builtin(global_invocation_id) gid: vec3<u32>,
     if (i >= p.rows * p.c) { return; }
     let row = i / p.c;
     let col = i % p.c;
+    let tok = ids[row];
+    if (tok < p.v0 || tok >= p.v0 + p.vn) { return; }
     let pos = p.pos0 + row % p.t;
-    out[i] = wte[ids[row] * p.c + col] + wpe[pos * p.c + col];
+    out[i] = wte[(tok - p.v0) * p.c + col] + wpe[pos * p.c + col];
 }

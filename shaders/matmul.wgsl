@@ -20,7 +20,7 @@ struct Params {
     has_bias: u32,
     alpha: f32,
     beta: f32,
-    _pad0: u32,
+    ldc: u32,      // row stride of C (N, or more when C is a column block of a wider matrix)
     _pad1: u32,
 }
 
@@ -58,7 +58,7 @@ fn matmul(@builtin(global_invocation_id) gid: vec3<u32>) {
 
     for (var i = 0u; i < rows; i++) {
         for (var j = 0u; j < cols; j++) {
-            let idx = (row0 + i) * p.n + col0 + j;
+            let idx = (row0 + i) * p.ldc + col0 + j;
             var v = p.alpha * acc[i][j];
             if (p.beta != 0.0) { v += p.beta * c[idx]; }
             if (p.has_bias != 0u) { v += bias[col0 + j]; }

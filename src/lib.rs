@@ -3,6 +3,11 @@
 //! types (see README "Architecture").
 
 pub mod cpu;
+pub mod data;
+pub mod error;
 pub mod gpu;
 pub mod kernels;
+pub mod model;
 pub mod nf4;
+pub mod sample;
+pub mod tokenizer;

@@ -1,6 +1,9 @@
 //! Command-line interface: argument parsing and the subcommands.
 
 mod bench;
+mod eval;
+mod generate;
+mod hub;
 
 use clap::{Parser, Subcommand};
 
@@ -19,6 +22,10 @@ struct Cli {
 enum Command {
     /// Show the GPU adapters, and the backend, limits and features in use.
     Info,
+    /// Mean token loss, perplexity and token count of a model over a JSONL file (JSON).
+    Eval(eval::EvalArgs),
+    /// Generate text from a prompt, streamed.
+    Generate(generate::GenerateArgs),
     /// Benchmarks that print figures.
     Bench {
         #[command(subcommand)]
@@ -29,6 +36,8 @@ enum Command {
 pub fn run() -> Result<(), Box<dyn std::error::Error>> {
     match Cli::parse().command {
         Command::Info => info(),
+        Command::Eval(a) => Ok(eval::run(a)?),
+        Command::Generate(a) => Ok(generate::run(a)?),
         Command::Bench { what } => bench::run(what),
     }
 }

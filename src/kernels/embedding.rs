@@ -12,9 +12,14 @@ struct Params {
     t: u32,
     c: u32,
     pos0: u32,
+    v0: u32,
+    vn: u32,
+    _pad: [u32; 2],
 }
 
-/// `out (B,T,C) = wte[ids] + wpe[pos0 .. pos0+T]`; `ids` are u32 token ids (B,T).
+/// `out (B,T,C) = wte[ids] + wpe[pos0 .. pos0+T]`; `ids` are u32 token ids (B,T), all below
+/// the vocabulary size `wte.len() / c` (the caller validates them). A table larger than one
+/// shader binding is bound in slices of rows, one dispatch each.
 pub fn embedding_forward(
     cmd: &mut Commands,
     out: &Tensor,
@@ -32,16 +37,25 @@ pub fn embedding_forward(
         .gpu()
         .kernels()
         .pipeline(Shader::Embedding, "embedding_forward", &[]);
-    let params = Params {
-        rows: rows as u32,
-        t: t as u32,
-        c: c as u32,
-        pos0: pos0 as u32,
-    };
-    cmd.dispatch(
-        &pipeline,
-        &params,
-        &[out, ids, wte, wpe],
-        grid_1d(rows * c, 256),
-    );
+    let vocab = wte.len() / c;
+    // Rows per slice: a multiple of 64 keeps every slice 256-byte aligned.
+    let slice_rows = (cmd.gpu().max_binding_words() / c / 64 * 64).max(64);
+    for v0 in (0..vocab).step_by(slice_rows) {
+        let vn = slice_rows.min(vocab - v0);
+        let params = Params {
+            rows: rows as u32,
+            t: t as u32,
+            c: c as u32,
+            pos0: pos0 as u32,
+            v0: v0 as u32,
+            vn: vn as u32,
+            _pad: [0; 2],
+        };
+        cmd.dispatch(
+            &pipeline,
+            &params,
+            &[out, ids, &wte.slice(v0 * c, vn * c), wpe],
+            grid_1d(rows * c, 256),
+        );
+    }
 }

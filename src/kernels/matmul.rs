@@ -57,6 +57,8 @@ pub struct Gemm {
     pub alpha: f32,
     /// 0 overwrites C (never reading it), 1 accumulates.
     pub beta: f32,
+    /// Row stride of C, when C is a column block of a wider matrix (default N).
+    pub ldc: Option<usize>,
 }
 
 impl Gemm {
@@ -69,6 +71,14 @@ impl Gemm {
             trans_b: false,
             alpha: 1.0,
             beta: 0.0,
+            ldc: None,
+        }
+    }
+    /// Write C with row stride `ldc` (e.g. one vocabulary chunk of full-width logits).
+    pub fn ldc(self, ldc: usize) -> Self {
+        Self {
+            ldc: Some(ldc),
+            ..self
         }
     }
     pub fn trans_a(self, t: bool) -> Self {
@@ -97,7 +107,8 @@ struct Params {
     has_bias: u32,
     alpha: f32,
     beta: f32,
-    _pad: [u32; 2],
+    ldc: u32,
+    _pad: u32,
 }
 
 /// Outputs per workgroup along each dimension (8×8 invocations × 4×4 outputs).
@@ -112,9 +123,11 @@ pub fn gemm(
     bias: Option<&Tensor>,
     g: Gemm,
 ) {
+    let ldc = g.ldc.unwrap_or(g.n);
+    assert!(ldc >= g.n, "gemm: ldc {ldc} < n {}", g.n);
     assert!(
-        c.len() >= g.m * g.n,
-        "gemm: C has {} < {}x{}",
+        g.m == 0 || c.len() >= (g.m - 1) * ldc + g.n,
+        "gemm: C has {} words, needs {}x{} with row stride {ldc}",
         c.len(),
         g.m,
         g.n
@@ -142,7 +155,8 @@ pub fn gemm(
         has_bias: bias.is_some() as u32,
         alpha: g.alpha,
         beta: g.beta,
-        _pad: [0; 2],
+        ldc: ldc as u32,
+        _pad: 0,
     };
     let bias = bias.unwrap_or(gpu.dummy());
     let groups = [g.n.div_ceil(TILE) as u32, g.m.div_ceil(TILE) as u32, 1];

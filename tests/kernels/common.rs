@@ -1,4 +1,6 @@
 //! Shared test helpers: the GPU, random data, tolerance checks.
+//! (Included by several test crates, each using a subset.)
+#![allow(dead_code)]
 
 use std::sync::OnceLock;
 

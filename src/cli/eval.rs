@@ -1,0 +1,108 @@
+//! `wgtune eval`: mean token loss, perplexity and token count over a JSONL file, as JSON.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use wgtune::data::{self, Format};
+use wgtune::error::Result;
+use wgtune::gpu::Gpu;
+use wgtune::kernels::cross_entropy::IGNORE_INDEX;
+use wgtune::model::{self, Quant};
+
+#[derive(Args)]
+pub struct EvalArgs {
+    /// Model: a local Hugging Face GPT-2 directory or a hub id (gpt2, openai-community/gpt2, ...).
+    #[arg(long, default_value = "gpt2")]
+    pub model: String,
+    /// JSONL file (text, prompt-completion, messages or alpaca lines).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Base weight format: nf4, nf4-dq (double quantization), f16 or f32.
+    #[arg(long, default_value = "nf4")]
+    pub quant: Quant,
+    /// Tokens per sequence (longer lines are truncated); default the model's n_positions.
+    #[arg(long)]
+    pub seq_len: Option<usize>,
+    /// Sequences per GPU batch.
+    #[arg(long, default_value_t = 8)]
+    pub batch_size: usize,
+    /// Data format; auto detects it from the first line.
+    #[arg(long, default_value = "auto")]
+    pub format: String,
+    /// Count the prompt tokens in the loss too.
+    #[arg(long)]
+    pub train_on_prompt: bool,
+}
+
+pub fn run(a: EvalArgs) -> Result<()> {
+    let format = match a.format.as_str() {
+        "auto" => None,
+        f => Some(f.parse::<Format>().map_err(wgtune::error::Error)?),
+    };
+    let dataset = data::read_jsonl(&a.data, format)?;
+    let dir = super::hub::resolve(&a.model)?;
+    let gpu = Gpu::new_blocking()?;
+    let (model, tok) = model::load_dir(&gpu, &dir, a.quant)?;
+    let n_pos = model.config.n_positions;
+    let seq_len = a.seq_len.unwrap_or(n_pos);
+    if seq_len == 0 || seq_len > n_pos {
+        wgtune::bail!("--seq-len {seq_len} must be between 1 and the model's n_positions {n_pos}");
+    }
+    if a.batch_size == 0 {
+        wgtune::bail!("--batch-size must be at least 1");
+    }
+    let eos = tok.eos_id().unwrap_or(model.config.eos());
+    let mut examples = Vec::with_capacity(dataset.rows.len());
+    for (line, segs) in &dataset.rows {
+        examples.push(data::tokenize(
+            &tok,
+            segs,
+            eos,
+            a.train_on_prompt,
+            seq_len,
+            *line,
+        )?);
+    }
+    let (mut sum, mut count) = (0.0f64, 0usize);
+    for batch in examples.chunks(a.batch_size) {
+        let t = batch.iter().map(|e| e.ids.len()).max().unwrap_or(1);
+        let b = batch.len();
+        let (mut ids, mut mask, mut targets) = (
+            vec![eos; b * t],
+            vec![0u32; b * t],
+            vec![IGNORE_INDEX; b * t],
+        );
+        for (i, e) in batch.iter().enumerate() {
+            for (j, &id) in e.ids.iter().enumerate() {
+                ids[i * t + j] = id;
+                mask[i * t + j] = 1;
+                // Position j predicts the label of token j+1 (transformers' shift).
+                if j + 1 < e.ids.len() {
+                    targets[i * t + j] = e.labels[j + 1];
+                }
+            }
+        }
+        let losses = pollster::block_on(model.position_losses(&gpu, &ids, &mask, &targets, b, t))?;
+        for (l, &tg) in losses.iter().zip(&targets) {
+            if tg != IGNORE_INDEX {
+                sum += *l as f64;
+                count += 1;
+            }
+        }
+    }
+    if count == 0 {
+        wgtune::bail!("{}: no trained tokens to evaluate", a.data.display());
+    }
+    let loss = sum / count as f64;
+    let out = serde_json::json!({
+        "loss": loss,
+        "perplexity": loss.exp(),
+        "tokens": count,
+        "sequences": examples.len(),
+        "format": dataset.format.name(),
+        "model": a.model,
+        "quant": format!("{:?}", a.quant),
+    });
+    println!("{out}");
+    Ok(())
+}

@@ -1,0 +1,91 @@
+//! `wgtune generate`: prompt → streamed text, with a KV cache on the GPU.
+
+use std::io::Write;
+
+use clap::Args;
+use wgtune::error::Result;
+use wgtune::gpu::Gpu;
+use wgtune::model::generate::KvCache;
+use wgtune::model::{self, Quant};
+use wgtune::sample::{Rng, Sampling, sample};
+
+#[derive(Args)]
+pub struct GenerateArgs {
+    /// Model: a local Hugging Face GPT-2 directory or a hub id.
+    #[arg(long, default_value = "gpt2")]
+    pub model: String,
+    #[arg(long)]
+    pub prompt: String,
+    #[arg(long, default_value_t = 64)]
+    pub max_new_tokens: usize,
+    /// 0 = greedy.
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f32,
+    /// Keep the k most likely tokens (0 = off).
+    #[arg(long, default_value_t = 0)]
+    pub top_k: usize,
+    /// Nucleus sampling threshold (1 = off).
+    #[arg(long, default_value_t = 1.0)]
+    pub top_p: f32,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Base weight format: nf4, nf4-dq, f16 or f32.
+    #[arg(long, default_value = "nf4")]
+    pub quant: Quant,
+}
+
+pub fn run(a: GenerateArgs) -> Result<()> {
+    let temperature_ok = a.temperature >= 0.0; // false for NaN too
+    let top_p_ok = a.top_p > 0.0 && a.top_p <= 1.0;
+    if !temperature_ok || !top_p_ok {
+        wgtune::bail!("--temperature must be >= 0 and --top-p in (0, 1]");
+    }
+    let dir = super::hub::resolve(&a.model)?;
+    let gpu = Gpu::new_blocking()?;
+    let (model, tok) = model::load_dir(&gpu, &dir, a.quant)?;
+    let eos = tok.eos_id().unwrap_or(model.config.eos());
+    let mut ids = tok.encode(&a.prompt)?;
+    if ids.is_empty() {
+        ids.push(eos); // GPT-2 starts unconditioned text from <|endoftext|>
+    }
+    if ids.len() >= model.config.n_positions {
+        wgtune::bail!(
+            "the prompt has {} tokens; the model sees at most {}",
+            ids.len(),
+            model.config.n_positions
+        );
+    }
+    let s = Sampling {
+        temperature: a.temperature,
+        top_k: a.top_k,
+        top_p: a.top_p,
+    };
+    let mut rng = Rng::new(a.seed);
+    let mut cache = KvCache::new(&gpu, &model);
+    let prompt_len = ids.len();
+    let mut out = std::io::stdout().lock();
+    let _ = write!(out, "{}", a.prompt);
+    let mut shown = tok.decode(&ids[..prompt_len])?.len();
+    let mut next = ids.clone();
+    for _ in 0..a.max_new_tokens {
+        if cache.len() + next.len() > model.config.n_positions {
+            break;
+        }
+        let logits = pollster::block_on(model.step(&gpu, &mut cache, &next))?;
+        let id = sample(&logits, &s, &mut rng);
+        if id == eos {
+            break;
+        }
+        ids.push(id);
+        // Print only complete characters: decode everything and show what is new.
+        let text = tok.decode(&ids)?;
+        if text.len() > shown && !text.ends_with('\u{FFFD}') {
+            let _ = write!(out, "{}", &text[shown..]);
+            let _ = out.flush();
+            shown = text.len();
+        }
+        next = vec![id];
+    }
+    let _ = writeln!(out);
+    Ok(())
+}

@@ -1,0 +1,138 @@
+//! Text generation with a KV cache: the prompt is run once (prefill), then each new token
+//! runs only its own position, attending to the cached q/k/v rows of the earlier ones.
+
+use crate::bail;
+use crate::error::Result;
+use crate::gpu::{Gpu, Tensor};
+use crate::kernels::attention::{AttnDims, attention_forward};
+use crate::kernels::elementwise::gelu_forward;
+use crate::kernels::embedding::embedding_forward;
+use crate::kernels::layernorm::layernorm_forward;
+use crate::model::gpt2::{Gpt2, run_linear};
+
+/// Per layer, the c_attn output (q|k|v) of every position so far: (n_positions, 3C).
+pub struct KvCache {
+    layers: Vec<Tensor>,
+    /// All-ones mask over the cache rows (generation has no padding).
+    mask: Tensor,
+    len: usize,
+}
+
+impl KvCache {
+    pub fn new(gpu: &Gpu, model: &Gpt2) -> Self {
+        let cfg = &model.config;
+        let p = cfg.n_positions;
+        Self {
+            layers: (0..cfg.n_layer)
+                .map(|_| gpu.tensor(p * 3 * cfg.n_embd))
+                .collect(),
+            mask: gpu.upload_u32(&vec![1; p]),
+            len: 0,
+        }
+    }
+
+    /// Positions already in the cache.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl Gpt2 {
+    /// Run `ids` at the next positions of `cache` and return the logits (V) of the last one.
+    pub async fn step(&self, gpu: &Gpu, cache: &mut KvCache, ids: &[u32]) -> Result<Vec<f32>> {
+        let cfg = &self.config;
+        let (c, n, pos0, p) = (cfg.n_embd, ids.len(), cache.len, cfg.n_positions);
+        if n == 0 {
+            bail!("nothing to run: the prompt is empty");
+        }
+        if pos0 + n > p {
+            bail!(
+                "sequence of {} tokens exceeds the model's n_positions {p}",
+                pos0 + n
+            );
+        }
+        if let Some(&bad) = ids.iter().find(|&&id| id as usize >= cfg.vocab_size) {
+            bail!(
+                "token id {bad} is outside the vocabulary of {}",
+                cfg.vocab_size
+            );
+        }
+        let eps = cfg.layer_norm_epsilon as f32;
+        let ids_t = gpu.upload_u32(ids);
+        let x = gpu.tensor(n * c);
+        let ln = gpu.tensor(n * c);
+        let (mean, rstd) = (gpu.tensor(n), gpu.tensor(n));
+        let qkv = gpu.tensor(n * 3 * c);
+        let att = gpu.tensor(n * c);
+        let lse = gpu.tensor(cfg.n_head * n);
+        let h = gpu.tensor(n * 4 * c);
+        let g = gpu.tensor(n * 4 * c);
+        let last = gpu.tensor(c);
+        let logits = gpu.tensor(cfg.vocab_size);
+        let dims = AttnDims {
+            b: 1,
+            t: p,
+            c,
+            n_head: cfg.n_head,
+        };
+        let mut cmd = gpu.commands();
+        embedding_forward(&mut cmd, &x, &ids_t, &self.wte, &self.wpe, 1, n, c, pos0);
+        for (blk, kv) in self.blocks.iter().zip(&cache.layers) {
+            layernorm_forward(
+                &mut cmd,
+                &ln,
+                &mean,
+                &rstd,
+                &x,
+                &blk.ln_1.0,
+                &blk.ln_1.1,
+                n,
+                c,
+                eps,
+            );
+            run_linear(&mut cmd, &qkv, &ln, &blk.c_attn, n, false);
+            // Append this step's q/k/v rows to the cache (a copy: row offsets need not be
+            // binding-aligned).
+            cmd.copy(&qkv, &kv.slice(pos0 * 3 * c, n * 3 * c));
+            attention_forward(&mut cmd, &att, &lse, kv, &cache.mask, &dims, pos0, n);
+            run_linear(&mut cmd, &x, &att, &blk.attn_proj, n, true);
+            layernorm_forward(
+                &mut cmd,
+                &ln,
+                &mean,
+                &rstd,
+                &x,
+                &blk.ln_2.0,
+                &blk.ln_2.1,
+                n,
+                c,
+                eps,
+            );
+            run_linear(&mut cmd, &h, &ln, &blk.c_fc, n, false);
+            gelu_forward(&mut cmd, &g, &h, n * 4 * c);
+            run_linear(&mut cmd, &x, &g, &blk.mlp_proj, n, true);
+        }
+        cmd.copy(&x.slice((n - 1) * c, c), &last);
+        let (m1, r1) = (gpu.tensor(1), gpu.tensor(1));
+        layernorm_forward(
+            &mut cmd,
+            &ln,
+            &m1,
+            &r1,
+            &last,
+            &self.ln_f.0,
+            &self.ln_f.1,
+            1,
+            c,
+            eps,
+        );
+        self.record_logits(&mut cmd, &logits, &ln, 1);
+        cmd.submit();
+        cache.len += n;
+        Ok(gpu.read_f32(&logits).await?)
+    }
+}

@@ -1,0 +1,461 @@
+//! The GPT-2 model on the GPU: weights keyed by Hugging Face names, and the forward pass.
+//!
+//! ```text
+//! x = wte[ids] + wpe[pos]                                   (B,T,C)
+//! for each block:  x += c_proj(attn(c_attn(ln_1(x))))
+//!                  x += mlp.c_proj(gelu(c_fc(ln_2(x))))
+//! logits = ln_f(x) · wteᵀ                                   (B,T,V), tied head
+//! ```
+//! Base weights are f32, f16 or NF4 (QLoRA); embeddings, LayerNorms and biases stay f32.
+
+use crate::error::Result;
+use crate::gpu::{Commands, Gpu, Tensor};
+use crate::kernels::attention::{AttnDims, attention_forward};
+use crate::kernels::cross_entropy::lm_head_loss;
+use crate::kernels::elementwise::gelu_forward;
+use crate::kernels::embedding::embedding_forward;
+use crate::kernels::layernorm::layernorm_forward;
+use crate::kernels::matmul::{Gemm, Weight, gemm, linear_forward};
+use crate::model::config::Gpt2Config;
+use crate::model::safetensors_file::SafetensorsFile;
+use crate::{bail, err, nf4};
+
+/// How the frozen base weights (the Conv1D matrices) are stored on the GPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Quant {
+    F32,
+    F16,
+    /// bitsandbytes NF4, blocksize 64; `double_quant` also quantizes the absmax (as
+    /// `bnb_4bit_use_double_quant`), whose reconstruction the matmul then uses.
+    Nf4 {
+        double_quant: bool,
+    },
+}
+
+impl std::str::FromStr for Quant {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "f32" => Ok(Quant::F32),
+            "f16" => Ok(Quant::F16),
+            "nf4" => Ok(Quant::Nf4 {
+                double_quant: false,
+            }),
+            "nf4-dq" => Ok(Quant::Nf4 { double_quant: true }),
+            _ => Err(format!(
+                "unknown quantization {s:?}: use nf4, nf4-dq, f16 or f32"
+            )),
+        }
+    }
+}
+
+/// A Conv1D layer `y = x·W + b` with `W (in,out)`.
+pub struct Linear {
+    pub weight: Weight,
+    pub bias: Tensor,
+    pub k_in: usize,
+    pub n_out: usize,
+}
+
+/// One transformer block.
+pub struct Block {
+    pub ln_1: (Tensor, Tensor),
+    pub c_attn: Linear,
+    pub attn_proj: Linear,
+    pub ln_2: (Tensor, Tensor),
+    pub c_fc: Linear,
+    pub mlp_proj: Linear,
+}
+
+pub struct Gpt2 {
+    pub config: Gpt2Config,
+    pub quant: Quant,
+    /// Token embedding (V,C), also the output head.
+    pub wte: Tensor,
+    /// Position embedding (P,C).
+    pub wpe: Tensor,
+    pub blocks: Vec<Block>,
+    pub ln_f: (Tensor, Tensor),
+}
+
+/// Vocabulary chunk of the LM head: the (rows, chunk) logits block that is resident at once.
+pub const VOCAB_CHUNK: usize = 8192;
+
+/// Reads weights by Hugging Face name, accepting the optional `transformer.` prefix.
+struct WeightReader<'f> {
+    file: &'f SafetensorsFile,
+    prefix: &'static str,
+}
+
+impl<'f> WeightReader<'f> {
+    fn new(file: &'f SafetensorsFile) -> Self {
+        let prefix = if file.info("transformer.wte.weight").is_some() {
+            "transformer."
+        } else {
+            ""
+        };
+        Self { file, prefix }
+    }
+
+    /// The tensor `name` as f32, checked to have `shape`.
+    fn get(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        let full = format!("{}{name}", self.prefix);
+        let (values, got) = self.file.f32(&full)?;
+        if got != shape {
+            bail!(
+                "{}: tensor {full} has shape {got:?}, config.json implies {shape:?}",
+                self.file.path().display()
+            );
+        }
+        Ok(values)
+    }
+}
+
+impl Gpt2 {
+    /// Load `config` + `model.safetensors`, one tensor at a time, quantizing as asked.
+    pub fn load(
+        gpu: &Gpu,
+        config: Gpt2Config,
+        file: &SafetensorsFile,
+        quant: Quant,
+    ) -> Result<Self> {
+        let r = WeightReader::new(file);
+        let c = config.n_embd;
+        if r.file.info(&format!("{}wte.weight", r.prefix)).is_none() {
+            bail!(
+                "{}: no wte.weight (or transformer.wte.weight): not a GPT-2 checkpoint",
+                file.path().display()
+            );
+        }
+        let vec =
+            |name: &str, n: usize| -> Result<Tensor> { Ok(gpu.upload_f32(&r.get(name, &[n])?)) };
+        let linear = |name: &str, k_in: usize, n_out: usize| -> Result<Linear> {
+            let w = r.get(&format!("{name}.weight"), &[k_in, n_out])?;
+            Ok(Linear {
+                weight: upload_weight(gpu, &w, k_in, n_out, quant),
+                bias: vec(&format!("{name}.bias"), n_out)?,
+                k_in,
+                n_out,
+            })
+        };
+        let mut blocks = Vec::with_capacity(config.n_layer);
+        for i in 0..config.n_layer {
+            let h = format!("h.{i}");
+            blocks.push(Block {
+                ln_1: (
+                    vec(&format!("{h}.ln_1.weight"), c)?,
+                    vec(&format!("{h}.ln_1.bias"), c)?,
+                ),
+                c_attn: linear(&format!("{h}.attn.c_attn"), c, 3 * c)?,
+                attn_proj: linear(&format!("{h}.attn.c_proj"), c, c)?,
+                ln_2: (
+                    vec(&format!("{h}.ln_2.weight"), c)?,
+                    vec(&format!("{h}.ln_2.bias"), c)?,
+                ),
+                c_fc: linear(&format!("{h}.mlp.c_fc"), c, 4 * c)?,
+                mlp_proj: linear(&format!("{h}.mlp.c_proj"), 4 * c, c)?,
+            });
+        }
+        let wte = gpu.upload_f32(&r.get("wte.weight", &[config.vocab_size, c])?);
+        let wpe = gpu.upload_f32(&r.get("wpe.weight", &[config.n_positions, c])?);
+        let ln_f = (vec("ln_f.weight", c)?, vec("ln_f.bias", c)?);
+        Ok(Self {
+            config,
+            quant,
+            wte,
+            wpe,
+            blocks,
+            ln_f,
+        })
+    }
+
+    /// A model of the given shape with random weights (benchmarks, tests): N(0, 0.02)-like
+    /// values from a fixed seed, LayerNorms at 1/0.
+    pub fn random(gpu: &Gpu, config: Gpt2Config, quant: Quant, seed: u64) -> Self {
+        let mut state = seed;
+        let mut rand = |n: usize, scale: f32| -> Vec<f32> {
+            (0..n)
+                .map(|_| {
+                    state = state
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 2.0 * scale
+                })
+                .collect()
+        };
+        let c = config.n_embd;
+        let ones = |gpu: &Gpu| gpu.upload_f32(&vec![1.0; c]);
+        let mut linear = |k_in: usize, n_out: usize| Linear {
+            weight: upload_weight(gpu, &rand(k_in * n_out, 0.035), k_in, n_out, quant),
+            bias: gpu.upload_f32(&rand(n_out, 0.01)),
+            k_in,
+            n_out,
+        };
+        let mut blocks = Vec::new();
+        for _ in 0..config.n_layer {
+            blocks.push(Block {
+                ln_1: (ones(gpu), gpu.zeros(c)),
+                c_attn: linear(c, 3 * c),
+                attn_proj: linear(c, c),
+                ln_2: (ones(gpu), gpu.zeros(c)),
+                c_fc: linear(c, 4 * c),
+                mlp_proj: linear(4 * c, c),
+            });
+        }
+        let wte = gpu.upload_f32(&rand(config.vocab_size * c, 0.035));
+        let wpe = gpu.upload_f32(&rand(config.n_positions * c, 0.035));
+        Self {
+            ln_f: (ones(gpu), gpu.zeros(c)),
+            config,
+            quant,
+            wte,
+            wpe,
+            blocks,
+        }
+    }
+
+    /// Bytes of GPU memory the weights occupy.
+    pub fn weight_bytes(&self) -> u64 {
+        let lin = |l: &Linear| l.weight.size_bytes() + l.bias.size_bytes();
+        let pair = |p: &(Tensor, Tensor)| p.0.size_bytes() + p.1.size_bytes();
+        self.wte.size_bytes()
+            + self.wpe.size_bytes()
+            + pair(&self.ln_f)
+            + self
+                .blocks
+                .iter()
+                .map(|b| {
+                    pair(&b.ln_1)
+                        + pair(&b.ln_2)
+                        + lin(&b.c_attn)
+                        + lin(&b.attn_proj)
+                        + lin(&b.c_fc)
+                        + lin(&b.mlp_proj)
+                })
+                .sum::<u64>()
+    }
+
+    /// Record the forward pass of `ids (B,T)` up to the final LayerNorm; returns its output
+    /// (B·T, C). `mask (B,T)` is 1 for tokens, 0 for padding.
+    pub fn record_hidden(
+        &self,
+        cmd: &mut Commands,
+        ids: &Tensor,
+        mask: &Tensor,
+        b: usize,
+        t: usize,
+    ) -> Tensor {
+        let gpu = cmd.gpu();
+        let cfg = &self.config;
+        let (c, rows) = (cfg.n_embd, b * t);
+        let eps = cfg.layer_norm_epsilon as f32;
+        let x = gpu.tensor(rows * c);
+        let ln = gpu.tensor(rows * c);
+        let (mean, rstd) = (gpu.tensor(rows), gpu.tensor(rows));
+        let qkv = gpu.tensor(rows * 3 * c);
+        let att = gpu.tensor(rows * c);
+        let lse = gpu.tensor(b * cfg.n_head * t);
+        let h = gpu.tensor(rows * 4 * c);
+        let g = gpu.tensor(rows * 4 * c);
+        let dims = AttnDims {
+            b,
+            t,
+            c,
+            n_head: cfg.n_head,
+        };
+        embedding_forward(cmd, &x, ids, &self.wte, &self.wpe, b, t, c, 0);
+        for blk in &self.blocks {
+            layernorm_forward(
+                cmd,
+                &ln,
+                &mean,
+                &rstd,
+                &x,
+                &blk.ln_1.0,
+                &blk.ln_1.1,
+                rows,
+                c,
+                eps,
+            );
+            run_linear(cmd, &qkv, &ln, &blk.c_attn, rows, false);
+            attention_forward(cmd, &att, &lse, &qkv, mask, &dims, 0, t);
+            run_linear(cmd, &x, &att, &blk.attn_proj, rows, true);
+            layernorm_forward(
+                cmd,
+                &ln,
+                &mean,
+                &rstd,
+                &x,
+                &blk.ln_2.0,
+                &blk.ln_2.1,
+                rows,
+                c,
+                eps,
+            );
+            run_linear(cmd, &h, &ln, &blk.c_fc, rows, false);
+            gelu_forward(cmd, &g, &h, rows * 4 * c);
+            run_linear(cmd, &x, &g, &blk.mlp_proj, rows, true);
+        }
+        layernorm_forward(
+            cmd,
+            &ln,
+            &mean,
+            &rstd,
+            &x,
+            &self.ln_f.0,
+            &self.ln_f.1,
+            rows,
+            c,
+            eps,
+        );
+        ln
+    }
+
+    /// Record `logits (rows, V) = hidden · wteᵀ`, vocabulary chunk by chunk.
+    pub fn record_logits(&self, cmd: &mut Commands, logits: &Tensor, hidden: &Tensor, rows: usize) {
+        let (c, v) = (self.config.n_embd, self.config.vocab_size);
+        for v0 in (0..v).step_by(VOCAB_CHUNK) {
+            let vc = VOCAB_CHUNK.min(v - v0);
+            let w = Weight::F32(self.wte.slice(v0 * c, vc * c));
+            let out = logits.slice(v0, logits.len() - v0);
+            gemm(
+                cmd,
+                &out,
+                hidden,
+                &w,
+                None,
+                Gemm::new(rows, vc, c).trans_b(true).ldc(v),
+            );
+        }
+    }
+
+    /// Logits (B,T,V) of `ids (B,T)` with `mask (B,T)`.
+    pub async fn logits(
+        &self,
+        gpu: &Gpu,
+        ids: &[u32],
+        mask: &[u32],
+        b: usize,
+        t: usize,
+    ) -> Result<Vec<f32>> {
+        self.check_batch(ids, mask, b, t)?;
+        let (ids_t, mask_t) = (gpu.upload_u32(ids), gpu.upload_u32(mask));
+        let logits = gpu.tensor(b * t * self.config.vocab_size);
+        let mut cmd = gpu.commands();
+        let hidden = self.record_hidden(&mut cmd, &ids_t, &mask_t, b, t);
+        self.record_logits(&mut cmd, &logits, &hidden, b * t);
+        cmd.submit();
+        Ok(gpu.read_f32(&logits).await?)
+    }
+
+    /// Per-position losses (B·T) of predicting `targets (B,T)` (−100 = not trained) from
+    /// `ids`, through the chunked LM head + cross-entropy.
+    pub async fn position_losses(
+        &self,
+        gpu: &Gpu,
+        ids: &[u32],
+        mask: &[u32],
+        targets: &[i32],
+        b: usize,
+        t: usize,
+    ) -> Result<Vec<f32>> {
+        self.check_batch(ids, mask, b, t)?;
+        let rows = b * t;
+        let (c, v) = (self.config.n_embd, self.config.vocab_size);
+        let (ids_t, mask_t) = (gpu.upload_u32(ids), gpu.upload_u32(mask));
+        let target_words: Vec<u32> = targets.iter().map(|&x| x as u32).collect();
+        let targets_t = gpu.upload_u32(&target_words);
+        let loss = gpu.tensor(rows);
+        let chunk_width = vocab_chunk(gpu, rows, v);
+        let chunk = gpu.tensor(rows * chunk_width);
+        let state = gpu.tensor(rows * 3);
+        let mut cmd = gpu.commands();
+        let hidden = self.record_hidden(&mut cmd, &ids_t, &mask_t, b, t);
+        lm_head_loss(
+            &mut cmd,
+            &loss,
+            None,
+            &chunk,
+            &state,
+            &hidden,
+            &self.wte,
+            &targets_t,
+            rows,
+            c,
+            v,
+            chunk_width,
+            0.0,
+        );
+        cmd.submit();
+        Ok(gpu.read_f32(&loss).await?)
+    }
+
+    fn check_batch(&self, ids: &[u32], mask: &[u32], b: usize, t: usize) -> Result<()> {
+        if ids.len() != b * t || mask.len() != b * t {
+            bail!("batch of {b}x{t} needs {} ids and mask values", b * t);
+        }
+        if t > self.config.n_positions {
+            bail!(
+                "sequence length {t} exceeds the model's n_positions {}",
+                self.config.n_positions
+            );
+        }
+        if let Some(&bad) = ids
+            .iter()
+            .find(|&&id| id as usize >= self.config.vocab_size)
+        {
+            return Err(err!(
+                "token id {bad} is outside the vocabulary of {} (tokenizer and model do not match)",
+                self.config.vocab_size
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Columns of the LM-head chunk for `rows` rows: at most [`VOCAB_CHUNK`], a multiple of 64,
+/// and small enough that the (rows, chunk) block fits one shader binding.
+pub fn vocab_chunk(gpu: &Gpu, rows: usize, vocab: usize) -> usize {
+    let fit = gpu.max_binding_words() / rows.max(1) / 64 * 64;
+    VOCAB_CHUNK.min(vocab.div_ceil(64) * 64).min(fit).max(64)
+}
+
+/// `y (+)= x·W + b` for one Conv1D layer.
+pub(crate) fn run_linear(
+    cmd: &mut Commands,
+    y: &Tensor,
+    x: &Tensor,
+    l: &Linear,
+    rows: usize,
+    accumulate: bool,
+) {
+    linear_forward(
+        cmd,
+        y,
+        x,
+        &l.weight,
+        Some(&l.bias),
+        rows,
+        l.k_in,
+        l.n_out,
+        accumulate,
+    );
+}
+
+/// Upload a Conv1D weight `(in,out)` in the requested format.
+fn upload_weight(gpu: &Gpu, w: &[f32], k_in: usize, n_out: usize, quant: Quant) -> Weight {
+    match quant {
+        Quant::F32 => Weight::F32(gpu.upload_f32(w)),
+        Quant::F16 => {
+            let h: Vec<half::f16> = w.iter().map(|&v| half::f16::from_f32(v)).collect();
+            Weight::F16(gpu.upload_bytes(bytemuck::cast_slice(&h)))
+        }
+        Quant::Nf4 { double_quant } => {
+            let mut q = nf4::quantize_conv1d(w, k_in, n_out);
+            if double_quant {
+                q.absmax = nf4::double_quantize(&q.absmax).dequantize();
+            }
+            crate::kernels::nf4::upload(gpu, &q)
+        }
+    }
+}

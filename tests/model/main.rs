@@ -1,0 +1,9 @@
+//! GPT-2 against transformers / bitsandbytes fixtures (tests/reference/make_fixtures.py):
+//! logits, losses, greedy generation with the KV cache, NF4 models, tokenizers, eval data.
+
+#[path = "../kernels/common.rs"]
+mod common;
+
+mod fixtures;
+mod forward;
+mod tokenizer_and_data;
