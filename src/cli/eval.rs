@@ -7,7 +7,7 @@ use wgtune::data::{self, Format};
 use wgtune::error::Result;
 use wgtune::gpu::Gpu;
 use wgtune::kernels::cross_entropy::IGNORE_INDEX;
-use wgtune::model::{self, Quant};
+use wgtune::model::Quant;
 
 #[derive(Args)]
 pub struct EvalArgs {
@@ -40,9 +40,8 @@ pub fn run(a: EvalArgs) -> Result<()> {
         f => Some(f.parse::<Format>().map_err(wgtune::error::Error)?),
     };
     let dataset = data::read_jsonl(&a.data, format)?;
-    let dir = super::hub::resolve(&a.model)?;
     let gpu = Gpu::new_blocking()?;
-    let (model, tok) = model::load_dir(&gpu, &dir, a.quant)?;
+    let (model, tok) = super::load_model(&gpu, &a.model, a.quant)?;
     let n_pos = model.config.n_positions;
     let seq_len = a.seq_len.unwrap_or(n_pos);
     if seq_len == 0 || seq_len > n_pos {
@@ -101,7 +100,7 @@ pub fn run(a: EvalArgs) -> Result<()> {
         "sequences": examples.len(),
         "format": dataset.format.name(),
         "model": a.model,
-        "quant": format!("{:?}", a.quant),
+        "quant": a.quant.to_string(),
     });
     println!("{out}");
     Ok(())

@@ -5,8 +5,8 @@ use std::io::Write;
 use clap::Args;
 use wgtune::error::Result;
 use wgtune::gpu::Gpu;
+use wgtune::model::Quant;
 use wgtune::model::generate::KvCache;
-use wgtune::model::{self, Quant};
 use wgtune::sample::{Rng, Sampling, sample};
 
 #[derive(Args)]
@@ -40,9 +40,8 @@ pub fn run(a: GenerateArgs) -> Result<()> {
     if !temperature_ok || !top_p_ok {
         wgtune::bail!("--temperature must be >= 0 and --top-p in (0, 1]");
     }
-    let dir = super::hub::resolve(&a.model)?;
     let gpu = Gpu::new_blocking()?;
-    let (model, tok) = model::load_dir(&gpu, &dir, a.quant)?;
+    let (model, tok) = super::load_model(&gpu, &a.model, a.quant)?;
     let eos = tok.eos_id().unwrap_or(model.config.eos());
     let mut ids = tok.encode(&a.prompt)?;
     if ids.is_empty() {

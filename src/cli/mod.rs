@@ -53,3 +53,25 @@ fn info() -> Result<(), Box<dyn std::error::Error>> {
     println!("{}", wgtune::gpu::describe(&gpu));
     Ok(())
 }
+
+/// Resolve `--model`, load it in `quant`, and report where it went and the GPU memory used.
+pub(crate) fn load_model(
+    gpu: &wgtune::gpu::Gpu,
+    model: &str,
+    quant: wgtune::model::Quant,
+) -> wgtune::error::Result<(wgtune::model::Gpt2, wgtune::tokenizer::Tokenizer)> {
+    let dir = hub::resolve(model)?;
+    let (m, tok) = wgtune::model::load_dir(gpu, &dir, quant)?;
+    let c = &m.config;
+    eprintln!(
+        "{model}: {} layers, {} embd, {} heads, vocab {}; base {quant}: {:.1} MiB of weights on {} ({:?})",
+        c.n_layer,
+        c.n_embd,
+        c.n_head,
+        c.vocab_size,
+        m.weight_bytes() as f64 / (1024.0 * 1024.0),
+        gpu.adapter_info.name,
+        gpu.adapter_info.backend
+    );
+    Ok((m, tok))
+}

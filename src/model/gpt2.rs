@@ -32,6 +32,19 @@ pub enum Quant {
     },
 }
 
+impl std::fmt::Display for Quant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Quant::F32 => "f32",
+            Quant::F16 => "f16",
+            Quant::Nf4 {
+                double_quant: false,
+            } => "nf4",
+            Quant::Nf4 { double_quant: true } => "nf4-dq",
+        })
+    }
+}
+
 impl std::str::FromStr for Quant {
     type Err = String;
     fn from_str(s: &str) -> std::result::Result<Self, String> {

@@ -22,7 +22,11 @@ It does two things:
      native C++ CPU kernel (`quantize_cpu_impl` in csrc/cpu_ops.cpp, with its 65536-entry LUT).
 
 2. Fixture. It writes tests/fixtures/nf4/nf4_reference.safetensors (tensor list at the end of
-   this file, in `write_fixture`).
+   this file, in `write_fixture`), and tests/fixtures/nf4/dq_extra.safetensors
+   (`write_dq_extra`): bitsandbytes' double quantisation of longer absmax arrays (up to 11003
+   blocks), of ones with all-zero 256-blocks and of ones where the kernel's reciprocal multiply
+   matters; and torch's f32 mean of deterministic `hash_values` arrays of many lengths (so the
+   cascade order of the sum is pinned down).
 """
 
 import os
@@ -40,6 +44,7 @@ from safetensors.numpy import save_file  # noqa: E402
 f32 = np.float32
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 OUT_PATH = os.path.join(REPO, "tests", "fixtures", "nf4", "nf4_reference.safetensors")
+DQ_EXTRA_PATH = os.path.join(REPO, "tests", "fixtures", "nf4", "dq_extra.safetensors")
 
 # ----------------------------------------------------------------------------------------------
 # NF4
@@ -455,6 +460,133 @@ def write_fixture(lanes):
     return tensors
 
 
+def hash_values(n, seed):
+    """Deterministic f32 test values, cheap to regenerate exactly in Rust (so only torch's mean
+    of them needs storing): k = (i * 2654435761 + seed * 40503) mod 2^24 (integer arithmetic),
+    x[i] = f32(k) * 2^-(20 + i mod 7) (exact)."""
+    i = np.arange(n, dtype=np.uint64)
+    k = (i * np.uint64(2654435761) + np.uint64(seed) * np.uint64(40503)) % np.uint64(2**24)
+    e = (20 + (i % np.uint64(7))).astype(np.int64)
+    return (k.astype(f32) * np.ldexp(f32(1), -e).astype(f32)).astype(f32)
+
+
+# lengths for torch's mean: scalar path (< 8), the ILP tail, cascade levels 1, 2 and 3 (flushes
+# after 16, 256 and 4096 rows of 32 values), past 32768 (torch sums that across threads unless
+# it has one, as here) and past 2^24 (level_power 5). 1000003 and 20000001 were picked because
+# their sums change if level 3 or level_power 5 is handled wrongly (many lengths don't).
+MEAN_LENGTHS = [1, 3, 7, 8, 9, 31, 33, 100, 513, 600, 1000, 2049, 4096, 8191, 8193, 16384, 20000,
+                32767, 70001, 1000003, 20000001]
+
+
+def index_straddle_absmax(g, code8, count):
+    """Absmax arrays (256 values) in which y * (1 / absmax2), the native kernel's rule, and
+    y / absmax2 give different bytes for element 1: element 1 is placed on an edge of the
+    65536-cell index grid where the LUT value changes, then moved ulp by ulp. (The other
+    plausible variant, idx = fma(u, 65535, 0.5), never differs at a LUT edge: adding 0.5 is
+    exact there, so no such case exists.)"""
+    lut = np_build_lut(code8)
+
+    def byte1(a, div):
+        y = (a - np_torch_mean_f32(a, 8)).astype(f32)
+        am = f32(np.abs(y).max())
+        t = f32(y[1] / am) if div else f32(y[1] * f32(f32(1) / am))
+        u = f32(f32(min(max(t, f32(-1)), f32(1)) + f32(1)) * f32(0.5))
+        return lut[int(f32(f32(u * f32(65535)) + f32(0.5)))]
+
+    edges = np.nonzero(lut[:-1] != lut[1:])[0]
+    found = []
+    for e in g.permutation(edges):
+        a = (np.abs(g.standard_normal(256)) * f32(g.uniform(0.05, 2))).astype(f32)
+        a[0] = f32(a.max() * 1.5)  # absmax2 comes from element 0, away from element 1
+        t = 2 * ((e + 0.5) / 65535) - 1  # idx = e + 1 exactly: the edge of cells e and e + 1
+        for _ in range(6):  # element 1 moves the mean: iterate to a fixed point
+            off = np_torch_mean_f32(a, 8)
+            a[1] = f32(t * f32(np.abs(a - off).max()) + off)
+        v0 = a[1]
+        for s in range(-40, 41):
+            v = v0
+            for _ in range(abs(s)):
+                v = np.nextafter(v, f32(np.inf) if s > 0 else f32(-np.inf))
+            a[1] = v
+            if byte1(a, False) != byte1(a, True):
+                found.append(a.copy())
+                break
+        if len(found) == count:
+            return found
+    raise AssertionError("no index-straddle case found")
+
+
+def dq_extra_weights():
+    """Flat nn.Linear-layout weights whose NF4 absmax arrays exercise double quantisation.
+    numpy seed 7; all lengths stay below 32768 blocks (torch sums longer arrays across threads)."""
+    g = np.random.default_rng(7)
+    ws = {}
+    # long absmax arrays with a wide range of block scales; odd lengths leave a scalar tail and
+    # a partial ILP group in torch's sum, and a partial last 64-block
+    for n_blocks in (3001, 11003):
+        scale = np.repeat(np.exp(g.uniform(-6, 1, n_blocks)), 64)[: n_blocks * 64 - 5]
+        ws[f"long{n_blocks}"] = (g.standard_normal(scale.size) * scale).astype(f32)
+    # absmax = 1 everywhere: the mean is exactly 1, so every 256-block of y is zero (bytes 0)
+    ws["const300"] = np.where(g.random(300 * 64) < 0.5, f32(-1), f32(1)).astype(f32)
+    # absmax 1 x 256, 0.5 x 128, 1.5 x 128: mean exactly 1, so block 0 is all zero, block 1 not
+    am = np.concatenate([np.full(256, 1.0), np.full(128, 0.5), np.full(128, 1.5)]).astype(f32)
+    ws["mixed512"] = np.repeat(am, 64) * np.where(g.random(512 * 64) < 0.5, f32(-1), f32(1)).astype(f32)
+    # given absmax arrays: block j of the weight is [a_j, 0, ..., 0] (full blocks store max|x|)
+    for k, a in enumerate(index_straddle_absmax(g, np_dynamic_map(), 4)):
+        w = np.zeros(a.size * 64, f32)
+        w[::64] = a
+        ws[f"straddle{k}"] = w
+    return ws
+
+
+def write_dq_extra(lanes):
+    """N.absmax (bnb's plain NF4 absmax of weight N), N.dq.absmax_q, N.dq.offset,
+    N.dq.state2_absmax (bnb, compress_statistics=True) and N.dq.absmax (the
+    reconstruction); the weights themselves are not stored (size)."""
+    code8 = np_dynamic_map()
+    tensors = {}
+    for name, w in dq_extra_weights().items():
+        wt = torch.from_numpy(np.ascontiguousarray(w, f32))
+        _, st = F.quantize_4bit(wt, blocksize=64, quant_type="nf4", compress_statistics=False)
+        _, st2 = F.quantize_4bit(wt, blocksize=64, quant_type="nf4", compress_statistics=True)
+        absmax = st.absmax.numpy().astype(f32)
+        offset = st2.offset.reshape(1).numpy().astype(f32)
+        q8, am2 = st2.absmax.numpy().astype(np.uint8), st2.state2.absmax.numpy().astype(f32)
+        # the NumPy port agrees (it is what the Rust port follows)
+        q_ref, am2_ref = np_quantize_blockwise_8bit((absmax - np_torch_mean_f32(absmax, lanes)).astype(f32), code8)
+        assert u32(offset)[0] == u32(np.array([np_torch_mean_f32(absmax, lanes)]))[0], name
+        assert np.array_equal(q8, q_ref) and np.array_equal(u32(am2), u32(am2_ref)), name
+        rec = (F.dequantize_blockwise(st2.absmax, st2.state2) + st2.offset).numpy().astype(f32)
+        assert np.array_equal(u32(rec), u32(np_dequant_absmax_dq(q8, offset[0], am2, code8))), name
+        tensors[f"{name}.absmax"] = absmax
+        tensors[f"{name}.dq.absmax_q"] = q8
+        tensors[f"{name}.dq.offset"] = offset
+        tensors[f"{name}.dq.state2_absmax"] = am2
+        tensors[f"{name}.dq.absmax"] = rec
+    # torch's mean of hash_values(n, seed=n) for each n in MEAN_LENGTHS
+    means = []
+    for n in MEAN_LENGTHS:
+        x = hash_values(n, n)
+        m = torch.from_numpy(x).mean().numpy().astype(f32).reshape(1)
+        assert u32(m)[0] == u32(np.array([np_torch_mean_f32(x, lanes)]))[0], f"hash mean n={n}"
+        means.append(m[0])
+    tensors["mean.n"] = np.array(MEAN_LENGTHS, np.uint32)
+    tensors["mean.torch"] = np.array(means, f32)
+    tensors = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
+    metadata = {
+        "info": (
+            f"generator=tests/reference/make_nf4_fixtures.py; bitsandbytes={bitsandbytes.__version__}; "
+            f"torch={torch.__version__}; torch_threads={torch.get_num_threads()}; "
+            "N.absmax: NF4 absmax (blocksize 64) of a flat weight; N.dq.*: its double quantisation "
+            "(blocksize 256); N.dq.absmax: the reconstructed absmax; mean.torch[k]: torch's f32 "
+            "mean of hash_values(mean.n[k], seed=mean.n[k])"
+        )
+    }
+    save_file(tensors, DQ_EXTRA_PATH, metadata=metadata)
+    os.chmod(DQ_EXTRA_PATH, 0o644)
+    return tensors
+
+
 def main():
     cap = torch.backends.cpu.get_cpu_capability()
     lanes = 8
@@ -465,6 +597,10 @@ def main():
     for k in sorted(tensors):
         print(f"  {k:28s} {str(tensors[k].dtype):8s} {list(tensors[k].shape)}")
     print(f"wrote {os.path.relpath(OUT_PATH, REPO)} ({os.path.getsize(OUT_PATH)} bytes)")
+    extra = write_dq_extra(lanes)
+    for k in sorted(extra):
+        print(f"  {k:28s} {str(extra[k].dtype):8s} {list(extra[k].shape)}")
+    print(f"wrote {os.path.relpath(DQ_EXTRA_PATH, REPO)} ({os.path.getsize(DQ_EXTRA_PATH)} bytes)")
     return 0
 
 
