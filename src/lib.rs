@@ -2,12 +2,15 @@
 //! and wgpu natively. This library is the core shared by both targets; it has no CLI or web
 //! types (see README "Architecture").
 
+pub mod adapter;
 pub mod cpu;
 pub mod data;
 pub mod error;
 pub mod gpu;
 pub mod kernels;
+pub mod lora;
 pub mod model;
 pub mod nf4;
 pub mod sample;
 pub mod tokenizer;
+pub mod train;

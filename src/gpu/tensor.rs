@@ -62,6 +62,13 @@ impl Tensor {
         }
     }
 
+    /// Whether both views are the same words of the same buffer.
+    pub fn same(&self, other: &Tensor) -> bool {
+        std::sync::Arc::ptr_eq(&self.alloc, &other.alloc)
+            && self.offset == other.offset
+            && self.len == other.len
+    }
+
     /// The binding resource for a bind group (never empty: wgpu rejects zero-sized bindings).
     pub(crate) fn binding(&self) -> wgpu::BindingResource<'_> {
         wgpu::BindingResource::Buffer(wgpu::BufferBinding {

@@ -10,13 +10,10 @@
 
 use crate::error::Result;
 use crate::gpu::{Commands, Gpu, Tensor};
-use crate::kernels::attention::{AttnDims, attention_forward};
 use crate::kernels::cross_entropy::lm_head_loss;
-use crate::kernels::elementwise::gelu_forward;
-use crate::kernels::embedding::embedding_forward;
-use crate::kernels::layernorm::layernorm_forward;
 use crate::kernels::matmul::{Gemm, Weight, gemm, linear_forward};
 use crate::model::config::Gpt2Config;
+use crate::model::forward::AdapterRef;
 use crate::model::safetensors_file::SafetensorsFile;
 use crate::{bail, err, nf4};
 
@@ -248,8 +245,8 @@ impl Gpt2 {
                 .sum::<u64>()
     }
 
-    /// Record the forward pass of `ids (B,T)` up to the final LayerNorm; returns its output
-    /// (B·T, C). `mask (B,T)` is 1 for tokens, 0 for padding.
+    /// Record the (inference) forward pass of `ids (B,T)` up to the final LayerNorm; returns
+    /// its output (B·T, C). `mask (B,T)` is 1 for tokens, 0 for padding.
     pub fn record_hidden(
         &self,
         cmd: &mut Commands,
@@ -258,70 +255,7 @@ impl Gpt2 {
         b: usize,
         t: usize,
     ) -> Tensor {
-        let gpu = cmd.gpu();
-        let cfg = &self.config;
-        let (c, rows) = (cfg.n_embd, b * t);
-        let eps = cfg.layer_norm_epsilon as f32;
-        let x = gpu.tensor(rows * c);
-        let ln = gpu.tensor(rows * c);
-        let (mean, rstd) = (gpu.tensor(rows), gpu.tensor(rows));
-        let qkv = gpu.tensor(rows * 3 * c);
-        let att = gpu.tensor(rows * c);
-        let lse = gpu.tensor(b * cfg.n_head * t);
-        let h = gpu.tensor(rows * 4 * c);
-        let g = gpu.tensor(rows * 4 * c);
-        let dims = AttnDims {
-            b,
-            t,
-            c,
-            n_head: cfg.n_head,
-        };
-        embedding_forward(cmd, &x, ids, &self.wte, &self.wpe, b, t, c, 0);
-        for blk in &self.blocks {
-            layernorm_forward(
-                cmd,
-                &ln,
-                &mean,
-                &rstd,
-                &x,
-                &blk.ln_1.0,
-                &blk.ln_1.1,
-                rows,
-                c,
-                eps,
-            );
-            run_linear(cmd, &qkv, &ln, &blk.c_attn, rows, false);
-            attention_forward(cmd, &att, &lse, &qkv, mask, &dims, 0, t);
-            run_linear(cmd, &x, &att, &blk.attn_proj, rows, true);
-            layernorm_forward(
-                cmd,
-                &ln,
-                &mean,
-                &rstd,
-                &x,
-                &blk.ln_2.0,
-                &blk.ln_2.1,
-                rows,
-                c,
-                eps,
-            );
-            run_linear(cmd, &h, &ln, &blk.c_fc, rows, false);
-            gelu_forward(cmd, &g, &h, rows * 4 * c);
-            run_linear(cmd, &x, &g, &blk.mlp_proj, rows, true);
-        }
-        layernorm_forward(
-            cmd,
-            &ln,
-            &mean,
-            &rstd,
-            &x,
-            &self.ln_f.0,
-            &self.ln_f.1,
-            rows,
-            c,
-            eps,
-        );
-        ln
+        self.record_forward(cmd, ids, mask, b, t, None, false).lnf
     }
 
     /// Record `logits (rows, V) = hidden · wteᵀ`, vocabulary chunk by chunk.
@@ -351,11 +285,26 @@ impl Gpt2 {
         b: usize,
         t: usize,
     ) -> Result<Vec<f32>> {
+        self.logits_with(gpu, ids, mask, b, t, None).await
+    }
+
+    /// Logits (B,T,V) with LoRA adapters applied (no dropout).
+    pub async fn logits_with(
+        &self,
+        gpu: &Gpu,
+        ids: &[u32],
+        mask: &[u32],
+        b: usize,
+        t: usize,
+        adapter: Option<&AdapterRef<'_>>,
+    ) -> Result<Vec<f32>> {
         self.check_batch(ids, mask, b, t)?;
         let (ids_t, mask_t) = (gpu.upload_u32(ids), gpu.upload_u32(mask));
         let logits = gpu.tensor(b * t * self.config.vocab_size);
         let mut cmd = gpu.commands();
-        let hidden = self.record_hidden(&mut cmd, &ids_t, &mask_t, b, t);
+        let hidden = self
+            .record_forward(&mut cmd, &ids_t, &mask_t, b, t, adapter, false)
+            .lnf;
         self.record_logits(&mut cmd, &logits, &hidden, b * t);
         cmd.submit();
         Ok(gpu.read_f32(&logits).await?)

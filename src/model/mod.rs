@@ -4,6 +4,7 @@
 //! its forward pass, `generate` the KV-cache decoding loop.
 
 pub mod config;
+pub mod forward;
 pub mod generate;
 pub mod gpt2;
 pub mod safetensors_file;

@@ -1,4 +1,5 @@
-//! Reading the reference fixtures.
+//! Reading the reference fixtures (shared by several test crates, each using a subset).
+#![allow(dead_code)]
 
 use std::path::PathBuf;
 

@@ -1,0 +1,306 @@
+//! LoRA adapters with PEFT semantics: which GPT-2 modules are adapted, scale, initialisation,
+//! PEFT's tensor names, and the flat parameter layout the GPU trains.
+//!
+//! Every A (r,in) and B (out,r) lives in one flat f32 buffer (as do their gradients and AdamW
+//! moments), each starting on a 64-float boundary so any of them can be bound on its own.
+
+use crate::bail;
+use crate::error::Result;
+use crate::model::Gpt2Config;
+
+/// The Conv1D modules of a GPT-2 block, in PEFT's module order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Module {
+    CAttn,
+    AttnProj,
+    CFc,
+    MlpProj,
+}
+
+impl Module {
+    pub const ALL: [Module; 4] = [
+        Module::CAttn,
+        Module::AttnProj,
+        Module::CFc,
+        Module::MlpProj,
+    ];
+
+    /// Path inside a block, as in Hugging Face names.
+    pub fn path(self) -> &'static str {
+        match self {
+            Module::CAttn => "attn.c_attn",
+            Module::AttnProj => "attn.c_proj",
+            Module::CFc => "mlp.c_fc",
+            Module::MlpProj => "mlp.c_proj",
+        }
+    }
+
+    /// (in, out) features for embedding width `c`.
+    pub fn dims(self, c: usize) -> (usize, usize) {
+        match self {
+            Module::CAttn => (c, 3 * c),
+            Module::AttnProj => (c, c),
+            Module::CFc => (c, 4 * c),
+            Module::MlpProj => (4 * c, c),
+        }
+    }
+
+    /// Its full module name in the base model, as PEFT matches and saves it.
+    pub fn full_name(self, layer: usize) -> String {
+        format!("transformer.h.{layer}.{}", self.path())
+    }
+}
+
+/// Valid `--targets` names (PEFT also accepts, and saves for all-linear, full module names
+/// such as `transformer.h.0.attn.c_attn`: any suffix of a module name after a dot matches).
+pub const TARGET_NAMES: [&str; 4] = ["c_attn", "c_proj", "c_fc", "all-linear"];
+
+/// LoRA hyper-parameters (PEFT's LoraConfig fields of the same names).
+#[derive(Clone, Debug, PartialEq)]
+pub struct LoraConfig {
+    pub r: usize,
+    pub lora_alpha: f32,
+    pub lora_dropout: f32,
+    /// As given by the user (PEFT's `target_modules`), e.g. ["c_attn"] or ["all-linear"].
+    pub target_modules: Vec<String>,
+    pub use_rslora: bool,
+}
+
+impl LoraConfig {
+    /// Check the values and the target names.
+    pub fn validate(&self) -> Result<()> {
+        if self.r == 0 {
+            bail!("LoRA rank must be at least 1 (got --rank 0)");
+        }
+        if self.lora_alpha.is_nan() || self.lora_alpha <= 0.0 {
+            bail!("LoRA alpha must be positive (got {})", self.lora_alpha);
+        }
+        if !(0.0..1.0).contains(&self.lora_dropout) {
+            bail!("LoRA dropout must be in [0, 1) (got {})", self.lora_dropout);
+        }
+        if self.target_modules.is_empty() {
+            bail!("no LoRA target modules; valid: {}", TARGET_NAMES.join(", "));
+        }
+        for t in &self.target_modules {
+            let any_layer = (0..1000).any(|l| Module::ALL.iter().any(|&m| matches(t, l, m)));
+            if !any_layer {
+                bail!(
+                    "unknown LoRA target module {t:?}; valid for GPT-2: {}",
+                    TARGET_NAMES.join(", ")
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Check that every target matches a module of a model with `n_layer` blocks.
+    pub fn validate_for(&self, n_layer: usize) -> Result<()> {
+        self.validate()?;
+        for t in &self.target_modules {
+            if !(0..n_layer).any(|l| Module::ALL.iter().any(|&m| matches(t, l, m))) {
+                bail!("LoRA target module {t:?} is not in this model ({n_layer} layers)");
+            }
+        }
+        Ok(())
+    }
+
+    /// alpha / r, or alpha / sqrt(r) with rsLoRA.
+    pub fn scale(&self) -> f32 {
+        if self.use_rslora {
+            self.lora_alpha / (self.r as f32).sqrt()
+        } else {
+            self.lora_alpha / self.r as f32
+        }
+    }
+
+    /// Whether module `m` of block `layer` is adapted.
+    pub fn targets(&self, layer: usize, m: Module) -> bool {
+        self.target_modules.iter().any(|t| matches(t, layer, m))
+    }
+
+    /// The adapted modules' full names, sorted (what PEFT saves for `all-linear`).
+    pub fn full_target_names(&self, n_layer: usize) -> Vec<String> {
+        let mut v: Vec<String> = (0..n_layer)
+            .flat_map(|l| {
+                Module::ALL
+                    .iter()
+                    .filter(move |&&m| self.targets(l, m))
+                    .map(move |m| m.full_name(l))
+            })
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+/// PEFT's rule: a target matches a module whose full name equals it or ends with "." + it;
+/// `all-linear` matches every Conv1D of the blocks (the LM head is excluded as output layer).
+fn matches(target: &str, layer: usize, m: Module) -> bool {
+    if target == "all-linear" {
+        return true;
+    }
+    let full = m.full_name(layer);
+    full == target || full.ends_with(&format!(".{target}"))
+}
+
+/// Where one adapted module's A and B sit in the flat buffer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Slot {
+    pub layer: usize,
+    pub module: Module,
+    pub k_in: usize,
+    pub n_out: usize,
+    /// Offset of A (r, in), in floats.
+    pub a: usize,
+    /// Offset of B (out, r), in floats.
+    pub b: usize,
+}
+
+impl Slot {
+    /// PEFT's key prefix: `base_model.model.transformer.h.{i}.attn.c_attn`.
+    pub fn peft_prefix(&self) -> String {
+        format!(
+            "base_model.model.transformer.h.{}.{}",
+            self.layer,
+            self.module.path()
+        )
+    }
+}
+
+/// The flat layout of all adapted modules.
+#[derive(Clone, Debug)]
+pub struct Layout {
+    pub slots: Vec<Slot>,
+    /// Floats in the buffer (with alignment padding).
+    pub len: usize,
+    /// Trainable parameters (without padding).
+    pub trainable: usize,
+}
+
+const ALIGN: usize = 64;
+
+impl Layout {
+    pub fn new(cfg: &Gpt2Config, lora: &LoraConfig) -> Self {
+        let mut slots = Vec::new();
+        let mut off = 0;
+        let mut trainable = 0;
+        let align = |x: usize| x.div_ceil(ALIGN) * ALIGN;
+        for layer in 0..cfg.n_layer {
+            for module in Module::ALL {
+                if !lora.targets(layer, module) {
+                    continue;
+                }
+                let (k_in, n_out) = module.dims(cfg.n_embd);
+                let a = off;
+                let b = align(a + lora.r * k_in);
+                off = align(b + n_out * lora.r);
+                trainable += lora.r * (k_in + n_out);
+                slots.push(Slot {
+                    layer,
+                    module,
+                    k_in,
+                    n_out,
+                    a,
+                    b,
+                });
+            }
+        }
+        Self {
+            slots,
+            len: off.max(ALIGN),
+            trainable,
+        }
+    }
+
+    pub fn slot(&self, layer: usize, module: Module) -> Option<&Slot> {
+        self.slots
+            .iter()
+            .find(|s| s.layer == layer && s.module == module)
+    }
+}
+
+/// PEFT's `print_trainable_parameters` line.
+pub fn trainable_line(trainable: usize, base: usize) -> String {
+    let all = trainable + base;
+    format!(
+        "trainable params: {} || all params: {} || trainable%: {:.4}",
+        thousands(trainable),
+        thousands(all),
+        100.0 * trainable as f64 / all as f64
+    )
+}
+
+fn thousands(n: usize) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, ch) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+/// PEFT's initialisation: A ~ kaiming_uniform(a=√5) = U(−1/√in, 1/√in), B = 0, from `seed`.
+pub fn init_params(layout: &Layout, r: usize, seed: u64) -> Vec<f32> {
+    let mut p = vec![0.0f32; layout.len];
+    let mut rng = crate::sample::Rng::new(seed);
+    for s in &layout.slots {
+        let bound = 1.0 / (s.k_in as f64).sqrt();
+        for v in &mut p[s.a..s.a + r * s.k_in] {
+            *v = ((rng.next_f64() * 2.0 - 1.0) * bound) as f32;
+        }
+    }
+    p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gpt2_small_c_attn_r8_prints_pefts_line() {
+        let cfg = Gpt2Config::preset_shape("gpt2").unwrap();
+        let lora = LoraConfig {
+            r: 8,
+            lora_alpha: 16.0,
+            lora_dropout: 0.0,
+            target_modules: vec!["c_attn".into()],
+            use_rslora: false,
+        };
+        let layout = Layout::new(&cfg, &lora);
+        assert_eq!(
+            trainable_line(layout.trainable, cfg.num_params()),
+            "trainable params: 294,912 || all params: 124,734,720 || trainable%: 0.2364"
+        );
+    }
+
+    #[test]
+    fn c_proj_matches_attention_and_mlp_and_unknown_targets_list_valid_names() {
+        let lora = LoraConfig {
+            r: 4,
+            lora_alpha: 8.0,
+            lora_dropout: 0.0,
+            target_modules: vec!["c_proj".into()],
+            use_rslora: false,
+        };
+        assert!(lora.targets(0, Module::AttnProj) && lora.targets(3, Module::MlpProj));
+        assert!(!lora.targets(0, Module::CAttn));
+        let full = LoraConfig {
+            target_modules: vec!["transformer.h.1.mlp.c_fc".into()],
+            ..lora.clone()
+        };
+        assert!(full.targets(1, Module::CFc) && !full.targets(0, Module::CFc));
+        assert!(full.validate_for(2).is_ok() && full.validate_for(1).is_err());
+        let bad = LoraConfig {
+            target_modules: vec!["q_proj".into()],
+            ..lora
+        };
+        let e = bad.validate().unwrap_err().0;
+        assert!(
+            e.contains("q_proj") && e.contains("c_attn, c_proj, c_fc, all-linear"),
+            "{e}"
+        );
+    }
+}

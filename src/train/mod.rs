@@ -1,0 +1,306 @@
+//! LoRA / QLoRA training on the GPU: LoRA parameters, gradients and AdamW moments in flat
+//! buffers; each micro-batch records forward + loss + backward; the optimizer step records
+//! global-norm clipping and AdamW. Everything of a step is one command submission.
+
+pub mod backward;
+
+use crate::error::Result;
+use crate::gpu::{Gpu, Tensor};
+use crate::kernels::optim::{AdamW, NORM_PARTIALS, adamw, grad_norm};
+use crate::lora::{Layout, LoraConfig};
+use crate::model::Gpt2;
+use crate::model::forward::AdapterRef;
+use crate::{bail, err};
+
+/// One micro-batch: token ids, padding mask and the label each position predicts.
+pub struct Batch {
+    pub ids: Vec<u32>,
+    pub mask: Vec<u32>,
+    /// Position t's target: the label of token t+1, or −100.
+    pub targets: Vec<i32>,
+    pub b: usize,
+    pub t: usize,
+}
+
+impl Batch {
+    /// From per-sequence labels in transformers' convention (labels[t] is token t's label;
+    /// position t predicts labels[t+1]).
+    pub fn from_labels(ids: Vec<u32>, mask: Vec<u32>, labels: &[i32], b: usize, t: usize) -> Self {
+        let targets = (0..b * t)
+            .map(|i| {
+                if i % t + 1 < t {
+                    labels[i + 1]
+                } else {
+                    crate::kernels::cross_entropy::IGNORE_INDEX
+                }
+            })
+            .collect();
+        Self {
+            ids,
+            mask,
+            targets,
+            b,
+            t,
+        }
+    }
+
+    /// Positions whose prediction is trained.
+    pub fn trained_tokens(&self) -> usize {
+        self.targets.iter().filter(|&&x| x >= 0).count()
+    }
+}
+
+/// AdamW and clipping settings (torch defaults except lr).
+#[derive(Clone, Copy, Debug)]
+pub struct OptimConfig {
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+    pub weight_decay: f32,
+    /// Global gradient-norm clip (<= 0: none).
+    pub max_grad_norm: f32,
+}
+
+impl Default for OptimConfig {
+    fn default() -> Self {
+        Self {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+            max_grad_norm: 1.0,
+        }
+    }
+}
+
+/// The trainable state of one LoRA run on the GPU.
+pub struct LoraTrainer<'m> {
+    pub model: &'m Gpt2,
+    pub config: LoraConfig,
+    pub layout: Layout,
+    pub optim: OptimConfig,
+    pub params: Tensor,
+    pub grads: Tensor,
+    exp_avg: Tensor,
+    exp_avg_sq: Tensor,
+    /// (grad norm, clip coefficient) of the last step.
+    norm: Tensor,
+    partials: Tensor,
+    /// Optimizer steps taken.
+    pub step: u32,
+}
+
+impl<'m> LoraTrainer<'m> {
+    /// Start from `params` (a flat vector in `layout` order, e.g. `lora::init_params`).
+    pub fn new(
+        gpu: &Gpu,
+        model: &'m Gpt2,
+        config: LoraConfig,
+        optim: OptimConfig,
+        params: &[f32],
+    ) -> Result<Self> {
+        config.validate()?;
+        let layout = Layout::new(&model.config, &config);
+        if params.len() != layout.len {
+            bail!(
+                "LoRA parameters: {} values, layout needs {}",
+                params.len(),
+                layout.len
+            );
+        }
+        Ok(Self {
+            model,
+            params: gpu.upload_f32(params),
+            grads: gpu.zeros(layout.len),
+            exp_avg: gpu.zeros(layout.len),
+            exp_avg_sq: gpu.zeros(layout.len),
+            norm: gpu.zeros(2),
+            partials: gpu.tensor(NORM_PARTIALS),
+            layout,
+            config,
+            optim,
+            step: 0,
+        })
+    }
+
+    fn adapter(&self, seed: u32) -> AdapterRef<'_> {
+        AdapterRef {
+            layout: &self.layout,
+            params: &self.params,
+            rank: self.config.r,
+            scale: self.config.scale(),
+            p_drop: self.config.lora_dropout,
+            seed,
+        }
+    }
+
+    /// Record forward + loss + backward of one micro-batch, accumulating LoRA gradients
+    /// scaled by `grad_scale` (1 / trained tokens of the whole step). Returns the per-position
+    /// loss tensor (BT), summed by the caller once read back.
+    pub fn record_micro_batch(
+        &self,
+        cmd: &mut crate::gpu::Commands,
+        batch: &Batch,
+        grad_scale: f32,
+        seed: u32,
+    ) -> Result<Tensor> {
+        let gpu = cmd.gpu();
+        let cfg = &self.model.config;
+        if batch.t > cfg.n_positions {
+            bail!(
+                "sequence length {} exceeds the model's n_positions {}",
+                batch.t,
+                cfg.n_positions
+            );
+        }
+        if let Some(&bad) = batch.ids.iter().find(|&&i| i as usize >= cfg.vocab_size) {
+            return Err(err!(
+                "token id {bad} is outside the vocabulary of {}",
+                cfg.vocab_size
+            ));
+        }
+        let ids = gpu.upload_u32(&batch.ids);
+        let mask = gpu.upload_u32(&batch.mask);
+        let targets: Vec<u32> = batch.targets.iter().map(|&x| x as u32).collect();
+        let targets = gpu.upload_u32(&targets);
+        let loss = gpu.tensor(batch.b * batch.t);
+        let adapter = self.adapter(seed);
+        let acts =
+            self.model
+                .record_forward(cmd, &ids, &mask, batch.b, batch.t, Some(&adapter), true);
+        backward::record_loss_and_backward(
+            self.model,
+            cmd,
+            &acts,
+            &mask,
+            &targets,
+            &loss,
+            &adapter,
+            &self.grads,
+            grad_scale,
+        );
+        Ok(loss)
+    }
+
+    /// Record zeroing of the gradients (start of an optimizer step).
+    pub fn record_zero_grad(&self, cmd: &mut crate::gpu::Commands) {
+        cmd.clear(&self.grads);
+    }
+
+    /// Record clipping + one AdamW step at learning rate `lr`.
+    pub fn record_optimizer_step(&mut self, cmd: &mut crate::gpu::Commands, lr: f32) {
+        self.step += 1;
+        let n = self.layout.len;
+        grad_norm(
+            cmd,
+            &self.norm,
+            &self.partials,
+            &self.grads,
+            n,
+            self.optim.max_grad_norm,
+        );
+        let h = AdamW {
+            lr,
+            beta1: self.optim.beta1,
+            beta2: self.optim.beta2,
+            eps: self.optim.eps,
+            weight_decay: self.optim.weight_decay,
+            step: self.step,
+        };
+        adamw(
+            cmd,
+            &self.params,
+            &self.exp_avg,
+            &self.exp_avg_sq,
+            &self.grads,
+            &self.norm,
+            n,
+            &h,
+        );
+    }
+
+    /// The gradient norm (before clipping) of the last optimizer step.
+    pub async fn last_grad_norm(&self, gpu: &Gpu) -> Result<f32> {
+        Ok(gpu.read_f32(&self.norm).await?[0])
+    }
+
+    /// One full optimizer step over `micro_batches` (gradient accumulation): returns the mean
+    /// token loss of the step (token-weighted over all micro-batches) and the grad norm.
+    pub async fn train_step(
+        &mut self,
+        gpu: &Gpu,
+        micro_batches: &[Batch],
+        lr: f32,
+        seed: u32,
+    ) -> Result<(f32, f32)> {
+        let tokens: usize = micro_batches.iter().map(Batch::trained_tokens).sum();
+        if tokens == 0 {
+            bail!("a training step has no trained tokens (all labels are -100)");
+        }
+        let grad_scale = 1.0 / tokens as f32;
+        let mut cmd = gpu.commands();
+        self.record_zero_grad(&mut cmd);
+        let mut losses = Vec::new();
+        for (i, mb) in micro_batches.iter().enumerate() {
+            losses.push(self.record_micro_batch(
+                &mut cmd,
+                mb,
+                grad_scale,
+                seed.wrapping_add(i as u32),
+            )?);
+        }
+        self.record_optimizer_step(&mut cmd, lr);
+        cmd.submit();
+        let mut sum = 0.0f64;
+        for l in &losses {
+            sum += gpu
+                .read_f32(l)
+                .await?
+                .iter()
+                .map(|&x| x as f64)
+                .sum::<f64>();
+        }
+        let norm = self.last_grad_norm(gpu).await?;
+        Ok(((sum / tokens as f64) as f32, norm))
+    }
+
+    /// Gradients of the loss of `micro_batches` at the current parameters, without an update
+    /// (tests and diagnostics).
+    pub async fn gradients(
+        &self,
+        gpu: &Gpu,
+        micro_batches: &[Batch],
+        seed: u32,
+    ) -> Result<(f32, Vec<f32>)> {
+        let tokens: usize = micro_batches.iter().map(Batch::trained_tokens).sum();
+        let mut cmd = gpu.commands();
+        self.record_zero_grad(&mut cmd);
+        let mut losses = Vec::new();
+        for (i, mb) in micro_batches.iter().enumerate() {
+            losses.push(self.record_micro_batch(
+                &mut cmd,
+                mb,
+                1.0 / tokens as f32,
+                seed.wrapping_add(i as u32),
+            )?);
+        }
+        cmd.submit();
+        let mut sum = 0.0f64;
+        for l in &losses {
+            sum += gpu
+                .read_f32(l)
+                .await?
+                .iter()
+                .map(|&x| x as f64)
+                .sum::<f64>();
+        }
+        Ok((
+            (sum / tokens as f64) as f32,
+            gpu.read_f32(&self.grads).await?,
+        ))
+    }
+
+    pub async fn params_host(&self, gpu: &Gpu) -> Result<Vec<f32>> {
+        Ok(gpu.read_f32(&self.params).await?)
+    }
+}

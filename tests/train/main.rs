@@ -1,0 +1,9 @@
+//! LoRA / QLoRA training against PEFT fixtures (tests/reference/make_peft_fixtures.py):
+//! gradients of one step, ten AdamW steps, adapters PEFT wrote, adapters we write.
+
+#[path = "../kernels/common.rs"]
+mod common;
+#[path = "../model/fixtures.rs"]
+mod fixtures;
+
+mod peft;
