@@ -4,6 +4,7 @@ mod bench;
 mod eval;
 mod generate;
 mod hub;
+mod train;
 
 use clap::{Parser, Subcommand};
 
@@ -22,6 +23,8 @@ struct Cli {
 enum Command {
     /// Show the GPU adapters, and the backend, limits and features in use.
     Info,
+    /// Fine-tune with LoRA / QLoRA and write a PEFT adapter.
+    Train(Box<train::TrainArgs>),
     /// Mean token loss, perplexity and token count of a model over a JSONL file (JSON).
     Eval(eval::EvalArgs),
     /// Generate text from a prompt, streamed.
@@ -36,6 +39,7 @@ enum Command {
 pub fn run() -> Result<(), Box<dyn std::error::Error>> {
     match Cli::parse().command {
         Command::Info => info(),
+        Command::Train(a) => Ok(train::run(*a)?),
         Command::Eval(a) => Ok(eval::run(a)?),
         Command::Generate(a) => Ok(generate::run(a)?),
         Command::Bench { what } => bench::run(what),

@@ -321,6 +321,21 @@ impl Gpt2 {
         b: usize,
         t: usize,
     ) -> Result<Vec<f32>> {
+        self.position_losses_with(gpu, ids, mask, targets, b, t, None).await
+    }
+
+    /// [`Self::position_losses`] with LoRA adapters applied.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn position_losses_with(
+        &self,
+        gpu: &Gpu,
+        ids: &[u32],
+        mask: &[u32],
+        targets: &[i32],
+        b: usize,
+        t: usize,
+        adapter: Option<&AdapterRef<'_>>,
+    ) -> Result<Vec<f32>> {
         self.check_batch(ids, mask, b, t)?;
         let rows = b * t;
         let (c, v) = (self.config.n_embd, self.config.vocab_size);
@@ -332,7 +347,7 @@ impl Gpt2 {
         let chunk = gpu.tensor(rows * chunk_width);
         let state = gpu.tensor(rows * 3);
         let mut cmd = gpu.commands();
-        let hidden = self.record_hidden(&mut cmd, &ids_t, &mask_t, b, t);
+        let hidden = self.record_forward(&mut cmd, &ids_t, &mask_t, b, t, adapter, false).lnf;
         lm_head_loss(
             &mut cmd,
             &loss,

@@ -3,6 +3,10 @@
 //! global-norm clipping and AdamW. Everything of a step is one command submission.
 
 pub mod backward;
+pub mod batches;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod checkpoint;
+pub mod schedule;
 
 use crate::error::Result;
 use crate::gpu::{Gpu, Tensor};
@@ -302,5 +306,39 @@ impl<'m> LoraTrainer<'m> {
 
     pub async fn params_host(&self, gpu: &Gpu) -> Result<Vec<f32>> {
         Ok(gpu.read_f32(&self.params).await?)
+    }
+
+    /// AdamW moments (exp_avg, exp_avg_sq) for a checkpoint.
+    pub async fn optimizer_state(&self, gpu: &Gpu) -> Result<(Vec<f32>, Vec<f32>)> {
+        Ok((gpu.read_f32(&self.exp_avg).await?, gpu.read_f32(&self.exp_avg_sq).await?))
+    }
+
+    /// Restore AdamW moments and the step counter from a checkpoint.
+    pub fn set_optimizer_state(&mut self, gpu: &Gpu, exp_avg: &[f32], exp_avg_sq: &[f32], step: u32) -> Result<()> {
+        if exp_avg.len() != self.layout.len || exp_avg_sq.len() != self.layout.len {
+            bail!("optimizer state has {} values, this adapter needs {}", exp_avg.len(), self.layout.len);
+        }
+        gpu.write(&self.exp_avg, exp_avg);
+        gpu.write(&self.exp_avg_sq, exp_avg_sq);
+        self.step = step;
+        Ok(())
+    }
+
+    /// Mean token loss of `batches` with the current adapter, no dropout, no gradients.
+    pub async fn evaluate(&self, gpu: &Gpu, batches: &[Batch]) -> Result<f32> {
+        let adapter = AdapterRef {
+            p_drop: 0.0,
+            ..self.adapter(0)
+        };
+        let (mut sum, mut count) = (0.0f64, 0usize);
+        for b in batches {
+            let losses = self.model.position_losses_with(gpu, &b.ids, &b.mask, &b.targets, b.b, b.t, Some(&adapter)).await?;
+            sum += losses.iter().map(|&x| x as f64).sum::<f64>();
+            count += b.trained_tokens();
+        }
+        if count == 0 {
+            bail!("the validation data has no trained tokens");
+        }
+        Ok((sum / count as f64) as f32)
     }
 }

@@ -1,0 +1,367 @@
+//! `wgtune train`: LoRA / QLoRA fine-tuning from the command line.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use clap::Args;
+use wgtune::data::{self, Example, Format};
+use wgtune::error::Result;
+use wgtune::gpu::Gpu;
+use wgtune::lora::{Layout, LoraConfig, init_params, trainable_line};
+use wgtune::model::Quant;
+use wgtune::train::batches::{epoch_order, make_batch, pack};
+use wgtune::train::checkpoint::{self, TrainerState};
+use wgtune::train::schedule::{Scheduler, lr_at};
+use wgtune::train::{Batch, LoraTrainer, OptimConfig};
+use wgtune::{adapter, bail, err};
+
+/// The example dataset used when no --data is given.
+const EXAMPLE_DATA: &str = "public/examples/alpaca_tiny.jsonl";
+
+#[derive(Args)]
+pub struct TrainArgs {
+    /// Base model: a local Hugging Face GPT-2 directory or a hub id.
+    #[arg(long, default_value = "gpt2")]
+    pub model: String,
+    /// Training data (JSONL); default: the small instruction set in public/examples/.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Where the adapter (and checkpoint-N/ directories) go.
+    #[arg(long, default_value = "wgtune-out")]
+    pub out: PathBuf,
+    /// Replace an adapter already in --out.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Validation data (JSONL).
+    #[arg(long, conflicts_with = "val_split")]
+    pub val_data: Option<PathBuf>,
+    /// Fraction of the training data held out for validation.
+    #[arg(long)]
+    pub val_split: Option<f32>,
+    /// Base weight format: nf4 (QLoRA), nf4-dq, f16 or f32.
+    #[arg(long, default_value = "nf4")]
+    pub quant: Quant,
+    #[arg(long, default_value_t = 8)]
+    pub rank: usize,
+    #[arg(long, default_value_t = 16.0)]
+    pub alpha: f32,
+    #[arg(long, default_value_t = 0.05)]
+    pub dropout: f32,
+    /// LoRA targets: c_attn, c_proj, c_fc or all-linear (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "c_attn")]
+    pub targets: Vec<String>,
+    /// Scale by alpha/sqrt(r) instead of alpha/r.
+    #[arg(long)]
+    pub rslora: bool,
+    #[arg(long, default_value_t = 2e-4)]
+    pub lr: f32,
+    #[arg(long, default_value = "linear")]
+    pub scheduler: Scheduler,
+    #[arg(long, default_value_t = 0)]
+    pub warmup_steps: usize,
+    #[arg(long, default_value_t = 0.0)]
+    pub weight_decay: f32,
+    /// Passes over the data (ignored when --max-steps is given).
+    #[arg(long, default_value_t = 3)]
+    pub epochs: usize,
+    /// Optimizer steps to run.
+    #[arg(long)]
+    pub max_steps: Option<usize>,
+    #[arg(long, default_value_t = 4)]
+    pub batch_size: usize,
+    /// Micro-batches per optimizer step.
+    #[arg(long, default_value_t = 1)]
+    pub grad_accum: usize,
+    /// Tokens per sequence (longer examples are truncated); at most the model's n_positions.
+    #[arg(long, default_value_t = 512)]
+    pub seq_len: usize,
+    /// Global gradient-norm clip (0 = off).
+    #[arg(long, default_value_t = 1.0)]
+    pub max_grad_norm: f32,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Keep the file order.
+    #[arg(long)]
+    pub no_shuffle: bool,
+    /// Concatenate examples into full --seq-len rows.
+    #[arg(long)]
+    pub packing: bool,
+    /// Include prompt tokens in the loss.
+    #[arg(long)]
+    pub train_on_prompt: bool,
+    /// Start from this PEFT adapter.
+    #[arg(long, conflicts_with = "resume")]
+    pub init_adapter: Option<PathBuf>,
+    /// Continue from a checkpoint directory (written by --save-every).
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
+    /// Write one JSON object per optimizer step to this file.
+    #[arg(long)]
+    pub metrics: Option<PathBuf>,
+    /// Validate every N steps (and at the end).
+    #[arg(long, default_value_t = 0)]
+    pub eval_every: usize,
+    /// Save a resumable checkpoint every N steps.
+    #[arg(long, default_value_t = 0)]
+    pub save_every: usize,
+    /// auto, text, prompt-completion, messages or alpaca.
+    #[arg(long, default_value = "auto")]
+    pub format: String,
+}
+
+fn check(a: &TrainArgs) -> Result<()> {
+    let positive = [
+        ("--batch-size", a.batch_size),
+        ("--grad-accum", a.grad_accum),
+        ("--seq-len", a.seq_len),
+        ("--epochs", a.epochs.max(a.max_steps.map_or(0, |_| 1))),
+    ];
+    for (flag, v) in positive {
+        if v == 0 {
+            bail!("{flag} must be at least 1");
+        }
+    }
+    if a.max_steps == Some(0) {
+        bail!("--max-steps must be at least 1");
+    }
+    if a.lr.is_nan() || a.lr <= 0.0 || a.lr > 1.0 {
+        bail!("--lr {} is out of range (0, 1]", a.lr);
+    }
+    if a.weight_decay.is_nan() || a.weight_decay < 0.0 {
+        bail!("--weight-decay must be >= 0");
+    }
+    if let Some(s) = a.val_split
+        && !(s > 0.0 && s < 1.0)
+    {
+        bail!("--val-split must be between 0 and 1 (exclusive), got {s}");
+    }
+    Ok(())
+}
+
+fn load_examples(path: &Path, format: Option<Format>, tok: &wgtune::tokenizer::Tokenizer, eos: u32, a: &TrainArgs) -> Result<Vec<Example>> {
+    let ds = data::read_jsonl(path, format)?;
+    let mut out = Vec::with_capacity(ds.rows.len());
+    for (line, segs) in &ds.rows {
+        let e = data::tokenize(tok, segs, eos, a.train_on_prompt, a.seq_len, *line)?;
+        if e.labels.iter().skip(1).any(|&l| l >= 0) {
+            out.push(e);
+        }
+    }
+    if out.is_empty() {
+        bail!(
+            "{}: no line has a trained token within --seq-len {} (prompts too long?)",
+            path.display(),
+            a.seq_len
+        );
+    }
+    Ok(if a.packing { pack(&out, a.seq_len) } else { out })
+}
+
+pub fn run(a: TrainArgs) -> Result<()> {
+    check(&a)?;
+    let format = match a.format.as_str() {
+        "auto" => None,
+        f => Some(f.parse::<Format>().map_err(wgtune::error::Error)?),
+    };
+    let data_path = a.data.clone().unwrap_or_else(|| PathBuf::from(EXAMPLE_DATA));
+    if a.out.join(adapter::CONFIG_FILE).exists() && !a.overwrite && a.resume.is_none() {
+        bail!("{} already holds an adapter; pass --overwrite to replace it, or choose another --out", a.out.display());
+    }
+    let gpu = Gpu::new_blocking()?;
+    let (model, tok) = super::load_model(&gpu, &a.model, a.quant)?;
+    let cfg = &model.config;
+    if a.seq_len > cfg.n_positions {
+        bail!("--seq-len {} exceeds the model's n_positions {}", a.seq_len, cfg.n_positions);
+    }
+    let eos = tok.eos_id().unwrap_or(cfg.eos());
+    let mut train = load_examples(&data_path, format, &tok, eos, &a)?;
+    let mut val = match &a.val_data {
+        Some(p) => load_examples(p, format, &tok, eos, &a)?,
+        None => Vec::new(),
+    };
+    if let Some(frac) = a.val_split {
+        // A seeded shuffle, then the tail is held out (as datasets' train_test_split).
+        let order = epoch_order(train.len(), a.seed, usize::MAX, true);
+        let n_val = ((train.len() as f32 * frac).round() as usize).clamp(1, train.len() - 1);
+        let (keep, held): (Vec<_>, Vec<_>) = order.iter().enumerate().partition(|(i, _)| *i < train.len() - n_val);
+        let take = |idx: Vec<(usize, &usize)>| idx.into_iter().map(|(_, &j)| train[j].clone()).collect::<Vec<_>>();
+        val = take(held);
+        train = take(keep);
+    }
+
+    // LoRA: a fresh PEFT init, a PEFT adapter, or a checkpoint.
+    let resume = a.resume.as_ref().map(|d| checkpoint::load(d, cfg)).transpose()?;
+    let (lora, params) = if let Some(ck) = &resume {
+        (ck.lora.clone(), ck.params.clone())
+    } else if let Some(dir) = &a.init_adapter {
+        adapter::load_dir(dir, cfg)?
+    } else {
+        let lora = LoraConfig {
+            r: a.rank,
+            lora_alpha: a.alpha,
+            lora_dropout: a.dropout,
+            target_modules: a.targets.clone(),
+            use_rslora: a.rslora,
+        };
+        lora.validate_for(cfg.n_layer)?;
+        let layout = Layout::new(cfg, &lora);
+        let p = init_params(&layout, lora.r, a.seed);
+        (lora, p)
+    };
+    let optim = OptimConfig {
+        weight_decay: a.weight_decay,
+        max_grad_norm: a.max_grad_norm,
+        ..OptimConfig::default()
+    };
+    let mut trainer = LoraTrainer::new(&gpu, &model, lora.clone(), optim, &params)?;
+    eprintln!("{}", trainable_line(trainer.layout.trainable, cfg.num_params()));
+
+    let micro_per_epoch = train.len().div_ceil(a.batch_size);
+    let total = a.max_steps.unwrap_or((a.epochs * micro_per_epoch).div_ceil(a.grad_accum));
+    let mut state = TrainerState {
+        step: 0,
+        epoch: 0,
+        cursor: 0,
+        seed: a.seed,
+        total_steps: total,
+        tokens_seen: 0,
+        train_examples: train.len(),
+    };
+    if let Some(ck) = &resume {
+        if ck.state.train_examples != train.len() || ck.state.seed != a.seed {
+            bail!(
+                "{}: the checkpoint was made with {} training examples and seed {}; this run has {} and {}",
+                a.resume.as_ref().unwrap().display(),
+                ck.state.train_examples,
+                ck.state.seed,
+                train.len(),
+                a.seed
+            );
+        }
+        trainer.set_optimizer_state(&gpu, &ck.exp_avg, &ck.exp_avg_sq, ck.state.step)?;
+        state = ck.state.clone();
+        state.total_steps = total;
+        eprintln!("resuming at step {} of {total}", state.step);
+    }
+    let val_batches: Vec<Batch> = val
+        .chunks(a.batch_size)
+        .map(|c| make_batch(&c.iter().collect::<Vec<_>>(), eos))
+        .collect();
+    eprintln!(
+        "training on {} examples ({} validation), {total} steps of {} x {} sequences, seq-len {}, {}",
+        train.len(),
+        val.len(),
+        a.grad_accum,
+        a.batch_size,
+        a.seq_len,
+        gpu.adapter_info.name
+    );
+
+    let mut metrics = a
+        .metrics
+        .as_ref()
+        .map(|p| std::fs::File::create(p).map_err(|e| err!("{}: cannot create: {e}", p.display())))
+        .transpose()?;
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let pb = indicatif::ProgressBar::new(total as u64);
+        pb.set_style(
+            indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} ETA {eta}")
+                .expect("template"),
+        );
+        pb.set_position(state.step as u64);
+        pb
+    });
+    let base_name = a.model.clone();
+    let nf4 = matches!(a.quant, Quant::Nf4 { .. });
+    let save = |trainer: &LoraTrainer, dir: &Path, st: &TrainerState| -> Result<()> {
+        let p = pollster::block_on(trainer.params_host(&gpu))?;
+        let (m, v) = pollster::block_on(trainer.optimizer_state(&gpu))?;
+        checkpoint::save(dir, &trainer.config, &trainer.layout, &p, &m, &v, st, &base_name, cfg, nf4)
+    };
+
+    let start = Instant::now();
+    let mut order = epoch_order(train.len(), a.seed, state.epoch, !a.no_shuffle);
+    let (mut last_loss, mut last_val) = (f32::NAN, None);
+    let tokens_at_start = state.tokens_seen;
+    while (state.step as usize) < total {
+        let mut micro = Vec::with_capacity(a.grad_accum);
+        for _ in 0..a.grad_accum {
+            if state.cursor >= train.len() {
+                state.epoch += 1;
+                state.cursor = 0;
+                order = epoch_order(train.len(), a.seed, state.epoch, !a.no_shuffle);
+            }
+            let end = (state.cursor + a.batch_size).min(train.len());
+            let rows: Vec<&Example> = order[state.cursor..end].iter().map(|&i| &train[i]).collect();
+            state.cursor = end;
+            micro.push(make_batch(&rows, eos));
+        }
+        let lr = lr_at(a.scheduler, a.lr, state.step as usize, a.warmup_steps, total);
+        let step_seed = (a.seed as u32) ^ state.step.wrapping_mul(0x9E37_79B9);
+        let (loss, grad_norm) = pollster::block_on(trainer.train_step(&gpu, &micro, lr, step_seed))?;
+        if !loss.is_finite() || !grad_norm.is_finite() {
+            bail!(
+                "step {}: the loss or gradient became {} — training diverged; try a lower --lr (now {})",
+                state.step + 1,
+                if loss.is_finite() { grad_norm } else { loss },
+                a.lr
+            );
+        }
+        state.step = trainer.step;
+        state.tokens_seen += micro.iter().map(|b| b.mask.iter().filter(|&&m| m == 1).count() as u64).sum::<u64>();
+        last_loss = loss;
+        let elapsed = start.elapsed().as_secs_f64();
+        let tps = (state.tokens_seen - tokens_at_start) as f64 / elapsed.max(1e-9);
+        let step = state.step as usize;
+        let mut val_loss = None;
+        if !val_batches.is_empty() && a.eval_every > 0 && (step.is_multiple_of(a.eval_every) || step == total) {
+            val_loss = Some(pollster::block_on(trainer.evaluate(&gpu, &val_batches))?);
+            last_val = val_loss;
+        }
+        let mut rec = serde_json::json!({
+            "step": step, "loss": loss, "lr": lr, "grad_norm": grad_norm,
+            "tokens": state.tokens_seen, "tokens_per_s": tps, "elapsed_s": elapsed,
+        });
+        if let Some(v) = val_loss {
+            rec["val_loss"] = serde_json::json!(v);
+        }
+        if let Some(f) = metrics.as_mut() {
+            writeln!(f, "{rec}").and_then(|_| f.flush()).map_err(|e| err!("--metrics: cannot write: {e}"))?;
+        }
+        let msg = format!(
+            "loss {loss:.4}{} lr {lr:.2e} {tps:.0} tok/s",
+            val_loss.map_or(String::new(), |v| format!(" val {v:.4}"))
+        );
+        match &bar {
+            Some(pb) => {
+                pb.set_position(step as u64);
+                pb.set_message(msg);
+            }
+            None => eprintln!("step {step}/{total} {msg}"),
+        }
+        if a.save_every > 0 && step.is_multiple_of(a.save_every) && step < total {
+            save(&trainer, &a.out.join(format!("checkpoint-{step}")), &state)?;
+        }
+    }
+    if let Some(pb) = bar {
+        pb.finish_and_clear();
+    }
+    if !val_batches.is_empty() && last_val.is_none() {
+        last_val = Some(pollster::block_on(trainer.evaluate(&gpu, &val_batches))?);
+    }
+    let p = pollster::block_on(trainer.params_host(&gpu))?;
+    adapter::save_dir(&a.out, &trainer.config, &trainer.layout, &p, &a.model, cfg.n_layer, nf4)?;
+    let elapsed = start.elapsed().as_secs_f64();
+    let stats = gpu.pool().stats();
+    let summary = serde_json::json!({
+        "steps": state.step, "final_loss": last_loss, "val_loss": last_val,
+        "tokens": state.tokens_seen,
+        "tokens_per_s": (state.tokens_seen - tokens_at_start) as f64 / elapsed.max(1e-9),
+        "elapsed_s": elapsed,
+        "peak_gpu_mib": stats.peak_allocated as f64 / (1024.0 * 1024.0),
+        "adapter": a.out.display().to_string(),
+    });
+    println!("{summary}");
+    Ok(())
+}

@@ -1,0 +1,94 @@
+//! Resumable checkpoints: the PEFT adapter, the AdamW moments and the trainer's position
+//! (step, epoch, cursor in the epoch's order, seed), each file written atomically.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::adapter::{self, write_atomic};
+use crate::error::Result;
+use crate::lora::{Layout, LoraConfig};
+use crate::model::Gpt2Config;
+use crate::{bail, err};
+
+pub const STATE_FILE: &str = "trainer_state.json";
+pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
+
+/// Where training stands; with the same data and settings this reproduces the rest of a run.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct TrainerState {
+    /// Optimizer steps done.
+    pub step: u32,
+    pub epoch: usize,
+    /// Next example index within the epoch's order.
+    pub cursor: usize,
+    pub seed: u64,
+    pub total_steps: usize,
+    pub tokens_seen: u64,
+    /// Examples in the training set (a resume with other data is refused).
+    pub train_examples: usize,
+}
+
+/// Write a checkpoint directory (created if missing).
+pub fn save(
+    dir: &Path,
+    lora: &LoraConfig,
+    layout: &Layout,
+    params: &[f32],
+    exp_avg: &[f32],
+    exp_avg_sq: &[f32],
+    state: &TrainerState,
+    base_model: &str,
+    model: &Gpt2Config,
+    nf4_base: bool,
+) -> Result<()> {
+    adapter::save_dir(dir, lora, layout, params, base_model, model.n_layer, nf4_base)?;
+    let views = [("exp_avg", exp_avg), ("exp_avg_sq", exp_avg_sq)]
+        .into_iter()
+        .map(|(n, v)| {
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![v.len()], bytemuck::cast_slice(v))
+                .map(|t| (n.to_string(), t))
+                .map_err(|e| err!("optimizer state: {e}"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let bytes = safetensors::serialize(views, None::<HashMap<String, String>>).map_err(|e| err!("optimizer state: {e}"))?;
+    write_atomic(&dir.join(OPTIMIZER_FILE), &bytes)?;
+    // The state file goes last: its presence marks a complete checkpoint.
+    let json = serde_json::to_string_pretty(state).expect("JSON");
+    write_atomic(&dir.join(STATE_FILE), json.as_bytes())
+}
+
+/// A loaded checkpoint.
+pub struct Checkpoint {
+    pub lora: LoraConfig,
+    pub params: Vec<f32>,
+    pub exp_avg: Vec<f32>,
+    pub exp_avg_sq: Vec<f32>,
+    pub state: TrainerState,
+}
+
+pub fn load(dir: &Path, model: &Gpt2Config) -> Result<Checkpoint> {
+    let spath = dir.join(STATE_FILE);
+    let text = std::fs::read_to_string(&spath)
+        .map_err(|e| err!("{}: cannot read ({e}); not a complete wgtune checkpoint", spath.display()))?;
+    let state: TrainerState = serde_json::from_str(&text).map_err(|e| err!("{}: {e}", spath.display()))?;
+    let (lora, params) = adapter::load_dir(dir, model)?;
+    let opath = dir.join(OPTIMIZER_FILE);
+    let bytes = std::fs::read(&opath).map_err(|e| err!("{}: cannot read: {e}", opath.display()))?;
+    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| err!("{}: {e}", opath.display()))?;
+    let get = |n: &str| -> Result<Vec<f32>> {
+        let t = st.tensor(n).map_err(|_| err!("{}: missing {n}", opath.display()))?;
+        if t.dtype() != safetensors::Dtype::F32 {
+            bail!("{}: {n} must be F32", opath.display());
+        }
+        Ok(bytemuck::pod_collect_to_vec(t.data()))
+    };
+    Ok(Checkpoint {
+        exp_avg: get("exp_avg")?,
+        exp_avg_sq: get("exp_avg_sq")?,
+        lora,
+        params,
+        state,
+    })
+}
