@@ -12,7 +12,8 @@ use wgtune::lora::{Layout, LoraConfig, init_params, trainable_line};
 use wgtune::model::Quant;
 use wgtune::train::batches::{epoch_order, make_batch, pack};
 use wgtune::train::checkpoint::{self, TrainerState};
-use wgtune::train::schedule::{Scheduler, lr_at};
+use wgtune::train::schedule::Scheduler;
+use wgtune::train::session::{RunConfig, Session};
 use wgtune::train::{Batch, LoraTrainer, OptimConfig};
 use wgtune::{adapter, bail, err};
 
@@ -139,7 +140,13 @@ fn check(a: &TrainArgs) -> Result<()> {
     Ok(())
 }
 
-fn load_examples(path: &Path, format: Option<Format>, tok: &wgtune::tokenizer::Tokenizer, eos: u32, a: &TrainArgs) -> Result<Vec<Example>> {
+fn load_examples(
+    path: &Path,
+    format: Option<Format>,
+    tok: &wgtune::tokenizer::Tokenizer,
+    eos: u32,
+    a: &TrainArgs,
+) -> Result<Vec<Example>> {
     let ds = data::read_jsonl(path, format)?;
     let mut out = Vec::with_capacity(ds.rows.len());
     for (line, segs) in &ds.rows {
@@ -155,7 +162,11 @@ fn load_examples(path: &Path, format: Option<Format>, tok: &wgtune::tokenizer::T
             a.seq_len
         );
     }
-    Ok(if a.packing { pack(&out, a.seq_len) } else { out })
+    Ok(if a.packing {
+        pack(&out, a.seq_len)
+    } else {
+        out
+    })
 }
 
 pub fn run(a: TrainArgs) -> Result<()> {
@@ -164,15 +175,25 @@ pub fn run(a: TrainArgs) -> Result<()> {
         "auto" => None,
         f => Some(f.parse::<Format>().map_err(wgtune::error::Error)?),
     };
-    let data_path = a.data.clone().unwrap_or_else(|| PathBuf::from(EXAMPLE_DATA));
+    let data_path = a
+        .data
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(EXAMPLE_DATA));
     if a.out.join(adapter::CONFIG_FILE).exists() && !a.overwrite && a.resume.is_none() {
-        bail!("{} already holds an adapter; pass --overwrite to replace it, or choose another --out", a.out.display());
+        bail!(
+            "{} already holds an adapter; pass --overwrite to replace it, or choose another --out",
+            a.out.display()
+        );
     }
     let gpu = Gpu::new_blocking()?;
     let (model, tok) = super::load_model(&gpu, &a.model, a.quant)?;
     let cfg = &model.config;
     if a.seq_len > cfg.n_positions {
-        bail!("--seq-len {} exceeds the model's n_positions {}", a.seq_len, cfg.n_positions);
+        bail!(
+            "--seq-len {} exceeds the model's n_positions {}",
+            a.seq_len,
+            cfg.n_positions
+        );
     }
     let eos = tok.eos_id().unwrap_or(cfg.eos());
     let mut train = load_examples(&data_path, format, &tok, eos, &a)?;
@@ -184,14 +205,25 @@ pub fn run(a: TrainArgs) -> Result<()> {
         // A seeded shuffle, then the tail is held out (as datasets' train_test_split).
         let order = epoch_order(train.len(), a.seed, usize::MAX, true);
         let n_val = ((train.len() as f32 * frac).round() as usize).clamp(1, train.len() - 1);
-        let (keep, held): (Vec<_>, Vec<_>) = order.iter().enumerate().partition(|(i, _)| *i < train.len() - n_val);
-        let take = |idx: Vec<(usize, &usize)>| idx.into_iter().map(|(_, &j)| train[j].clone()).collect::<Vec<_>>();
+        let (keep, held): (Vec<_>, Vec<_>) = order
+            .iter()
+            .enumerate()
+            .partition(|(i, _)| *i < train.len() - n_val);
+        let take = |idx: Vec<(usize, &usize)>| {
+            idx.into_iter()
+                .map(|(_, &j)| train[j].clone())
+                .collect::<Vec<_>>()
+        };
         val = take(held);
         train = take(keep);
     }
 
     // LoRA: a fresh PEFT init, a PEFT adapter, or a checkpoint.
-    let resume = a.resume.as_ref().map(|d| checkpoint::load(d, cfg)).transpose()?;
+    let resume = a
+        .resume
+        .as_ref()
+        .map(|d| checkpoint::load(d, cfg))
+        .transpose()?;
     let (lora, params) = if let Some(ck) = &resume {
         (ck.lora.clone(), ck.params.clone())
     } else if let Some(dir) = &a.init_adapter {
@@ -215,10 +247,15 @@ pub fn run(a: TrainArgs) -> Result<()> {
         ..OptimConfig::default()
     };
     let mut trainer = LoraTrainer::new(&gpu, &model, lora.clone(), optim, &params)?;
-    eprintln!("{}", trainable_line(trainer.layout.trainable, cfg.num_params()));
+    eprintln!(
+        "{}",
+        trainable_line(trainer.layout.trainable, cfg.num_params())
+    );
 
     let micro_per_epoch = train.len().div_ceil(a.batch_size);
-    let total = a.max_steps.unwrap_or((a.epochs * micro_per_epoch).div_ceil(a.grad_accum));
+    let total = a
+        .max_steps
+        .unwrap_or((a.epochs * micro_per_epoch).div_ceil(a.grad_accum));
     let mut state = TrainerState {
         step: 0,
         epoch: 0,
@@ -277,57 +314,73 @@ pub fn run(a: TrainArgs) -> Result<()> {
     let save = |trainer: &LoraTrainer, dir: &Path, st: &TrainerState| -> Result<()> {
         let p = pollster::block_on(trainer.params_host(&gpu))?;
         let (m, v) = pollster::block_on(trainer.optimizer_state(&gpu))?;
-        checkpoint::save(dir, &trainer.config, &trainer.layout, &p, &m, &v, st, &base_name, cfg, nf4)
+        checkpoint::save(
+            dir,
+            &trainer.config,
+            &trainer.layout,
+            &p,
+            &m,
+            &v,
+            st,
+            &base_name,
+            cfg,
+            nf4,
+        )
     };
 
     let start = Instant::now();
-    let mut order = epoch_order(train.len(), a.seed, state.epoch, !a.no_shuffle);
     let (mut last_loss, mut last_val) = (f32::NAN, None);
     let tokens_at_start = state.tokens_seen;
-    while (state.step as usize) < total {
-        let mut micro = Vec::with_capacity(a.grad_accum);
-        for _ in 0..a.grad_accum {
-            if state.cursor >= train.len() {
-                state.epoch += 1;
-                state.cursor = 0;
-                order = epoch_order(train.len(), a.seed, state.epoch, !a.no_shuffle);
-            }
-            let end = (state.cursor + a.batch_size).min(train.len());
-            let rows: Vec<&Example> = order[state.cursor..end].iter().map(|&i| &train[i]).collect();
-            state.cursor = end;
-            micro.push(make_batch(&rows, eos));
-        }
-        let lr = lr_at(a.scheduler, a.lr, state.step as usize, a.warmup_steps, total);
-        let step_seed = (a.seed as u32) ^ state.step.wrapping_mul(0x9E37_79B9);
-        let (loss, grad_norm) = pollster::block_on(trainer.train_step(&gpu, &micro, lr, step_seed))?;
+    let run_cfg = RunConfig {
+        batch_size: a.batch_size,
+        grad_accum: a.grad_accum,
+        lr: a.lr,
+        scheduler: a.scheduler,
+        warmup_steps: a.warmup_steps,
+        total_steps: total,
+        seed: a.seed,
+        shuffle: !a.no_shuffle,
+        pad: eos,
+    };
+    let resumed = resume.is_some().then(|| state.clone());
+    let mut session = Session::new(&mut trainer, &train, run_cfg, resumed);
+    while !session.done() {
+        let r = pollster::block_on(session.step(&gpu))?;
+        let (loss, grad_norm, lr) = (r.loss, r.grad_norm, r.lr);
         if !loss.is_finite() || !grad_norm.is_finite() {
             bail!(
                 "step {}: the loss or gradient became {} — training diverged; try a lower --lr (now {})",
-                state.step + 1,
+                r.step,
                 if loss.is_finite() { grad_norm } else { loss },
                 a.lr
             );
         }
-        state.step = trainer.step;
-        state.tokens_seen += micro.iter().map(|b| b.mask.iter().filter(|&&m| m == 1).count() as u64).sum::<u64>();
         last_loss = loss;
         let elapsed = start.elapsed().as_secs_f64();
-        let tps = (state.tokens_seen - tokens_at_start) as f64 / elapsed.max(1e-9);
-        let step = state.step as usize;
+        let tokens_seen = session.state.tokens_seen;
+        let tps = (tokens_seen - tokens_at_start) as f64 / elapsed.max(1e-9);
+        let step = r.step as usize;
         let mut val_loss = None;
-        if !val_batches.is_empty() && a.eval_every > 0 && (step.is_multiple_of(a.eval_every) || step == total) {
-            val_loss = Some(pollster::block_on(trainer.evaluate(&gpu, &val_batches))?);
+        if !val_batches.is_empty()
+            && a.eval_every > 0
+            && (step.is_multiple_of(a.eval_every) || step == total)
+        {
+            val_loss = Some(pollster::block_on(
+                session.trainer.evaluate(&gpu, &val_batches),
+            )?);
             last_val = val_loss;
         }
         let mut rec = serde_json::json!({
             "step": step, "loss": loss, "lr": lr, "grad_norm": grad_norm,
-            "tokens": state.tokens_seen, "tokens_per_s": tps, "elapsed_s": elapsed,
+            "tokens": tokens_seen, "tokens_per_s": tps, "elapsed_s": elapsed,
         });
         if let Some(v) = val_loss {
             rec["val_loss"] = serde_json::json!(v);
         }
         if let Some(f) = metrics.as_mut() {
-            writeln!(f, "{rec}").and_then(|_| f.flush()).map_err(|e| err!("--metrics: cannot write: {e}"))?;
+            writeln!(f, "{rec}")
+                .and_then(|_| f.flush())
+                .map_err(|e| err!("--metrics: cannot write: {e}"))?;
         }
         let msg = format!(
             "loss {loss:.4}{} lr {lr:.2e} {tps:.0} tok/s",
@@ -341,9 +394,15 @@ pub fn run(a: TrainArgs) -> Result<()> {
             None => eprintln!("step {step}/{total} {msg}"),
         }
         if a.save_every > 0 && step.is_multiple_of(a.save_every) && step < total {
-            save(&trainer, &a.out.join(format!("checkpoint-{step}")), &state)?;
+            let st = session.state.clone();
+            save(
+                session.trainer,
+                &a.out.join(format!("checkpoint-{step}")),
+                &st,
+            )?;
         }
     }
+    state = session.state.clone();
     if let Some(pb) = bar {
         pb.finish_and_clear();
     }
@@ -351,7 +410,15 @@ pub fn run(a: TrainArgs) -> Result<()> {
         last_val = Some(pollster::block_on(trainer.evaluate(&gpu, &val_batches))?);
     }
     let p = pollster::block_on(trainer.params_host(&gpu))?;
-    adapter::save_dir(&a.out, &trainer.config, &trainer.layout, &p, &a.model, cfg.n_layer, nf4)?;
+    adapter::save_dir(
+        &a.out,
+        &trainer.config,
+        &trainer.layout,
+        &p,
+        &a.model,
+        cfg.n_layer,
+        nf4,
+    )?;
     let elapsed = start.elapsed().as_secs_f64();
     let stats = gpu.pool().stats();
     let summary = serde_json::json!({

@@ -321,7 +321,8 @@ impl Gpt2 {
         b: usize,
         t: usize,
     ) -> Result<Vec<f32>> {
-        self.position_losses_with(gpu, ids, mask, targets, b, t, None).await
+        self.position_losses_with(gpu, ids, mask, targets, b, t, None)
+            .await
     }
 
     /// [`Self::position_losses`] with LoRA adapters applied.
@@ -347,7 +348,9 @@ impl Gpt2 {
         let chunk = gpu.tensor(rows * chunk_width);
         let state = gpu.tensor(rows * 3);
         let mut cmd = gpu.commands();
-        let hidden = self.record_forward(&mut cmd, &ids_t, &mask_t, b, t, adapter, false).lnf;
+        let hidden = self
+            .record_forward(&mut cmd, &ids_t, &mask_t, b, t, adapter, false)
+            .lnf;
         lm_head_loss(
             &mut cmd,
             &loss,

@@ -9,8 +9,14 @@ use crate::train::Batch;
 /// Concatenate examples (each already ends with EOS) and cut the stream into rows of
 /// `seq_len` tokens; the first token of each row is not predicted.
 pub fn pack(examples: &[Example], seq_len: usize) -> Vec<Example> {
-    let ids: Vec<u32> = examples.iter().flat_map(|e| e.ids.iter().copied()).collect();
-    let labels: Vec<i32> = examples.iter().flat_map(|e| e.labels.iter().copied()).collect();
+    let ids: Vec<u32> = examples
+        .iter()
+        .flat_map(|e| e.ids.iter().copied())
+        .collect();
+    let labels: Vec<i32> = examples
+        .iter()
+        .flat_map(|e| e.labels.iter().copied())
+        .collect();
     ids.chunks(seq_len)
         .zip(labels.chunks(seq_len))
         .filter(|(c, _)| c.len() > 1)
@@ -41,7 +47,11 @@ pub fn epoch_order(n: usize, seed: u64, epoch: usize, shuffle: bool) -> Vec<usiz
 pub fn make_batch(rows: &[&Example], pad: u32) -> Batch {
     let b = rows.len();
     let t = rows.iter().map(|e| e.ids.len()).max().unwrap_or(1).max(1);
-    let (mut ids, mut mask, mut labels) = (vec![pad; b * t], vec![0u32; b * t], vec![IGNORE_INDEX; b * t]);
+    let (mut ids, mut mask, mut labels) = (
+        vec![pad; b * t],
+        vec![0u32; b * t],
+        vec![IGNORE_INDEX; b * t],
+    );
     for (i, e) in rows.iter().enumerate() {
         for (j, (&id, &l)) in e.ids.iter().zip(&e.labels).enumerate() {
             ids[i * t + j] = id;
@@ -79,7 +89,10 @@ mod tests {
     #[test]
     fn packing_and_padding() {
         let p = pack(&[ex(&[1, 2, 3]), ex(&[4, 5]), ex(&[6])], 4);
-        assert_eq!(p.iter().map(|e| e.ids.clone()).collect::<Vec<_>>(), vec![vec![1, 2, 3, 4], vec![5, 6]]);
+        assert_eq!(
+            p.iter().map(|e| e.ids.clone()).collect::<Vec<_>>(),
+            vec![vec![1, 2, 3, 4], vec![5, 6]]
+        );
         let (a, b) = (ex(&[1, 2, 3]), ex(&[4]));
         let batch = make_batch(&[&a, &b], 0);
         assert_eq!((batch.b, batch.t), (2, 3));

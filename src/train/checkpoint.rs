@@ -31,6 +31,7 @@ pub struct TrainerState {
 }
 
 /// Write a checkpoint directory (created if missing).
+#[allow(clippy::too_many_arguments)] // the pieces of a checkpoint, each from a different owner
 pub fn save(
     dir: &Path,
     lora: &LoraConfig,
@@ -43,16 +44,29 @@ pub fn save(
     model: &Gpt2Config,
     nf4_base: bool,
 ) -> Result<()> {
-    adapter::save_dir(dir, lora, layout, params, base_model, model.n_layer, nf4_base)?;
+    adapter::save_dir(
+        dir,
+        lora,
+        layout,
+        params,
+        base_model,
+        model.n_layer,
+        nf4_base,
+    )?;
     let views = [("exp_avg", exp_avg), ("exp_avg_sq", exp_avg_sq)]
         .into_iter()
         .map(|(n, v)| {
-            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![v.len()], bytemuck::cast_slice(v))
-                .map(|t| (n.to_string(), t))
-                .map_err(|e| err!("optimizer state: {e}"))
+            safetensors::tensor::TensorView::new(
+                safetensors::Dtype::F32,
+                vec![v.len()],
+                bytemuck::cast_slice(v),
+            )
+            .map(|t| (n.to_string(), t))
+            .map_err(|e| err!("optimizer state: {e}"))
         })
         .collect::<Result<Vec<_>>>()?;
-    let bytes = safetensors::serialize(views, None::<HashMap<String, String>>).map_err(|e| err!("optimizer state: {e}"))?;
+    let bytes = safetensors::serialize(views, None::<HashMap<String, String>>)
+        .map_err(|e| err!("optimizer state: {e}"))?;
     write_atomic(&dir.join(OPTIMIZER_FILE), &bytes)?;
     // The state file goes last: its presence marks a complete checkpoint.
     let json = serde_json::to_string_pretty(state).expect("JSON");
@@ -70,15 +84,23 @@ pub struct Checkpoint {
 
 pub fn load(dir: &Path, model: &Gpt2Config) -> Result<Checkpoint> {
     let spath = dir.join(STATE_FILE);
-    let text = std::fs::read_to_string(&spath)
-        .map_err(|e| err!("{}: cannot read ({e}); not a complete wgtune checkpoint", spath.display()))?;
-    let state: TrainerState = serde_json::from_str(&text).map_err(|e| err!("{}: {e}", spath.display()))?;
+    let text = std::fs::read_to_string(&spath).map_err(|e| {
+        err!(
+            "{}: cannot read ({e}); not a complete wgtune checkpoint",
+            spath.display()
+        )
+    })?;
+    let state: TrainerState =
+        serde_json::from_str(&text).map_err(|e| err!("{}: {e}", spath.display()))?;
     let (lora, params) = adapter::load_dir(dir, model)?;
     let opath = dir.join(OPTIMIZER_FILE);
     let bytes = std::fs::read(&opath).map_err(|e| err!("{}: cannot read: {e}", opath.display()))?;
-    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| err!("{}: {e}", opath.display()))?;
+    let st = safetensors::SafeTensors::deserialize(&bytes)
+        .map_err(|e| err!("{}: {e}", opath.display()))?;
     let get = |n: &str| -> Result<Vec<f32>> {
-        let t = st.tensor(n).map_err(|_| err!("{}: missing {n}", opath.display()))?;
+        let t = st
+            .tensor(n)
+            .map_err(|_| err!("{}: missing {n}", opath.display()))?;
         if t.dtype() != safetensors::Dtype::F32 {
             bail!("{}: {n} must be F32", opath.display());
         }

@@ -7,6 +7,7 @@ pub mod batches;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod checkpoint;
 pub mod schedule;
+pub mod session;
 
 use crate::error::Result;
 use crate::gpu::{Gpu, Tensor};
@@ -310,13 +311,26 @@ impl<'m> LoraTrainer<'m> {
 
     /// AdamW moments (exp_avg, exp_avg_sq) for a checkpoint.
     pub async fn optimizer_state(&self, gpu: &Gpu) -> Result<(Vec<f32>, Vec<f32>)> {
-        Ok((gpu.read_f32(&self.exp_avg).await?, gpu.read_f32(&self.exp_avg_sq).await?))
+        Ok((
+            gpu.read_f32(&self.exp_avg).await?,
+            gpu.read_f32(&self.exp_avg_sq).await?,
+        ))
     }
 
     /// Restore AdamW moments and the step counter from a checkpoint.
-    pub fn set_optimizer_state(&mut self, gpu: &Gpu, exp_avg: &[f32], exp_avg_sq: &[f32], step: u32) -> Result<()> {
+    pub fn set_optimizer_state(
+        &mut self,
+        gpu: &Gpu,
+        exp_avg: &[f32],
+        exp_avg_sq: &[f32],
+        step: u32,
+    ) -> Result<()> {
         if exp_avg.len() != self.layout.len || exp_avg_sq.len() != self.layout.len {
-            bail!("optimizer state has {} values, this adapter needs {}", exp_avg.len(), self.layout.len);
+            bail!(
+                "optimizer state has {} values, this adapter needs {}",
+                exp_avg.len(),
+                self.layout.len
+            );
         }
         gpu.write(&self.exp_avg, exp_avg);
         gpu.write(&self.exp_avg_sq, exp_avg_sq);
@@ -332,7 +346,10 @@ impl<'m> LoraTrainer<'m> {
         };
         let (mut sum, mut count) = (0.0f64, 0usize);
         for b in batches {
-            let losses = self.model.position_losses_with(gpu, &b.ids, &b.mask, &b.targets, b.b, b.t, Some(&adapter)).await?;
+            let losses = self
+                .model
+                .position_losses_with(gpu, &b.ids, &b.mask, &b.targets, b.b, b.t, Some(&adapter))
+                .await?;
             sum += losses.iter().map(|&x| x as f64).sum::<f64>();
             count += b.trained_tokens();
         }

@@ -15,7 +15,9 @@ impl std::str::FromStr for Scheduler {
             "linear" => Ok(Self::Linear),
             "cosine" => Ok(Self::Cosine),
             "constant" => Ok(Self::Constant),
-            _ => Err(format!("unknown scheduler {s:?}: use linear, cosine or constant")),
+            _ => Err(format!(
+                "unknown scheduler {s:?}: use linear, cosine or constant"
+            )),
         }
     }
 }
@@ -28,9 +30,9 @@ pub fn lr_at(s: Scheduler, lr: f32, step: usize, warmup: usize, total: usize) ->
     }
     let factor = match s {
         Scheduler::Constant => 1.0,
-        Scheduler::Linear => {
-            ((total.saturating_sub(step)) as f64 / (total.saturating_sub(warmup)).max(1) as f64).max(0.0)
-        }
+        Scheduler::Linear => ((total.saturating_sub(step)) as f64
+            / (total.saturating_sub(warmup)).max(1) as f64)
+            .max(0.0),
         Scheduler::Cosine => {
             let progress = (step - warmup) as f64 / (total.saturating_sub(warmup)).max(1) as f64;
             (0.5 * (1.0 + (std::f64::consts::PI * progress).cos())).max(0.0)

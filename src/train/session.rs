@@ -1,0 +1,131 @@
+//! A training run over a dataset: which examples form each step (seeded shuffle per epoch),
+//! the learning-rate schedule, and the position that a checkpoint records. The CLI drives it;
+//! so can the web app's worker.
+
+use crate::data::Example;
+use crate::error::Result;
+use crate::gpu::Gpu;
+use crate::train::batches::{epoch_order, make_batch};
+use crate::train::checkpoint::TrainerState;
+use crate::train::schedule::{Scheduler, lr_at};
+use crate::train::{Batch, LoraTrainer};
+
+/// How examples become optimizer steps.
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    pub batch_size: usize,
+    pub grad_accum: usize,
+    pub lr: f32,
+    pub scheduler: Scheduler,
+    pub warmup_steps: usize,
+    pub total_steps: usize,
+    pub seed: u64,
+    pub shuffle: bool,
+    /// Token id used for padding (masked out).
+    pub pad: u32,
+}
+
+/// What one optimizer step did.
+#[derive(Clone, Debug)]
+pub struct StepReport {
+    pub step: u32,
+    pub loss: f32,
+    pub lr: f32,
+    pub grad_norm: f32,
+    /// Non-padding tokens processed in this step.
+    pub tokens: u64,
+}
+
+pub struct Session<'t, 'm> {
+    pub trainer: &'t mut LoraTrainer<'m>,
+    pub train: &'t [Example],
+    pub cfg: RunConfig,
+    pub state: TrainerState,
+    order: Vec<usize>,
+}
+
+impl<'t, 'm> Session<'t, 'm> {
+    /// A new run, or the continuation of `resume` (its AdamW state must already be in
+    /// `trainer`).
+    pub fn new(
+        trainer: &'t mut LoraTrainer<'m>,
+        train: &'t [Example],
+        cfg: RunConfig,
+        resume: Option<TrainerState>,
+    ) -> Self {
+        let state = resume.unwrap_or(TrainerState {
+            step: 0,
+            epoch: 0,
+            cursor: 0,
+            seed: cfg.seed,
+            total_steps: cfg.total_steps,
+            tokens_seen: 0,
+            train_examples: train.len(),
+        });
+        let order = epoch_order(train.len(), cfg.seed, state.epoch, cfg.shuffle);
+        Self {
+            trainer,
+            train,
+            cfg,
+            state,
+            order,
+        }
+    }
+
+    pub fn done(&self) -> bool {
+        self.state.step as usize >= self.cfg.total_steps
+    }
+
+    fn next_micro_batches(&mut self) -> Vec<Batch> {
+        let mut micro = Vec::with_capacity(self.cfg.grad_accum);
+        for _ in 0..self.cfg.grad_accum {
+            if self.state.cursor >= self.train.len() {
+                self.state.epoch += 1;
+                self.state.cursor = 0;
+                self.order = epoch_order(
+                    self.train.len(),
+                    self.cfg.seed,
+                    self.state.epoch,
+                    self.cfg.shuffle,
+                );
+            }
+            let end = (self.state.cursor + self.cfg.batch_size).min(self.train.len());
+            let rows: Vec<&Example> = self.order[self.state.cursor..end]
+                .iter()
+                .map(|&i| &self.train[i])
+                .collect();
+            self.state.cursor = end;
+            micro.push(make_batch(&rows, self.cfg.pad));
+        }
+        micro
+    }
+
+    /// Run the next optimizer step.
+    pub async fn step(&mut self, gpu: &Gpu) -> Result<StepReport> {
+        let micro = self.next_micro_batches();
+        let c = &self.cfg;
+        let lr = lr_at(
+            c.scheduler,
+            c.lr,
+            self.state.step as usize,
+            c.warmup_steps,
+            c.total_steps,
+        );
+        // Dropout masks depend only on (seed, step): a resumed run draws the same ones.
+        let seed = (c.seed as u32) ^ self.state.step.wrapping_mul(0x9E37_79B9);
+        let (loss, grad_norm) = self.trainer.train_step(gpu, &micro, lr, seed).await?;
+        let tokens = micro
+            .iter()
+            .map(|b| b.mask.iter().filter(|&&m| m == 1).count() as u64)
+            .sum();
+        self.state.step = self.trainer.step;
+        self.state.tokens_seen += tokens;
+        Ok(StepReport {
+            step: self.state.step,
+            loss,
+            lr,
+            grad_norm,
+            tokens,
+        })
+    }
+}

@@ -1,0 +1,152 @@
+use crate::common::gpu;
+use crate::fixtures::dir;
+use crate::gpu_or_skip;
+use wgtune::data::{self, Example};
+use wgtune::lora::{Layout, LoraConfig, init_params};
+use wgtune::model::{Quant, load_dir};
+use wgtune::train::checkpoint;
+use wgtune::train::schedule::Scheduler;
+use wgtune::train::session::{RunConfig, Session};
+use wgtune::train::{LoraTrainer, OptimConfig};
+
+/// A small synthetic instruction task: each prompt has one fixed answer.
+fn examples(tok: &wgtune::tokenizer::Tokenizer) -> Vec<Example> {
+    let lines: Vec<String> = [
+        ("red", "apple"),
+        ("yellow", "banana"),
+        ("green", "lime"),
+        ("purple", "grape"),
+        ("orange", "carrot"),
+        ("brown", "bread"),
+    ]
+    .iter()
+    .map(|(c, f)| {
+        format!("{{\"prompt\":\"The {c} food is\",\"completion\":\" a {f}, of course.\"}}")
+    })
+    .collect();
+    let ds = data::parse_jsonl(&lines.join("\n"), "synthetic", None).unwrap();
+    ds.rows
+        .iter()
+        .map(|(l, s)| data::tokenize(tok, s, 999, false, 64, *l).unwrap())
+        .collect()
+}
+
+fn lora() -> LoraConfig {
+    LoraConfig {
+        r: 8,
+        lora_alpha: 16.0,
+        lora_dropout: 0.05,
+        target_modules: vec!["all-linear".into()],
+        use_rslora: false,
+    }
+}
+
+fn run_cfg(total: usize) -> RunConfig {
+    RunConfig {
+        batch_size: 3,
+        grad_accum: 2,
+        lr: 1e-2,
+        scheduler: Scheduler::Cosine,
+        warmup_steps: 2,
+        total_steps: total,
+        seed: 7,
+        shuffle: true,
+        pad: 999,
+    }
+}
+
+/// QLoRA on the tiny model learns the synthetic task: the loss of the last steps is well
+/// below a third of the first step's.
+#[test]
+fn loss_falls_on_a_synthetic_instruction_task() {
+    let gpu = gpu_or_skip!();
+    let (m, tok) = load_dir(
+        gpu,
+        &dir("models/tiny"),
+        Quant::Nf4 {
+            double_quant: false,
+        },
+    )
+    .unwrap();
+    let train = examples(&tok);
+    let layout = Layout::new(&m.config, &lora());
+    let params = init_params(&layout, 8, 1);
+    let mut trainer = LoraTrainer::new(gpu, &m, lora(), OptimConfig::default(), &params).unwrap();
+    let mut s = Session::new(&mut trainer, &train, run_cfg(60), None);
+    let mut losses = Vec::new();
+    while !s.done() {
+        losses.push(pollster::block_on(s.step(gpu)).unwrap().loss);
+    }
+    let first = losses[0];
+    let last = losses[losses.len() - 5..].iter().sum::<f32>() / 5.0;
+    assert!(first > 5.0, "initial loss {first}");
+    assert!(
+        last < first / 3.0,
+        "loss did not fall: {first} -> {last} ({losses:?})"
+    );
+}
+
+/// Interrupt after 4 steps, save a checkpoint, resume in a new trainer: the remaining
+/// losses and the final adapter are identical to an uninterrupted run (same data order,
+/// same dropout masks, same AdamW state).
+#[test]
+fn resume_reproduces_the_uninterrupted_run() {
+    let gpu = gpu_or_skip!();
+    let (m, tok) = load_dir(gpu, &dir("models/tiny"), Quant::F32).unwrap();
+    let train = examples(&tok);
+    let layout = Layout::new(&m.config, &lora());
+    let params = init_params(&layout, 8, 3);
+    let total = 8;
+
+    let mut t1 = LoraTrainer::new(gpu, &m, lora(), OptimConfig::default(), &params).unwrap();
+    let mut s1 = Session::new(&mut t1, &train, run_cfg(total), None);
+    let mut want = Vec::new();
+    while !s1.done() {
+        want.push(pollster::block_on(s1.step(gpu)).unwrap().loss);
+    }
+    let want_params = pollster::block_on(t1.params_host(gpu)).unwrap();
+
+    let ck = std::env::temp_dir().join(format!("wgtune-resume-{}", std::process::id()));
+    let mut t2 = LoraTrainer::new(gpu, &m, lora(), OptimConfig::default(), &params).unwrap();
+    let mut got = Vec::new();
+    {
+        let mut s2 = Session::new(&mut t2, &train, run_cfg(total), None);
+        for _ in 0..4 {
+            got.push(pollster::block_on(s2.step(gpu)).unwrap().loss);
+        }
+        let state = s2.state.clone();
+        let p = pollster::block_on(s2.trainer.params_host(gpu)).unwrap();
+        let (ma, va) = pollster::block_on(s2.trainer.optimizer_state(gpu)).unwrap();
+        checkpoint::save(
+            &ck,
+            &lora(),
+            &layout,
+            &p,
+            &ma,
+            &va,
+            &state,
+            "tiny",
+            &m.config,
+            false,
+        )
+        .unwrap();
+    }
+    drop(t2);
+
+    let c = checkpoint::load(&ck, &m.config).unwrap();
+    let mut t3 =
+        LoraTrainer::new(gpu, &m, c.lora.clone(), OptimConfig::default(), &c.params).unwrap();
+    t3.set_optimizer_state(gpu, &c.exp_avg, &c.exp_avg_sq, c.state.step)
+        .unwrap();
+    let mut s3 = Session::new(&mut t3, &train, run_cfg(total), Some(c.state.clone()));
+    while !s3.done() {
+        got.push(pollster::block_on(s3.step(gpu)).unwrap().loss);
+    }
+    assert_eq!(got, want, "losses after resume");
+    assert_eq!(
+        pollster::block_on(t3.params_host(gpu)).unwrap(),
+        want_params,
+        "final adapter"
+    );
+    std::fs::remove_dir_all(&ck).unwrap();
+}
