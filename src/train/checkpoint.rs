@@ -1,16 +1,21 @@
 //! Resumable checkpoints: the PEFT adapter, the AdamW moments and the trainer's position
 //! (step, epoch, cursor in the epoch's order, seed), each file written atomically.
 
+#[cfg(not(target_arch = "wasm32"))]
 use std::collections::HashMap;
+#[cfg(not(target_arch = "wasm32"))]
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::adapter::{self, write_atomic};
-use crate::error::Result;
-use crate::lora::{Layout, LoraConfig};
-use crate::model::Gpt2Config;
-use crate::{bail, err};
+#[cfg(not(target_arch = "wasm32"))]
+use crate::{
+    adapter::{self, write_atomic},
+    bail, err,
+    error::Result,
+    lora::{Layout, LoraConfig},
+    model::Gpt2Config,
+};
 
 pub const STATE_FILE: &str = "trainer_state.json";
 pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
@@ -31,6 +36,7 @@ pub struct TrainerState {
 }
 
 /// Write a checkpoint directory (created if missing).
+#[cfg(not(target_arch = "wasm32"))]
 #[allow(clippy::too_many_arguments)] // the pieces of a checkpoint, each from a different owner
 pub fn save(
     dir: &Path,
@@ -74,6 +80,7 @@ pub fn save(
 }
 
 /// A loaded checkpoint.
+#[cfg(not(target_arch = "wasm32"))]
 pub struct Checkpoint {
     pub lora: LoraConfig,
     pub params: Vec<f32>,
@@ -82,6 +89,7 @@ pub struct Checkpoint {
     pub state: TrainerState,
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 pub fn load(dir: &Path, model: &Gpt2Config) -> Result<Checkpoint> {
     let spath = dir.join(STATE_FILE);
     let text = std::fs::read_to_string(&spath).map_err(|e| {

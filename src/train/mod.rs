@@ -4,7 +4,6 @@
 
 pub mod backward;
 pub mod batches;
-#[cfg(not(target_arch = "wasm32"))]
 pub mod checkpoint;
 pub mod schedule;
 pub mod session;

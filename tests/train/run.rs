@@ -1,4 +1,3 @@
-use crate::common::gpu;
 use crate::fixtures::dir;
 use crate::gpu_or_skip;
 use wgtune::data::{self, Example};
