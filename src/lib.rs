@@ -9,6 +9,8 @@ pub mod error;
 pub mod gpu;
 pub mod kernels;
 pub mod lora;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod merge;
 pub mod model;
 pub mod nf4;
 pub mod sample;

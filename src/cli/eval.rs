@@ -14,6 +14,9 @@ pub struct EvalArgs {
     /// Model: a local Hugging Face GPT-2 directory or a hub id (gpt2, openai-community/gpt2, ...).
     #[arg(long, default_value = "gpt2")]
     pub model: String,
+    /// A PEFT LoRA adapter directory to apply.
+    #[arg(long)]
+    pub adapter: Option<PathBuf>,
     /// JSONL file (text, prompt-completion, messages or alpaca lines).
     #[arg(long)]
     pub data: PathBuf,
@@ -42,6 +45,12 @@ pub fn run(a: EvalArgs) -> Result<()> {
     let dataset = data::read_jsonl(&a.data, format)?;
     let gpu = Gpu::new_blocking()?;
     let (model, tok) = super::load_model(&gpu, &a.model, a.quant)?;
+    let adapter = a
+        .adapter
+        .as_ref()
+        .map(|d| super::LoadedAdapter::load(&gpu, d, &model))
+        .transpose()?;
+    let adapter_ref = adapter.as_ref().map(super::LoadedAdapter::as_ref);
     let n_pos = model.config.n_positions;
     let seq_len = a.seq_len.unwrap_or(n_pos);
     if seq_len == 0 || seq_len > n_pos {
@@ -81,7 +90,15 @@ pub fn run(a: EvalArgs) -> Result<()> {
                 }
             }
         }
-        let losses = pollster::block_on(model.position_losses(&gpu, &ids, &mask, &targets, b, t))?;
+        let losses = pollster::block_on(model.position_losses_with(
+            &gpu,
+            &ids,
+            &mask,
+            &targets,
+            b,
+            t,
+            adapter_ref.as_ref(),
+        ))?;
         for (l, &tg) in losses.iter().zip(&targets) {
             if tg != IGNORE_INDEX {
                 sum += *l as f64;
@@ -100,6 +117,7 @@ pub fn run(a: EvalArgs) -> Result<()> {
         "sequences": examples.len(),
         "format": dataset.format.name(),
         "model": a.model,
+        "adapter": a.adapter.as_ref().map(|p| p.display().to_string()),
         "quant": a.quant.to_string(),
     });
     println!("{out}");

@@ -14,6 +14,9 @@ pub struct GenerateArgs {
     /// Model: a local Hugging Face GPT-2 directory or a hub id.
     #[arg(long, default_value = "gpt2")]
     pub model: String,
+    /// A PEFT LoRA adapter directory to apply.
+    #[arg(long)]
+    pub adapter: Option<std::path::PathBuf>,
     #[arg(long)]
     pub prompt: String,
     #[arg(long, default_value_t = 64)]
@@ -42,6 +45,12 @@ pub fn run(a: GenerateArgs) -> Result<()> {
     }
     let gpu = Gpu::new_blocking()?;
     let (model, tok) = super::load_model(&gpu, &a.model, a.quant)?;
+    let adapter = a
+        .adapter
+        .as_ref()
+        .map(|d| super::LoadedAdapter::load(&gpu, d, &model))
+        .transpose()?;
+    let adapter_ref = adapter.as_ref().map(super::LoadedAdapter::as_ref);
     let eos = tok.eos_id().unwrap_or(model.config.eos());
     let mut ids = tok.encode(&a.prompt)?;
     if ids.is_empty() {
@@ -70,7 +79,8 @@ pub fn run(a: GenerateArgs) -> Result<()> {
         if cache.len() + next.len() > model.config.n_positions {
             break;
         }
-        let logits = pollster::block_on(model.step(&gpu, &mut cache, &next))?;
+        let logits =
+            pollster::block_on(model.step_with(&gpu, &mut cache, &next, adapter_ref.as_ref()))?;
         let id = sample(&logits, &s, &mut rng);
         if id == eos {
             break;

@@ -29,6 +29,18 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Generate text from a prompt, streamed.
     Generate(generate::GenerateArgs),
+    /// Fold a LoRA adapter into the base weights: a model directory transformers loads.
+    Merge {
+        /// Base model: a local directory or a hub id.
+        #[arg(long)]
+        model: String,
+        /// PEFT adapter directory.
+        #[arg(long)]
+        adapter: std::path::PathBuf,
+        /// Output directory for the merged model.
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
     /// Benchmarks that print figures.
     Bench {
         #[command(subcommand)]
@@ -42,6 +54,21 @@ pub fn run() -> Result<(), Box<dyn std::error::Error>> {
         Command::Train(a) => Ok(train::run(*a)?),
         Command::Eval(a) => Ok(eval::run(a)?),
         Command::Generate(a) => Ok(generate::run(a)?),
+        Command::Merge {
+            model,
+            adapter,
+            out,
+        } => {
+            let dir = hub::resolve(&model)?;
+            wgtune::merge::merge_dir(&dir, &adapter, &out)?;
+            eprintln!(
+                "merged {} into {} -> {}",
+                adapter.display(),
+                model,
+                out.display()
+            );
+            Ok(())
+        }
         Command::Bench { what } => bench::run(what),
     }
 }
@@ -78,4 +105,45 @@ pub(crate) fn load_model(
         gpu.adapter_info.backend
     );
     Ok((m, tok))
+}
+
+/// A PEFT adapter loaded onto the GPU for eval / generate.
+pub(crate) struct LoadedAdapter {
+    pub layout: wgtune::lora::Layout,
+    pub params: wgtune::gpu::Tensor,
+    pub config: wgtune::lora::LoraConfig,
+}
+
+impl LoadedAdapter {
+    pub fn load(
+        gpu: &wgtune::gpu::Gpu,
+        dir: &std::path::Path,
+        model: &wgtune::model::Gpt2,
+    ) -> wgtune::error::Result<Self> {
+        let (config, params) = wgtune::adapter::load_dir(dir, &model.config)?;
+        let layout = wgtune::lora::Layout::new(&model.config, &config);
+        eprintln!(
+            "adapter {}: r={}, alpha={}, targets {:?}",
+            dir.display(),
+            config.r,
+            config.lora_alpha,
+            config.target_modules
+        );
+        Ok(Self {
+            params: gpu.upload_f32(&params),
+            layout,
+            config,
+        })
+    }
+
+    pub fn as_ref(&self) -> wgtune::model::forward::AdapterRef<'_> {
+        wgtune::model::forward::AdapterRef {
+            layout: &self.layout,
+            params: &self.params,
+            rank: self.config.r,
+            scale: self.config.scale(),
+            p_drop: 0.0,
+            seed: 0,
+        }
+    }
 }

@@ -3,11 +3,14 @@
 
 use crate::bail;
 use crate::error::Result;
-use crate::gpu::{Gpu, Tensor};
+use crate::gpu::{Commands, Gpu, Tensor};
 use crate::kernels::attention::{AttnDims, attention_forward};
 use crate::kernels::elementwise::gelu_forward;
 use crate::kernels::embedding::embedding_forward;
 use crate::kernels::layernorm::layernorm_forward;
+use crate::kernels::lora::{LoraDims, lora_forward};
+use crate::lora::Module;
+use crate::model::forward::AdapterRef;
 use crate::model::gpt2::{Gpt2, run_linear};
 
 /// Per layer, the c_attn output (q|k|v) of every position so far: (n_positions, 3C).
@@ -44,6 +47,17 @@ impl KvCache {
 impl Gpt2 {
     /// Run `ids` at the next positions of `cache` and return the logits (V) of the last one.
     pub async fn step(&self, gpu: &Gpu, cache: &mut KvCache, ids: &[u32]) -> Result<Vec<f32>> {
+        self.step_with(gpu, cache, ids, None).await
+    }
+
+    /// [`Self::step`] with LoRA adapters applied (no dropout).
+    pub async fn step_with(
+        &self,
+        gpu: &Gpu,
+        cache: &mut KvCache,
+        ids: &[u32],
+        adapter: Option<&AdapterRef<'_>>,
+    ) -> Result<Vec<f32>> {
         let cfg = &self.config;
         let (c, n, pos0, p) = (cfg.n_embd, ids.len(), cache.len, cfg.n_positions);
         if n == 0 {
@@ -79,9 +93,22 @@ impl Gpt2 {
             c,
             n_head: cfg.n_head,
         };
+        let u = adapter.map(|a| gpu.tensor(n * a.rank));
+        // LoRA (no dropout) on module `m` of block `l`: y += scale · x·Aᵀ·Bᵀ.
+        let lora = |cmd: &mut Commands, l: usize, m: Module, y: &Tensor, x: &Tensor| {
+            if let (Some(a), Some(u)) = (adapter, &u)
+                && let Some(slot) = a.layout.slot(l, m)
+            {
+                let d = LoraDims {
+                    p_drop: 0.0,
+                    ..a.dims(slot, n)
+                };
+                lora_forward(cmd, y, u, x, x, &a.a(slot), &a.b(slot), &d);
+            }
+        };
         let mut cmd = gpu.commands();
         embedding_forward(&mut cmd, &x, &ids_t, &self.wte, &self.wpe, 1, n, c, pos0);
-        for (blk, kv) in self.blocks.iter().zip(&cache.layers) {
+        for (l, (blk, kv)) in self.blocks.iter().zip(&cache.layers).enumerate() {
             layernorm_forward(
                 &mut cmd,
                 &ln,
@@ -95,11 +122,13 @@ impl Gpt2 {
                 eps,
             );
             run_linear(&mut cmd, &qkv, &ln, &blk.c_attn, n, false);
+            lora(&mut cmd, l, Module::CAttn, &qkv, &ln);
             // Append this step's q/k/v rows to the cache (a copy: row offsets need not be
             // binding-aligned).
             cmd.copy(&qkv, &kv.slice(pos0 * 3 * c, n * 3 * c));
             attention_forward(&mut cmd, &att, &lse, kv, &cache.mask, &dims, pos0, n);
             run_linear(&mut cmd, &x, &att, &blk.attn_proj, n, true);
+            lora(&mut cmd, l, Module::AttnProj, &x, &att);
             layernorm_forward(
                 &mut cmd,
                 &ln,
@@ -113,8 +142,10 @@ impl Gpt2 {
                 eps,
             );
             run_linear(&mut cmd, &h, &ln, &blk.c_fc, n, false);
+            lora(&mut cmd, l, Module::CFc, &h, &ln);
             gelu_forward(&mut cmd, &g, &h, n * 4 * c);
             run_linear(&mut cmd, &x, &g, &blk.mlp_proj, n, true);
+            lora(&mut cmd, l, Module::MlpProj, &x, &g);
         }
         cmd.copy(&x.slice((n - 1) * c, c), &last);
         let (m1, r1) = (gpu.tensor(1), gpu.tensor(1));

@@ -309,3 +309,81 @@ fn trainable_parameter_lines_match_peft() {
         );
     }
 }
+
+/// `merge` folds PEFT's adapter into the base exactly as `merge_and_unload()` +
+/// `save_pretrained` do: same tensor names and metadata, weights within 1e-6, and the merged
+/// model's logits equal PEFT's merged logits (f32 bound 1e-4).
+#[test]
+fn merged_model_matches_pefts_merge() {
+    let gpu = gpu_or_skip!();
+    let case = Case::new("attn_r4");
+    let out = std::env::temp_dir().join(format!("wgtune-merged-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    wgtune::merge::merge_dir(&dir("models/tiny"), &case.dir.join("adapter_final"), &out).unwrap();
+    let (a, b) = (
+        read(&out.join("model.safetensors")),
+        read(&case.dir.join("merged/model.safetensors")),
+    );
+    let (sa, sb) = (
+        SafeTensors::deserialize(&a).unwrap(),
+        SafeTensors::deserialize(&b).unwrap(),
+    );
+    let (mut na, mut nb) = (sa.names(), sb.names());
+    na.sort();
+    nb.sort();
+    assert_eq!(na, nb, "merged tensor names");
+    for n in na {
+        let (ta, tb) = (sa.tensor(n).unwrap(), sb.tensor(n).unwrap());
+        assert_eq!((ta.dtype(), ta.shape()), (tb.dtype(), tb.shape()), "{n}");
+        let (va, vb): (Vec<f32>, Vec<f32>) = (
+            bytemuck::pod_collect_to_vec(ta.data()),
+            bytemuck::pod_collect_to_vec(tb.data()),
+        );
+        assert_close(n, &va, &vb, 1e-6, 0.0);
+    }
+    let (m, _) = load_dir(gpu, &out, Quant::F32).unwrap();
+    let batch = case.batch(0);
+    let got = pollster::block_on(m.logits(gpu, &batch.ids, &batch.mask, 2, 24)).unwrap();
+    assert_close("merged logits", &got, &case.f32("merged_logits"), 1e-4, 0.0);
+    std::fs::remove_dir_all(&out).unwrap();
+}
+
+/// Generation with an adapter through the KV cache picks the same greedy tokens as the full
+/// forward pass with the adapter (which matches PEFT's logits above).
+#[test]
+fn kv_cache_generation_applies_the_adapter() {
+    let gpu = gpu_or_skip!();
+    let case = Case::new("all_r8_rslora");
+    let m = model(Quant::F32);
+    let (cfg, params) = adapter::load_dir(&case.dir.join("adapter_final"), &m.config).unwrap();
+    let layout = Layout::new(&m.config, &cfg);
+    let p = gpu.upload_f32(&params);
+    let a = AdapterRef {
+        layout: &layout,
+        params: &p,
+        rank: cfg.r,
+        scale: cfg.scale(),
+        p_drop: 0.0,
+        seed: 0,
+    };
+    let mut ids: Vec<u32> = case.batch(0).ids[..6].to_vec();
+    let mut cache = wgtune::model::generate::KvCache::new(gpu, &m);
+    let mut next = ids.clone();
+    for _ in 0..8 {
+        let cached = pollster::block_on(m.step_with(gpu, &mut cache, &next, Some(&a))).unwrap();
+        let t = ids.len();
+        let full =
+            pollster::block_on(m.logits_with(gpu, &ids, &vec![1; t], 1, t, Some(&a))).unwrap();
+        let v = m.config.vocab_size;
+        assert_close(
+            "cached vs full logits",
+            &cached,
+            &full[(t - 1) * v..],
+            1e-4,
+            0.0,
+        );
+        let id = wgtune::sample::argmax(&cached);
+        ids.push(id);
+        next = vec![id];
+    }
+}
