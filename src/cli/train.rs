@@ -88,6 +88,9 @@ pub struct TrainArgs {
     /// Concatenate examples into full --seq-len rows.
     #[arg(long)]
     pub packing: bool,
+    /// Keep only each layer's input and recompute activations in the backward pass.
+    #[arg(long)]
+    pub grad_checkpoint: bool,
     /// Include prompt tokens in the loss.
     #[arg(long)]
     pub train_on_prompt: bool,
@@ -247,6 +250,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         ..OptimConfig::default()
     };
     let mut trainer = LoraTrainer::new(&gpu, &model, lora.clone(), optim, &params)?;
+    trainer.grad_checkpoint = a.grad_checkpoint;
     eprintln!(
         "{}",
         trainable_line(trainer.layout.trainable, cfg.num_params())

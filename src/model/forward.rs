@@ -68,7 +68,10 @@ pub struct BlockActs {
 pub struct Acts {
     pub b: usize,
     pub t: usize,
+    pub keep: Keep,
     pub blocks: Vec<BlockActs>,
+    /// The last block's output (input of the final LayerNorm).
+    pub x_final: Tensor,
     pub lnf: Tensor,
     pub mean_f: Tensor,
     pub rstd_f: Tensor,
@@ -76,9 +79,28 @@ pub struct Acts {
     pub lora_scratch: Option<Tensor>,
 }
 
+/// What the forward pass keeps for the backward pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Keep {
+    /// Nothing: one set of buffers for all layers, residual stream updated in place.
+    Nothing,
+    /// Every layer's activations.
+    All,
+    /// Only each layer's input (gradient checkpointing); the backward pass recomputes the
+    /// rest one layer at a time in shared buffers.
+    LayerInputs,
+}
+
+impl Acts {
+    /// Whether the backward pass must recompute each block's activations first.
+    pub fn checkpointed(&self) -> bool {
+        self.keep == Keep::LayerInputs
+    }
+}
+
 impl Gpt2 {
-    /// Record the forward pass of `ids (B,T)` with `mask (B,T)` up to the final LayerNorm.
-    /// `keep` allocates every layer's activations (for backward); otherwise one set is reused.
+    /// Record the forward pass of `ids (B,T)` with `mask (B,T)` up to the final LayerNorm,
+    /// keeping what `keep` says for a backward pass.
     #[allow(clippy::too_many_arguments)] // the batch (ids, mask, b, t) travels as its parts
     pub fn record_forward(
         &self,
@@ -88,137 +110,71 @@ impl Gpt2 {
         b: usize,
         t: usize,
         adapter: Option<&AdapterRef>,
-        keep: bool,
+        keep: Keep,
     ) -> Acts {
         let gpu = cmd.gpu();
         let cfg = &self.config;
         let (c, rows) = (cfg.n_embd, b * t);
         let eps = cfg.layer_norm_epsilon as f32;
-        let new_block = |x_in: Tensor, shared_residual: bool| {
-            let x_mid = if shared_residual {
-                x_in.clone()
-            } else {
-                gpu.tensor(rows * c)
-            };
-            let x_out = if shared_residual {
-                x_in.clone()
-            } else {
-                gpu.tensor(rows * c)
-            };
-            BlockActs {
-                ln1: gpu.tensor(rows * c),
-                mean1: gpu.tensor(rows),
-                rstd1: gpu.tensor(rows),
-                qkv: gpu.tensor(rows * 3 * c),
-                att: gpu.tensor(rows * c),
-                lse: gpu.tensor(b * cfg.n_head * t),
-                ln2: gpu.tensor(rows * c),
-                mean2: gpu.tensor(rows),
-                rstd2: gpu.tensor(rows),
-                h: gpu.tensor(rows * 4 * c),
-                g: gpu.tensor(rows * 4 * c),
-                u: Default::default(),
-                x_in,
-                x_mid,
-                x_out,
-            }
+        let x0 = gpu.tensor(rows * c);
+        embedding_forward(cmd, &x0, ids, &self.wte, &self.wpe, b, t, c, 0);
+        // Internal buffers: per layer when keeping everything, else one shared set.
+        let internals = |l: usize, x_in: Tensor, x_mid: Tensor, x_out: Tensor| BlockActs {
+            ln1: gpu.tensor(rows * c),
+            mean1: gpu.tensor(rows),
+            rstd1: gpu.tensor(rows),
+            qkv: gpu.tensor(rows * 3 * c),
+            att: gpu.tensor(rows * c),
+            lse: gpu.tensor(b * cfg.n_head * t),
+            ln2: gpu.tensor(rows * c),
+            mean2: gpu.tensor(rows),
+            rstd2: gpu.tensor(rows),
+            h: gpu.tensor(rows * 4 * c),
+            g: gpu.tensor(rows * 4 * c),
+            u: Module::ALL.map(|m| {
+                adapter
+                    .filter(|a| {
+                        a.layout.slot(l, m).is_some()
+                            || (keep != Keep::All && a.layout.slots.iter().any(|s| s.module == m))
+                    })
+                    .map(|a| gpu.tensor(rows * a.rank))
+            }),
+            x_in,
+            x_mid,
+            x_out,
         };
         let lora_scratch = adapter
             .filter(|a| a.p_drop > 0.0)
             .map(|_| gpu.tensor(rows * 4 * c));
-        let dims = AttnDims {
-            b,
-            t,
-            c,
-            n_head: cfg.n_head,
-        };
-        let x0 = gpu.tensor(rows * c);
-        embedding_forward(cmd, &x0, ids, &self.wte, &self.wpe, b, t, c, 0);
-        let mut blocks: Vec<BlockActs> = Vec::new();
+        let mut blocks: Vec<BlockActs> = Vec::with_capacity(cfg.n_layer);
         let mut shared: Option<BlockActs> = None;
-        for (l, blk) in self.blocks.iter().enumerate() {
-            let mut a = if keep {
-                let x_in = blocks.last().map_or(x0.clone(), |p| p.x_out.clone());
-                new_block(x_in, false)
-            } else {
-                shared.take().unwrap_or_else(|| new_block(x0.clone(), true))
-            };
-            let lora =
-                |cmd: &mut Commands, a: &mut BlockActs, m: Module, y: &Tensor, x: &Tensor| {
-                    if let Some(ad) = adapter
-                        && let Some(slot) = ad.layout.slot(l, m)
-                    {
-                        let u = a.u[m as usize]
-                            .get_or_insert_with(|| gpu.tensor(rows * ad.rank))
-                            .clone();
-                        let scratch = lora_scratch.as_ref().unwrap_or(x);
-                        lora_forward(
-                            cmd,
-                            y,
-                            &u,
-                            scratch,
-                            x,
-                            &ad.a(slot),
-                            &ad.b(slot),
-                            &ad.dims(slot, rows),
-                        );
+        for l in 0..cfg.n_layer {
+            let a = match keep {
+                Keep::Nothing => {
+                    let s = shared
+                        .get_or_insert_with(|| internals(l, x0.clone(), x0.clone(), x0.clone()));
+                    BlockActs { ..s.share() }
+                }
+                Keep::All => {
+                    let x_in = blocks.last().map_or(x0.clone(), |p| p.x_out.clone());
+                    internals(l, x_in, gpu.tensor(rows * c), gpu.tensor(rows * c))
+                }
+                Keep::LayerInputs => {
+                    let x_in = blocks.last().map_or(x0.clone(), |p| p.x_out.clone());
+                    let s = shared.get_or_insert_with(|| {
+                        internals(l, x0.clone(), gpu.tensor(rows * c), x0.clone())
+                    });
+                    BlockActs {
+                        x_in,
+                        x_out: gpu.tensor(rows * c),
+                        ..s.share()
                     }
-                };
-            let linear = |cmd: &mut Commands, y: &Tensor, x: &Tensor, lin: &Linear, acc: bool| {
-                run_linear(cmd, y, x, lin, rows, acc);
+                }
             };
-            layernorm_forward(
-                cmd,
-                &a.ln1,
-                &a.mean1,
-                &a.rstd1,
-                &a.x_in,
-                &blk.ln_1.0,
-                &blk.ln_1.1,
-                rows,
-                c,
-                eps,
-            );
-            linear(cmd, &a.qkv, &a.ln1, &blk.c_attn, false);
-            let (qkv, ln1) = (a.qkv.clone(), a.ln1.clone());
-            lora(cmd, &mut a, Module::CAttn, &qkv, &ln1);
-            attention_forward(cmd, &a.att, &a.lse, &a.qkv, mask, &dims, 0, t);
-            if !a.x_mid.same(&a.x_in) {
-                cmd.copy(&a.x_in, &a.x_mid);
-            }
-            linear(cmd, &a.x_mid, &a.att, &blk.attn_proj, true);
-            let (x_mid, att) = (a.x_mid.clone(), a.att.clone());
-            lora(cmd, &mut a, Module::AttnProj, &x_mid, &att);
-            layernorm_forward(
-                cmd,
-                &a.ln2,
-                &a.mean2,
-                &a.rstd2,
-                &a.x_mid,
-                &blk.ln_2.0,
-                &blk.ln_2.1,
-                rows,
-                c,
-                eps,
-            );
-            linear(cmd, &a.h, &a.ln2, &blk.c_fc, false);
-            let (h, ln2) = (a.h.clone(), a.ln2.clone());
-            lora(cmd, &mut a, Module::CFc, &h, &ln2);
-            gelu_forward(cmd, &a.g, &a.h, rows * 4 * c);
-            if !a.x_out.same(&a.x_mid) {
-                cmd.copy(&a.x_mid, &a.x_out);
-            }
-            linear(cmd, &a.x_out, &a.g, &blk.mlp_proj, true);
-            let (x_out, g) = (a.x_out.clone(), a.g.clone());
-            lora(cmd, &mut a, Module::MlpProj, &x_out, &g);
-            if keep {
-                blocks.push(a);
-            } else {
-                shared = Some(a);
-            }
+            self.record_block_forward(cmd, l, &a, mask, b, t, adapter, lora_scratch.as_ref());
+            blocks.push(a);
         }
-        let last = if keep { blocks.last() } else { shared.as_ref() };
-        let x_final = last.map_or(x0.clone(), |a| a.x_out.clone());
+        let x_final = blocks.last().map_or(x0.clone(), |a| a.x_out.clone());
         let (lnf, mean_f, rstd_f) = (gpu.tensor(rows * c), gpu.tensor(rows), gpu.tensor(rows));
         layernorm_forward(
             cmd,
@@ -232,17 +188,127 @@ impl Gpt2 {
             c,
             eps,
         );
-        if !keep {
-            blocks.extend(shared);
-        }
         Acts {
             b,
             t,
+            keep,
             blocks,
+            x_final,
             lnf,
             mean_f,
             rstd_f,
             lora_scratch,
+        }
+    }
+
+    /// Record block `l` on the activations `a` (its input is `a.x_in`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn record_block_forward(
+        &self,
+        cmd: &mut Commands,
+        l: usize,
+        a: &BlockActs,
+        mask: &Tensor,
+        b: usize,
+        t: usize,
+        adapter: Option<&AdapterRef>,
+        lora_scratch: Option<&Tensor>,
+    ) {
+        let cfg = &self.config;
+        let (c, rows) = (cfg.n_embd, b * t);
+        let eps = cfg.layer_norm_epsilon as f32;
+        let blk = &self.blocks[l];
+        let dims = AttnDims {
+            b,
+            t,
+            c,
+            n_head: cfg.n_head,
+        };
+        let lora = |cmd: &mut Commands, m: Module, y: &Tensor, x: &Tensor| {
+            if let Some(ad) = adapter
+                && let Some(slot) = ad.layout.slot(l, m)
+            {
+                let u = a.u[m as usize]
+                    .as_ref()
+                    .expect("u allocated for adapted modules");
+                let scratch = lora_scratch.unwrap_or(x);
+                lora_forward(
+                    cmd,
+                    y,
+                    u,
+                    scratch,
+                    x,
+                    &ad.a(slot),
+                    &ad.b(slot),
+                    &ad.dims(slot, rows),
+                );
+            }
+        };
+        let linear = |cmd: &mut Commands, y: &Tensor, x: &Tensor, lin: &Linear, acc: bool| {
+            run_linear(cmd, y, x, lin, rows, acc);
+        };
+        layernorm_forward(
+            cmd,
+            &a.ln1,
+            &a.mean1,
+            &a.rstd1,
+            &a.x_in,
+            &blk.ln_1.0,
+            &blk.ln_1.1,
+            rows,
+            c,
+            eps,
+        );
+        linear(cmd, &a.qkv, &a.ln1, &blk.c_attn, false);
+        lora(cmd, Module::CAttn, &a.qkv, &a.ln1);
+        attention_forward(cmd, &a.att, &a.lse, &a.qkv, mask, &dims, 0, t);
+        if !a.x_mid.same(&a.x_in) {
+            cmd.copy(&a.x_in, &a.x_mid);
+        }
+        linear(cmd, &a.x_mid, &a.att, &blk.attn_proj, true);
+        lora(cmd, Module::AttnProj, &a.x_mid, &a.att);
+        layernorm_forward(
+            cmd,
+            &a.ln2,
+            &a.mean2,
+            &a.rstd2,
+            &a.x_mid,
+            &blk.ln_2.0,
+            &blk.ln_2.1,
+            rows,
+            c,
+            eps,
+        );
+        linear(cmd, &a.h, &a.ln2, &blk.c_fc, false);
+        lora(cmd, Module::CFc, &a.h, &a.ln2);
+        gelu_forward(cmd, &a.g, &a.h, rows * 4 * c);
+        if !a.x_out.same(&a.x_mid) {
+            cmd.copy(&a.x_mid, &a.x_out);
+        }
+        linear(cmd, &a.x_out, &a.g, &blk.mlp_proj, true);
+        lora(cmd, Module::MlpProj, &a.x_out, &a.g);
+    }
+}
+
+impl BlockActs {
+    /// Another handle on the same buffers.
+    fn share(&self) -> BlockActs {
+        BlockActs {
+            x_in: self.x_in.clone(),
+            ln1: self.ln1.clone(),
+            mean1: self.mean1.clone(),
+            rstd1: self.rstd1.clone(),
+            qkv: self.qkv.clone(),
+            att: self.att.clone(),
+            lse: self.lse.clone(),
+            x_mid: self.x_mid.clone(),
+            ln2: self.ln2.clone(),
+            mean2: self.mean2.clone(),
+            rstd2: self.rstd2.clone(),
+            h: self.h.clone(),
+            g: self.g.clone(),
+            x_out: self.x_out.clone(),
+            u: self.u.clone(),
         }
     }
 }

@@ -13,7 +13,7 @@ use crate::gpu::{Commands, Gpu, Tensor};
 use crate::kernels::cross_entropy::lm_head_loss;
 use crate::kernels::matmul::{Gemm, Weight, gemm, linear_forward};
 use crate::model::config::Gpt2Config;
-use crate::model::forward::AdapterRef;
+use crate::model::forward::{AdapterRef, Keep};
 use crate::model::safetensors_file::SafetensorsFile;
 use crate::{bail, err, nf4};
 
@@ -255,7 +255,8 @@ impl Gpt2 {
         b: usize,
         t: usize,
     ) -> Tensor {
-        self.record_forward(cmd, ids, mask, b, t, None, false).lnf
+        self.record_forward(cmd, ids, mask, b, t, None, Keep::Nothing)
+            .lnf
     }
 
     /// Record `logits (rows, V) = hidden · wteᵀ`, vocabulary chunk by chunk.
@@ -303,7 +304,7 @@ impl Gpt2 {
         let logits = gpu.tensor(b * t * self.config.vocab_size);
         let mut cmd = gpu.commands();
         let hidden = self
-            .record_forward(&mut cmd, &ids_t, &mask_t, b, t, adapter, false)
+            .record_forward(&mut cmd, &ids_t, &mask_t, b, t, adapter, Keep::Nothing)
             .lnf;
         self.record_logits(&mut cmd, &logits, &hidden, b * t);
         cmd.submit();
@@ -349,7 +350,7 @@ impl Gpt2 {
         let state = gpu.tensor(rows * 3);
         let mut cmd = gpu.commands();
         let hidden = self
-            .record_forward(&mut cmd, &ids_t, &mask_t, b, t, adapter, false)
+            .record_forward(&mut cmd, &ids_t, &mask_t, b, t, adapter, Keep::Nothing)
             .lnf;
         lm_head_loss(
             &mut cmd,

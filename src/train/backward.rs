@@ -63,12 +63,11 @@ pub fn record_loss_and_backward(
         chunk,
         grad_scale,
     );
-    let last = acts.blocks.last().expect("at least one block");
     layernorm_backward(
         cmd,
         &dx,
         &dlnf,
-        &last.x_out,
+        &acts.x_final,
         &model.ln_f.0,
         &acts.mean_f,
         &acts.rstd_f,
@@ -84,6 +83,19 @@ pub fn record_loss_and_backward(
         n_head: cfg.n_head,
     };
     for (l, (blk, a)) in model.blocks.iter().zip(&acts.blocks).enumerate().rev() {
+        if acts.checkpointed() {
+            // Gradient checkpointing: rebuild this block's activations from its input.
+            model.record_block_forward(
+                cmd,
+                l,
+                a,
+                mask,
+                b,
+                t,
+                Some(adapter),
+                acts.lora_scratch.as_ref(),
+            );
+        }
         // d input of a Conv1D (overwrite), then its LoRA part (+=) and LoRA A/B grads (+=).
         let linear_back = |cmd: &mut Commands,
                            m: Module,
