@@ -237,35 +237,33 @@ impl<'m> LoraTrainer<'m> {
         Ok(gpu.read_f32(&self.norm).await?[0])
     }
 
-    /// One full optimizer step over `micro_batches` (gradient accumulation): returns the mean
-    /// token loss of the step (token-weighted over all micro-batches) and the grad norm.
-    pub async fn train_step(
-        &mut self,
-        gpu: &Gpu,
+    /// Record zeroed gradients plus forward/backward of every micro-batch (gradients scaled
+    /// by 1 / all their trained tokens); returns the per-position loss tensors and that count.
+    fn record_accumulation(
+        &self,
+        cmd: &mut crate::gpu::Commands,
         micro_batches: &[Batch],
-        lr: f32,
         seed: u32,
-    ) -> Result<(f32, f32)> {
+    ) -> Result<(Vec<Tensor>, usize)> {
         let tokens: usize = micro_batches.iter().map(Batch::trained_tokens).sum();
         if tokens == 0 {
             bail!("a training step has no trained tokens (all labels are -100)");
         }
-        let grad_scale = 1.0 / tokens as f32;
-        let mut cmd = gpu.commands();
-        self.record_zero_grad(&mut cmd);
-        let mut losses = Vec::new();
-        for (i, mb) in micro_batches.iter().enumerate() {
-            losses.push(self.record_micro_batch(
-                &mut cmd,
-                mb,
-                grad_scale,
-                seed.wrapping_add(i as u32),
-            )?);
-        }
-        self.record_optimizer_step(&mut cmd, lr);
-        cmd.submit();
+        self.record_zero_grad(cmd);
+        let losses = micro_batches
+            .iter()
+            .enumerate()
+            .map(|(i, mb)| {
+                self.record_micro_batch(cmd, mb, 1.0 / tokens as f32, seed.wrapping_add(i as u32))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok((losses, tokens))
+    }
+
+    /// Token-weighted mean of the read-back per-position losses.
+    async fn mean_loss(gpu: &Gpu, losses: &[Tensor], tokens: usize) -> Result<f32> {
         let mut sum = 0.0f64;
-        for l in &losses {
+        for l in losses {
             sum += gpu
                 .read_f32(l)
                 .await?
@@ -273,8 +271,25 @@ impl<'m> LoraTrainer<'m> {
                 .map(|&x| x as f64)
                 .sum::<f64>();
         }
-        let norm = self.last_grad_norm(gpu).await?;
-        Ok(((sum / tokens as f64) as f32, norm))
+        Ok((sum / tokens as f64) as f32)
+    }
+
+    /// One full optimizer step over `micro_batches` (gradient accumulation), as one command
+    /// submission: returns the step's mean token loss (token-weighted over all micro-batches)
+    /// and the gradient norm before clipping.
+    pub async fn train_step(
+        &mut self,
+        gpu: &Gpu,
+        micro_batches: &[Batch],
+        lr: f32,
+        seed: u32,
+    ) -> Result<(f32, f32)> {
+        let mut cmd = gpu.commands();
+        let (losses, tokens) = self.record_accumulation(&mut cmd, micro_batches, seed)?;
+        self.record_optimizer_step(&mut cmd, lr);
+        cmd.submit();
+        let loss = Self::mean_loss(gpu, &losses, tokens).await?;
+        Ok((loss, self.last_grad_norm(gpu).await?))
     }
 
     /// Gradients of the loss of `micro_batches` at the current parameters, without an update
@@ -285,32 +300,11 @@ impl<'m> LoraTrainer<'m> {
         micro_batches: &[Batch],
         seed: u32,
     ) -> Result<(f32, Vec<f32>)> {
-        let tokens: usize = micro_batches.iter().map(Batch::trained_tokens).sum();
         let mut cmd = gpu.commands();
-        self.record_zero_grad(&mut cmd);
-        let mut losses = Vec::new();
-        for (i, mb) in micro_batches.iter().enumerate() {
-            losses.push(self.record_micro_batch(
-                &mut cmd,
-                mb,
-                1.0 / tokens as f32,
-                seed.wrapping_add(i as u32),
-            )?);
-        }
+        let (losses, tokens) = self.record_accumulation(&mut cmd, micro_batches, seed)?;
         cmd.submit();
-        let mut sum = 0.0f64;
-        for l in &losses {
-            sum += gpu
-                .read_f32(l)
-                .await?
-                .iter()
-                .map(|&x| x as f64)
-                .sum::<f64>();
-        }
-        Ok((
-            (sum / tokens as f64) as f32,
-            gpu.read_f32(&self.grads).await?,
-        ))
+        let loss = Self::mean_loss(gpu, &losses, tokens).await?;
+        Ok((loss, gpu.read_f32(&self.grads).await?))
     }
 
     pub async fn params_host(&self, gpu: &Gpu) -> Result<Vec<f32>> {
