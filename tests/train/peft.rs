@@ -387,3 +387,48 @@ fn kv_cache_generation_applies_the_adapter() {
         next = vec![id];
     }
 }
+
+/// PEFT loads an adapter that `wgtune train` wrote (tests/reference/check_wgtune_adapter.py
+/// records PEFT's logits with it) and gives the logits wgtune gives with it (f32 bound 1e-4).
+#[test]
+fn wgtune_adapters_give_pefts_logits() {
+    let gpu = gpu_or_skip!();
+    let case = dir("peft/wgtune_written");
+    let bytes = std::fs::read(case.join("reference.safetensors")).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let i64s = |n: &str| -> Vec<u32> {
+        bytemuck::pod_collect_to_vec::<u8, i64>(st.tensor(n).unwrap().data())
+            .into_iter()
+            .map(|v| v as u32)
+            .collect()
+    };
+    let m = model(Quant::F32);
+    let (cfg, params) = adapter::load_dir(&case.join("adapter"), &m.config).unwrap();
+    let layout = Layout::new(&m.config, &cfg);
+    let p = gpu.upload_f32(&params);
+    let a = AdapterRef {
+        layout: &layout,
+        params: &p,
+        rank: cfg.r,
+        scale: cfg.scale(),
+        p_drop: 0.0,
+        seed: 0,
+    };
+    let got = pollster::block_on(m.logits_with(
+        gpu,
+        &i64s("input_ids"),
+        &i64s("attention_mask"),
+        2,
+        16,
+        Some(&a),
+    ))
+    .unwrap();
+    let want: Vec<f32> = bytemuck::pod_collect_to_vec(st.tensor("logits").unwrap().data());
+    assert_close(
+        "wgtune adapter: ours vs PEFT logits",
+        &got,
+        &want,
+        1e-4,
+        0.0,
+    );
+}
