@@ -335,6 +335,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
     let start = Instant::now();
     let (mut last_loss, mut last_val) = (f32::NAN, None);
     let tokens_at_start = state.tokens_seen;
+    let mut reported_tokens = 0u64;
     let run_cfg = RunConfig {
         batch_size: a.batch_size,
         grad_accum: a.grad_accum,
@@ -348,8 +349,14 @@ pub fn run(a: TrainArgs) -> Result<()> {
     };
     let resumed = resume.is_some().then(|| state.clone());
     let mut session = Session::new(&mut trainer, &train, run_cfg, resumed);
-    while !session.done() {
-        let r = pollster::block_on(session.step(&gpu))?;
+    let has_val = !val_batches.is_empty();
+    let pause_after = |s: u32| {
+        let s = s as usize;
+        (has_val && a.eval_every > 0 && s.is_multiple_of(a.eval_every))
+            || (a.save_every > 0 && s.is_multiple_of(a.save_every))
+    };
+    while !session.finished() {
+        let r = pollster::block_on(session.next_report(&gpu, pause_after))?;
         let (loss, grad_norm, lr) = (r.loss, r.grad_norm, r.lr);
         if !loss.is_finite() || !grad_norm.is_finite() {
             bail!(
@@ -361,7 +368,9 @@ pub fn run(a: TrainArgs) -> Result<()> {
         }
         last_loss = loss;
         let elapsed = start.elapsed().as_secs_f64();
-        let tokens_seen = session.state.tokens_seen;
+        // state may already include the next, submitted step; count what is reported.
+        reported_tokens += r.tokens;
+        let tokens_seen = tokens_at_start + reported_tokens;
         let tps = (tokens_seen - tokens_at_start) as f64 / elapsed.max(1e-9);
         let step = r.step as usize;
         let mut val_loss = None;

@@ -54,6 +54,21 @@ impl Batch {
     }
 }
 
+/// A submitted optimizer step whose results have not been read back yet.
+pub struct PendingStep {
+    losses: Vec<Tensor>,
+    tokens: usize,
+    norm: Tensor,
+}
+
+impl PendingStep {
+    /// Wait for the step and return (mean token loss, gradient norm before clipping).
+    pub async fn finish(self, gpu: &Gpu) -> Result<(f32, f32)> {
+        let loss = LoraTrainer::mean_loss(gpu, &self.losses, self.tokens).await?;
+        Ok((loss, gpu.read_f32(&self.norm).await?[0]))
+    }
+}
+
 /// AdamW and clipping settings (torch defaults except lr).
 #[derive(Clone, Copy, Debug)]
 pub struct OptimConfig {
@@ -274,9 +289,32 @@ impl<'m> LoraTrainer<'m> {
         Ok((sum / tokens as f64) as f32)
     }
 
-    /// One full optimizer step over `micro_batches` (gradient accumulation), as one command
-    /// submission: returns the step's mean token loss (token-weighted over all micro-batches)
-    /// and the gradient norm before clipping.
+    /// Record and submit one full optimizer step over `micro_batches` (gradient accumulation)
+    /// as one command submission, without waiting for it: the returned [`PendingStep`] reads
+    /// its loss and gradient norm back later, so the next step can be submitted first.
+    pub fn submit_step(
+        &mut self,
+        gpu: &Gpu,
+        micro_batches: &[Batch],
+        lr: f32,
+        seed: u32,
+    ) -> Result<PendingStep> {
+        let mut cmd = gpu.commands();
+        let (losses, tokens) = self.record_accumulation(&mut cmd, micro_batches, seed)?;
+        self.record_optimizer_step(&mut cmd, lr);
+        // The norm buffer is reused by the next step: keep this step's copy.
+        let norm = gpu.tensor(2);
+        cmd.copy(&self.norm, &norm);
+        cmd.submit();
+        Ok(PendingStep {
+            losses,
+            tokens,
+            norm,
+        })
+    }
+
+    /// [`Self::submit_step`] and wait for its mean token loss (token-weighted over all
+    /// micro-batches) and gradient norm before clipping.
     pub async fn train_step(
         &mut self,
         gpu: &Gpu,
@@ -284,12 +322,9 @@ impl<'m> LoraTrainer<'m> {
         lr: f32,
         seed: u32,
     ) -> Result<(f32, f32)> {
-        let mut cmd = gpu.commands();
-        let (losses, tokens) = self.record_accumulation(&mut cmd, micro_batches, seed)?;
-        self.record_optimizer_step(&mut cmd, lr);
-        cmd.submit();
-        let loss = Self::mean_loss(gpu, &losses, tokens).await?;
-        Ok((loss, self.last_grad_norm(gpu).await?))
+        self.submit_step(gpu, micro_batches, lr, seed)?
+            .finish(gpu)
+            .await
     }
 
     /// Gradients of the loss of `micro_batches` at the current parameters, without an update

@@ -8,7 +8,7 @@ use crate::gpu::Gpu;
 use crate::train::batches::{epoch_order, make_batch};
 use crate::train::checkpoint::TrainerState;
 use crate::train::schedule::{Scheduler, lr_at};
-use crate::train::{Batch, LoraTrainer};
+use crate::train::{Batch, LoraTrainer, PendingStep};
 
 /// How examples become optimizer steps.
 #[derive(Clone, Debug)]
@@ -40,8 +40,11 @@ pub struct Session<'t, 'm> {
     pub trainer: &'t mut LoraTrainer<'m>,
     pub train: &'t [Example],
     pub cfg: RunConfig,
+    /// Position after the steps submitted so far.
     pub state: TrainerState,
     order: Vec<usize>,
+    /// A submitted step not yet reported, with its (step, lr, tokens).
+    pending: Option<(PendingStep, u32, f32, u64)>,
 }
 
 impl<'t, 'm> Session<'t, 'm> {
@@ -69,11 +72,18 @@ impl<'t, 'm> Session<'t, 'm> {
             cfg,
             state,
             order,
+            pending: None,
         }
     }
 
+    /// Whether every step has been submitted.
     pub fn done(&self) -> bool {
         self.state.step as usize >= self.cfg.total_steps
+    }
+
+    /// Whether every step has been submitted and reported.
+    pub fn finished(&self) -> bool {
+        self.done() && self.pending.is_none()
     }
 
     fn next_micro_batches(&mut self) -> Vec<Batch> {
@@ -100,8 +110,8 @@ impl<'t, 'm> Session<'t, 'm> {
         micro
     }
 
-    /// Run the next optimizer step.
-    pub async fn step(&mut self, gpu: &Gpu) -> Result<StepReport> {
+    /// Submit the next optimizer step without waiting for it.
+    fn submit(&mut self, gpu: &Gpu) -> Result<(PendingStep, u32, f32, u64)> {
         let micro = self.next_micro_batches();
         let c = &self.cfg;
         let lr = lr_at(
@@ -113,15 +123,39 @@ impl<'t, 'm> Session<'t, 'm> {
         );
         // Dropout masks depend only on (seed, step): a resumed run draws the same ones.
         let seed = (c.seed as u32) ^ self.state.step.wrapping_mul(0x9E37_79B9);
-        let (loss, grad_norm) = self.trainer.train_step(gpu, &micro, lr, seed).await?;
+        let pending = self.trainer.submit_step(gpu, &micro, lr, seed)?;
         let tokens = micro
             .iter()
             .map(|b| b.mask.iter().filter(|&&m| m == 1).count() as u64)
             .sum();
         self.state.step = self.trainer.step;
         self.state.tokens_seen += tokens;
+        Ok((pending, self.state.step, lr, tokens))
+    }
+
+    /// Run the next optimizer step and wait for it.
+    pub async fn step(&mut self, gpu: &Gpu) -> Result<StepReport> {
+        self.next_report(gpu, |_| true).await
+    }
+
+    /// Report the next step, keeping the GPU busy: the following step is submitted before
+    /// this one's loss is read back, unless `pause_after(step)` says the caller needs the
+    /// parameters as they are after this step (to evaluate or save a checkpoint).
+    pub async fn next_report(
+        &mut self,
+        gpu: &Gpu,
+        pause_after: impl Fn(u32) -> bool,
+    ) -> Result<StepReport> {
+        let (pending, step, lr, tokens) = match self.pending.take() {
+            Some(p) => p,
+            None => self.submit(gpu)?,
+        };
+        if !self.done() && !pause_after(step) {
+            self.pending = Some(self.submit(gpu)?);
+        }
+        let (loss, grad_norm) = pending.finish(gpu).await?;
         Ok(StepReport {
-            step: self.state.step,
+            step,
             loss,
             lr,
             grad_norm,
