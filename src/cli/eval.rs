@@ -48,9 +48,9 @@ pub fn run(a: EvalArgs) -> Result<()> {
     let adapter = a
         .adapter
         .as_ref()
-        .map(|d| super::LoadedAdapter::load(&gpu, d, &model))
+        .map(|d| super::load_adapter(&gpu, d, &model))
         .transpose()?;
-    let adapter_ref = adapter.as_ref().map(super::LoadedAdapter::as_ref);
+    let adapter_ref = adapter.as_ref().map(|x| x.as_ref());
     let n_pos = model.config.n_positions;
     let seq_len = a.seq_len.unwrap_or(n_pos);
     if seq_len == 0 || seq_len > n_pos {

@@ -48,9 +48,9 @@ pub fn run(a: GenerateArgs) -> Result<()> {
     let adapter = a
         .adapter
         .as_ref()
-        .map(|d| super::LoadedAdapter::load(&gpu, d, &model))
+        .map(|d| super::load_adapter(&gpu, d, &model))
         .transpose()?;
-    let adapter_ref = adapter.as_ref().map(super::LoadedAdapter::as_ref);
+    let adapter_ref = adapter.as_ref().map(|x| x.as_ref());
     let eos = tok.eos_id().unwrap_or(model.config.eos());
     let mut ids = tok.encode(&a.prompt)?;
     if ids.is_empty() {

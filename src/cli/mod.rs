@@ -107,43 +107,24 @@ pub(crate) fn load_model(
     Ok((m, tok))
 }
 
-/// A PEFT adapter loaded onto the GPU for eval / generate.
-pub(crate) struct LoadedAdapter {
-    pub layout: wgtune::lora::Layout,
-    pub params: wgtune::gpu::Tensor,
-    pub config: wgtune::lora::LoraConfig,
-}
-
-impl LoadedAdapter {
-    pub fn load(
-        gpu: &wgtune::gpu::Gpu,
-        dir: &std::path::Path,
-        model: &wgtune::model::Gpt2,
-    ) -> wgtune::error::Result<Self> {
-        let (config, params) = wgtune::adapter::load_dir(dir, &model.config)?;
-        let layout = wgtune::lora::Layout::new(&model.config, &config);
-        eprintln!(
-            "adapter {}: r={}, alpha={}, targets {:?}",
-            dir.display(),
-            config.r,
-            config.lora_alpha,
-            config.target_modules
-        );
-        Ok(Self {
-            params: gpu.upload_f32(&params),
-            layout,
-            config,
-        })
-    }
-
-    pub fn as_ref(&self) -> wgtune::model::forward::AdapterRef<'_> {
-        wgtune::model::forward::AdapterRef {
-            layout: &self.layout,
-            params: &self.params,
-            rank: self.config.r,
-            scale: self.config.scale(),
-            p_drop: 0.0,
-            seed: 0,
-        }
-    }
+/// Load a PEFT adapter directory onto the GPU for eval / generate.
+pub(crate) fn load_adapter(
+    gpu: &wgtune::gpu::Gpu,
+    dir: &std::path::Path,
+    model: &wgtune::model::Gpt2,
+) -> wgtune::error::Result<wgtune::model::forward::GpuAdapter> {
+    let (config, params) = wgtune::adapter::load_dir(dir, &model.config)?;
+    eprintln!(
+        "adapter {}: r={}, alpha={}, targets {:?}",
+        dir.display(),
+        config.r,
+        config.lora_alpha,
+        config.target_modules
+    );
+    Ok(wgtune::model::forward::GpuAdapter::new(
+        gpu,
+        &model.config,
+        config,
+        &params,
+    ))
 }

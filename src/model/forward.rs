@@ -44,6 +44,41 @@ impl AdapterRef<'_> {
     }
 }
 
+/// A LoRA adapter held on the GPU for inference (eval, generate, the web app's Try tab).
+pub struct GpuAdapter {
+    pub config: crate::lora::LoraConfig,
+    pub layout: Layout,
+    pub params: Tensor,
+}
+
+impl GpuAdapter {
+    /// Upload flat parameters (PEFT's tensors laid out by [`Layout`]).
+    pub fn new(
+        gpu: &crate::gpu::Gpu,
+        model: &crate::model::Gpt2Config,
+        config: crate::lora::LoraConfig,
+        params: &[f32],
+    ) -> Self {
+        Self {
+            layout: Layout::new(model, &config),
+            params: gpu.upload_f32(params),
+            config,
+        }
+    }
+
+    /// The adapter as the forward passes take it (no dropout).
+    pub fn as_ref(&self) -> AdapterRef<'_> {
+        AdapterRef {
+            layout: &self.layout,
+            params: &self.params,
+            rank: self.config.r,
+            scale: self.config.scale(),
+            p_drop: 0.0,
+            seed: 0,
+        }
+    }
+}
+
 /// One block's activations. In inference all blocks share one set and `x_in`, `x_mid`,
 /// `x_out` are the same tensor (the residual stream, updated in place).
 pub struct BlockActs {

@@ -5,7 +5,7 @@ use crate::fixtures::dir;
 use crate::gpu_or_skip;
 use safetensors::SafeTensors;
 use wgtune::lora::{Layout, trainable_line};
-use wgtune::model::forward::AdapterRef;
+use wgtune::model::forward::GpuAdapter;
 use wgtune::model::{Gpt2, Quant, load_dir};
 use wgtune::train::{Batch, LoraTrainer, OptimConfig};
 use wgtune::{adapter, lora};
@@ -185,16 +185,8 @@ fn peft_saved_adapters_give_pefts_logits() {
         let case = Case::new(name);
         let m = model(quant);
         let (cfg, params) = adapter::load_dir(&case.dir.join("adapter_final"), &m.config).unwrap();
-        let layout = Layout::new(&m.config, &cfg);
-        let p = gpu.upload_f32(&params);
-        let a = AdapterRef {
-            layout: &layout,
-            params: &p,
-            rank: cfg.r,
-            scale: cfg.scale(),
-            p_drop: 0.0,
-            seed: 0,
-        };
+        let gpu_adapter = GpuAdapter::new(gpu, &m.config, cfg, &params);
+        let a = gpu_adapter.as_ref();
         let b = case.batch(0);
         let got = pollster::block_on(m.logits_with(gpu, &b.ids, &b.mask, 2, 24, Some(&a))).unwrap();
         assert_close(
@@ -356,16 +348,8 @@ fn kv_cache_generation_applies_the_adapter() {
     let case = Case::new("all_r8_rslora");
     let m = model(Quant::F32);
     let (cfg, params) = adapter::load_dir(&case.dir.join("adapter_final"), &m.config).unwrap();
-    let layout = Layout::new(&m.config, &cfg);
-    let p = gpu.upload_f32(&params);
-    let a = AdapterRef {
-        layout: &layout,
-        params: &p,
-        rank: cfg.r,
-        scale: cfg.scale(),
-        p_drop: 0.0,
-        seed: 0,
-    };
+    let gpu_adapter = GpuAdapter::new(gpu, &m.config, cfg, &params);
+    let a = gpu_adapter.as_ref();
     let mut ids: Vec<u32> = case.batch(0).ids[..6].to_vec();
     let mut cache = wgtune::model::generate::KvCache::new(gpu, &m);
     let mut next = ids.clone();
@@ -404,16 +388,8 @@ fn wgtune_adapters_give_pefts_logits() {
     };
     let m = model(Quant::F32);
     let (cfg, params) = adapter::load_dir(&case.join("adapter"), &m.config).unwrap();
-    let layout = Layout::new(&m.config, &cfg);
-    let p = gpu.upload_f32(&params);
-    let a = AdapterRef {
-        layout: &layout,
-        params: &p,
-        rank: cfg.r,
-        scale: cfg.scale(),
-        p_drop: 0.0,
-        seed: 0,
-    };
+    let gpu_adapter = GpuAdapter::new(gpu, &m.config, cfg, &params);
+    let a = gpu_adapter.as_ref();
     let got = pollster::block_on(m.logits_with(
         gpu,
         &i64s("input_ids"),
