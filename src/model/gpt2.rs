@@ -300,6 +300,12 @@ impl Gpt2 {
         adapter: Option<&AdapterRef<'_>>,
     ) -> Result<Vec<f32>> {
         self.check_batch(ids, mask, b, t)?;
+        self.check_fits(gpu, b, t)?;
+        if b * t * self.config.vocab_size > gpu.max_binding_words() {
+            bail!(
+                "{b} x {t} positions of full logits do not fit one GPU binding; use fewer positions"
+            );
+        }
         let (ids_t, mask_t) = (gpu.upload_u32(ids), gpu.upload_u32(mask));
         let logits = gpu.tensor(b * t * self.config.vocab_size);
         let mut cmd = gpu.commands();
@@ -339,6 +345,7 @@ impl Gpt2 {
         adapter: Option<&AdapterRef<'_>>,
     ) -> Result<Vec<f32>> {
         self.check_batch(ids, mask, b, t)?;
+        self.check_fits(gpu, b, t)?;
         let rows = b * t;
         let (c, v) = (self.config.n_embd, self.config.vocab_size);
         let (ids_t, mask_t) = (gpu.upload_u32(ids), gpu.upload_u32(mask));
@@ -369,6 +376,22 @@ impl Gpt2 {
         );
         cmd.submit();
         Ok(gpu.read_f32(&loss).await?)
+    }
+
+    /// Check that a batch of `b`×`t` tokens fits the GPU's binding limit: the largest
+    /// activation is the (B·T, 4C) MLP hidden state (and a 64-wide LM-head chunk).
+    pub fn check_fits(&self, gpu: &Gpu, b: usize, t: usize) -> Result<()> {
+        let rows = b * t;
+        let words = (rows * 4 * self.config.n_embd).max(rows * 64);
+        let max = gpu.max_binding_words();
+        if words > max {
+            bail!(
+                "a batch of {b} x {t} tokens needs a {} MiB activation buffer, but this GPU binds at most {} MiB: lower --batch-size or --seq-len",
+                (words * 4) >> 20,
+                (max * 4) >> 20
+            );
+        }
+        Ok(())
     }
 
     fn check_batch(&self, ids: &[u32], mask: &[u32], b: usize, t: usize) -> Result<()> {

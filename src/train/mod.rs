@@ -176,6 +176,7 @@ impl<'m> LoraTrainer<'m> {
                 cfg.n_positions
             );
         }
+        self.model.check_fits(gpu, batch.b, batch.t)?;
         if let Some(&bad) = batch.ids.iter().find(|&&i| i as usize >= cfg.vocab_size) {
             return Err(err!(
                 "token id {bad} is outside the vocabulary of {}",

@@ -180,3 +180,14 @@ fn nf4_logits_match_bitsandbytes_4bit_model() {
         0.0,
     );
 }
+
+/// A batch whose activations exceed the GPU's binding limit is a clear error, not a panic.
+#[test]
+fn oversized_batches_are_refused_with_a_hint() {
+    let gpu = gpu_or_skip!();
+    let (m, _) = load_dir(gpu, &dir("models/tiny"), Quant::F32).unwrap();
+    assert!(m.check_fits(gpu, 4, 128).is_ok());
+    let rows = gpu.max_binding_words() / (4 * m.config.n_embd) + 1;
+    let e = m.check_fits(gpu, rows, 1).unwrap_err().0;
+    assert!(e.contains("lower --batch-size or --seq-len"), "{e}");
+}
