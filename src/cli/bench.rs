@@ -9,6 +9,9 @@ use wgtune::kernels::nf4::upload_conv1d_nf4;
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
+    /// Training, prefill and decode speed of a GPT-2-shaped model with random weights
+    /// (no download), as one JSON object.
+    Model(ModelBench),
     /// Matmul and NF4 matmul GFLOP/s at GPT-2 shapes (768×2304, 768×3072, 3072×768, 768×50257).
     Kernels {
         /// Rows of the activation matrix (batch × sequence tokens).
@@ -23,8 +26,35 @@ pub enum BenchCommand {
     },
 }
 
+#[derive(clap::Args)]
+pub struct ModelBench {
+    /// distilgpt2, gpt2, gpt2-medium, gpt2-large, gpt2-xl, or tiny (the fixture shape).
+    #[arg(long, default_value = "tiny")]
+    pub shape: String,
+    #[arg(long, default_value_t = 1)]
+    pub batch_size: usize,
+    #[arg(long, default_value_t = 128)]
+    pub seq_len: usize,
+    /// Base weight format: nf4, nf4-dq, f16 or f32.
+    #[arg(long, default_value = "nf4")]
+    pub quant: wgtune::model::Quant,
+    #[arg(long, value_delimiter = ',', default_value = "c_attn")]
+    pub targets: Vec<String>,
+    #[arg(long, default_value_t = 8)]
+    pub rank: usize,
+    /// Timed training steps (after one warm-up step).
+    #[arg(long, default_value_t = 3)]
+    pub steps: usize,
+    /// Decode steps timed after the prefill.
+    #[arg(long, default_value_t = 16)]
+    pub decode_tokens: usize,
+    #[arg(long)]
+    pub grad_checkpoint: bool,
+}
+
 pub fn run(cmd: BenchCommand) -> Result<(), Box<dyn std::error::Error>> {
     match cmd {
+        BenchCommand::Model(a) => model(a),
         BenchCommand::Kernels {
             tokens,
             iters,
@@ -125,4 +155,117 @@ fn split_columns(
         pieces.push((weight, nc));
     }
     Ok(pieces)
+}
+
+fn tiny_shape() -> wgtune::model::Gpt2Config {
+    let mut c = wgtune::model::Gpt2Config::preset_shape("gpt2").expect("preset");
+    (c.n_embd, c.n_head, c.n_layer, c.n_positions, c.vocab_size) = (64, 4, 2, 128, 1000);
+    c.eos_token_id = Some(999);
+    c
+}
+
+/// FLOPs of one training step (forward + backward to the LoRA weights, base frozen), counting
+/// 2 per multiply-add: the block matmuls (12·C² weights per row) forward and input-gradient,
+/// causal attention (~T²/2 pairs: QKᵀ and PV forward; four products backward plus the
+/// recomputed scores), and the LM head three times (forward, recomputed logits, input
+/// gradient). LoRA's rank-r products are small and left out.
+fn train_flops(c: &wgtune::model::Gpt2Config, b: usize, t: usize) -> f64 {
+    let (rows, cc, l, v) = (
+        (b * t) as f64,
+        c.n_embd as f64,
+        c.n_layer as f64,
+        c.vocab_size as f64,
+    );
+    let pairs = b as f64 * (t * (t + 1) / 2) as f64;
+    let block_fwd = 2.0 * rows * 12.0 * cc * cc + 2.0 * 2.0 * pairs * cc;
+    let block_bwd = 2.0 * rows * 12.0 * cc * cc + 2.0 * 5.0 * pairs * cc;
+    l * (block_fwd + block_bwd) + 3.0 * 2.0 * rows * cc * v
+}
+
+fn model(a: ModelBench) -> Result<(), Box<dyn std::error::Error>> {
+    use wgtune::lora::{Layout, LoraConfig, init_params};
+    use wgtune::train::{Batch, LoraTrainer, OptimConfig};
+    let cfg = if a.shape == "tiny" {
+        tiny_shape()
+    } else {
+        wgtune::model::Gpt2Config::preset_shape(&a.shape)
+            .ok_or_else(|| format!("unknown --shape {:?}: use tiny, distilgpt2, gpt2, gpt2-medium, gpt2-large or gpt2-xl", a.shape))?
+    };
+    if a.seq_len == 0 || a.seq_len > cfg.n_positions || a.batch_size == 0 || a.steps == 0 {
+        return Err(format!(
+            "--seq-len must be 1..={}, --batch-size and --steps at least 1",
+            cfg.n_positions
+        )
+        .into());
+    }
+    let gpu = Gpu::new_blocking()?;
+    let model = wgtune::model::Gpt2::random(&gpu, cfg.clone(), a.quant, 1);
+    let weights_mib = model.weight_bytes() as f64 / 1048576.0;
+    let lora = LoraConfig {
+        r: a.rank,
+        lora_alpha: 2.0 * a.rank as f32,
+        lora_dropout: 0.05,
+        target_modules: a.targets.clone(),
+        use_rslora: false,
+    };
+    lora.validate_for(cfg.n_layer)?;
+    let layout = Layout::new(&cfg, &lora);
+    let mut trainer = LoraTrainer::new(
+        &gpu,
+        &model,
+        lora,
+        OptimConfig::default(),
+        &init_params(&layout, a.rank, 1),
+    )?;
+    trainer.grad_checkpoint = a.grad_checkpoint;
+    let (b, t) = (a.batch_size, a.seq_len);
+    let ids: Vec<u32> = (0..b * t)
+        .map(|i| (i as u64 * 2654435761 % cfg.vocab_size as u64) as u32)
+        .collect();
+    let labels: Vec<i32> = ids.iter().map(|&x| x as i32).collect();
+    let batch = Batch::from_labels(ids.clone(), vec![1; b * t], &labels, b, t);
+    gpu.pool().reset_peak();
+    pollster::block_on(trainer.train_step(&gpu, std::slice::from_ref(&batch), 1e-4, 0))?;
+    let (d0, s0) = gpu.counters();
+    let start = Instant::now();
+    for i in 0..a.steps {
+        pollster::block_on(trainer.train_step(&gpu, std::slice::from_ref(&batch), 1e-4, i as u32))?;
+    }
+    let train_s = start.elapsed().as_secs_f64() / a.steps as f64;
+    let (d1, s1) = gpu.counters();
+    let peak_train = gpu.pool().stats().peak_allocated;
+    let flops = train_flops(&cfg, b, t);
+
+    // Inference: prefill the sequence, then decode one token at a time with the KV cache.
+    let mut cache = wgtune::model::generate::KvCache::new(&gpu, &model);
+    let prompt: Vec<u32> =
+        ids[..t.min(cfg.n_positions - a.decode_tokens.min(cfg.n_positions - 1))].to_vec();
+    let start = Instant::now();
+    let mut logits = pollster::block_on(model.step(&gpu, &mut cache, &prompt))?;
+    let prefill_s = start.elapsed().as_secs_f64();
+    let start = Instant::now();
+    let mut decoded = 0;
+    while decoded < a.decode_tokens && cache.len() < cfg.n_positions {
+        let id = wgtune::sample::argmax(&logits);
+        logits = pollster::block_on(model.step(&gpu, &mut cache, &[id]))?;
+        decoded += 1;
+    }
+    let decode_s = start.elapsed().as_secs_f64();
+    let out = serde_json::json!({
+        "shape": a.shape, "quant": a.quant.to_string(), "batch_size": b, "seq_len": t,
+        "targets": a.targets, "rank": a.rank, "grad_checkpoint": a.grad_checkpoint,
+        "train_tokens_per_s": (b * t) as f64 / train_s,
+        "train_step_s": train_s,
+        "train_gflop_per_step": flops / 1e9,
+        "train_gflop_per_s": flops / 1e9 / train_s,
+        "prefill_tokens_per_s": prompt.len() as f64 / prefill_s,
+        "decode_tokens_per_s": decoded as f64 / decode_s.max(1e-9),
+        "peak_gpu_mib": peak_train as f64 / 1048576.0,
+        "weights_mib": weights_mib,
+        "dispatches_per_step": (d1 - d0) as f64 / a.steps as f64,
+        "submissions_per_step": (s1 - s0) as f64 / a.steps as f64,
+        "adapter": format!("{} ({:?}, {:?})", gpu.adapter_info.name, gpu.adapter_info.backend, gpu.adapter_info.device_type),
+    });
+    println!("{out}");
+    Ok(())
 }

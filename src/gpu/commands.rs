@@ -116,6 +116,10 @@ impl<'g> Commands<'g> {
     /// Encode and submit everything recorded, as one command buffer.
     pub fn submit(self) -> wgpu::SubmissionIndex {
         let gpu = self.gpu;
+        use std::sync::atomic::Ordering::Relaxed;
+        gpu.dispatches
+            .fetch_add(self.dispatch_count() as u64, Relaxed);
+        gpu.submissions.fetch_add(1, Relaxed);
         assert!(gpu.limits.min_uniform_buffer_offset_alignment as usize <= UNIFORM_SLOT);
         let uniform = (!self.uniforms.is_empty()).then(|| {
             let u = gpu.pool().take(

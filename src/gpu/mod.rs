@@ -55,6 +55,9 @@ pub struct Gpu {
     kernels: Kernels,
     /// Bound where a kernel's optional input is absent (e.g. a matmul without bias).
     dummy: Tensor,
+    /// Kernel dispatches and queue submissions so far (benchmarks report them per step).
+    pub(crate) dispatches: std::sync::atomic::AtomicU64,
+    pub(crate) submissions: std::sync::atomic::AtomicU64,
 }
 
 impl Gpu {
@@ -68,6 +71,8 @@ impl Gpu {
         let dummy = Tensor::new(pool.take(4, TENSOR_USAGE), 1);
         Ok(Self {
             dummy,
+            dispatches: Default::default(),
+            submissions: Default::default(),
             adapter_info: b.adapter.get_info(),
             device: b.device,
             queue: b.queue,
@@ -90,6 +95,15 @@ impl Gpu {
 
     pub(crate) fn dummy(&self) -> &Tensor {
         &self.dummy
+    }
+
+    /// (kernel dispatches, command submissions) recorded by [`Commands`] so far.
+    pub fn counters(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (
+            self.dispatches.load(Relaxed),
+            self.submissions.load(Relaxed),
+        )
     }
 
     pub fn pool(&self) -> &Arc<BufferPool> {
