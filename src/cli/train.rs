@@ -152,11 +152,23 @@ fn load_examples(
 ) -> Result<Vec<Example>> {
     let ds = data::read_jsonl(path, format)?;
     let mut out = Vec::with_capacity(ds.rows.len());
+    let mut skipped = Vec::new();
     for (line, segs) in &ds.rows {
         let e = data::tokenize(tok, segs, eos, a.train_on_prompt, a.seq_len, *line)?;
         if e.labels.iter().skip(1).any(|&l| l >= 0) {
             out.push(e);
+        } else {
+            skipped.push(*line);
         }
+    }
+    if !skipped.is_empty() && !out.is_empty() {
+        eprintln!(
+            "{}: skipped {} line(s) with no trained token within --seq-len {} (e.g. line {}): the prompt fills the whole sequence",
+            path.display(),
+            skipped.len(),
+            a.seq_len,
+            skipped[0]
+        );
     }
     if out.is_empty() {
         bail!(
