@@ -245,20 +245,6 @@ impl Gpt2 {
                 .sum::<u64>()
     }
 
-    /// Record the (inference) forward pass of `ids (B,T)` up to the final LayerNorm; returns
-    /// its output (B·T, C). `mask (B,T)` is 1 for tokens, 0 for padding.
-    pub fn record_hidden(
-        &self,
-        cmd: &mut Commands,
-        ids: &Tensor,
-        mask: &Tensor,
-        b: usize,
-        t: usize,
-    ) -> Tensor {
-        self.record_forward(cmd, ids, mask, b, t, None, Keep::Nothing)
-            .lnf
-    }
-
     /// Record `logits (rows, V) = hidden · wteᵀ`, vocabulary chunk by chunk.
     pub fn record_logits(&self, cmd: &mut Commands, logits: &Tensor, hidden: &Tensor, rows: usize) {
         let (c, v) = (self.config.n_embd, self.config.vocab_size);
