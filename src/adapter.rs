@@ -275,11 +275,25 @@ pub fn save_dir(
     nf4_base: bool,
 ) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| err!("{}: cannot create: {e}", dir.display()))?;
+    let (weights, config) = encode(cfg, layout, params, base_model, n_layer, nf4_base)?;
+    write_atomic(&dir.join(WEIGHTS_FILE), &weights)?;
+    write_atomic(&dir.join(CONFIG_FILE), &config)
+}
+
+/// The bytes of [`WEIGHTS_FILE`] and [`CONFIG_FILE`] for an adapter: what the CLI writes and
+/// the web app offers for download, identical for the same adapter.
+pub fn encode(
+    cfg: &LoraConfig,
+    layout: &Layout,
+    params: &[f32],
+    base_model: &str,
+    n_layer: usize,
+    nf4_base: bool,
+) -> Result<(Vec<u8>, Vec<u8>)> {
     let weights = weights_bytes(layout, cfg.r, params)?;
     let config = serde_json::to_string_pretty(&config_json(cfg, base_model, n_layer, nf4_base))
-        .expect("JSON");
-    write_atomic(&dir.join(WEIGHTS_FILE), &weights)?;
-    write_atomic(&dir.join(CONFIG_FILE), config.as_bytes())
+        .map_err(|e| err!("cannot write adapter_config.json: {e}"))?;
+    Ok((weights, config.into_bytes()))
 }
 
 /// Write `bytes` to `path` through a temporary file in the same directory and a rename.

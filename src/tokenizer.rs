@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use tokenizers::models::bpe::BPE;
+use tokenizers::models::bpe::{BPE, Vocab};
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::{AddedToken, Tokenizer as HfTokenizer};
 
@@ -47,15 +47,55 @@ impl Tokenizer {
         Ok(Self { inner })
     }
 
-    /// GPT-2's tokenizer from its vocabulary and merges, as `GPT2TokenizerFast` builds it.
+    /// GPT-2's tokenizer from its vocabulary and merges files.
     pub fn from_vocab_merges(vocab: &Path, merges: &Path) -> Result<Self> {
-        let bpe = BPE::from_file(&vocab.to_string_lossy(), &merges.to_string_lossy())
+        let read = |p: &Path| std::fs::read(p).map_err(|e| err!("{}: cannot read: {e}", p.display()));
+        Self::from_vocab_merges_bytes(&read(vocab)?, &read(merges)?, vocab, merges)
+    }
+
+    /// GPT-2's tokenizer from the bytes of vocab.json and merges.txt, as `GPT2TokenizerFast`
+    /// builds it (the paths name them in errors).
+    pub fn from_vocab_merges_bytes(
+        vocab: &[u8],
+        merges: &[u8],
+        vocab_path: &Path,
+        merges_path: &Path,
+    ) -> Result<Self> {
+        let map: std::collections::HashMap<String, u32> = serde_json::from_slice(vocab)
+            .map_err(|e| {
+                err!(
+                    "{}: not a vocabulary (a JSON object of token -> id): {e}",
+                    vocab_path.display()
+                )
+            })?;
+        let text = std::str::from_utf8(merges)
+            .map_err(|e| err!("{}: not UTF-8 text: {e}", merges_path.display()))?;
+        // As tokenizers' own reader: skip the "#version" header, one "a b" pair per line.
+        let mut pairs = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            if line.starts_with("#version") {
+                continue;
+            }
+            match line.split(' ').collect::<Vec<_>>()[..] {
+                [a, b] => pairs.push((a.to_string(), b.to_string())),
+                _ => {
+                    return Err(err!(
+                        "{}:{}: expected two tokens separated by one space",
+                        merges_path.display(),
+                        i + 1
+                    ));
+                }
+            }
+        }
+        let vocab: Vocab = map.into_iter().collect();
+        let bpe = BPE::builder()
+            .vocab_and_merges(vocab, pairs)
             .build()
             .map_err(|e| {
                 err!(
                     "{} / {}: cannot build BPE: {e}",
-                    vocab.display(),
-                    merges.display()
+                    vocab_path.display(),
+                    merges_path.display()
                 )
             })?;
         let mut inner = HfTokenizer::new(bpe);

@@ -6,8 +6,8 @@ use clap::Args;
 use wgtune::data::{self, Format};
 use wgtune::error::Result;
 use wgtune::gpu::Gpu;
-use wgtune::kernels::cross_entropy::IGNORE_INDEX;
 use wgtune::model::Quant;
+use wgtune::model::eval::{EvalLoss, eval_loss};
 
 #[derive(Args)]
 pub struct EvalArgs {
@@ -71,49 +71,19 @@ pub fn run(a: EvalArgs) -> Result<()> {
             *line,
         )?);
     }
-    let (mut sum, mut count) = (0.0f64, 0usize);
-    for batch in examples.chunks(a.batch_size) {
-        let t = batch.iter().map(|e| e.ids.len()).max().unwrap_or(1);
-        let b = batch.len();
-        let (mut ids, mut mask, mut targets) = (
-            vec![eos; b * t],
-            vec![0u32; b * t],
-            vec![IGNORE_INDEX; b * t],
-        );
-        for (i, e) in batch.iter().enumerate() {
-            for (j, &id) in e.ids.iter().enumerate() {
-                ids[i * t + j] = id;
-                mask[i * t + j] = 1;
-                // Position j predicts the label of token j+1 (transformers' shift).
-                if j + 1 < e.ids.len() {
-                    targets[i * t + j] = e.labels[j + 1];
-                }
-            }
-        }
-        let losses = pollster::block_on(model.position_losses_with(
-            &gpu,
-            &ids,
-            &mask,
-            &targets,
-            b,
-            t,
-            adapter_ref.as_ref(),
-        ))?;
-        for (l, &tg) in losses.iter().zip(&targets) {
-            if tg != IGNORE_INDEX {
-                sum += *l as f64;
-                count += 1;
-            }
-        }
-    }
-    if count == 0 {
-        wgtune::bail!("{}: no trained tokens to evaluate", a.data.display());
-    }
-    let loss = sum / count as f64;
+    let EvalLoss { loss, tokens } = pollster::block_on(eval_loss(
+        &gpu,
+        &model,
+        adapter_ref.as_ref(),
+        &examples,
+        a.batch_size,
+        eos,
+    ))
+    .map_err(|e| wgtune::err!("{}: {e}", a.data.display()))?;
     let out = serde_json::json!({
         "loss": loss,
         "perplexity": loss.exp(),
-        "tokens": count,
+        "tokens": tokens,
         "sequences": examples.len(),
         "format": dataset.format.name(),
         "model": a.model,

@@ -6,8 +6,8 @@ use clap::Args;
 use wgtune::error::Result;
 use wgtune::gpu::Gpu;
 use wgtune::model::Quant;
-use wgtune::model::generate::KvCache;
-use wgtune::sample::{Rng, Sampling, sample};
+use wgtune::model::generate::{GenerateConfig, generate};
+use wgtune::sample::Sampling;
 
 #[derive(Args)]
 pub struct GenerateArgs {
@@ -51,50 +51,30 @@ pub fn run(a: GenerateArgs) -> Result<()> {
         .map(|d| super::load_adapter(&gpu, d, &model))
         .transpose()?;
     let adapter_ref = adapter.as_ref().map(|x| x.as_ref());
-    let eos = tok.eos_id().unwrap_or(model.config.eos());
-    let mut ids = tok.encode(&a.prompt)?;
-    if ids.is_empty() {
-        ids.push(eos); // GPT-2 starts unconditioned text from <|endoftext|>
-    }
-    if ids.len() >= model.config.n_positions {
-        wgtune::bail!(
-            "the prompt has {} tokens; the model sees at most {}",
-            ids.len(),
-            model.config.n_positions
-        );
-    }
-    let s = Sampling {
-        temperature: a.temperature,
-        top_k: a.top_k,
-        top_p: a.top_p,
+    let cfg = GenerateConfig {
+        max_new_tokens: a.max_new_tokens,
+        sampling: Sampling {
+            temperature: a.temperature,
+            top_k: a.top_k,
+            top_p: a.top_p,
+        },
+        seed: a.seed,
     };
-    let mut rng = Rng::new(a.seed);
-    let mut cache = KvCache::new(&gpu, &model);
-    let prompt_len = ids.len();
     let mut out = std::io::stdout().lock();
     let _ = write!(out, "{}", a.prompt);
-    let mut shown = tok.decode(&ids[..prompt_len])?.len();
-    let mut next = ids.clone();
-    for _ in 0..a.max_new_tokens {
-        if cache.len() + next.len() > model.config.n_positions {
-            break;
-        }
-        let logits =
-            pollster::block_on(model.step_with(&gpu, &mut cache, &next, adapter_ref.as_ref()))?;
-        let id = sample(&logits, &s, &mut rng);
-        if id == eos {
-            break;
-        }
-        ids.push(id);
-        // Print only complete characters: decode everything and show what is new.
-        let text = tok.decode(&ids)?;
-        if text.len() > shown && !text.ends_with('\u{FFFD}') {
-            let _ = write!(out, "{}", &text[shown..]);
+    let _ = out.flush();
+    pollster::block_on(generate(
+        &gpu,
+        &model,
+        &tok,
+        adapter_ref.as_ref(),
+        &a.prompt,
+        &cfg,
+        |piece| {
+            let _ = write!(out, "{piece}");
             let _ = out.flush();
-            shown = text.len();
-        }
-        next = vec![id];
-    }
+        },
+    ))?;
     let _ = writeln!(out);
     Ok(())
 }

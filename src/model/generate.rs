@@ -167,3 +167,66 @@ impl Gpt2 {
         Ok(gpu.read_f32(&logits).await?)
     }
 }
+
+/// What to generate: how many tokens and how to pick them.
+#[derive(Clone, Copy, Debug)]
+pub struct GenerateConfig {
+    pub max_new_tokens: usize,
+    pub sampling: crate::sample::Sampling,
+    pub seed: u64,
+}
+
+/// Continue `prompt` token by token through a KV cache, stopping at EOS, `max_new_tokens` or
+/// the model's context. `on_text` receives each newly completed piece of text (never half a
+/// UTF-8 character) as it is decoded; the whole continuation is returned.
+pub async fn generate(
+    gpu: &Gpu,
+    model: &Gpt2,
+    tok: &crate::tokenizer::Tokenizer,
+    adapter: Option<&AdapterRef<'_>>,
+    prompt: &str,
+    cfg: &GenerateConfig,
+    mut on_text: impl FnMut(&str),
+) -> Result<String> {
+    let eos = tok.eos_id().unwrap_or(model.config.eos());
+    let mut ids = tok.encode(prompt)?;
+    if ids.is_empty() {
+        ids.push(eos); // GPT-2 starts unconditioned text from <|endoftext|>
+    }
+    if ids.len() >= model.config.n_positions {
+        bail!(
+            "the prompt has {} tokens; the model sees at most {}",
+            ids.len(),
+            model.config.n_positions
+        );
+    }
+    let mut rng = crate::sample::Rng::new(cfg.seed);
+    let mut cache = KvCache::new(gpu, model);
+    let prompt_len = ids.len();
+    let mut next = ids.clone();
+    let mut shown = 0;
+    let mut text = String::new();
+    for _ in 0..cfg.max_new_tokens {
+        if cache.len() + next.len() > model.config.n_positions {
+            break;
+        }
+        let logits = model.step_with(gpu, &mut cache, &next, adapter).await?;
+        let id = crate::sample::sample(&logits, &cfg.sampling, &mut rng);
+        if id == eos {
+            break;
+        }
+        ids.push(id);
+        // Decode all new tokens together and emit what is new, so multi-token characters
+        // appear whole.
+        text = tok.decode(&ids[prompt_len..])?;
+        if text.len() > shown && !text.ends_with('\u{FFFD}') {
+            on_text(&text[shown..]);
+            shown = text.len();
+        }
+        next = vec![id];
+    }
+    if text.len() > shown {
+        on_text(&text[shown..]);
+    }
+    Ok(text)
+}

@@ -4,6 +4,7 @@
 //! its forward pass, `generate` the KV-cache decoding loop.
 
 pub mod config;
+pub mod eval;
 pub mod forward;
 pub mod generate;
 pub mod gpt2;
@@ -22,15 +23,25 @@ pub fn load_dir(
 ) -> crate::error::Result<(Gpt2, crate::tokenizer::Tokenizer)> {
     let config = Gpt2Config::from_file(&dir.join("config.json"))?;
     let tokenizer = crate::tokenizer::Tokenizer::from_dir(dir)?;
+    check_tokenizer(&config, &tokenizer, &dir.display().to_string())?;
+    let file = safetensors_file::SafetensorsFile::open(&dir.join("model.safetensors"))?;
+    let model = Gpt2::load(gpu, config, &file, quant)?;
+    Ok((model, tokenizer))
+}
+
+/// A tokenizer belongs to a model when every id it produces is inside the model's vocabulary.
+/// `what` names the model (a directory, a URL) in the error.
+pub fn check_tokenizer(
+    config: &Gpt2Config,
+    tokenizer: &crate::tokenizer::Tokenizer,
+    what: &str,
+) -> crate::error::Result<()> {
     if tokenizer.vocab_size() > config.vocab_size {
         crate::bail!(
-            "{}: the tokenizer has {} tokens but config.json's vocab_size is {}: they belong to different models",
-            dir.display(),
+            "{what}: the tokenizer has {} tokens but config.json's vocab_size is {}: they belong to different models",
             tokenizer.vocab_size(),
             config.vocab_size
         );
     }
-    let file = safetensors_file::SafetensorsFile::open(&dir.join("model.safetensors"))?;
-    let model = Gpt2::load(gpu, config, &file, quant)?;
-    Ok((model, tokenizer))
+    Ok(())
 }

@@ -1,0 +1,169 @@
+//! Browser plumbing the page needs: reading picked files, fetching with progress through the
+//! Cache API (so a model downloads once), saving bytes as a download, time and yielding.
+
+use js_sys::{Array, Reflect, Uint8Array};
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{Blob, BlobPropertyBag, Cache, Response, Url};
+
+/// The Cache API bucket holding downloaded model files, keyed by URL.
+const MODEL_CACHE: &str = "wgtune-models-v1";
+
+fn js_err(what: &str, e: JsValue) -> String {
+    let detail = e
+        .as_string()
+        .or_else(|| {
+            Reflect::get(&e, &"message".into())
+                .ok()
+                .and_then(|m| m.as_string())
+        })
+        .unwrap_or_else(|| format!("{e:?}"));
+    format!("{what}: {detail}")
+}
+
+fn window() -> web_sys::Window {
+    web_sys::window().expect("the page runs in a window")
+}
+
+/// Whether the browser exposes WebGPU at all (`navigator.gpu`).
+pub fn has_webgpu() -> bool {
+    Reflect::get(&window().navigator(), &"gpu".into()).is_ok_and(|g| !g.is_undefined())
+}
+
+/// Milliseconds since the page loaded, for tokens/s and ETA.
+pub fn now_ms() -> f64 {
+    window()
+        .performance()
+        .map(|p| p.now())
+        .unwrap_or_else(js_sys::Date::now)
+}
+
+/// Let the browser run its event loop (render, handle clicks) before continuing.
+pub async fn yield_now(ms: i32) {
+    let promise = js_sys::Promise::new(&mut |resolve, _| {
+        let _ = window().set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms);
+    });
+    let _ = JsFuture::from(promise).await;
+}
+
+/// The whole content of a file the user picked or dropped.
+pub async fn read_file(file: &web_sys::File) -> Result<Vec<u8>, String> {
+    let buf = JsFuture::from(file.array_buffer())
+        .await
+        .map_err(|e| js_err(&format!("{}: cannot read", file.name()), e))?;
+    Ok(Uint8Array::new(&buf).to_vec())
+}
+
+/// The files of a file input, in order.
+pub fn files_of(list: Option<web_sys::FileList>) -> Vec<web_sys::File> {
+    let Some(list) = list else { return Vec::new() };
+    (0..list.length()).filter_map(|i| list.get(i)).collect()
+}
+
+async fn open_cache() -> Option<Cache> {
+    // The Cache API exists only in secure contexts (https, localhost); without it, download.
+    let caches = window().caches().ok()?;
+    JsFuture::from(caches.open(MODEL_CACHE))
+        .await
+        .ok()?
+        .dyn_into::<Cache>()
+        .ok()
+}
+
+/// Progress of a download: bytes so far and the total when the server says it.
+pub type Progress<'a> = &'a mut dyn FnMut(u64, Option<u64>);
+
+/// GET `url`, from the model cache when an earlier visit stored it, else from the network
+/// (then stored). `Ok(None)` when the server answers 404 (an optional file is absent).
+pub async fn fetch_cached(url: &str, progress: Progress<'_>) -> Result<Option<Vec<u8>>, String> {
+    let cache = open_cache().await;
+    if let Some(cache) = &cache {
+        let hit = JsFuture::from(cache.match_with_str(url))
+            .await
+            .map_err(|e| js_err(url, e))?;
+        if let Ok(resp) = hit.dyn_into::<Response>() {
+            let bytes = read_body(url, &resp, progress).await?;
+            return Ok(Some(bytes));
+        }
+    }
+    let resp: Response = JsFuture::from(window().fetch_with_str(url))
+        .await
+        .map_err(|e| js_err(&format!("{url}: cannot download (offline, or the server refuses cross-origin requests?)"), e))?
+        .dyn_into()
+        .map_err(|e| js_err(url, e))?;
+    if resp.status() == 404 {
+        return Ok(None);
+    }
+    if !resp.ok() {
+        return Err(format!("{url}: the server answered {} {}", resp.status(), resp.status_text()));
+    }
+    let mut bytes = read_body(url, &resp, progress).await?;
+    if let Some(cache) = &cache {
+        // A failed store (quota) only means the next visit downloads again.
+        if let Ok(stored) = Response::new_with_opt_u8_array(Some(&mut bytes)) {
+            let _ = JsFuture::from(cache.put_with_str(url, &stored)).await;
+        }
+    }
+    Ok(Some(bytes))
+}
+
+/// Read a response body chunk by chunk, reporting progress.
+async fn read_body(url: &str, resp: &Response, progress: Progress<'_>) -> Result<Vec<u8>, String> {
+    let total = resp
+        .headers()
+        .get("content-length")
+        .ok()
+        .flatten()
+        .and_then(|v| v.parse::<u64>().ok());
+    let Some(body) = resp.body() else {
+        return Ok(Vec::new());
+    };
+    let reader: web_sys::ReadableStreamDefaultReader = body
+        .get_reader()
+        .dyn_into()
+        .map_err(|e| js_err(url, e))?;
+    let mut out = Vec::with_capacity(total.unwrap_or(0) as usize);
+    progress(0, total);
+    loop {
+        let chunk = JsFuture::from(reader.read())
+            .await
+            .map_err(|e| js_err(&format!("{url}: download interrupted"), e))?;
+        let done = Reflect::get(&chunk, &"done".into())
+            .map(|d| d.is_truthy())
+            .unwrap_or(true);
+        if done {
+            break;
+        }
+        let value = Reflect::get(&chunk, &"value".into()).map_err(|e| js_err(url, e))?;
+        out.extend_from_slice(&Uint8Array::new(&value).to_vec());
+        progress(out.len() as u64, total);
+    }
+    Ok(out)
+}
+
+/// Offer `bytes` to the user as a file download named `name`.
+pub fn download(name: &str, bytes: &[u8], mime: &str) -> Result<(), String> {
+    let parts = Array::new();
+    parts.push(&Uint8Array::from(bytes));
+    let opts = BlobPropertyBag::new();
+    opts.set_type(mime);
+    let blob = Blob::new_with_u8_array_sequence_and_options(&parts, &opts)
+        .map_err(|e| js_err(name, e))?;
+    let url = Url::create_object_url_with_blob(&blob).map_err(|e| js_err(name, e))?;
+    let doc = window().document().expect("a document");
+    let a: web_sys::HtmlAnchorElement = doc
+        .create_element("a")
+        .map_err(|e| js_err(name, e))?
+        .dyn_into()
+        .map_err(|e| js_err(name, e))?;
+    a.set_href(&url);
+    a.set_download(name);
+    a.click();
+    let _ = Url::revoke_object_url(&url);
+    Ok(())
+}
+
+/// Log to the browser console (errors the page also shows, for whoever debugs it).
+pub fn console_error(msg: &str) {
+    web_sys::console::error_1(&msg.into());
+}

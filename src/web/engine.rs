@@ -1,0 +1,168 @@
+//! What the page holds besides its UI: the GPU, the loaded model and tokenizer, the parsed
+//! dataset and the trained adapter. These are not `Send` (GPU handles), so they live in a
+//! thread-local of the page's one thread rather than in reactive signals, which carry only
+//! plain values for display.
+
+use std::cell::{Cell, RefCell};
+use std::path::Path;
+use std::rc::Rc;
+
+use wgtune::data::{Dataset, Format, parse_jsonl};
+use wgtune::gpu::Gpu;
+use wgtune::lora::LoraConfig;
+use wgtune::model::safetensors_file::SafetensorsFile;
+use wgtune::model::{Gpt2, Gpt2Config, Quant, check_tokenizer};
+use wgtune::tokenizer::Tokenizer;
+
+/// A model ready to train or generate with.
+pub struct LoadedModel {
+    pub model: Gpt2,
+    pub tokenizer: Tokenizer,
+    /// How the adapter's `base_model_name_or_path` names it (hub id, URL or "local").
+    pub name: String,
+}
+
+/// A JSONL file the user gave, parsed.
+pub struct LoadedData {
+    pub name: String,
+    pub dataset: Dataset,
+}
+
+/// The result of a finished (or stopped) training run.
+pub struct TrainedAdapter {
+    pub lora: LoraConfig,
+    pub params: Vec<f32>,
+    pub base_name: String,
+    pub nf4_base: bool,
+}
+
+#[derive(Default)]
+struct State {
+    gpu: Option<Rc<Gpu>>,
+    model: Option<Rc<LoadedModel>>,
+    data: Option<Rc<LoadedData>>,
+    adapter: Option<Rc<TrainedAdapter>>,
+}
+
+/// What the user asked the running training loop to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Control {
+    Run,
+    Pause,
+    Stop,
+}
+
+thread_local! {
+    static STATE: RefCell<State> = RefCell::new(State::default());
+    static CONTROL: Cell<Control> = const { Cell::new(Control::Run) };
+}
+
+pub fn control() -> Control {
+    CONTROL.with(|c| c.get())
+}
+
+pub fn set_control(c: Control) {
+    CONTROL.with(|x| x.set(c));
+}
+
+/// The GPU, opened once with the adapter's real limits.
+pub async fn gpu() -> Result<Rc<Gpu>, String> {
+    if let Some(g) = STATE.with(|s| s.borrow().gpu.clone()) {
+        return Ok(g);
+    }
+    let gpu = Rc::new(Gpu::new().await.map_err(|e| e.to_string())?);
+    STATE.with(|s| s.borrow_mut().gpu = Some(gpu.clone()));
+    Ok(gpu)
+}
+
+/// The GPU if it is already open.
+pub fn gpu_now() -> Option<Rc<Gpu>> {
+    STATE.with(|s| s.borrow().gpu.clone())
+}
+
+pub fn model() -> Option<Rc<LoadedModel>> {
+    STATE.with(|s| s.borrow().model.clone())
+}
+
+pub fn data() -> Option<Rc<LoadedData>> {
+    STATE.with(|s| s.borrow().data.clone())
+}
+
+pub fn adapter() -> Option<Rc<TrainedAdapter>> {
+    STATE.with(|s| s.borrow().adapter.clone())
+}
+
+pub fn set_adapter(a: Option<TrainedAdapter>) {
+    STATE.with(|s| s.borrow_mut().adapter = a.map(Rc::new));
+}
+
+/// The tokenizer files of a model: tokenizer.json, or GPT-2's older vocab.json + merges.txt.
+pub enum TokenizerBytes {
+    Json(Vec<u8>),
+    VocabMerges(Vec<u8>, Vec<u8>),
+}
+
+/// The files of a Hugging Face GPT-2 folder, read into memory.
+pub struct ModelBytes {
+    pub config: Vec<u8>,
+    pub weights: Vec<u8>,
+    pub tokenizer: TokenizerBytes,
+}
+
+/// Build the model on the GPU (quantizing as asked) and keep it, replacing any earlier one
+/// and the adapter trained on it. `name` labels errors and the exported adapter.
+pub fn install_model(
+    gpu: &Gpu,
+    name: &str,
+    files: ModelBytes,
+    quant: Quant,
+) -> Result<Rc<LoadedModel>, String> {
+    let text = std::str::from_utf8(&files.config)
+        .map_err(|e| format!("{name}/config.json: not UTF-8 text: {e}"))?;
+    let config = Gpt2Config::from_json(text, &Path::new(name).join("config.json"))
+        .map_err(|e| e.to_string())?;
+    let tokenizer = match &files.tokenizer {
+        TokenizerBytes::Json(b) => {
+            Tokenizer::from_json_bytes(b, &Path::new(name).join("tokenizer.json"))
+        }
+        TokenizerBytes::VocabMerges(v, m) => Tokenizer::from_vocab_merges_bytes(
+            v,
+            m,
+            &Path::new(name).join("vocab.json"),
+            &Path::new(name).join("merges.txt"),
+        ),
+    }
+    .map_err(|e| e.to_string())?;
+    check_tokenizer(&config, &tokenizer, name).map_err(|e| e.to_string())?;
+    // Drop the old model first: its GPU buffers return to the pool for the new one.
+    STATE.with(|s| {
+        let mut s = s.borrow_mut();
+        s.model = None;
+        s.adapter = None;
+    });
+    let file = SafetensorsFile::from_bytes(&Path::new(name).join("model.safetensors"), files.weights)
+        .map_err(|e| e.to_string())?;
+    let model = Gpt2::load(gpu, config, &file, quant).map_err(|e| e.to_string())?;
+    let loaded = Rc::new(LoadedModel {
+        model,
+        tokenizer,
+        name: name.to_string(),
+    });
+    STATE.with(|s| s.borrow_mut().model = Some(loaded.clone()));
+    Ok(loaded)
+}
+
+/// Parse a JSONL file and keep it as the training data.
+pub fn install_data(name: &str, bytes: &[u8], format: Option<Format>) -> Result<Rc<LoadedData>, String> {
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        let line = 1 + bytes[..e.valid_up_to()].iter().filter(|&&b| b == b'\n').count();
+        format!("{name}:{line}: not UTF-8 text (save the file as UTF-8)")
+    })?;
+    let dataset = parse_jsonl(text, name, format).map_err(|e| e.to_string())?;
+    let data = Rc::new(LoadedData {
+        name: name.to_string(),
+        dataset,
+    });
+    STATE.with(|s| s.borrow_mut().data = Some(data.clone()));
+    Ok(data)
+}

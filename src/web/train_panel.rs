@@ -1,0 +1,93 @@
+//! Section 4, Train: start / pause / stop, progress, tokens/s, ETA, the loss chart, and the
+//! adapter, backend and limits in use.
+
+use leptos::prelude::*;
+
+use super::app::{Phase, Ui};
+use super::engine::{self, Control};
+use super::{browser, chart, run};
+
+pub fn view(ui: Ui) -> impl IntoView {
+    let running = move || matches!(ui.train.with(|v| v.phase), Phase::Running | Phase::Paused);
+    let start = move |_| {
+        if running() {
+            return;
+        }
+        engine::set_control(Control::Run);
+        ui.train.set(super::app::TrainView {
+            phase: Phase::Running,
+            status: "preparing the data…".into(),
+            ..Default::default()
+        });
+        leptos::task::spawn_local(async move {
+            if let Err(e) = run::train(ui).await {
+                browser::console_error(&e);
+                ui.train.update(|v| {
+                    v.phase = Phase::Failed;
+                    v.status = format!("error: {e}");
+                });
+            }
+        });
+    };
+    let pause = move |_| {
+        let next = match engine::control() {
+            Control::Pause => Control::Run,
+            _ => Control::Pause,
+        };
+        engine::set_control(next);
+    };
+    let stop = move |_| engine::set_control(Control::Stop);
+    let can_start = move || {
+        ui.model.with(|m| m.is_some()) && ui.data.with(|d| d.is_some()) && !running()
+    };
+    view! {
+        <section id="train">
+            <h2>"4 · Train"</h2>
+            <div class="row">
+                <button data-testid="train-start" on:click=start disabled=move || !can_start()>
+                    "Start"
+                </button>
+                <button data-testid="train-pause" on:click=pause disabled=move || !running()>
+                    {move || if ui.train.with(|v| v.phase) == Phase::Paused { "Resume" } else { "Pause" }}
+                </button>
+                <button data-testid="train-stop" on:click=stop disabled=move || !running()>
+                    "Stop"
+                </button>
+            </div>
+            <progress
+                max=move || ui.train.with(|v| v.total.max(1))
+                value=move || ui.train.with(|v| v.step)
+            ></progress>
+            <p data-testid="train-status" class="status" class:bad=move || ui.train.with(|v| v.phase == Phase::Failed)>
+                {move || ui.train.with(|v| v.status.clone())}
+            </p>
+            <p class="figures" data-testid="train-figures">
+                {move || {
+                    ui.train.with(|v| {
+                        if v.step == 0 {
+                            String::new()
+                        } else {
+                            format!(
+                                "{:.0} tokens/s · ETA {}",
+                                v.tokens_per_s,
+                                if v.phase == Phase::Done { "—".to_string() } else { eta(v.eta_s) }
+                            )
+                        }
+                    })
+                }}
+            </p>
+            {chart::view(ui)}
+            <p class="small">{move || ui.train.with(|v| v.trainable.clone())}</p>
+            <p class="small">{move || format!("GPU: {}", ui.gpu_line.get())}</p>
+        </section>
+    }
+}
+
+fn eta(s: f64) -> String {
+    let s = s.max(0.0).round() as u64;
+    if s >= 3600 {
+        format!("{}h{:02}m", s / 3600, s % 3600 / 60)
+    } else {
+        format!("{}m{:02}s", s / 60, s % 60)
+    }
+}

@@ -1,0 +1,138 @@
+//! Section 5, Try: one prompt, the base model's and the tuned model's continuations side by
+//! side, streamed as they are generated.
+
+use leptos::prelude::*;
+use wgtune::model::forward::GpuAdapter;
+use wgtune::model::generate::{GenerateConfig, generate};
+use wgtune::sample::Sampling;
+
+use super::app::Ui;
+use super::browser::{self, yield_now};
+use super::engine;
+use super::settings::SampleSettings;
+
+fn sample_field(
+    ui: Ui,
+    label: &'static str,
+    testid: &'static str,
+    get: fn(&SampleSettings) -> String,
+    set: fn(&mut SampleSettings, &str) -> bool,
+) -> impl IntoView {
+    view! {
+        <label class="field">
+            <span>{label}</span>
+            <input
+                data-testid=testid
+                prop:value=move || ui.sample.with(get)
+                on:change=move |ev| {
+                    let text = event_target_value(&ev);
+                    let mut s = ui.sample.get_untracked();
+                    if set(&mut s, text.trim()) {
+                        ui.sample.set(s);
+                    } else {
+                        ui.gen_status.set(format!("error: {label}: {text:?} is not valid"));
+                    }
+                }
+            />
+        </label>
+    }
+}
+
+pub fn view(ui: Ui) -> impl IntoView {
+    let prompt = RwSignal::new("Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n### Instruction:\nName three primary colors.\n\n### Response:\n".to_string());
+    let busy = RwSignal::new(false);
+    let run = move |_| {
+        if busy.get_untracked() {
+            return;
+        }
+        busy.set(true);
+        leptos::task::spawn_local(async move {
+            if let Err(e) = generate_both(ui, &prompt.get_untracked()).await {
+                browser::console_error(&e);
+                ui.gen_status.set(format!("error: {e}"));
+            }
+            busy.set(false);
+        });
+    };
+    view! {
+        <section id="try">
+            <h2>"5 · Try"</h2>
+            <textarea
+                data-testid="generate-prompt"
+                rows="5"
+                prop:value=move || prompt.get()
+                on:input=move |ev| prompt.set(event_target_value(&ev))
+            ></textarea>
+            <div class="grid">
+                {sample_field(ui, "new tokens", "generate-max-new-tokens", |s| s.max_new_tokens.to_string(), |s, t| t.parse().map(|v| s.max_new_tokens = v).is_ok())}
+                {sample_field(ui, "temperature (0: greedy)", "generate-temperature", |s| s.temperature.to_string(), |s, t| t.parse::<f32>().ok().filter(|v| *v >= 0.0).map(|v| s.temperature = v).is_some())}
+                {sample_field(ui, "top-k (0: off)", "generate-top-k", |s| s.top_k.to_string(), |s, t| t.parse().map(|v| s.top_k = v).is_ok())}
+                {sample_field(ui, "top-p", "generate-top-p", |s| s.top_p.to_string(), |s, t| t.parse::<f32>().ok().filter(|v| *v > 0.0 && *v <= 1.0).map(|v| s.top_p = v).is_some())}
+                {sample_field(ui, "seed", "generate-seed", |s| s.seed.to_string(), |s, t| t.parse().map(|v| s.seed = v).is_ok())}
+            </div>
+            <button
+                data-testid="generate-run"
+                on:click=run
+                disabled=move || busy.get() || ui.model.with(|m| m.is_none())
+            >
+                "Generate"
+            </button>
+            <p class="status" data-testid="generate-status">{move || ui.gen_status.get()}</p>
+            <div class="side">
+                <div>
+                    <h3>"base"</h3>
+                    <pre data-testid="generate-base-output">{move || ui.gen_base.get()}</pre>
+                </div>
+                <div>
+                    <h3>"tuned"</h3>
+                    <pre data-testid="generate-tuned-output">{move || ui.gen_tuned.get()}</pre>
+                </div>
+            </div>
+        </section>
+    }
+}
+
+async fn generate_both(ui: Ui, prompt: &str) -> Result<(), String> {
+    let gpu = engine::gpu().await?;
+    let m = engine::model().ok_or("load a model first (section 1)")?;
+    let s = ui.sample.get_untracked();
+    let cfg = GenerateConfig {
+        max_new_tokens: s.max_new_tokens,
+        sampling: Sampling {
+            temperature: s.temperature,
+            top_k: s.top_k,
+            top_p: s.top_p,
+        },
+        seed: s.seed,
+    };
+    ui.gen_base.set(String::new());
+    ui.gen_tuned.set(String::new());
+    ui.gen_status.set("generating with the base model…".into());
+    generate(&gpu, &m.model, &m.tokenizer, None, prompt, &cfg, |piece| {
+        ui.gen_base.update(|t| t.push_str(piece))
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    yield_now(0).await;
+    let Some(trained) = engine::adapter() else {
+        ui.gen_tuned
+            .set("(no adapter yet: train one in section 4)".into());
+        ui.gen_status.set("done (base only)".into());
+        return Ok(());
+    };
+    ui.gen_status.set("generating with the adapter…".into());
+    let adapter = GpuAdapter::new(&gpu, &m.model.config, trained.lora.clone(), &trained.params);
+    generate(
+        &gpu,
+        &m.model,
+        &m.tokenizer,
+        Some(&adapter.as_ref()),
+        prompt,
+        &cfg,
+        |piece| ui.gen_tuned.update(|t| t.push_str(piece)),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    ui.gen_status.set("done".into());
+    Ok(())
+}
