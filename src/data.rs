@@ -93,14 +93,27 @@ pub struct Dataset {
     pub rows: Vec<(usize, Segments)>,
 }
 
+/// The longest line accepted. Only the first `--seq-len` tokens (at most 1024 for GPT-2,
+/// a few KiB of text) of a line are used, and tokenizing a huge line would take minutes.
+pub const MAX_LINE_BYTES: usize = 4 << 20;
+
 /// Parse JSONL text; `format` None detects it from the first line. `name` labels errors.
 pub fn parse_jsonl(text: &str, name: &str, format: Option<Format>) -> Result<Dataset> {
     let mut fmt = format;
     let mut rows = Vec::new();
+    // Editors on Windows may start the file with a byte-order mark.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     for (i, line) in text.lines().enumerate() {
         let n = i + 1;
         if line.trim().is_empty() {
             continue;
+        }
+        if line.len() > MAX_LINE_BYTES {
+            bail!(
+                "{name}:{n}: the line is {:.1} MiB, more than the {} MiB wgtune reads (only the first --seq-len tokens are used): split or shorten it",
+                line.len() as f64 / (1024.0 * 1024.0),
+                MAX_LINE_BYTES >> 20
+            );
         }
         let value: Value =
             serde_json::from_str(line).map_err(|e| err!("{name}:{n}: invalid JSON: {e}"))?;

@@ -12,10 +12,13 @@ use wgtune::lora::{Layout, LoraConfig, init_params, trainable_line};
 use wgtune::model::Quant;
 use wgtune::train::batches::{epoch_order, make_batch, pack};
 use wgtune::train::checkpoint::{self, TrainerState};
+use wgtune::train::memory;
 use wgtune::train::schedule::Scheduler;
-use wgtune::train::session::{RunConfig, Session};
+use wgtune::train::session::{RunConfig, Session, StepReport};
 use wgtune::train::{Batch, LoraTrainer, OptimConfig};
 use wgtune::{adapter, bail, err};
+
+use super::interrupt;
 
 /// The example dataset used when no --data is given.
 const EXAMPLE_DATA: &str = "public/examples/alpaca_tiny.jsonl";
@@ -135,6 +138,30 @@ fn check(a: &TrainArgs) -> Result<()> {
     if a.weight_decay.is_nan() || a.weight_decay < 0.0 {
         bail!("--weight-decay must be >= 0");
     }
+    if a.max_grad_norm.is_nan() {
+        bail!("--max-grad-norm must be a number (0 turns clipping off)");
+    }
+    if a.out.exists() && !a.out.is_dir() {
+        bail!(
+            "--out {} is a file; pass a directory for the adapter",
+            a.out.display()
+        );
+    }
+    if let Some(m) = &a.metrics
+        && let Some(parent) = m.parent().filter(|p| !p.as_os_str().is_empty())
+        && !parent.is_dir()
+    {
+        bail!(
+            "--metrics {}: the directory {} does not exist",
+            m.display(),
+            parent.display()
+        );
+    }
+    if a.resume.is_none() && a.init_adapter.is_none() {
+        // The LoRA flags are checked before any file is read (targets against the model's
+        // layers later, once config.json is known).
+        fresh_lora(a).validate()?;
+    }
     if let Some(s) = a.val_split
         && !(s > 0.0 && s < 1.0)
     {
@@ -184,7 +211,8 @@ fn load_examples(
     })
 }
 
-pub fn run(a: TrainArgs) -> Result<()> {
+/// Run training; the exit status is 0, or [`interrupt::EXIT_CODE`] after a signal.
+pub fn run(a: TrainArgs) -> Result<i32> {
     check(&a)?;
     let format = match a.format.as_str() {
         "auto" => None,
@@ -200,23 +228,33 @@ pub fn run(a: TrainArgs) -> Result<()> {
             a.out.display()
         );
     }
-    let gpu = Gpu::new_blocking()?;
-    let (model, tok) = super::load_model(&gpu, &a.model, a.quant)?;
-    let cfg = &model.config;
+    // Everything that can be checked on the host is, before a GPU device is opened: a bad
+    // file or flag costs no model upload.
+    let files = super::open_model(&a.model)?;
+    let cfg = files.config.clone();
     if a.seq_len > cfg.n_positions {
         bail!(
-            "--seq-len {} exceeds the model's n_positions {}",
+            "--seq-len {} exceeds the model's n_positions {}: use --seq-len {} or less",
             a.seq_len,
+            cfg.n_positions,
             cfg.n_positions
         );
     }
+    let tok = &files.tokenizer;
     let eos = tok.eos_id().unwrap_or(cfg.eos());
-    let mut train = load_examples(&data_path, format, &tok, eos, &a)?;
+    let mut train = load_examples(&data_path, format, tok, eos, &a)?;
     let mut val = match &a.val_data {
-        Some(p) => load_examples(p, format, &tok, eos, &a)?,
+        Some(p) => load_examples(p, format, tok, eos, &a)?,
         None => Vec::new(),
     };
     if let Some(frac) = a.val_split {
+        if train.len() < 2 {
+            bail!(
+                "{}: --val-split needs at least 2 training examples, the file has {}",
+                data_path.display(),
+                train.len()
+            );
+        }
         // A seeded shuffle, then the tail is held out (as datasets' train_test_split).
         let order = epoch_order(train.len(), a.seed, usize::MAX, true);
         let n_val = ((train.len() as f32 * frac).round() as usize).clamp(1, train.len() - 1);
@@ -237,25 +275,35 @@ pub fn run(a: TrainArgs) -> Result<()> {
     let resume = a
         .resume
         .as_ref()
-        .map(|d| checkpoint::load(d, cfg))
+        .map(|d| checkpoint::load(d, &cfg))
         .transpose()?;
+    if let Some(ck) = &resume
+        && (ck.state.train_examples != train.len() || ck.state.seed != a.seed)
+    {
+        bail!(
+            "{}: the checkpoint was made with {} training examples and seed {}; this run has {} and {}: resume with the same --data and --seed",
+            a.resume.as_ref().unwrap().display(),
+            ck.state.train_examples,
+            ck.state.seed,
+            train.len(),
+            a.seed
+        );
+    }
     let (lora, params) = if let Some(ck) = &resume {
         (ck.lora.clone(), ck.params.clone())
     } else if let Some(dir) = &a.init_adapter {
-        adapter::load_dir(dir, cfg)?
+        adapter::load_dir(dir, &cfg)?
     } else {
-        let lora = LoraConfig {
-            r: a.rank,
-            lora_alpha: a.alpha,
-            lora_dropout: a.dropout,
-            target_modules: a.targets.clone(),
-            use_rslora: a.rslora,
-        };
+        let lora = fresh_lora(&a);
         lora.validate_for(cfg.n_layer)?;
-        let layout = Layout::new(cfg, &lora);
+        let layout = Layout::new(&cfg, &lora);
         let p = init_params(&layout, lora.r, a.seed);
         (lora, p)
     };
+
+    let gpu = Gpu::new_blocking()?;
+    let model = super::upload_model(&gpu, &a.model, &files, a.quant)?;
+    let cfg = &model.config;
     let optim = OptimConfig {
         weight_decay: a.weight_decay,
         max_grad_norm: a.max_grad_norm,
@@ -267,6 +315,19 @@ pub fn run(a: TrainArgs) -> Result<()> {
         "{}",
         trainable_line(trainer.layout.trainable, cfg.num_params())
     );
+    let longest = train.iter().chain(&val).map(|e| e.ids.len()).max();
+    let t_max = longest.unwrap_or(a.seq_len).min(a.seq_len);
+    let est = memory::estimate(
+        &gpu,
+        &model,
+        &trainer.layout,
+        lora.r,
+        a.batch_size,
+        t_max,
+        a.grad_checkpoint,
+    );
+    eprintln!("{}", est.line());
+    memory::check(&gpu, &model, &est, a.batch_size, t_max)?;
 
     let micro_per_epoch = train.len().div_ceil(a.batch_size);
     let total = a
@@ -282,16 +343,6 @@ pub fn run(a: TrainArgs) -> Result<()> {
         train_examples: train.len(),
     };
     if let Some(ck) = &resume {
-        if ck.state.train_examples != train.len() || ck.state.seed != a.seed {
-            bail!(
-                "{}: the checkpoint was made with {} training examples and seed {}; this run has {} and {}",
-                a.resume.as_ref().unwrap().display(),
-                ck.state.train_examples,
-                ck.state.seed,
-                train.len(),
-                a.seed
-            );
-        }
         trainer.set_optimizer_state(&gpu, &ck.exp_avg, &ck.exp_avg_sq, ck.state.step)?;
         state = ck.state.clone();
         state.total_steps = total;
@@ -327,11 +378,24 @@ pub fn run(a: TrainArgs) -> Result<()> {
     });
     let base_name = a.model.clone();
     let nf4 = matches!(a.quant, Quant::Nf4 { .. });
-    let save = |trainer: &LoraTrainer, dir: &Path, st: &TrainerState| -> Result<()> {
+    let save_adapter = |trainer: &LoraTrainer| -> Result<()> {
+        let p = pollster::block_on(trainer.params_host(&gpu))?;
+        adapter::save_dir(
+            &a.out,
+            &trainer.config,
+            &trainer.layout,
+            &p,
+            &base_name,
+            cfg.n_layer,
+            nf4,
+        )
+    };
+    let save_checkpoint = |trainer: &LoraTrainer, st: &TrainerState| -> Result<PathBuf> {
+        let dir = a.out.join(format!("checkpoint-{}", st.step));
         let p = pollster::block_on(trainer.params_host(&gpu))?;
         let (m, v) = pollster::block_on(trainer.optimizer_state(&gpu))?;
         checkpoint::save(
-            dir,
+            &dir,
             &trainer.config,
             &trainer.layout,
             &p,
@@ -341,13 +405,15 @@ pub fn run(a: TrainArgs) -> Result<()> {
             &base_name,
             cfg,
             nf4,
-        )
+        )?;
+        Ok(dir)
     };
 
     let start = Instant::now();
     let (mut last_loss, mut last_val) = (f32::NAN, None);
     let tokens_at_start = state.tokens_seen;
     let mut reported_tokens = 0u64;
+    let mut last_checkpoint = a.resume.clone();
     let run_cfg = RunConfig {
         batch_size: a.batch_size,
         grad_accum: a.grad_accum,
@@ -362,20 +428,29 @@ pub fn run(a: TrainArgs) -> Result<()> {
     let resumed = resume.is_some().then(|| state.clone());
     let mut session = Session::new(&mut trainer, &train, run_cfg, resumed);
     let has_val = !val_batches.is_empty();
+    // After a signal no further step is submitted: the checkpoint then matches the last
+    // reported step.
     let pause_after = |s: u32| {
         let s = s as usize;
-        (has_val && a.eval_every > 0 && s.is_multiple_of(a.eval_every))
+        interrupt::requested()
+            || (has_val && a.eval_every > 0 && s.is_multiple_of(a.eval_every))
             || (a.save_every > 0 && s.is_multiple_of(a.save_every))
     };
+    interrupt::install()?;
+    let fault_step = nan_fault_step();
     while !session.finished() {
         let r = pollster::block_on(session.next_report(&gpu, pause_after))?;
-        let (loss, grad_norm, lr) = (r.loss, r.grad_norm, r.lr);
+        let (mut loss, grad_norm, lr) = (r.loss, r.grad_norm, r.lr);
+        if fault_step == Some(r.step) {
+            loss = f32::NAN;
+        }
         if !loss.is_finite() || !grad_norm.is_finite() {
+            if let Some(pb) = &bar {
+                pb.abandon();
+            }
             bail!(
-                "step {}: the loss or gradient became {} — training diverged; try a lower --lr (now {})",
-                r.step,
-                if loss.is_finite() { grad_norm } else { loss },
-                a.lr
+                "{}",
+                diverged_message(&r, loss, grad_norm, &a, &last_checkpoint)
             );
         }
         last_loss = loss;
@@ -418,13 +493,22 @@ pub fn run(a: TrainArgs) -> Result<()> {
             }
             None => eprintln!("step {step}/{total} {msg}"),
         }
-        if a.save_every > 0 && step.is_multiple_of(a.save_every) && step < total {
+        let interrupted = interrupt::requested() && !session.has_pending() && step < total;
+        if (a.save_every > 0 && step.is_multiple_of(a.save_every) && step < total) || interrupted {
             let st = session.state.clone();
-            save(
-                session.trainer,
-                &a.out.join(format!("checkpoint-{step}")),
-                &st,
-            )?;
+            last_checkpoint = Some(save_checkpoint(session.trainer, &st)?);
+        }
+        if interrupted {
+            if let Some(pb) = &bar {
+                pb.abandon();
+            }
+            save_adapter(session.trainer)?;
+            let ck = last_checkpoint.as_ref().expect("just saved").display();
+            eprintln!(
+                "interrupted at step {step} of {total}: adapter written to {}, checkpoint to {ck}; continue with the same command plus --resume {ck}",
+                a.out.display()
+            );
+            return Ok(interrupt::EXIT_CODE);
         }
     }
     state = session.state.clone();
@@ -434,16 +518,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
     if !val_batches.is_empty() && last_val.is_none() {
         last_val = Some(pollster::block_on(trainer.evaluate(&gpu, &val_batches))?);
     }
-    let p = pollster::block_on(trainer.params_host(&gpu))?;
-    adapter::save_dir(
-        &a.out,
-        &trainer.config,
-        &trainer.layout,
-        &p,
-        &a.model,
-        cfg.n_layer,
-        nf4,
-    )?;
+    save_adapter(&trainer)?;
     let elapsed = start.elapsed().as_secs_f64();
     let stats = gpu.pool().stats();
     let summary = serde_json::json!({
@@ -455,5 +530,55 @@ pub fn run(a: TrainArgs) -> Result<()> {
         "adapter": a.out.display().to_string(),
     });
     println!("{summary}");
-    Ok(())
+    Ok(0)
+}
+
+/// The LoRA settings of a fresh adapter from the flags.
+fn fresh_lora(a: &TrainArgs) -> LoraConfig {
+    LoraConfig {
+        r: a.rank,
+        lora_alpha: a.alpha,
+        lora_dropout: a.dropout,
+        target_modules: a.targets.clone(),
+        use_rslora: a.rslora,
+    }
+}
+
+/// Why training stopped on a non-finite loss or gradient, and how to go on.
+fn diverged_message(
+    r: &StepReport,
+    loss: f32,
+    grad_norm: f32,
+    a: &TrainArgs,
+    last_checkpoint: &Option<PathBuf>,
+) -> String {
+    let what = if loss.is_finite() {
+        format!("the gradient norm became {grad_norm}")
+    } else {
+        format!("the loss became {loss}")
+    };
+    let next = match last_checkpoint {
+        Some(ck) => format!(
+            "the last good checkpoint is {}: resume from it with --resume {} and a lower --lr (now {})",
+            ck.display(),
+            ck.display(),
+            a.lr
+        ),
+        None => format!(
+            "nothing was saved (--save-every N keeps checkpoints): retry with a lower --lr (now {})",
+            a.lr
+        ),
+    };
+    format!(
+        "step {}: {what}, training diverged and stopped; {next}",
+        r.step
+    )
+}
+
+/// Test hook: `WGTUNE_TEST_NAN_AT_STEP=N` reports step N's loss as NaN, so that the tests can
+/// check the divergence handling at a chosen step (a real overflow cannot be placed there).
+fn nan_fault_step() -> Option<u32> {
+    std::env::var("WGTUNE_TEST_NAN_AT_STEP")
+        .ok()
+        .and_then(|v| v.parse().ok())
 }

@@ -35,7 +35,9 @@ pub struct TrainerState {
     pub train_examples: usize,
 }
 
-/// Write a checkpoint directory (created if missing).
+/// Write a checkpoint directory. It is built in full next to `dir` (`<dir>.partial`) and
+/// renamed into place, so that a kill at any moment leaves either the previous complete
+/// checkpoint or the new one, never a mixture.
 #[cfg(not(target_arch = "wasm32"))]
 #[allow(clippy::too_many_arguments)] // the pieces of a checkpoint, each from a different owner
 pub fn save(
@@ -50,8 +52,14 @@ pub fn save(
     model: &Gpt2Config,
     nf4_base: bool,
 ) -> Result<()> {
+    let partial = sibling(dir, "partial");
+    if partial.exists() {
+        // Left by an earlier run that was killed while saving.
+        std::fs::remove_dir_all(&partial)
+            .map_err(|e| err!("{}: cannot remove: {e}", partial.display()))?;
+    }
     adapter::save_dir(
-        dir,
+        &partial,
         lora,
         layout,
         params,
@@ -73,10 +81,41 @@ pub fn save(
         .collect::<Result<Vec<_>>>()?;
     let bytes = safetensors::serialize(views, None::<HashMap<String, String>>)
         .map_err(|e| err!("optimizer state: {e}"))?;
-    write_atomic(&dir.join(OPTIMIZER_FILE), &bytes)?;
+    write_atomic(&partial.join(OPTIMIZER_FILE), &bytes)?;
     // The state file goes last: its presence marks a complete checkpoint.
     let json = serde_json::to_string_pretty(state).expect("JSON");
-    write_atomic(&dir.join(STATE_FILE), json.as_bytes())
+    write_atomic(&partial.join(STATE_FILE), json.as_bytes())?;
+    replace_dir(&partial, dir)
+}
+
+/// `<dir>.<suffix>` beside `dir`.
+#[cfg(not(target_arch = "wasm32"))]
+fn sibling(dir: &Path, suffix: &str) -> std::path::PathBuf {
+    let mut name = dir.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".{suffix}"));
+    dir.with_file_name(name)
+}
+
+/// Move the complete `new` directory to `dir`, replacing an older one (kept as `<dir>.old`
+/// until the new one is in place).
+#[cfg(not(target_arch = "wasm32"))]
+fn replace_dir(new: &Path, dir: &Path) -> Result<()> {
+    let old = sibling(dir, "old");
+    let rename = |from: &Path, to: &Path| {
+        std::fs::rename(from, to)
+            .map_err(|e| err!("{}: cannot rename to {}: {e}", from.display(), to.display()))
+    };
+    if dir.exists() {
+        if old.exists() {
+            std::fs::remove_dir_all(&old)
+                .map_err(|e| err!("{}: cannot remove: {e}", old.display()))?;
+        }
+        rename(dir, &old)?;
+        rename(new, dir)?;
+        std::fs::remove_dir_all(&old).map_err(|e| err!("{}: cannot remove: {e}", old.display()))
+    } else {
+        rename(new, dir)
+    }
 }
 
 /// A loaded checkpoint.
