@@ -317,17 +317,19 @@ pub fn run(a: TrainArgs) -> Result<i32> {
     );
     let longest = train.iter().chain(&val).map(|e| e.ids.len()).max();
     let t_max = longest.unwrap_or(a.seq_len).min(a.seq_len);
+    // A batch never holds more sequences than the data has.
+    let b_max = a.batch_size.min(train.len().max(val.len()));
     let est = memory::estimate(
         &gpu,
         &model,
         &trainer.layout,
         lora.r,
-        a.batch_size,
+        b_max,
         t_max,
         a.grad_checkpoint,
     );
     eprintln!("{}", est.line());
-    memory::check(&gpu, &model, &est, a.batch_size, t_max)?;
+    memory::check(&gpu, &model, &est, b_max, t_max)?;
 
     let micro_per_epoch = train.len().div_ceil(a.batch_size);
     let total = a

@@ -17,8 +17,8 @@ impl FaultLog {
         let on_error = log.clone();
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
             let fault = match &e {
-                wgpu::Error::OutOfMemory { .. } => GpuError::OutOfMemory(first_line(&e)),
-                _ => GpuError::Fault(first_line(&e)),
+                wgpu::Error::OutOfMemory { .. } => GpuError::OutOfMemory(one_line(&e)),
+                _ => GpuError::Fault(one_line(&e)),
             };
             on_error.record(fault);
         }));
@@ -48,16 +48,18 @@ impl FaultLog {
     }
 }
 
-/// wgpu's messages span several lines (the error chain); the user gets the first one.
-fn first_line(e: &wgpu::Error) -> String {
+/// wgpu's messages span several lines (a header, then "Caused by:" and the error chain);
+/// the user gets them joined into one.
+fn one_line(e: &wgpu::Error) -> String {
     let text = e.to_string();
-    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
-    let head = lines.next().unwrap_or("unknown error").to_string();
-    // "Validation Error" alone says nothing; its cause is on the next line.
-    match lines.next() {
-        Some(cause) if head.ends_with("Error") || head.ends_with(':') => {
-            format!("{} {cause}", head.trim_end_matches(':'))
-        }
-        _ => head,
+    let parts: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && *l != "Caused by:")
+        .collect();
+    if parts.is_empty() {
+        "unknown error".into()
+    } else {
+        parts.join(": ")
     }
 }

@@ -817,3 +817,30 @@ fn adapter_config_fields_from_newer_peft_are_accepted() {
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(json["loss"].as_f64().unwrap().is_finite());
 }
+
+/// A batch whose activations exceed the GPU's binding limit is refused before training,
+/// after the memory estimate is printed, naming the flags to lower.
+#[test]
+fn a_batch_beyond_the_gpu_limits_names_what_to_lower() {
+    let gpu = crate::gpu_or_skip!();
+    let s = Scratch::new("too-big");
+    // Enough sequences of 128 tokens that the (B*T, 4C) MLP activation (C = 64) exceeds one
+    // binding: 1025 on lavapipe (128 MiB bindings).
+    let batch = gpu.max_binding_words() / (4 * 64) / 128 + 1;
+    let line = format!("{{\"text\": \"{}\"}}\n", "word ".repeat(200));
+    let data = s.write("data.jsonl", line.repeat(batch));
+    let b = batch.to_string();
+    let args = train_with(
+        &s,
+        s.tiny_model("model"),
+        data,
+        &["--batch-size", &b, "--seq-len", "128"],
+    );
+    let out = run(&args);
+    if let Some(p) = check_failure(&out, &["lower --batch-size or --seq-len"]) {
+        panic!("{p}");
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("estimated GPU memory:"), "{stderr}");
+    assert!(!s.path("out").exists());
+}

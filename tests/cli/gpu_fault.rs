@@ -16,6 +16,7 @@ fn an_oversized_buffer_is_an_error_not_a_panic() {
     let t = gpu.tensor(words);
     let e = pollster::block_on(gpu.read_f32(&t.slice(0, 4))).unwrap_err();
     let msg = e.to_string();
+    println!("{msg}");
     assert!(msg.contains("GPU"), "{msg}");
     assert!(!msg.contains('\n'), "one line: {msg}");
     assert!(gpu.check_healthy().is_err(), "the fault stays recorded");
