@@ -34,7 +34,7 @@ impl FaultLog {
 
     /// Keep the first fault: later ones are usually its consequences.
     pub fn record(&self, fault: GpuError) {
-        log::error!("{fault}");
+        log::debug!("{fault}");
         let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
         if slot.is_none() {
             *slot = Some(fault);
