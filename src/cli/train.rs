@@ -20,6 +20,7 @@ use super::interrupt;
 
 mod args;
 mod diverged;
+mod metrics;
 
 pub use args::TrainArgs;
 use args::{check, fresh_lora};
@@ -225,7 +226,7 @@ pub fn run(a: TrainArgs) -> Result<i32> {
     let mut metrics = a
         .metrics
         .as_ref()
-        .map(|p| std::fs::File::create(p).map_err(|e| err!("{}: cannot create: {e}", p.display())))
+        .map(|p| metrics::open(p, resume.as_ref().map(|c| c.state.step)))
         .transpose()?;
     let bar = std::io::stderr().is_terminal().then(|| {
         let pb = indicatif::ProgressBar::new(total as u64);

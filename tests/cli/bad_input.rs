@@ -827,7 +827,7 @@ fn a_batch_beyond_the_gpu_limits_names_what_to_lower() {
     // Enough sequences of 128 tokens that the (B*T, 4C) MLP activation (C = 64) exceeds one
     // binding: 1025 on lavapipe (128 MiB bindings).
     let batch = gpu.max_binding_words() / (4 * 64) / 128 + 1;
-    let line = format!("{{\"text\": \"{}\"}}\n", "word ".repeat(200));
+    let line = format!("{{\"text\": \"{}\"}}\n", "word ".repeat(130));
     let data = s.write("data.jsonl", line.repeat(batch));
     let b = batch.to_string();
     let args = train_with(

@@ -10,7 +10,9 @@ use wgtune::train::checkpoint;
 
 use crate::harness::{Scratch, bin, fixture};
 
-const STEPS: usize = 24;
+/// Enough steps that a signal sent after the second lands well before the end, even on a
+/// fast GPU.
+const STEPS: usize = 32;
 
 /// Six prompt/answer lines: enough for several steps per epoch at batch size 2.
 fn data(s: &Scratch) -> String {
@@ -76,8 +78,8 @@ fn spawn(args: &[String]) -> Child {
         .expect("spawn wgtune")
 }
 
-/// (step, loss, grad_norm, lr) of each metrics line.
-fn metrics(path: &Path) -> Vec<(u64, f64, f64, f64)> {
+/// (step, loss, grad_norm, lr, tokens) of each metrics line.
+fn metrics(path: &Path) -> Vec<(u64, f64, f64, f64, u64)> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
         .lines()
@@ -88,6 +90,7 @@ fn metrics(path: &Path) -> Vec<(u64, f64, f64, f64)> {
                 v["loss"].as_f64().unwrap(),
                 v["grad_norm"].as_f64().unwrap(),
                 v["lr"].as_f64().unwrap(),
+                v["tokens"].as_u64().unwrap(),
             )
         })
         .collect()
@@ -145,15 +148,15 @@ fn sigint_and_sigterm_write_a_checkpoint_that_resumes_exactly() {
 
     for sig in ["-INT", "-TERM"] {
         let out = s.path(&format!("out{sig}")).display().to_string();
-        let m1 = s.path(&format!("m1{sig}.jsonl"));
-        let mut child = spawn(&train_args(&s, &out, &m1.display().to_string(), &[]));
-        wait_for_steps(&mut child, &m1, 3);
+        let m = s.path(&format!("m{sig}.jsonl"));
+        let args = train_args(&s, &out, &m.display().to_string(), &[]);
+        let mut child = spawn(&args);
+        wait_for_steps(&mut child, &m, 2);
         signal(&child, sig);
         let (code, err) = finish(child);
         assert_eq!(code, Some(130), "{sig}: {err}");
         assert!(!err.contains("panicked"), "{err}");
-        let before = metrics(&m1);
-        let k = before.last().unwrap().0;
+        let k = metrics(&m).last().unwrap().0;
         assert!(
             (k as usize) < STEPS,
             "{sig}: the run finished before the signal"
@@ -162,17 +165,16 @@ fn sigint_and_sigterm_write_a_checkpoint_that_resumes_exactly() {
         assert!(err.contains(&format!("--resume {ck}")), "{sig}: {err}");
         assert!(Path::new(&out).join("adapter_model.safetensors").exists());
 
-        let m2 = s.path(&format!("m2{sig}.jsonl"));
-        let (code, err) = finish(spawn(&train_args(
-            &s,
-            &out,
-            &m2.display().to_string(),
-            &["--resume", &ck],
-        )));
+        // The same command plus --resume, continuing the same metrics file.
+        let mut resume = args.clone();
+        resume.extend(["--resume".to_string(), ck]);
+        let (code, err) = finish(spawn(&resume));
         assert_eq!(code, Some(0), "{sig} resume: {err}");
-        let mut got = before;
-        got.extend(metrics(&m2));
-        assert_eq!(got, want, "{sig}: losses of the interrupted + resumed run");
+        assert_eq!(
+            metrics(&m),
+            want,
+            "{sig}: metrics of the interrupted + resumed run"
+        );
         let adapter = std::fs::read(Path::new(&out).join("adapter_model.safetensors")).unwrap();
         assert!(adapter == want_adapter, "{sig}: final adapter differs");
     }
@@ -210,11 +212,16 @@ fn kill_9_during_saves_leaves_only_complete_checkpoints() {
     }
     let newest = *steps.iter().max().expect("at least one checkpoint");
     let ck = format!("{out}/checkpoint-{newest}");
-    let m2 = s.path("m2.jsonl").display().to_string();
-    let mut resume = train_args(&s, &out, &m2, &["--resume", &ck]);
+    let mut resume = args.clone();
+    resume.extend(["--resume".to_string(), ck]);
     // One more step after the newest checkpoint is enough to show that it resumes.
     let at = resume.iter().position(|a| a == "--max-steps").unwrap();
     resume[at + 1] = (newest + 1).to_string();
     let (code, err) = finish(spawn(&resume));
     assert_eq!(code, Some(0), "{err}");
+    // Steps the killed run reported after its newest checkpoint were dropped from the
+    // metrics file before the resumed run appended its own.
+    let steps: Vec<u64> = metrics(&m).iter().map(|r| r.0).collect();
+    let want: Vec<u64> = (1..=newest as u64 + 1).collect();
+    assert_eq!(steps, want);
 }
