@@ -161,3 +161,54 @@ pub fn load(dir: &Path, model: &Gpt2Config) -> Result<Checkpoint> {
         state,
     })
 }
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+    use crate::lora::init_params;
+
+    /// Saving over an existing checkpoint replaces it whole and leaves no `.partial` / `.old`
+    /// directory; a stale `.partial` from a killed save is cleared first.
+    #[test]
+    fn a_second_save_replaces_the_checkpoint_and_leaves_nothing_behind() {
+        let model = Gpt2Config::preset_shape("distilgpt2").unwrap();
+        let lora = LoraConfig {
+            r: 2,
+            lora_alpha: 4.0,
+            lora_dropout: 0.0,
+            target_modules: vec!["c_attn".into()],
+            use_rslora: false,
+        };
+        let layout = Layout::new(&model, &lora);
+        let root = std::env::temp_dir().join(format!("wgtune-ck-swap-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let dir = root.join("checkpoint-3");
+        std::fs::create_dir_all(sibling(&dir, "partial")).unwrap();
+        std::fs::write(sibling(&dir, "partial").join("junk"), b"x").unwrap();
+        let zeros = vec![0.0; layout.len];
+        for (seed, step) in [(1, 3), (2, 4)] {
+            let params = init_params(&layout, lora.r, seed);
+            let state = TrainerState {
+                step,
+                epoch: 0,
+                cursor: 0,
+                seed,
+                total_steps: 10,
+                tokens_seen: 0,
+                train_examples: 5,
+            };
+            save(
+                &dir, &lora, &layout, &params, &zeros, &zeros, &state, "m", &model, false,
+            )
+            .unwrap();
+            let c = load(&dir, &model).unwrap();
+            assert_eq!((c.state.step, c.params), (step, params));
+        }
+        let names: Vec<_> = std::fs::read_dir(&root)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names, ["checkpoint-3"]);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+}
