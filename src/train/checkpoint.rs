@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 #[cfg(not(target_arch = "wasm32"))]
 use crate::{
-    adapter::{self, write_atomic},
+    adapter::{self, replace_dir, sibling, write_atomic},
     bail, err,
     error::Result,
     lora::{Layout, LoraConfig},
@@ -86,36 +86,6 @@ pub fn save(
     let json = serde_json::to_string_pretty(state).expect("JSON");
     write_atomic(&partial.join(STATE_FILE), json.as_bytes())?;
     replace_dir(&partial, dir)
-}
-
-/// `<dir>.<suffix>` beside `dir`.
-#[cfg(not(target_arch = "wasm32"))]
-fn sibling(dir: &Path, suffix: &str) -> std::path::PathBuf {
-    let mut name = dir.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".{suffix}"));
-    dir.with_file_name(name)
-}
-
-/// Move the complete `new` directory to `dir`, replacing an older one (kept as `<dir>.old`
-/// until the new one is in place).
-#[cfg(not(target_arch = "wasm32"))]
-fn replace_dir(new: &Path, dir: &Path) -> Result<()> {
-    let old = sibling(dir, "old");
-    let rename = |from: &Path, to: &Path| {
-        std::fs::rename(from, to)
-            .map_err(|e| err!("{}: cannot rename to {}: {e}", from.display(), to.display()))
-    };
-    if dir.exists() {
-        if old.exists() {
-            std::fs::remove_dir_all(&old)
-                .map_err(|e| err!("{}: cannot remove: {e}", old.display()))?;
-        }
-        rename(dir, &old)?;
-        rename(new, dir)?;
-        std::fs::remove_dir_all(&old).map_err(|e| err!("{}: cannot remove: {e}", old.display()))
-    } else {
-        rename(new, dir)
-    }
 }
 
 /// A loaded checkpoint.
