@@ -115,8 +115,15 @@ pub fn parse_jsonl(text: &str, name: &str, format: Option<Format>) -> Result<Dat
                 MAX_LINE_BYTES >> 20
             );
         }
-        let value: Value =
-            serde_json::from_str(line).map_err(|e| err!("{name}:{n}: invalid JSON: {e}"))?;
+        let value: Value = serde_json::from_str(line).map_err(|e| {
+            // serde's own position is "line 1" of the one line it was given: keep the column.
+            let text = e.to_string();
+            let what = text.split(" at line ").next().unwrap_or(&text);
+            err!(
+                "{name}:{n}: invalid JSON at column {}: {what}; each line must be one JSON object",
+                e.column()
+            )
+        })?;
         let Value::Object(obj) = value else {
             bail!("{name}:{n}: expected a JSON object, found {}", kind(&value));
         };
@@ -141,7 +148,9 @@ pub fn parse_jsonl(text: &str, name: &str, format: Option<Format>) -> Result<Dat
         rows.push((n, segments(&obj, f).map_err(|e| err!("{name}:{n}: {e}"))?));
     }
     let Some(format) = fmt else {
-        bail!("{name}: no data (the file is empty or only blank lines)");
+        bail!(
+            "{name}: no data (the file is empty or only blank lines); put one JSON object per line, e.g. {{\"text\": \"...\"}}"
+        );
     };
     Ok(Dataset { format, rows })
 }
