@@ -199,7 +199,7 @@ pub fn params_from_weights(
 ) -> Result<Vec<f32>> {
     let p = path.display();
     let st = safetensors::SafeTensors::deserialize(bytes)
-        .map_err(|e| err!("{p}: not a valid safetensors file: {e}"))?;
+        .map_err(|e| err!("{p}: not a valid safetensors file ({e}): truncated or corrupt?"))?;
     let layout = Layout::new(model, cfg);
     let mut params = vec![0.0f32; layout.len];
     let mut expected = std::collections::HashSet::new();
@@ -251,8 +251,12 @@ pub fn params_from_weights(
 #[cfg(not(target_arch = "wasm32"))]
 pub fn load_dir(dir: &Path, model: &Gpt2Config) -> Result<(LoraConfig, Vec<f32>)> {
     let cpath = dir.join(CONFIG_FILE);
-    let text = std::fs::read_to_string(&cpath)
-        .map_err(|e| err!("{}: cannot read: {e}", cpath.display()))?;
+    let text = std::fs::read_to_string(&cpath).map_err(|e| {
+        err!(
+            "{}: cannot read ({e}); a PEFT adapter directory holds {CONFIG_FILE} and {WEIGHTS_FILE}",
+            cpath.display()
+        )
+    })?;
     let cfg = parse_config(&text, &cpath)?;
     cfg.validate_for(model.n_layer)
         .map_err(|e| err!("{}: {e}", cpath.display()))?;
@@ -262,8 +266,9 @@ pub fn load_dir(dir: &Path, model: &Gpt2Config) -> Result<(LoraConfig, Vec<f32>)
     Ok((cfg, params))
 }
 
-/// Write a PEFT adapter directory atomically: each file goes to a temporary name and is
-/// renamed into place, so an interruption never leaves a half-written adapter.
+/// Write a PEFT adapter directory: both files are written in full under temporary names
+/// before either is renamed into place, so an interruption (even `kill -9`) never leaves a
+/// half-written file, and the previous adapter stays until the new one is complete.
 #[cfg(not(target_arch = "wasm32"))]
 pub fn save_dir(
     dir: &Path,
@@ -276,8 +281,10 @@ pub fn save_dir(
 ) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| err!("{}: cannot create: {e}", dir.display()))?;
     let (weights, config) = encode(cfg, layout, params, base_model, n_layer, nf4_base)?;
-    write_atomic(&dir.join(WEIGHTS_FILE), &weights)?;
-    write_atomic(&dir.join(CONFIG_FILE), &config)
+    write_all_atomic(&[
+        (&dir.join(WEIGHTS_FILE), &weights),
+        (&dir.join(CONFIG_FILE), &config),
+    ])
 }
 
 /// The bytes of [`WEIGHTS_FILE`] and [`CONFIG_FILE`] for an adapter: what the CLI writes and
@@ -299,16 +306,60 @@ pub fn encode(
 /// Write `bytes` to `path` through a temporary file in the same directory and a rename.
 #[cfg(not(target_arch = "wasm32"))]
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_all_atomic(&[(path, bytes)])
+}
+
+/// Write several files: all go to synced temporary files first, then each is renamed into
+/// place (a rename within a directory is atomic).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn write_all_atomic(files: &[(&Path, &[u8])]) -> Result<()> {
     use std::io::Write;
-    let tmp = path.with_extension(format!(
-        "{}.tmp",
-        path.extension().and_then(|e| e.to_str()).unwrap_or("")
-    ));
-    let mut f =
-        std::fs::File::create(&tmp).map_err(|e| err!("{}: cannot create: {e}", tmp.display()))?;
-    f.write_all(bytes)
-        .and_then(|_| f.sync_all())
-        .map_err(|e| err!("{}: cannot write: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, path)
-        .map_err(|e| err!("{}: cannot rename into place: {e}", path.display()))
+    let mut temps = Vec::with_capacity(files.len());
+    for (path, bytes) in files {
+        let tmp = path.with_extension(format!(
+            "{}.tmp",
+            path.extension().and_then(|e| e.to_str()).unwrap_or("")
+        ));
+        let mut f = std::fs::File::create(&tmp)
+            .map_err(|e| err!("{}: cannot create: {e}", tmp.display()))?;
+        f.write_all(bytes)
+            .and_then(|_| f.sync_all())
+            .map_err(|e| err!("{}: cannot write: {e}", tmp.display()))?;
+        temps.push(tmp);
+    }
+    for (tmp, (path, _)) in temps.iter().zip(files) {
+        std::fs::rename(tmp, path)
+            .map_err(|e| err!("{}: cannot rename into place: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// `<dir>.<suffix>` beside `dir`.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn sibling(dir: &Path, suffix: &str) -> std::path::PathBuf {
+    let mut name = dir.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".{suffix}"));
+    dir.with_file_name(name)
+}
+
+/// Move the complete `new` directory to `dir`, replacing an older one (kept as `<dir>.old`
+/// until the new one is in place).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn replace_dir(new: &Path, dir: &Path) -> Result<()> {
+    let old = sibling(dir, "old");
+    let rename = |from: &Path, to: &Path| {
+        std::fs::rename(from, to)
+            .map_err(|e| err!("{}: cannot rename to {}: {e}", from.display(), to.display()))
+    };
+    if dir.exists() {
+        if old.exists() {
+            std::fs::remove_dir_all(&old)
+                .map_err(|e| err!("{}: cannot remove: {e}", old.display()))?;
+        }
+        rename(dir, &old)?;
+        rename(new, dir)?;
+        std::fs::remove_dir_all(&old).map_err(|e| err!("{}: cannot remove: {e}", old.display()))
+    } else {
+        rename(new, dir)
+    }
 }

@@ -93,17 +93,37 @@ pub struct Dataset {
     pub rows: Vec<(usize, Segments)>,
 }
 
+/// The longest line accepted. Only the first `--seq-len` tokens (at most 1024 for GPT-2,
+/// a few KiB of text) of a line are used, and tokenizing a huge line would take minutes.
+pub const MAX_LINE_BYTES: usize = 4 << 20;
+
 /// Parse JSONL text; `format` None detects it from the first line. `name` labels errors.
 pub fn parse_jsonl(text: &str, name: &str, format: Option<Format>) -> Result<Dataset> {
     let mut fmt = format;
     let mut rows = Vec::new();
+    // Editors on Windows may start the file with a byte-order mark.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     for (i, line) in text.lines().enumerate() {
         let n = i + 1;
         if line.trim().is_empty() {
             continue;
         }
-        let value: Value =
-            serde_json::from_str(line).map_err(|e| err!("{name}:{n}: invalid JSON: {e}"))?;
+        if line.len() > MAX_LINE_BYTES {
+            bail!(
+                "{name}:{n}: the line is {:.1} MiB, more than the {} MiB wgtune reads (only the first --seq-len tokens are used): split or shorten it",
+                line.len() as f64 / (1024.0 * 1024.0),
+                MAX_LINE_BYTES >> 20
+            );
+        }
+        let value: Value = serde_json::from_str(line).map_err(|e| {
+            // serde's own position is "line 1" of the one line it was given: keep the column.
+            let text = e.to_string();
+            let what = text.split(" at line ").next().unwrap_or(&text);
+            err!(
+                "{name}:{n}: invalid JSON at column {}: {what}; each line must be one JSON object",
+                e.column()
+            )
+        })?;
         let Value::Object(obj) = value else {
             bail!("{name}:{n}: expected a JSON object, found {}", kind(&value));
         };
@@ -128,7 +148,9 @@ pub fn parse_jsonl(text: &str, name: &str, format: Option<Format>) -> Result<Dat
         rows.push((n, segments(&obj, f).map_err(|e| err!("{name}:{n}: {e}"))?));
     }
     let Some(format) = fmt else {
-        bail!("{name}: no data (the file is empty or only blank lines)");
+        bail!(
+            "{name}: no data (the file is empty or only blank lines); put one JSON object per line, e.g. {{\"text\": \"...\"}}"
+        );
     };
     Ok(Dataset { format, rows })
 }

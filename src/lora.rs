@@ -70,13 +70,19 @@ impl LoraConfig {
     /// Check the values and the target names.
     pub fn validate(&self) -> Result<()> {
         if self.r == 0 {
-            bail!("LoRA rank must be at least 1 (got --rank 0)");
+            bail!("LoRA rank (--rank, r) must be at least 1, got 0");
         }
         if self.lora_alpha.is_nan() || self.lora_alpha <= 0.0 {
-            bail!("LoRA alpha must be positive (got {})", self.lora_alpha);
+            bail!(
+                "LoRA alpha (--alpha, lora_alpha) must be positive, got {}",
+                self.lora_alpha
+            );
         }
         if !(0.0..1.0).contains(&self.lora_dropout) {
-            bail!("LoRA dropout must be in [0, 1) (got {})", self.lora_dropout);
+            bail!(
+                "LoRA dropout (--dropout, lora_dropout) must be in [0, 1), got {}",
+                self.lora_dropout
+            );
         }
         if self.target_modules.is_empty() {
             bail!("no LoRA target modules; valid: {}", TARGET_NAMES.join(", "));

@@ -79,8 +79,21 @@ pub fn merge_dir(model_dir: &Path, adapter_dir: &Path, out_dir: &Path) -> Result
     let meta: HashMap<String, String> = [("format".to_string(), "pt".to_string())].into();
     let bytes = safetensors::serialize(views, Some(meta))
         .map_err(|e| err!("cannot serialize the merged model: {e}"))?;
-    std::fs::create_dir_all(out_dir)
-        .map_err(|e| err!("{}: cannot create: {e}", out_dir.display()))?;
+    // A new --out is built in full beside its final name and renamed into place, so that a
+    // failure or a kill never leaves a directory that looks like a model but is not one.
+    let fresh = !out_dir.exists();
+    let target = if fresh {
+        let partial = adapter::sibling(out_dir, "partial");
+        if partial.exists() {
+            std::fs::remove_dir_all(&partial)
+                .map_err(|e| err!("{}: cannot remove: {e}", partial.display()))?;
+        }
+        partial
+    } else {
+        out_dir.to_path_buf()
+    };
+    std::fs::create_dir_all(&target)
+        .map_err(|e| err!("{}: cannot create: {e}", target.display()))?;
     for f in [
         "config.json",
         "tokenizer.json",
@@ -93,8 +106,13 @@ pub fn merge_dir(model_dir: &Path, adapter_dir: &Path, out_dir: &Path) -> Result
         if src.exists() {
             let data =
                 std::fs::read(&src).map_err(|e| err!("{}: cannot read: {e}", src.display()))?;
-            write_atomic(&out_dir.join(f), &data)?;
+            write_atomic(&target.join(f), &data)?;
         }
     }
-    write_atomic(&out_dir.join("model.safetensors"), &bytes)
+    // The weights go last: their presence marks a complete model.
+    write_atomic(&target.join("model.safetensors"), &bytes)?;
+    if fresh {
+        adapter::replace_dir(&target, out_dir)?;
+    }
+    Ok(())
 }

@@ -8,6 +8,7 @@ use wgtune::error::Result;
 use wgtune::gpu::Gpu;
 use wgtune::model::Quant;
 use wgtune::model::eval::{EvalLoss, eval_loss};
+use wgtune::model::forward::GpuAdapter;
 
 #[derive(Args)]
 pub struct EvalArgs {
@@ -42,28 +43,33 @@ pub fn run(a: EvalArgs) -> Result<()> {
         "auto" => None,
         f => Some(f.parse::<Format>().map_err(wgtune::error::Error)?),
     };
-    let dataset = data::read_jsonl(&a.data, format)?;
-    let gpu = Gpu::new_blocking()?;
-    let (model, tok) = super::load_model(&gpu, &a.model, a.quant)?;
-    let adapter = a
-        .adapter
-        .as_ref()
-        .map(|d| super::load_adapter(&gpu, d, &model))
-        .transpose()?;
-    let adapter_ref = adapter.as_ref().map(|x| x.as_ref());
-    let n_pos = model.config.n_positions;
+    if a.batch_size == 0 {
+        wgtune::bail!("--batch-size must be at least 1");
+    }
+    // Everything that can be checked on the host is, before a GPU device is opened.
+    let files = super::open_model(&a.model)?;
+    let n_pos = files.config.n_positions;
     let seq_len = a.seq_len.unwrap_or(n_pos);
     if seq_len == 0 || seq_len > n_pos {
         wgtune::bail!("--seq-len {seq_len} must be between 1 and the model's n_positions {n_pos}");
     }
-    if a.batch_size == 0 {
-        wgtune::bail!("--batch-size must be at least 1");
-    }
+    let dataset = data::read_jsonl(&a.data, format)?;
+    let host_adapter = a
+        .adapter
+        .as_ref()
+        .map(|d| super::read_adapter(d, &files.config))
+        .transpose()?;
+    let gpu = Gpu::new_blocking()?;
+    let model = super::upload_model(&gpu, &a.model, &files, a.quant)?;
+    let tok = &files.tokenizer;
+    let adapter =
+        host_adapter.map(|(lora, params)| GpuAdapter::new(&gpu, &model.config, lora, &params));
+    let adapter_ref = adapter.as_ref().map(|x| x.as_ref());
     let eos = tok.eos_id().unwrap_or(model.config.eos());
     let mut examples = Vec::with_capacity(dataset.rows.len());
     for (line, segs) in &dataset.rows {
         examples.push(data::tokenize(
-            &tok,
+            tok,
             segs,
             eos,
             a.train_on_prompt,

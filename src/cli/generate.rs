@@ -6,6 +6,7 @@ use clap::Args;
 use wgtune::error::Result;
 use wgtune::gpu::Gpu;
 use wgtune::model::Quant;
+use wgtune::model::forward::GpuAdapter;
 use wgtune::model::generate::{GenerateConfig, generate};
 use wgtune::sample::Sampling;
 
@@ -43,13 +44,18 @@ pub fn run(a: GenerateArgs) -> Result<()> {
     if !temperature_ok || !top_p_ok {
         wgtune::bail!("--temperature must be >= 0 and --top-p in (0, 1]");
     }
-    let gpu = Gpu::new_blocking()?;
-    let (model, tok) = super::load_model(&gpu, &a.model, a.quant)?;
-    let adapter = a
+    // Everything that can be checked on the host is, before a GPU device is opened.
+    let files = super::open_model(&a.model)?;
+    let host_adapter = a
         .adapter
         .as_ref()
-        .map(|d| super::load_adapter(&gpu, d, &model))
+        .map(|d| super::read_adapter(d, &files.config))
         .transpose()?;
+    let gpu = Gpu::new_blocking()?;
+    let model = super::upload_model(&gpu, &a.model, &files, a.quant)?;
+    let tok = &files.tokenizer;
+    let adapter =
+        host_adapter.map(|(lora, params)| GpuAdapter::new(&gpu, &model.config, lora, &params));
     let adapter_ref = adapter.as_ref().map(|x| x.as_ref());
     let cfg = GenerateConfig {
         max_new_tokens: a.max_new_tokens,
@@ -66,7 +72,7 @@ pub fn run(a: GenerateArgs) -> Result<()> {
     pollster::block_on(generate(
         &gpu,
         &model,
-        &tok,
+        tok,
         adapter_ref.as_ref(),
         &a.prompt,
         &cfg,

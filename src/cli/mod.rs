@@ -4,6 +4,7 @@ mod bench;
 mod eval;
 mod generate;
 mod hub;
+mod interrupt;
 mod train;
 
 use clap::{Parser, Subcommand};
@@ -48,12 +49,13 @@ enum Command {
     },
 }
 
-pub fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// Run the command; Ok holds the exit status (non-zero after an interrupted training run).
+pub fn run() -> Result<i32, Box<dyn std::error::Error>> {
     match Cli::parse().command {
-        Command::Info => info(),
+        Command::Info => info().map(|_| 0),
         Command::Train(a) => Ok(train::run(*a)?),
-        Command::Eval(a) => Ok(eval::run(a)?),
-        Command::Generate(a) => Ok(generate::run(a)?),
+        Command::Eval(a) => Ok(eval::run(a).map(|_| 0)?),
+        Command::Generate(a) => Ok(generate::run(a).map(|_| 0)?),
         Command::Merge {
             model,
             adapter,
@@ -67,9 +69,9 @@ pub fn run() -> Result<(), Box<dyn std::error::Error>> {
                 model,
                 out.display()
             );
-            Ok(())
+            Ok(0)
         }
-        Command::Bench { what } => bench::run(what),
+        Command::Bench { what } => bench::run(what).map(|_| 0),
     }
 }
 
@@ -85,14 +87,20 @@ fn info() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// Resolve `--model`, load it in `quant`, and report where it went and the GPU memory used.
-pub(crate) fn load_model(
+/// Resolve `--model` and check its files on the host (no GPU yet).
+pub(crate) fn open_model(model: &str) -> wgtune::error::Result<wgtune::model::ModelFiles> {
+    wgtune::model::open_dir(&hub::resolve(model)?)
+}
+
+/// Upload checked model files in `quant`, and report where they went and the GPU memory used.
+pub(crate) fn upload_model(
     gpu: &wgtune::gpu::Gpu,
     model: &str,
+    files: &wgtune::model::ModelFiles,
     quant: wgtune::model::Quant,
-) -> wgtune::error::Result<(wgtune::model::Gpt2, wgtune::tokenizer::Tokenizer)> {
-    let dir = hub::resolve(model)?;
-    let (m, tok) = wgtune::model::load_dir(gpu, &dir, quant)?;
+) -> wgtune::error::Result<wgtune::model::Gpt2> {
+    let m = wgtune::model::Gpt2::load(gpu, files.config.clone(), &files.weights, quant)?;
+    gpu.check_healthy()?;
     let c = &m.config;
     eprintln!(
         "{model}: {} layers, {} embd, {} heads, vocab {}; base {quant}: {:.1} MiB of weights on {} ({:?})",
@@ -104,27 +112,21 @@ pub(crate) fn load_model(
         gpu.adapter_info.name,
         gpu.adapter_info.backend
     );
-    Ok((m, tok))
+    Ok(m)
 }
 
-/// Load a PEFT adapter directory onto the GPU for eval / generate.
-pub(crate) fn load_adapter(
-    gpu: &wgtune::gpu::Gpu,
+/// Read a PEFT adapter directory for eval / generate, checked against the model's shapes.
+pub(crate) fn read_adapter(
     dir: &std::path::Path,
-    model: &wgtune::model::Gpt2,
-) -> wgtune::error::Result<wgtune::model::forward::GpuAdapter> {
-    let (config, params) = wgtune::adapter::load_dir(dir, &model.config)?;
+    config: &wgtune::model::Gpt2Config,
+) -> wgtune::error::Result<(wgtune::lora::LoraConfig, Vec<f32>)> {
+    let (lora, params) = wgtune::adapter::load_dir(dir, config)?;
     eprintln!(
         "adapter {}: r={}, alpha={}, targets {:?}",
         dir.display(),
-        config.r,
-        config.lora_alpha,
-        config.target_modules
+        lora.r,
+        lora.lora_alpha,
+        lora.target_modules
     );
-    Ok(wgtune::model::forward::GpuAdapter::new(
-        gpu,
-        &model.config,
-        config,
-        &params,
-    ))
+    Ok((lora, params))
 }

@@ -4,144 +4,30 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use clap::Args;
 use wgtune::data::{self, Example, Format};
 use wgtune::error::Result;
 use wgtune::gpu::Gpu;
-use wgtune::lora::{Layout, LoraConfig, init_params, trainable_line};
+use wgtune::lora::{Layout, init_params, trainable_line};
 use wgtune::model::Quant;
 use wgtune::train::batches::{epoch_order, make_batch, pack};
 use wgtune::train::checkpoint::{self, TrainerState};
-use wgtune::train::schedule::Scheduler;
+use wgtune::train::memory;
 use wgtune::train::session::{RunConfig, Session};
 use wgtune::train::{Batch, LoraTrainer, OptimConfig};
 use wgtune::{adapter, bail, err};
 
+use super::interrupt;
+
+mod args;
+mod diverged;
+mod metrics;
+
+pub use args::TrainArgs;
+use args::{check, fresh_lora};
+use diverged::{diverged_message, nan_fault_step};
+
 /// The example dataset used when no --data is given.
 const EXAMPLE_DATA: &str = "public/examples/alpaca_tiny.jsonl";
-
-#[derive(Args)]
-pub struct TrainArgs {
-    /// Base model: a local Hugging Face GPT-2 directory or a hub id.
-    #[arg(long, default_value = "gpt2")]
-    pub model: String,
-    /// Training data (JSONL); default: the small instruction set in public/examples/.
-    #[arg(long)]
-    pub data: Option<PathBuf>,
-    /// Where the adapter (and checkpoint-N/ directories) go.
-    #[arg(long, default_value = "wgtune-out")]
-    pub out: PathBuf,
-    /// Replace an adapter already in --out.
-    #[arg(long)]
-    pub overwrite: bool,
-    /// Validation data (JSONL).
-    #[arg(long, conflicts_with = "val_split")]
-    pub val_data: Option<PathBuf>,
-    /// Fraction of the training data held out for validation.
-    #[arg(long)]
-    pub val_split: Option<f32>,
-    /// Base weight format: nf4 (QLoRA), nf4-dq, f16 or f32.
-    #[arg(long, default_value = "nf4")]
-    pub quant: Quant,
-    #[arg(long, default_value_t = 8)]
-    pub rank: usize,
-    #[arg(long, default_value_t = 16.0)]
-    pub alpha: f32,
-    #[arg(long, default_value_t = 0.05)]
-    pub dropout: f32,
-    /// LoRA targets: c_attn, c_proj, c_fc or all-linear (comma-separated).
-    #[arg(long, value_delimiter = ',', default_value = "c_attn")]
-    pub targets: Vec<String>,
-    /// Scale by alpha/sqrt(r) instead of alpha/r.
-    #[arg(long)]
-    pub rslora: bool,
-    #[arg(long, default_value_t = 2e-4)]
-    pub lr: f32,
-    #[arg(long, default_value = "linear")]
-    pub scheduler: Scheduler,
-    #[arg(long, default_value_t = 0)]
-    pub warmup_steps: usize,
-    #[arg(long, default_value_t = 0.0)]
-    pub weight_decay: f32,
-    /// Passes over the data (ignored when --max-steps is given).
-    #[arg(long, default_value_t = 3)]
-    pub epochs: usize,
-    /// Optimizer steps to run.
-    #[arg(long)]
-    pub max_steps: Option<usize>,
-    #[arg(long, default_value_t = 4)]
-    pub batch_size: usize,
-    /// Micro-batches per optimizer step.
-    #[arg(long, default_value_t = 1)]
-    pub grad_accum: usize,
-    /// Tokens per sequence (longer examples are truncated); at most the model's n_positions.
-    #[arg(long, default_value_t = 512)]
-    pub seq_len: usize,
-    /// Global gradient-norm clip (0 = off).
-    #[arg(long, default_value_t = 1.0)]
-    pub max_grad_norm: f32,
-    #[arg(long, default_value_t = 42)]
-    pub seed: u64,
-    /// Keep the file order.
-    #[arg(long)]
-    pub no_shuffle: bool,
-    /// Concatenate examples into full --seq-len rows.
-    #[arg(long)]
-    pub packing: bool,
-    /// Keep only each layer's input and recompute activations in the backward pass.
-    #[arg(long)]
-    pub grad_checkpoint: bool,
-    /// Include prompt tokens in the loss.
-    #[arg(long)]
-    pub train_on_prompt: bool,
-    /// Start from this PEFT adapter.
-    #[arg(long, conflicts_with = "resume")]
-    pub init_adapter: Option<PathBuf>,
-    /// Continue from a checkpoint directory (written by --save-every).
-    #[arg(long)]
-    pub resume: Option<PathBuf>,
-    /// Write one JSON object per optimizer step to this file.
-    #[arg(long)]
-    pub metrics: Option<PathBuf>,
-    /// Validate every N steps (and at the end).
-    #[arg(long, default_value_t = 0)]
-    pub eval_every: usize,
-    /// Save a resumable checkpoint every N steps.
-    #[arg(long, default_value_t = 0)]
-    pub save_every: usize,
-    /// auto, text, prompt-completion, messages or alpaca.
-    #[arg(long, default_value = "auto")]
-    pub format: String,
-}
-
-fn check(a: &TrainArgs) -> Result<()> {
-    let positive = [
-        ("--batch-size", a.batch_size),
-        ("--grad-accum", a.grad_accum),
-        ("--seq-len", a.seq_len),
-        ("--epochs", a.epochs.max(a.max_steps.map_or(0, |_| 1))),
-    ];
-    for (flag, v) in positive {
-        if v == 0 {
-            bail!("{flag} must be at least 1");
-        }
-    }
-    if a.max_steps == Some(0) {
-        bail!("--max-steps must be at least 1");
-    }
-    if a.lr.is_nan() || a.lr <= 0.0 || a.lr > 1.0 {
-        bail!("--lr {} is out of range (0, 1]", a.lr);
-    }
-    if a.weight_decay.is_nan() || a.weight_decay < 0.0 {
-        bail!("--weight-decay must be >= 0");
-    }
-    if let Some(s) = a.val_split
-        && !(s > 0.0 && s < 1.0)
-    {
-        bail!("--val-split must be between 0 and 1 (exclusive), got {s}");
-    }
-    Ok(())
-}
 
 fn load_examples(
     path: &Path,
@@ -184,7 +70,8 @@ fn load_examples(
     })
 }
 
-pub fn run(a: TrainArgs) -> Result<()> {
+/// Run training; the exit status is 0, or [`interrupt::EXIT_CODE`] after a signal.
+pub fn run(a: TrainArgs) -> Result<i32> {
     check(&a)?;
     let format = match a.format.as_str() {
         "auto" => None,
@@ -200,23 +87,33 @@ pub fn run(a: TrainArgs) -> Result<()> {
             a.out.display()
         );
     }
-    let gpu = Gpu::new_blocking()?;
-    let (model, tok) = super::load_model(&gpu, &a.model, a.quant)?;
-    let cfg = &model.config;
+    // Everything that can be checked on the host is, before a GPU device is opened: a bad
+    // file or flag costs no model upload.
+    let files = super::open_model(&a.model)?;
+    let cfg = files.config.clone();
     if a.seq_len > cfg.n_positions {
         bail!(
-            "--seq-len {} exceeds the model's n_positions {}",
+            "--seq-len {} exceeds the model's n_positions {}: use --seq-len {} or less",
             a.seq_len,
+            cfg.n_positions,
             cfg.n_positions
         );
     }
+    let tok = &files.tokenizer;
     let eos = tok.eos_id().unwrap_or(cfg.eos());
-    let mut train = load_examples(&data_path, format, &tok, eos, &a)?;
+    let mut train = load_examples(&data_path, format, tok, eos, &a)?;
     let mut val = match &a.val_data {
-        Some(p) => load_examples(p, format, &tok, eos, &a)?,
+        Some(p) => load_examples(p, format, tok, eos, &a)?,
         None => Vec::new(),
     };
     if let Some(frac) = a.val_split {
+        if train.len() < 2 {
+            bail!(
+                "{}: --val-split needs at least 2 training examples, the file has {}",
+                data_path.display(),
+                train.len()
+            );
+        }
         // A seeded shuffle, then the tail is held out (as datasets' train_test_split).
         let order = epoch_order(train.len(), a.seed, usize::MAX, true);
         let n_val = ((train.len() as f32 * frac).round() as usize).clamp(1, train.len() - 1);
@@ -237,25 +134,35 @@ pub fn run(a: TrainArgs) -> Result<()> {
     let resume = a
         .resume
         .as_ref()
-        .map(|d| checkpoint::load(d, cfg))
+        .map(|d| checkpoint::load(d, &cfg))
         .transpose()?;
+    if let Some(ck) = &resume
+        && (ck.state.train_examples != train.len() || ck.state.seed != a.seed)
+    {
+        bail!(
+            "{}: the checkpoint was made with {} training examples and seed {}; this run has {} and {}: resume with the same --data and --seed",
+            a.resume.as_ref().unwrap().display(),
+            ck.state.train_examples,
+            ck.state.seed,
+            train.len(),
+            a.seed
+        );
+    }
     let (lora, params) = if let Some(ck) = &resume {
         (ck.lora.clone(), ck.params.clone())
     } else if let Some(dir) = &a.init_adapter {
-        adapter::load_dir(dir, cfg)?
+        adapter::load_dir(dir, &cfg)?
     } else {
-        let lora = LoraConfig {
-            r: a.rank,
-            lora_alpha: a.alpha,
-            lora_dropout: a.dropout,
-            target_modules: a.targets.clone(),
-            use_rslora: a.rslora,
-        };
+        let lora = fresh_lora(&a);
         lora.validate_for(cfg.n_layer)?;
-        let layout = Layout::new(cfg, &lora);
+        let layout = Layout::new(&cfg, &lora);
         let p = init_params(&layout, lora.r, a.seed);
         (lora, p)
     };
+
+    let gpu = Gpu::new_blocking()?;
+    let model = super::upload_model(&gpu, &a.model, &files, a.quant)?;
+    let cfg = &model.config;
     let optim = OptimConfig {
         weight_decay: a.weight_decay,
         max_grad_norm: a.max_grad_norm,
@@ -267,6 +174,21 @@ pub fn run(a: TrainArgs) -> Result<()> {
         "{}",
         trainable_line(trainer.layout.trainable, cfg.num_params())
     );
+    let longest = train.iter().chain(&val).map(|e| e.ids.len()).max();
+    let t_max = longest.unwrap_or(a.seq_len).min(a.seq_len);
+    // A batch never holds more sequences than the data has.
+    let b_max = a.batch_size.min(train.len().max(val.len()));
+    let est = memory::estimate(
+        &gpu,
+        &model,
+        &trainer.layout,
+        lora.r,
+        b_max,
+        t_max,
+        a.grad_checkpoint,
+    );
+    eprintln!("{}", est.line());
+    memory::check(&gpu, &model, &est, b_max, t_max)?;
 
     let micro_per_epoch = train.len().div_ceil(a.batch_size);
     let total = a
@@ -282,16 +204,6 @@ pub fn run(a: TrainArgs) -> Result<()> {
         train_examples: train.len(),
     };
     if let Some(ck) = &resume {
-        if ck.state.train_examples != train.len() || ck.state.seed != a.seed {
-            bail!(
-                "{}: the checkpoint was made with {} training examples and seed {}; this run has {} and {}",
-                a.resume.as_ref().unwrap().display(),
-                ck.state.train_examples,
-                ck.state.seed,
-                train.len(),
-                a.seed
-            );
-        }
         trainer.set_optimizer_state(&gpu, &ck.exp_avg, &ck.exp_avg_sq, ck.state.step)?;
         state = ck.state.clone();
         state.total_steps = total;
@@ -314,7 +226,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
     let mut metrics = a
         .metrics
         .as_ref()
-        .map(|p| std::fs::File::create(p).map_err(|e| err!("{}: cannot create: {e}", p.display())))
+        .map(|p| metrics::open(p, resume.as_ref().map(|c| c.state.step)))
         .transpose()?;
     let bar = std::io::stderr().is_terminal().then(|| {
         let pb = indicatif::ProgressBar::new(total as u64);
@@ -327,11 +239,24 @@ pub fn run(a: TrainArgs) -> Result<()> {
     });
     let base_name = a.model.clone();
     let nf4 = matches!(a.quant, Quant::Nf4 { .. });
-    let save = |trainer: &LoraTrainer, dir: &Path, st: &TrainerState| -> Result<()> {
+    let save_adapter = |trainer: &LoraTrainer| -> Result<()> {
+        let p = pollster::block_on(trainer.params_host(&gpu))?;
+        adapter::save_dir(
+            &a.out,
+            &trainer.config,
+            &trainer.layout,
+            &p,
+            &base_name,
+            cfg.n_layer,
+            nf4,
+        )
+    };
+    let save_checkpoint = |trainer: &LoraTrainer, st: &TrainerState| -> Result<PathBuf> {
+        let dir = a.out.join(format!("checkpoint-{}", st.step));
         let p = pollster::block_on(trainer.params_host(&gpu))?;
         let (m, v) = pollster::block_on(trainer.optimizer_state(&gpu))?;
         checkpoint::save(
-            dir,
+            &dir,
             &trainer.config,
             &trainer.layout,
             &p,
@@ -341,13 +266,15 @@ pub fn run(a: TrainArgs) -> Result<()> {
             &base_name,
             cfg,
             nf4,
-        )
+        )?;
+        Ok(dir)
     };
 
     let start = Instant::now();
     let (mut last_loss, mut last_val) = (f32::NAN, None);
     let tokens_at_start = state.tokens_seen;
     let mut reported_tokens = 0u64;
+    let mut last_checkpoint = a.resume.clone();
     let run_cfg = RunConfig {
         batch_size: a.batch_size,
         grad_accum: a.grad_accum,
@@ -362,20 +289,29 @@ pub fn run(a: TrainArgs) -> Result<()> {
     let resumed = resume.is_some().then(|| state.clone());
     let mut session = Session::new(&mut trainer, &train, run_cfg, resumed);
     let has_val = !val_batches.is_empty();
+    // After a signal no further step is submitted: the checkpoint then matches the last
+    // reported step.
     let pause_after = |s: u32| {
         let s = s as usize;
-        (has_val && a.eval_every > 0 && s.is_multiple_of(a.eval_every))
+        interrupt::requested()
+            || (has_val && a.eval_every > 0 && s.is_multiple_of(a.eval_every))
             || (a.save_every > 0 && s.is_multiple_of(a.save_every))
     };
+    interrupt::install()?;
+    let fault_step = nan_fault_step();
     while !session.finished() {
         let r = pollster::block_on(session.next_report(&gpu, pause_after))?;
-        let (loss, grad_norm, lr) = (r.loss, r.grad_norm, r.lr);
+        let (mut loss, grad_norm, lr) = (r.loss, r.grad_norm, r.lr);
+        if fault_step == Some(r.step) {
+            loss = f32::NAN;
+        }
         if !loss.is_finite() || !grad_norm.is_finite() {
+            if let Some(pb) = &bar {
+                pb.abandon();
+            }
             bail!(
-                "step {}: the loss or gradient became {} — training diverged; try a lower --lr (now {})",
-                r.step,
-                if loss.is_finite() { grad_norm } else { loss },
-                a.lr
+                "{}",
+                diverged_message(&r, loss, grad_norm, &a, &last_checkpoint)
             );
         }
         last_loss = loss;
@@ -418,13 +354,22 @@ pub fn run(a: TrainArgs) -> Result<()> {
             }
             None => eprintln!("step {step}/{total} {msg}"),
         }
-        if a.save_every > 0 && step.is_multiple_of(a.save_every) && step < total {
+        let interrupted = interrupt::requested() && !session.has_pending() && step < total;
+        if (a.save_every > 0 && step.is_multiple_of(a.save_every) && step < total) || interrupted {
             let st = session.state.clone();
-            save(
-                session.trainer,
-                &a.out.join(format!("checkpoint-{step}")),
-                &st,
-            )?;
+            last_checkpoint = Some(save_checkpoint(session.trainer, &st)?);
+        }
+        if interrupted {
+            if let Some(pb) = &bar {
+                pb.abandon();
+            }
+            save_adapter(session.trainer)?;
+            let ck = last_checkpoint.as_ref().expect("just saved").display();
+            eprintln!(
+                "interrupted at step {step} of {total}: adapter written to {}, checkpoint to {ck}; continue with the same command plus --resume {ck}",
+                a.out.display()
+            );
+            return Ok(interrupt::EXIT_CODE);
         }
     }
     state = session.state.clone();
@@ -434,16 +379,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
     if !val_batches.is_empty() && last_val.is_none() {
         last_val = Some(pollster::block_on(trainer.evaluate(&gpu, &val_batches))?);
     }
-    let p = pollster::block_on(trainer.params_host(&gpu))?;
-    adapter::save_dir(
-        &a.out,
-        &trainer.config,
-        &trainer.layout,
-        &p,
-        &a.model,
-        cfg.n_layer,
-        nf4,
-    )?;
+    save_adapter(&trainer)?;
     let elapsed = start.elapsed().as_secs_f64();
     let stats = gpu.pool().stats();
     let summary = serde_json::json!({
@@ -455,5 +391,5 @@ pub fn run(a: TrainArgs) -> Result<()> {
         "adapter": a.out.display().to_string(),
     });
     println!("{summary}");
-    Ok(())
+    Ok(0)
 }

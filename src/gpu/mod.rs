@@ -3,6 +3,7 @@
 
 mod commands;
 mod context;
+mod fault;
 mod pool;
 mod tensor;
 
@@ -17,12 +18,18 @@ pub use tensor::Tensor;
 use crate::kernels::Kernels;
 
 /// What can go wrong on the GPU side, as one-line messages for the user.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub enum GpuError {
     NoAdapter(String),
     Device(String),
     Readback(String),
     TooLarge(String),
+    /// The driver could not allocate memory.
+    OutOfMemory(String),
+    /// The device stopped working (driver reset, GPU removed, a step that ran too long).
+    Lost(String),
+    /// Any other error wgpu reported on the device (a bug in wgtune if it happens).
+    Fault(String),
 }
 
 impl std::fmt::Display for GpuError {
@@ -32,6 +39,18 @@ impl std::fmt::Display for GpuError {
             GpuError::Device(s) => write!(f, "could not open the GPU device: {s}"),
             GpuError::Readback(s) => write!(f, "reading back from the GPU failed: {s}"),
             GpuError::TooLarge(s) => write!(f, "tensor too large for this GPU: {s}"),
+            GpuError::OutOfMemory(s) => write!(
+                f,
+                "the GPU ran out of memory ({s}); lower --batch-size or --seq-len, or use --grad-checkpoint or --quant nf4"
+            ),
+            GpuError::Lost(s) => write!(
+                f,
+                "the GPU device was lost ({s}); the driver may have reset it: close other GPU programs and retry, with a smaller --batch-size if it recurs"
+            ),
+            GpuError::Fault(s) => write!(
+                f,
+                "the GPU reported an error: {s} (please report this as a wgtune bug)"
+            ),
         }
     }
 }
@@ -53,6 +72,7 @@ pub struct Gpu {
     pub features: wgpu::Features,
     pool: Arc<BufferPool>,
     kernels: Kernels,
+    faults: Arc<fault::FaultLog>,
     /// Bound where a kernel's optional input is absent (e.g. a matmul without bias).
     dummy: Tensor,
     /// Kernel dispatches and queue submissions so far (benchmarks report them per step).
@@ -64,12 +84,15 @@ impl Gpu {
     /// Open the best adapter (see `context`) with its full limits.
     pub async fn new() -> Result<Self, GpuError> {
         let b = context::create_device().await?;
+        // First, so that no error of ours can reach wgpu's panicking default handler.
+        let faults = fault::FaultLog::install(&b.device);
         let limits = b.device.limits();
         let features = b.device.features();
         let pool = BufferPool::new(b.device.clone());
         let kernels = Kernels::new(b.device.clone());
         let dummy = Tensor::new(pool.take(4, TENSOR_USAGE), 1);
         Ok(Self {
+            faults,
             dummy,
             dispatches: Default::default(),
             submissions: Default::default(),
@@ -87,6 +110,11 @@ impl Gpu {
     #[cfg(not(target_arch = "wasm32"))]
     pub fn new_blocking() -> Result<Self, GpuError> {
         pollster::block_on(Self::new())
+    }
+
+    /// The first GPU fault (out of memory, device lost, an error wgpu reported) so far.
+    pub fn check_healthy(&self) -> Result<(), GpuError> {
+        self.faults.first().map_or(Ok(()), Err)
     }
 
     pub fn kernels(&self) -> &Kernels {
@@ -172,6 +200,7 @@ impl Gpu {
 
     /// Copy a tensor back to the host as raw words.
     pub async fn read_words(&self, t: &Tensor) -> Result<Vec<u32>, GpuError> {
+        self.check_healthy()?;
         if t.is_empty() {
             return Ok(Vec::new());
         }
@@ -194,8 +223,11 @@ impl Gpu {
             let _ = tx.send(r);
         });
         self.wait();
-        rx.await
-            .map_err(|_| GpuError::Readback("device lost".into()))?
+        // A fault explains a failed (or garbage) read-back better than the mapping error.
+        let mapped = rx.await;
+        self.check_healthy()?;
+        mapped
+            .map_err(|_| GpuError::Lost("the read-back was dropped".into()))?
             .map_err(|e| GpuError::Readback(e.to_string()))?;
         let words = {
             let view = slice

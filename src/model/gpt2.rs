@@ -121,6 +121,72 @@ impl<'f> WeightReader<'f> {
     }
 }
 
+/// Every weight a GPT-2 checkpoint of `config` holds, with its shape (Hugging Face names
+/// without the optional `transformer.` prefix).
+pub fn expected_weights(config: &Gpt2Config) -> Vec<(String, Vec<usize>)> {
+    let c = config.n_embd;
+    let mut v = vec![
+        ("wte.weight".to_string(), vec![config.vocab_size, c]),
+        ("wpe.weight".to_string(), vec![config.n_positions, c]),
+        ("ln_f.weight".to_string(), vec![c]),
+        ("ln_f.bias".to_string(), vec![c]),
+    ];
+    for i in 0..config.n_layer {
+        let h = format!("h.{i}");
+        for ln in ["ln_1", "ln_2"] {
+            v.push((format!("{h}.{ln}.weight"), vec![c]));
+            v.push((format!("{h}.{ln}.bias"), vec![c]));
+        }
+        for (name, k_in, n_out) in [
+            ("attn.c_attn", c, 3 * c),
+            ("attn.c_proj", c, c),
+            ("mlp.c_fc", c, 4 * c),
+            ("mlp.c_proj", 4 * c, c),
+        ] {
+            v.push((format!("{h}.{name}.weight"), vec![k_in, n_out]));
+            v.push((format!("{h}.{name}.bias"), vec![n_out]));
+        }
+    }
+    v
+}
+
+/// Check on the host that `file` holds every weight `config` needs, in a float dtype and
+/// the right shape: a wrong checkpoint is reported by tensor name before anything is uploaded.
+pub fn check_weights(config: &Gpt2Config, file: &SafetensorsFile) -> Result<()> {
+    let p = file.path().display();
+    let r = WeightReader::new(file);
+    if file.info(&format!("{}wte.weight", r.prefix)).is_none() {
+        bail!(
+            "{p}: no wte.weight (or transformer.wte.weight): not a GPT-2 checkpoint; pass a Hugging Face GPT-2 model directory"
+        );
+    }
+    for (name, shape) in expected_weights(config) {
+        let full = format!("{}{name}", r.prefix);
+        let Some(info) = file.info(&full) else {
+            bail!(
+                "{p}: missing tensor {full} (config.json has n_layer {}): the weights and config.json do not match, or the file is incomplete",
+                config.n_layer
+            );
+        };
+        if !matches!(
+            info.dtype,
+            safetensors::Dtype::F32 | safetensors::Dtype::F16 | safetensors::Dtype::BF16
+        ) {
+            bail!(
+                "{p}: tensor {full} has dtype {:?}; expected F32, F16 or BF16",
+                info.dtype
+            );
+        }
+        if info.shape != shape {
+            bail!(
+                "{p}: tensor {full} has shape {:?}, config.json implies {shape:?}: the weights and config.json belong to different models",
+                info.shape
+            );
+        }
+    }
+    Ok(())
+}
+
 impl Gpt2 {
     /// Load `config` + `model.safetensors`, one tensor at a time, quantizing as asked.
     pub fn load(

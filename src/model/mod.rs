@@ -13,6 +13,39 @@ pub mod safetensors_file;
 pub use config::Gpt2Config;
 pub use gpt2::{Gpt2, Quant};
 
+/// A model directory checked on the host, before any GPU work: config.json, the tokenizer
+/// (which must fit the vocabulary) and every weight's name, shape and dtype.
+#[cfg(not(target_arch = "wasm32"))]
+pub struct ModelFiles {
+    pub config: Gpt2Config,
+    pub tokenizer: crate::tokenizer::Tokenizer,
+    pub weights: safetensors_file::SafetensorsFile,
+}
+
+/// Open and check a Hugging Face GPT-2 directory without touching the GPU, so that a bad
+/// file is reported before a device is opened or a weight uploaded.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn open_dir(dir: &std::path::Path) -> crate::error::Result<ModelFiles> {
+    for f in ["config.json", "model.safetensors"] {
+        if !dir.join(f).exists() {
+            crate::bail!(
+                "{}: no {f}; a GPT-2 model directory holds config.json, model.safetensors and tokenizer.json (or vocab.json + merges.txt)",
+                dir.join(f).display()
+            );
+        }
+    }
+    let config = Gpt2Config::from_file(&dir.join("config.json"))?;
+    let tokenizer = crate::tokenizer::Tokenizer::from_dir(dir)?;
+    check_tokenizer(&config, &tokenizer, &dir.display().to_string())?;
+    let weights = safetensors_file::SafetensorsFile::open(&dir.join("model.safetensors"))?;
+    gpt2::check_weights(&config, &weights)?;
+    Ok(ModelFiles {
+        config,
+        tokenizer,
+        weights,
+    })
+}
+
 /// Load a Hugging Face GPT-2 directory: config.json, model.safetensors and the tokenizer.
 /// Checks that the tokenizer fits the model's vocabulary.
 #[cfg(not(target_arch = "wasm32"))]
@@ -21,12 +54,9 @@ pub fn load_dir(
     dir: &std::path::Path,
     quant: Quant,
 ) -> crate::error::Result<(Gpt2, crate::tokenizer::Tokenizer)> {
-    let config = Gpt2Config::from_file(&dir.join("config.json"))?;
-    let tokenizer = crate::tokenizer::Tokenizer::from_dir(dir)?;
-    check_tokenizer(&config, &tokenizer, &dir.display().to_string())?;
-    let file = safetensors_file::SafetensorsFile::open(&dir.join("model.safetensors"))?;
-    let model = Gpt2::load(gpu, config, &file, quant)?;
-    Ok((model, tokenizer))
+    let files = open_dir(dir)?;
+    let model = Gpt2::load(gpu, files.config, &files.weights, quant)?;
+    Ok((model, files.tokenizer))
 }
 
 /// A tokenizer belongs to a model when every id it produces is inside the model's vocabulary.
@@ -38,7 +68,7 @@ pub fn check_tokenizer(
 ) -> crate::error::Result<()> {
     if tokenizer.vocab_size() > config.vocab_size {
         crate::bail!(
-            "{what}: the tokenizer has {} tokens but config.json's vocab_size is {}: they belong to different models",
+            "{what}: the tokenizer has {} tokens but config.json's vocab_size is {}: they belong to different models; use the tokenizer that came with the weights",
             tokenizer.vocab_size(),
             config.vocab_size
         );

@@ -61,8 +61,9 @@ impl SafetensorsFile {
 
     fn parse(path: &Path, bytes: Bytes) -> Result<Self> {
         let p = path.display();
-        let (header_len, meta) = safetensors::SafeTensors::read_metadata(&bytes)
-            .map_err(|e| err!("{p}: not a valid safetensors file: {e}"))?;
+        let (header_len, meta) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| {
+            err!("{p}: not a valid safetensors file ({e}): truncated or corrupt? download it again")
+        })?;
         let data_start = 8 + header_len;
         let mut tensors = HashMap::new();
         for (name, info) in meta.tensors() {

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 #[cfg(not(target_arch = "wasm32"))]
 use crate::{
-    adapter::{self, write_atomic},
+    adapter::{self, replace_dir, sibling, write_atomic},
     bail, err,
     error::Result,
     lora::{Layout, LoraConfig},
@@ -35,7 +35,9 @@ pub struct TrainerState {
     pub train_examples: usize,
 }
 
-/// Write a checkpoint directory (created if missing).
+/// Write a checkpoint directory. It is built in full next to `dir` (`<dir>.partial`) and
+/// renamed into place, so that a kill at any moment leaves either the previous complete
+/// checkpoint or the new one, never a mixture.
 #[cfg(not(target_arch = "wasm32"))]
 #[allow(clippy::too_many_arguments)] // the pieces of a checkpoint, each from a different owner
 pub fn save(
@@ -50,8 +52,14 @@ pub fn save(
     model: &Gpt2Config,
     nf4_base: bool,
 ) -> Result<()> {
+    let partial = sibling(dir, "partial");
+    if partial.exists() {
+        // Left by an earlier run that was killed while saving.
+        std::fs::remove_dir_all(&partial)
+            .map_err(|e| err!("{}: cannot remove: {e}", partial.display()))?;
+    }
     adapter::save_dir(
-        dir,
+        &partial,
         lora,
         layout,
         params,
@@ -73,10 +81,11 @@ pub fn save(
         .collect::<Result<Vec<_>>>()?;
     let bytes = safetensors::serialize(views, None::<HashMap<String, String>>)
         .map_err(|e| err!("optimizer state: {e}"))?;
-    write_atomic(&dir.join(OPTIMIZER_FILE), &bytes)?;
+    write_atomic(&partial.join(OPTIMIZER_FILE), &bytes)?;
     // The state file goes last: its presence marks a complete checkpoint.
     let json = serde_json::to_string_pretty(state).expect("JSON");
-    write_atomic(&dir.join(STATE_FILE), json.as_bytes())
+    write_atomic(&partial.join(STATE_FILE), json.as_bytes())?;
+    replace_dir(&partial, dir)
 }
 
 /// A loaded checkpoint.
@@ -121,4 +130,55 @@ pub fn load(dir: &Path, model: &Gpt2Config) -> Result<Checkpoint> {
         params,
         state,
     })
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+    use crate::lora::init_params;
+
+    /// Saving over an existing checkpoint replaces it whole and leaves no `.partial` / `.old`
+    /// directory; a stale `.partial` from a killed save is cleared first.
+    #[test]
+    fn a_second_save_replaces_the_checkpoint_and_leaves_nothing_behind() {
+        let model = Gpt2Config::preset_shape("distilgpt2").unwrap();
+        let lora = LoraConfig {
+            r: 2,
+            lora_alpha: 4.0,
+            lora_dropout: 0.0,
+            target_modules: vec!["c_attn".into()],
+            use_rslora: false,
+        };
+        let layout = Layout::new(&model, &lora);
+        let root = std::env::temp_dir().join(format!("wgtune-ck-swap-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let dir = root.join("checkpoint-3");
+        std::fs::create_dir_all(sibling(&dir, "partial")).unwrap();
+        std::fs::write(sibling(&dir, "partial").join("junk"), b"x").unwrap();
+        let zeros = vec![0.0; layout.len];
+        for (seed, step) in [(1, 3), (2, 4)] {
+            let params = init_params(&layout, lora.r, seed);
+            let state = TrainerState {
+                step,
+                epoch: 0,
+                cursor: 0,
+                seed,
+                total_steps: 10,
+                tokens_seen: 0,
+                train_examples: 5,
+            };
+            save(
+                &dir, &lora, &layout, &params, &zeros, &zeros, &state, "m", &model, false,
+            )
+            .unwrap();
+            let c = load(&dir, &model).unwrap();
+            assert_eq!((c.state.step, c.params), (step, params));
+        }
+        let names: Vec<_> = std::fs::read_dir(&root)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names, ["checkpoint-3"]);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
 }

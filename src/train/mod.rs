@@ -5,6 +5,7 @@
 pub mod backward;
 pub mod batches;
 pub mod checkpoint;
+pub mod memory;
 pub mod prepare;
 pub mod schedule;
 pub mod session;

@@ -81,6 +81,11 @@ impl<'t, 'm> Session<'t, 'm> {
         self.state.step as usize >= self.cfg.total_steps
     }
 
+    /// Whether a submitted step is waiting to be reported.
+    pub fn has_pending(&self) -> bool {
+        self.pending.is_some()
+    }
+
     /// Whether every step has been submitted and reported.
     pub fn finished(&self) -> bool {
         self.done() && self.pending.is_none()

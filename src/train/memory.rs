@@ -1,0 +1,92 @@
+//! How much GPU memory a training run needs, estimated before it starts, and whether its
+//! buffers fit the adapter's limits. wgpu does not expose a GPU's total memory, so the total
+//! is printed for the user to compare, and what can be checked (the largest buffer and the
+//! largest shader binding) is checked, with the flag to lower named.
+
+use crate::bail;
+use crate::error::Result;
+use crate::gpu::Gpu;
+use crate::lora::Layout;
+use crate::model::Gpt2;
+use crate::model::gpt2::vocab_chunk;
+
+/// Bytes, by what they hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemoryEstimate {
+    /// Frozen base weights as uploaded (NF4, f16 or f32).
+    pub weights: u64,
+    /// LoRA parameters, gradients and the two AdamW moments (all f32).
+    pub lora: u64,
+    /// Activations kept for the backward pass, its scratch, and the LM-head chunk.
+    pub activations: u64,
+    /// The largest single activation buffer.
+    pub largest_buffer: u64,
+}
+
+impl MemoryEstimate {
+    pub fn total(&self) -> u64 {
+        self.weights + self.lora + self.activations
+    }
+
+    /// One line for the user.
+    pub fn line(&self) -> String {
+        let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+        format!(
+            "estimated GPU memory: {:.1} MiB (weights {:.1}, LoRA + AdamW {:.1}, activations {:.1})",
+            mib(self.total()),
+            mib(self.weights),
+            mib(self.lora),
+            mib(self.activations)
+        )
+    }
+}
+
+/// Estimate for micro-batches of `b` sequences of `t` tokens. On the tiny test model with
+/// batches of 4 x ~40 tokens it came within 5% of the pool's measured peak, with and without
+/// --grad-checkpoint (fixed small buffers dominate below a few MiB).
+pub fn estimate(
+    gpu: &Gpu,
+    model: &Gpt2,
+    layout: &Layout,
+    rank: usize,
+    b: usize,
+    t: usize,
+    grad_checkpoint: bool,
+) -> MemoryEstimate {
+    let cfg = &model.config;
+    let (c, rows) = (cfg.n_embd as u64, (b * t) as u64);
+    let lora_words = rows * rank as u64 * 4;
+    // One block keeps (see forward::BlockActs): x_mid, x_out, ln1, att, ln2 (C each), qkv
+    // (3C), h and g (4C each), four LayerNorm statistics, LoRA u, attention lse.
+    let block = rows * (17 * c + 4) + lora_words + (b * cfg.n_head * t) as u64;
+    let layers = cfg.n_layer as u64;
+    let kept = if grad_checkpoint {
+        layers * rows * c + block
+    } else {
+        layers * block
+    };
+    // The backward pass's gradient buffers are about one block's worth; the LoRA dropout
+    // scratch is (BT, 4C); the LM head works on a (BT, chunk) block plus per-row state.
+    let chunk = vocab_chunk(gpu, b * t, cfg.vocab_size) as u64;
+    let scratch = block + rows * 4 * c + rows * (chunk + 4) + 2 * rows * c;
+    MemoryEstimate {
+        weights: model.weight_bytes(),
+        lora: 4 * 4 * layout.len as u64,
+        activations: 4 * (kept + scratch),
+        largest_buffer: 4 * (rows * 4 * c).max(rows * chunk),
+    }
+}
+
+/// Refuse a run whose buffers exceed the adapter's limits, naming what to lower.
+pub fn check(gpu: &Gpu, model: &Gpt2, est: &MemoryEstimate, b: usize, t: usize) -> Result<()> {
+    model.check_fits(gpu, b, t)?;
+    let max = gpu.limits.max_buffer_size;
+    if est.largest_buffer > max {
+        bail!(
+            "a batch of {b} x {t} tokens needs a {} MiB buffer, but this GPU allows at most {} MiB per buffer: lower --batch-size or --seq-len",
+            est.largest_buffer >> 20,
+            max >> 20
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,152 @@
+//! Bad-input cases: PEFT adapters (--init-adapter, --adapter) and checkpoints (--resume).
+
+use super::*;
+
+pub(super) fn cases() -> Vec<Case> {
+    vec![
+        Case {
+            name: "adapter_config_missing",
+            setup: |s| {
+                train_adapter(s, |d| {
+                    std::fs::remove_file(d.join("adapter_config.json")).unwrap()
+                })
+            },
+            expect: &[
+                "adapter_config.json",
+                "cannot read",
+                "a PEFT adapter directory holds",
+            ],
+        },
+        Case {
+            name: "adapter_config_invalid_json",
+            setup: |s| {
+                train_adapter(s, |d| {
+                    std::fs::write(d.join("adapter_config.json"), "{").unwrap()
+                })
+            },
+            expect: &["adapter_config.json", "invalid JSON"],
+        },
+        Case {
+            name: "adapter_weights_missing",
+            setup: |s| {
+                train_adapter(s, |d| {
+                    std::fs::remove_file(d.join("adapter_model.safetensors")).unwrap()
+                })
+            },
+            expect: &["adapter_model.safetensors", "cannot read"],
+        },
+        Case {
+            name: "adapter_weights_truncated",
+            setup: |s| {
+                train_adapter(s, |d| {
+                    let p = d.join("adapter_model.safetensors");
+                    let b = std::fs::read(&p).unwrap();
+                    std::fs::write(&p, &b[..b.len() - 100]).unwrap();
+                })
+            },
+            expect: &["adapter_model.safetensors", "not a valid safetensors file"],
+        },
+        Case {
+            name: "adapter_rank_differs_from_weights",
+            setup: |s| train_adapter(s, |d| edit_adapter_config(d, "r", 4.into())),
+            expect: &[
+                "adapter_model.safetensors",
+                "lora_A.weight has shape [8, 64]",
+                "r=4",
+            ],
+        },
+        Case {
+            name: "adapter_for_another_base_model",
+            setup: |s| {
+                let odd = Gpt2Config::from_file(&fixture("models/odd/config.json")).unwrap();
+                let a = write_adapter(s, "adapter", &odd, &lora(&["c_attn"]));
+                train_flags(s, &["--init-adapter", &a])
+            },
+            expect: &[
+                "adapter_model.safetensors",
+                "h.0.attn.c_attn.lora_A.weight",
+                "another base model",
+            ],
+        },
+        Case {
+            name: "adapter_targets_missing_layer",
+            setup: |s| {
+                train_adapter(s, |d| {
+                    edit_adapter_config(
+                        d,
+                        "target_modules",
+                        serde_json::json!(["transformer.h.5.attn.c_attn"]),
+                    )
+                })
+            },
+            expect: &[
+                "adapter_config.json",
+                "h.5.attn.c_attn",
+                "not in this model (2 layers)",
+            ],
+        },
+        Case {
+            name: "adapter_dora_unsupported",
+            setup: |s| train_adapter(s, |d| edit_adapter_config(d, "use_dora", true.into())),
+            expect: &["adapter_config.json", "DoRA adapters are not supported"],
+        },
+        Case {
+            name: "adapter_extra_tensor",
+            setup: |s| {
+                let a = write_adapter(s, "adapter", &tiny_config(), &lora(&["c_attn", "c_fc"]));
+                // The weights hold c_fc too, the config names only c_attn.
+                edit_adapter_config(
+                    std::path::Path::new(&a),
+                    "target_modules",
+                    serde_json::json!(["c_attn"]),
+                );
+                train_flags(s, &["--init-adapter", &a])
+            },
+            expect: &["adapter_model.safetensors", "unexpected tensor", "mlp.c_fc"],
+        },
+        Case {
+            name: "eval_adapter_for_another_base_model",
+            setup: |s| {
+                let odd = Gpt2Config::from_file(&fixture("models/odd/config.json")).unwrap();
+                let a = write_adapter(s, "adapter", &odd, &lora(&["c_attn"]));
+                let d = s.write("data.jsonl", GOOD_TEXT);
+                eval_with(s.tiny_model("model"), d, &["--adapter", &a])
+            },
+            expect: &["adapter_model.safetensors", "another base model"],
+        },
+        Case {
+            name: "resume_incomplete_checkpoint",
+            setup: |s| {
+                let a = write_adapter(s, "ck", &tiny_config(), &lora(&["c_attn"]));
+                train_flags(s, &["--resume", &a])
+            },
+            expect: &["trainer_state.json", "not a complete wgtune checkpoint"],
+        },
+        Case {
+            name: "resume_with_other_data",
+            setup: |s| {
+                let cfg = tiny_config();
+                let l = lora(&["c_attn"]);
+                let layout = Layout::new(&cfg, &l);
+                let p = init_params(&layout, l.r, 1);
+                let zeros = vec![0.0; layout.len];
+                let state = TrainerState {
+                    step: 2,
+                    epoch: 0,
+                    cursor: 4,
+                    seed: 42,
+                    total_steps: 4,
+                    tokens_seen: 100,
+                    train_examples: 17,
+                };
+                let ck = s.path("ck");
+                checkpoint::save(
+                    &ck, &l, &layout, &p, &zeros, &zeros, &state, "tiny", &cfg, false,
+                )
+                .unwrap();
+                train_flags(s, &["--resume", &ck.display().to_string()])
+            },
+            expect: &["ck", "17 training examples", "same --data and --seed"],
+        },
+    ]
+}

@@ -1,0 +1,11 @@
+//! The `wgtune` binary as users run it: bad input of every kind, interruptions, numerical
+//! faults. Each test runs the real executable (CARGO_BIN_EXE_wgtune) in a scratch directory.
+
+#[path = "../kernels/common.rs"]
+mod common;
+
+mod bad_input;
+mod gpu_fault;
+mod harness;
+mod interrupt;
+mod numerical;
