@@ -1,0 +1,190 @@
+// End-to-end test of the real built page (trunk build --release → dist/) in Debian's headless
+// Chromium with SwiftShader WebGPU: load the tiny fixture model from a local URL, upload a
+// JSONL file, train a few steps (pausing once to check pause and take a screenshot), see the
+// loss chart update, generate with base and tuned models, download the adapter, and check that
+// `wgtune eval --adapter` accepts the download and reports the loss the page showed.
+//
+// Usage: node e2e.mjs   (env: WGTUNE_BIN = the native wgtune binary, DIST = built page,
+// SCREENSHOTS = folder for the two screenshots, CHROMIUM = browser path)
+
+import { chromium } from "playwright-core";
+import { createServer } from "node:http";
+import { readFile, mkdtemp, readdir, stat } from "node:fs/promises";
+import { execFileSync } from "node:child_process";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+const dist = path.resolve(process.env.DIST ?? path.join(root, "dist"));
+const wgtune = path.resolve(process.env.WGTUNE_BIN ?? path.join(root, "target/debug/wgtune"));
+const shots = path.resolve(process.env.SCREENSHOTS ?? path.join(root, "target/e2e"));
+const modelDir = path.join(root, "tests/fixtures/models/tiny");
+const dataFile = path.join(root, "tests/fixtures/data/alpaca.jsonl");
+const SEQ_LEN = 128; // the tiny model's n_positions; the page caps its setting to it
+const STEPS = 16;
+
+const types = {
+  ".html": "text/html", ".js": "text/javascript", ".wasm": "application/wasm",
+  ".css": "text/css", ".json": "application/json", ".txt": "text/plain",
+};
+
+// dist/ at /, the fixture models at /models/ (as a static host or an intranet would serve them).
+function serve() {
+  const server = createServer(async (req, res) => {
+    const url = new URL(req.url, "http://localhost");
+    let file = url.pathname.startsWith("/models/")
+      ? path.join(root, "tests/fixtures", decodeURIComponent(url.pathname))
+      : path.join(dist, decodeURIComponent(url.pathname));
+    try {
+      if ((await stat(file)).isDirectory()) file = path.join(file, "index.html");
+      const body = await readFile(file);
+      res.writeHead(200, { "content-type": types[path.extname(file)] ?? "application/octet-stream", "content-length": body.length });
+      res.end(body);
+    } catch {
+      res.writeHead(404);
+      res.end("not found");
+    }
+  });
+  return new Promise((ok) => server.listen(0, "127.0.0.1", () => ok(server)));
+}
+
+function fail(msg) {
+  throw new Error(msg);
+}
+
+async function main() {
+  const server = await serve();
+  const base = `http://127.0.0.1:${server.address().port}`;
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+    headless: true,
+    args: [
+      "--no-sandbox", "--enable-unsafe-webgpu", "--enable-features=Vulkan",
+      "--use-vulkan=swiftshader", "--use-angle=swiftshader",
+      "--disable-background-networking", "--disable-component-update", "--disable-sync",
+      "--no-first-run", "--disable-quic",
+    ],
+  });
+  const downloads = await mkdtemp(path.join(tmpdir(), "wgtune-e2e-"));
+  const context = await browser.newContext({ acceptDownloads: true, viewport: { width: 1100, height: 900 } });
+  const page = await context.newPage();
+  const errors = [];
+  page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
+  page.on("pageerror", (e) => errors.push(String(e)));
+  const byId = (id) => page.getByTestId(id);
+  const setField = async (id, value) => {
+    await byId(id).fill(String(value));
+    await byId(id).dispatchEvent("change");
+  };
+  const t0 = Date.now();
+  const log = (msg) => console.log(`[e2e ${((Date.now() - t0) / 1000).toFixed(1)}s] ${msg}`);
+  try {
+    await page.goto(base + "/");
+    await page.waitForFunction(() => !document.querySelector('[data-testid="gpu-info"]')?.textContent.startsWith("Opening"), null, { timeout: 60000 });
+    log(`GPU: ${await byId("gpu-info").textContent()}`);
+    if (await byId("gpu-info").evaluate((e) => e.classList.contains("bad"))) fail("the page found no WebGPU adapter");
+
+    // Model: from a local URL serving a Hugging Face–layout folder.
+    await byId("model-url").fill(`${base}/models/tiny`);
+    await byId("model-load").click();
+    await page.waitForFunction(() => /^(Loaded|error)/.test(document.querySelector('[data-testid="model-status"]').textContent), null, { timeout: 120000 });
+    const modelStatus = await byId("model-status").textContent();
+    log(`model: ${modelStatus}`);
+    if (!modelStatus.startsWith("Loaded")) fail(`model load failed: ${modelStatus}`);
+
+    // Data: upload a JSONL file.
+    await byId("data-file").setInputFiles(dataFile);
+    await byId("data-summary").waitFor({ timeout: 30000 });
+    const summary = await byId("data-summary").textContent();
+    log(`data: ${summary}`);
+    if (!/alpaca format/.test(summary) || !/tokens/.test(summary)) fail(`unexpected data summary: ${summary}`);
+    if ((await page.locator('[data-testid="data-preview"] tbody tr').count()) < 1) fail("no preview rows");
+
+    // Settings: a short run at a learning rate that moves the tiny model.
+    await setField("max-steps", STEPS);
+    await setField("setting-lr", "0.01");
+    await setField("setting-batch", 2);
+    await setField("setting-seq-len", SEQ_LEN);
+    await setField("setting-val-split", "0.25");
+    await setField("setting-eval-every", 4);
+    const settings = await byId("settings-summary").textContent();
+    log(`settings: ${settings}`);
+    if (!/trainable params/.test(settings)) fail(`no trainable-parameters line: ${settings}`);
+
+    // Train: start, pause mid-run (screenshot), resume, wait for done.
+    await byId("train-start").click();
+    await page.waitForFunction(() => Number(document.querySelector('[data-testid="loss-chart"]').getAttribute("data-points")) >= 3, null, { timeout: 300000 });
+    await byId("train-pause").click();
+    await page.waitForFunction(() => /paused/.test(document.querySelector('[data-testid="train-status"]').textContent), null, { timeout: 60000 });
+    const pointsPaused = Number(await byId("loss-chart").getAttribute("data-points"));
+    await page.waitForTimeout(500);
+    if (Number(await byId("loss-chart").getAttribute("data-points")) !== pointsPaused) fail("training went on while paused");
+    await page.screenshot({ path: path.join(shots, "web-training.png"), fullPage: true });
+    log(`paused at ${pointsPaused} points; screenshot taken`);
+    await byId("train-pause").click();
+    await page.waitForFunction(() => /done|error/.test(document.querySelector('[data-testid="train-status"]').textContent), null, { timeout: 600000 });
+    const status = await byId("train-status").textContent();
+    log(`train: ${status}`);
+    if (/error/.test(status)) fail(`training failed: ${status}`);
+    const points = Number(await byId("loss-chart").getAttribute("data-points"));
+    if (points !== STEPS) fail(`the chart has ${points} points, expected ${STEPS}`);
+    const m = status.match(/with the adapter: ([0-9.]+) \((\d+) tokens\)/) ?? fail(`no eval loss in: ${status}`);
+    const pageLoss = Number(m[1]);
+    const pageTokens = Number(m[2]);
+
+    // Try: base and tuned side by side.
+    await byId("generate-prompt").fill("Give three tips for staying healthy.");
+    await setField("generate-max-new-tokens", 12);
+    await byId("generate-run").click();
+    await page.waitForFunction(() => /^(done|error)/.test(document.querySelector('[data-testid="generate-status"]').textContent), null, { timeout: 300000 });
+    const genStatus = await byId("generate-status").textContent();
+    const baseOut = await byId("generate-base-output").textContent();
+    const tunedOut = await byId("generate-tuned-output").textContent();
+    log(`generate: ${genStatus}; base ${JSON.stringify(baseOut)}; tuned ${JSON.stringify(tunedOut)}`);
+    if (genStatus !== "done") fail(`generation: ${genStatus}`);
+    if (!baseOut || !tunedOut) fail("an output is empty");
+    await page.screenshot({ path: path.join(shots, "web-generate.png"), fullPage: true });
+
+    // Export: both PEFT files from one click.
+    const got = [];
+    page.on("download", (d) => got.push(d));
+    await byId("download-adapter").click();
+    const deadline = Date.now() + 30000;
+    while (got.length < 2 && Date.now() < deadline) await page.waitForTimeout(100);
+    if (got.length !== 2) fail(`expected 2 downloads, got ${got.length}`);
+    const adapterDir = path.join(downloads, "adapter");
+    for (const d of got) await d.saveAs(path.join(adapterDir, d.suggestedFilename()));
+    const names = (await readdir(adapterDir)).sort();
+    if (names.join() !== "adapter_config.json,adapter_model.safetensors") fail(`downloaded ${names}`);
+    const config = JSON.parse(await readFile(path.join(adapterDir, "adapter_config.json"), "utf8"));
+    if (config.peft_type !== "LORA" || config.r !== 8 || config.task_type !== "CAUSAL_LM") fail(`adapter_config.json: ${JSON.stringify(config)}`);
+
+    // The CLI accepts the download and reports the loss the page showed.
+    const out = execFileSync(wgtune, [
+      "eval", "--model", modelDir, "--adapter", adapterDir, "--data", dataFile,
+      "--seq-len", String(SEQ_LEN), "--quant", "nf4",
+    ], { encoding: "utf8" });
+    const cli = JSON.parse(out.trim().split("\n").pop());
+    log(`wgtune eval: loss ${cli.loss} over ${cli.tokens} tokens; page: ${pageLoss} over ${pageTokens}`);
+    if (cli.tokens !== pageTokens) fail(`token counts differ: cli ${cli.tokens}, page ${pageTokens}`);
+    // The page prints 6 decimals; SwiftShader and lavapipe sum in different orders.
+    if (Math.abs(cli.loss - pageLoss) > 1e-4 * Math.max(1, Math.abs(cli.loss))) fail(`loss differs: cli ${cli.loss}, page ${pageLoss}`);
+    const base_ = JSON.parse(execFileSync(wgtune, ["eval", "--model", modelDir, "--data", dataFile, "--seq-len", String(SEQ_LEN)], { encoding: "utf8" }).trim().split("\n").pop());
+    if (!(cli.loss < base_.loss)) fail(`the adapter did not lower the loss: ${cli.loss} vs base ${base_.loss}`);
+    if (errors.length) fail(`console errors: ${errors.join(" | ")}`);
+    log(`PASS: base loss ${base_.loss.toFixed(4)} → tuned ${cli.loss.toFixed(4)}; screenshots in ${shots}`);
+  } catch (e) {
+    await page.screenshot({ path: path.join(shots, "web-failure.png"), fullPage: true }).catch(() => {});
+    if (errors.length) console.error(`console errors: ${errors.join(" | ")}`);
+    throw e;
+  } finally {
+    await browser.close();
+    server.close();
+  }
+}
+
+main().catch((e) => {
+  console.error(`e2e FAILED: ${e.message}`);
+  process.exit(1);
+});
