@@ -9,11 +9,12 @@
 // when TRANS_B), and `load_b_run4(i)` the four elements i..i+3 for i a multiple of 4 (one
 // NF4 half-word with its absmax, two f16 words: the format is decoded once per four values).
 //
-// Each invocation computes a 4×4 block of C in registers; a workgroup of 8×8 invocations
-// covers a 32×32 tile. No workgroup memory or barriers: on CPU Vulkan (lavapipe) barriers cost
-// more than the reuse saves, and 4×4 register blocks already reuse each load four times.
-// Full 4×4 blocks whose K-runs are 4-aligned (p.vec_ok, checked on the host) take the fast
-// path: K in steps of 4, each step one 4×4 block of B (as a mat4x4) times four A vectors.
+// Each invocation computes an 8×4 block of C (8 rows, 4 columns) in registers; a workgroup
+// of 8×8 invocations covers a 64×32 tile. No workgroup memory or barriers: on CPU Vulkan
+// (lavapipe) barriers cost more than the reuse saves, while register blocks reuse each B
+// value (and its NF4 decoding) eight times and each A value four times.
+// Full blocks whose K-runs are 4-aligned (p.vec_ok, checked on the host) take the fast path:
+// K in steps of 4, each step one 4×4 block of B (as a mat4x4) times eight A vectors.
 // Edge blocks and the K tail take the scalar path. beta == 0 never reads C (pooled buffers
 // hold garbage).
 
@@ -85,24 +86,29 @@ fn a_block(row0: u32, kk: u32) -> mat4x4<f32> {
 
 @compute @workgroup_size(8, 8)
 fn matmul(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let row0 = gid.y * 4u;
+    let row0 = gid.y * 8u;
     let col0 = gid.x * 4u;
     if (row0 >= p.m || col0 >= p.n) { return; }
-    let rows = min(4u, p.m - row0);
+    let rows = min(8u, p.m - row0);
     let cols = min(4u, p.n - col0);
 
-    var acc: array<vec4<f32>, 4>;
+    var acc: array<vec4<f32>, 8>;
     var k_done = 0u;
-    if (p.vec_ok != 0u && rows == 4u && cols == 4u) {
+    if (p.vec_ok != 0u && rows == 8u && cols == 4u) {
         k_done = p.k & ~3u;
         for (var kk = 0u; kk < k_done; kk += 4u) {
             let bm = b_block(kk, col0);
-            let am = a_block(row0, kk);
+            let top = a_block(row0, kk);
+            let bottom = a_block(row0 + 4u, kk);
             // bm * v = Σ_r bm[r] · v[r]: row i of C gains Σ_r A[i, kk+r] · B[kk+r, :].
-            acc[0] += bm * am[0];
-            acc[1] += bm * am[1];
-            acc[2] += bm * am[2];
-            acc[3] += bm * am[3];
+            acc[0] += bm * top[0];
+            acc[1] += bm * top[1];
+            acc[2] += bm * top[2];
+            acc[3] += bm * top[3];
+            acc[4] += bm * bottom[0];
+            acc[5] += bm * bottom[1];
+            acc[6] += bm * bottom[2];
+            acc[7] += bm * bottom[3];
         }
     }
     for (var kk = k_done; kk < p.k; kk++) {

@@ -3,7 +3,7 @@ use crate::gpu_or_skip;
 use wgtune::kernels::matmul::{Gemm, Weight, gemm, linear_backward_input, linear_forward};
 use wgtune::{cpu, kernels, nf4};
 
-/// Odd shapes: nothing is a multiple of the 32×32 tile or the 4×4 register block. The last
+/// Odd shapes: nothing is a multiple of the 64×32 tile or the 8×4 register block. The last
 /// ones have dimensions that are multiples of 4 but not of the tile, so that the fast path
 /// (4-aligned runs) meets edge blocks and K tails: which of M, N, K is aligned varies.
 const SHAPES: [(usize, usize, usize); 10] = [
