@@ -13,9 +13,9 @@
 // of 8×8 invocations covers a 64×32 tile. No workgroup memory or barriers: on CPU Vulkan
 // (lavapipe) barriers cost more than the reuse saves, while register blocks reuse each B
 // value (and its NF4 decoding) eight times and each A value four times.
-// Full blocks whose K-runs are 4-aligned (p.vec_ok, checked on the host) take the fast path:
-// K in steps of 4, each step one 4×4 block of B (as a mat4x4) times eight A vectors.
-// Edge blocks and the K tail take the scalar path. beta == 0 never reads C (pooled buffers
+// Blocks of 4 full columns whose K-runs are 4-aligned (p.vec_ok, checked on the host) take the
+// fast path: K in steps of 4, each step one 4×4 block of B (as a mat4x4) times up to eight A
+// vectors. Blocks at the right edge and the K tail take the scalar path. beta == 0 never reads C (pooled buffers
 // hold garbage).
 
 override TRANS_A: bool = false;
@@ -68,6 +68,15 @@ fn b_block(kk: u32, col0: u32) -> mat4x4<f32> {
         load_b_run4(b_index(kk + 3u, col0)));
 }
 
+// A[row, kk..kk+4].
+fn a_row4(row: u32, kk: u32) -> vec4<f32> {
+    if (TRANS_A) {
+        return vec4<f32>(a[kk * p.m + row], a[(kk + 1u) * p.m + row],
+                         a[(kk + 2u) * p.m + row], a[(kk + 3u) * p.m + row]);
+    }
+    return a_run4(row * p.k + kk);
+}
+
 // A[row0..row0+4, kk..kk+4], with column i of the matrix holding row row0+i's four values.
 fn a_block(row0: u32, kk: u32) -> mat4x4<f32> {
     if (TRANS_A) {
@@ -94,21 +103,26 @@ fn matmul(@builtin(global_invocation_id) gid: vec3<u32>) {
 
     var acc: array<vec4<f32>, 8>;
     var k_done = 0u;
-    if (p.vec_ok != 0u && rows == 8u && cols == 4u) {
+    if (p.vec_ok != 0u && cols == 4u) {
         k_done = p.k & ~3u;
         for (var kk = 0u; kk < k_done; kk += 4u) {
             let bm = b_block(kk, col0);
-            let top = a_block(row0, kk);
-            let bottom = a_block(row0 + 4u, kk);
-            // bm * v = Σ_r bm[r] · v[r]: row i of C gains Σ_r A[i, kk+r] · B[kk+r, :].
-            acc[0] += bm * top[0];
-            acc[1] += bm * top[1];
-            acc[2] += bm * top[2];
-            acc[3] += bm * top[3];
-            acc[4] += bm * bottom[0];
-            acc[5] += bm * bottom[1];
-            acc[6] += bm * bottom[2];
-            acc[7] += bm * bottom[3];
+            if (rows == 8u) {
+                let top = a_block(row0, kk);
+                let bottom = a_block(row0 + 4u, kk);
+                // bm * v = Σ_r bm[r] · v[r]: row i of C gains Σ_r A[i, kk+r] · B[kk+r, :].
+                acc[0] += bm * top[0];
+                acc[1] += bm * top[1];
+                acc[2] += bm * top[2];
+                acc[3] += bm * top[3];
+                acc[4] += bm * bottom[0];
+                acc[5] += bm * bottom[1];
+                acc[6] += bm * bottom[2];
+                acc[7] += bm * bottom[3];
+            } else {
+                // The last row block (e.g. M = 1 when decoding): same B block, fewer rows.
+                for (var i = 0u; i < rows; i++) { acc[i] += bm * a_row4(row0 + i, kk); }
+            }
         }
     }
     for (var kk = k_done; kk < p.k; kk++) {

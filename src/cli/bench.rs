@@ -174,8 +174,9 @@ fn tiny_shape() -> wgtune::model::Gpt2Config {
 /// FLOPs of one training step (forward + backward to the LoRA weights, base frozen), counting
 /// 2 per multiply-add: the block matmuls (12·C² weights per row) forward and input-gradient,
 /// causal attention (~T²/2 pairs: QKᵀ and PV forward; four products backward plus the
-/// recomputed scores), and the LM head three times (forward, recomputed logits, input
-/// gradient). LoRA's rank-r products are small and left out.
+/// recomputed scores), and the LM head twice (logits, and the softmax-weighted sum of wte
+/// rows that gives the input gradient in the same sweep). LoRA's rank-r products are small
+/// and left out.
 fn train_flops(c: &wgtune::model::Gpt2Config, b: usize, t: usize) -> f64 {
     let (rows, cc, l, v) = (
         (b * t) as f64,
@@ -186,7 +187,7 @@ fn train_flops(c: &wgtune::model::Gpt2Config, b: usize, t: usize) -> f64 {
     let pairs = b as f64 * (t * (t + 1) / 2) as f64;
     let block_fwd = 2.0 * rows * 12.0 * cc * cc + 2.0 * 2.0 * pairs * cc;
     let block_bwd = 2.0 * rows * 12.0 * cc * cc + 2.0 * 5.0 * pairs * cc;
-    l * (block_fwd + block_bwd) + 3.0 * 2.0 * rows * cc * v
+    l * (block_fwd + block_bwd) + 2.0 * 2.0 * rows * cc * v
 }
 
 fn model(a: ModelBench) -> Result<(), Box<dyn std::error::Error>> {
