@@ -2,8 +2,15 @@
 // are never all resident. The LM-head matmul writes one chunk of logits (rows, vc) for
 // vocabulary ids [v0, v0+vc); then
 //   cross_entropy_stats  folds the chunk into a running (max, sum of exp, target logit) per row,
-//   cross_entropy_loss   turns the running state into the per-row loss,
-//   cross_entropy_grad   (second sweep, chunk recomputed) overwrites the chunk with dlogits.
+//   cross_entropy_loss   turns the running state into the per-row loss.
+// With the input gradient wanted, the same single sweep also yields it (flash-attention style:
+// the LM head is attention with queries x and keys = values = wte; no second sweep recomputes
+// the logits):
+//   cross_entropy_online folds the chunk into the running state like _stats, overwrites the
+//                        chunk with exp(logit - running max), rescales the running
+//                        dx accumulator acc (rows, C) to the new max and copies the target's
+//                        wte row into wt; the caller then adds chunk · wte_chunk into acc;
+//   cross_entropy_dx     dx = grad_scale · (acc / sum of exp - wt) once every chunk is in.
 // Targets equal to -100 (ignore_index, stored as u32 0xFFFFFF9C) give loss 0 and gradient 0.
 
 const WG: u32 = 64u;
@@ -16,7 +23,7 @@ struct Params {
     v0: u32,          // vocabulary id of the chunk's first column
     first: u32,       // 1 = this is the first chunk: start the running state afresh
     grad_scale: f32,  // d(loss)/d(row loss), e.g. 1 / number of trained tokens
-    _pad0: u32,
+    c: u32,           // hidden width (online / dx)
     _pad1: u32,
     _pad2: u32,
 }
@@ -33,10 +40,20 @@ struct Params {
 @group(0) @binding(2) var<storage, read> lstate: array<f32>;       // (rows, 3)
 @group(0) @binding(3) var<storage, read> ltargets: array<u32>;     // (rows)
 
-// grad
-@group(0) @binding(1) var<storage, read_write> glogits: array<f32>; // (rows, vc), in place
-@group(0) @binding(2) var<storage, read> gstate: array<f32>;        // (rows, 3)
-@group(0) @binding(3) var<storage, read> gtargets: array<u32>;      // (rows)
+// online
+@group(0) @binding(1) var<storage, read_write> ostate: array<f32>;  // (rows, 3)
+@group(0) @binding(2) var<storage, read_write> ochunk: array<f32>;  // (rows, vc): logits in, exp out
+@group(0) @binding(3) var<storage, read> otargets: array<u32>;      // (rows)
+@group(0) @binding(4) var<storage, read_write> oacc: array<f32>;    // (rows, C)
+@group(0) @binding(5) var<storage, read_write> owt: array<f32>;     // (rows, C): wte[target]
+@group(0) @binding(6) var<storage, read> owte: array<f32>;          // (vc, C): this chunk of wte
+
+// dx
+@group(0) @binding(1) var<storage, read_write> dx: array<f32>;     // (rows, C)
+@group(0) @binding(2) var<storage, read> dacc: array<f32>;         // (rows, C)
+@group(0) @binding(3) var<storage, read> dwt: array<f32>;          // (rows, C)
+@group(0) @binding(4) var<storage, read> dstate: array<f32>;       // (rows, 3)
+@group(0) @binding(5) var<storage, read> dtargets: array<u32>;     // (rows)
 
 var<workgroup> red_m: array<f32, WG>;
 var<workgroup> red_s: array<f32, WG>;
@@ -100,20 +117,73 @@ fn cross_entropy_loss(@builtin(global_invocation_id) gid: vec3<u32>,
     }
 }
 
-// dlogits = (softmax - onehot(target)) * grad_scale, or 0 for ignored rows.
+// One workgroup per row. The running state and acc are relative to the running max m, so
+// that at the end acc = Σ_v exp(logit_v - m) · wte_v and sum = Σ_v exp(logit_v - m).
 @compute @workgroup_size(64)
-fn cross_entropy_grad(@builtin(global_invocation_id) gid: vec3<u32>,
-                      @builtin(num_workgroups) nwg: vec3<u32>) {
+fn cross_entropy_online(@builtin(workgroup_id) wid: vec3<u32>,
+                        @builtin(num_workgroups) nwg: vec3<u32>,
+                        @builtin(local_invocation_index) lid: u32) {
+    let row = wid.x + wid.y * nwg.x;
+    if (row >= p.rows) { return; }   // uniform per workgroup
+    let base = row * p.vc;
+    var m_old = -BIG;
+    var s_old = 0.0;
+    var t_old = 0.0;
+    if (p.first == 0u) {
+        m_old = ostate[row * 3u];
+        s_old = ostate[row * 3u + 1u];
+        t_old = ostate[row * 3u + 2u];
+    }
+    var m = -BIG;
+    for (var j = lid; j < p.vc; j += WG) { m = max(m, ochunk[base + j]); }
+    red_m[lid] = m;
+    workgroupBarrier();
+    for (var k = WG / 2u; k > 0u; k = k / 2u) {
+        if (lid < k) { red_m[lid] = max(red_m[lid], red_m[lid + k]); }
+        workgroupBarrier();
+    }
+    let mm = max(m_old, red_m[0]);
+    let tgt = otargets[row];
+    let hit = tgt != IGNORE && tgt >= p.v0 && tgt < p.v0 + p.vc;
+    if (hit) {
+        t_old = ochunk[base + tgt - p.v0];
+        for (var j = lid; j < p.c; j += WG) { owt[row * p.c + j] = owte[(tgt - p.v0) * p.c + j]; }
+    }
+    // Every invocation has read the target logit before any overwrites the chunk below.
+    workgroupBarrier();
+    var s = 0.0;
+    for (var j = lid; j < p.vc; j += WG) {
+        let e = exp(ochunk[base + j] - mm);
+        ochunk[base + j] = e;
+        s += e;
+    }
+    if (p.first == 0u) {
+        let rescale = exp(m_old - mm);
+        for (var j = lid; j < p.c; j += WG) { oacc[row * p.c + j] *= rescale; }
+    }
+    red_s[lid] = s;
+    workgroupBarrier();
+    for (var k = WG / 2u; k > 0u; k = k / 2u) {
+        if (lid < k) { red_s[lid] += red_s[lid + k]; }
+        workgroupBarrier();
+    }
+    if (lid == 0u) {
+        ostate[row * 3u] = mm;
+        ostate[row * 3u + 1u] = s_old * exp(m_old - mm) + red_s[0];
+        ostate[row * 3u + 2u] = t_old;
+    }
+}
+
+// dx = (softmax · wte - wte[target]) · grad_scale, or 0 for ignored rows.
+@compute @workgroup_size(64)
+fn cross_entropy_dx(@builtin(global_invocation_id) gid: vec3<u32>,
+                    @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = gid.x + gid.y * nwg.x * 64u;
-    if (i >= p.rows * p.vc) { return; }
-    let row = i / p.vc;
-    let col = i % p.vc;
-    let tgt = gtargets[row];
-    if (tgt == IGNORE) {
-        glogits[i] = 0.0;
+    if (i >= p.rows * p.c) { return; }
+    let row = i / p.c;
+    if (dtargets[row] == IGNORE) {
+        dx[i] = 0.0;
         return;
     }
-    let prob = exp(glogits[i] - gstate[row * 3u]) / gstate[row * 3u + 1u];
-    let hit = select(0.0, 1.0, tgt == p.v0 + col);
-    glogits[i] = (prob - hit) * p.grad_scale;
+    dx[i] = (dacc[i] / dstate[row * 3u + 1u] - dwt[i]) * p.grad_scale;
 }

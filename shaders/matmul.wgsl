@@ -3,12 +3,20 @@
 //     C[M,N] = alpha * op(A)[M,K] · op(B)[K,N] + beta * C + bias[N]
 //
 // op(X) is X or Xᵀ, chosen per pipeline with the override constants TRANS_A / TRANS_B.
-// A is row-major f32: [M,K], or [K,M] when TRANS_A. B is read through `load_b(i)`, the flat
-// element index into B's row-major storage ([K,N], or [N,K] when TRANS_B); the registry
-// prepends one of matmul_b_{f32,f16,nf4}.wgsl, which declares binding 3 (and 5) and load_b.
+// A is row-major f32: [M,K], or [K,M] when TRANS_A. B is read through the loader that the
+// registry prepends (one of matmul_b_{f32,f16,nf4}.wgsl, declaring binding 3, and 5 for NF4):
+// `load_b(i)` reads the element at flat index i of B's row-major storage ([K,N], or [N,K]
+// when TRANS_B), and `load_b_run4(i)` the four elements i..i+3 for i a multiple of 4 (one
+// NF4 half-word with its absmax, two f16 words: the format is decoded once per four values).
 //
-// Each invocation computes a 4×4 block of C in registers; a workgroup of 8×8 invocations
-// covers a 32×32 tile. beta == 0 never reads C (pooled buffers hold garbage).
+// Each invocation computes an 8×4 block of C (8 rows, 4 columns) in registers; a workgroup
+// of 8×8 invocations covers a 64×32 tile. No workgroup memory or barriers: on CPU Vulkan
+// (lavapipe) barriers cost more than the reuse saves, while register blocks reuse each B
+// value (and its NF4 decoding) eight times and each A value four times.
+// Blocks of 4 full columns whose K-runs are 4-aligned (p.vec_ok, checked on the host) take the
+// fast path: K in steps of 4, each step one 4×4 block of B (as a mat4x4) times up to eight A
+// vectors. Blocks at the right edge and the K tail take the scalar path. beta == 0 never reads C (pooled buffers
+// hold garbage).
 
 override TRANS_A: bool = false;
 override TRANS_B: bool = false;
@@ -21,7 +29,7 @@ struct Params {
     alpha: f32,
     beta: f32,
     ldc: u32,      // row stride of C (N, or more when C is a column block of a wider matrix)
-    _pad1: u32,
+    vec_ok: u32,   // 1 when the runs of 4 that the fast path loads are 4-aligned (see gemm())
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -34,21 +42,90 @@ fn load_a(row: u32, kk: u32) -> f32 {
     return a[row * p.k + kk];
 }
 
+fn a_run4(i: u32) -> vec4<f32> {
+    return vec4<f32>(a[i], a[i + 1u], a[i + 2u], a[i + 3u]);
+}
+
 fn b_index(kk: u32, col: u32) -> u32 {
     if (TRANS_B) { return col * p.k + kk; }
     return kk * p.n + col;
 }
 
+// B[kk..kk+4, col0..col0+4] with column r of the matrix holding B row kk+r.
+fn b_block(kk: u32, col0: u32) -> mat4x4<f32> {
+    if (TRANS_B) {
+        // Runs go along K (one per output column): load by column, then transpose.
+        return transpose(mat4x4<f32>(
+            load_b_run4(b_index(kk, col0)),
+            load_b_run4(b_index(kk, col0 + 1u)),
+            load_b_run4(b_index(kk, col0 + 2u)),
+            load_b_run4(b_index(kk, col0 + 3u))));
+    }
+    return mat4x4<f32>(
+        load_b_run4(b_index(kk, col0)),
+        load_b_run4(b_index(kk + 1u, col0)),
+        load_b_run4(b_index(kk + 2u, col0)),
+        load_b_run4(b_index(kk + 3u, col0)));
+}
+
+// A[row, kk..kk+4].
+fn a_row4(row: u32, kk: u32) -> vec4<f32> {
+    if (TRANS_A) {
+        return vec4<f32>(a[kk * p.m + row], a[(kk + 1u) * p.m + row],
+                         a[(kk + 2u) * p.m + row], a[(kk + 3u) * p.m + row]);
+    }
+    return a_run4(row * p.k + kk);
+}
+
+// A[row0..row0+4, kk..kk+4], with column i of the matrix holding row row0+i's four values.
+fn a_block(row0: u32, kk: u32) -> mat4x4<f32> {
+    if (TRANS_A) {
+        return transpose(mat4x4<f32>(
+            a_run4(kk * p.m + row0),
+            a_run4((kk + 1u) * p.m + row0),
+            a_run4((kk + 2u) * p.m + row0),
+            a_run4((kk + 3u) * p.m + row0)));
+    }
+    return mat4x4<f32>(
+        a_run4(row0 * p.k + kk),
+        a_run4((row0 + 1u) * p.k + kk),
+        a_run4((row0 + 2u) * p.k + kk),
+        a_run4((row0 + 3u) * p.k + kk));
+}
+
 @compute @workgroup_size(8, 8)
 fn matmul(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let row0 = gid.y * 4u;
+    let row0 = gid.y * 8u;
     let col0 = gid.x * 4u;
     if (row0 >= p.m || col0 >= p.n) { return; }
-    let rows = min(4u, p.m - row0);
+    let rows = min(8u, p.m - row0);
     let cols = min(4u, p.n - col0);
 
-    var acc: array<vec4<f32>, 4>;
-    for (var kk = 0u; kk < p.k; kk++) {
+    var acc: array<vec4<f32>, 8>;
+    var k_done = 0u;
+    if (p.vec_ok != 0u && cols == 4u) {
+        k_done = p.k & ~3u;
+        for (var kk = 0u; kk < k_done; kk += 4u) {
+            let bm = b_block(kk, col0);
+            if (rows == 8u) {
+                let top = a_block(row0, kk);
+                let bottom = a_block(row0 + 4u, kk);
+                // bm * v = Σ_r bm[r] · v[r]: row i of C gains Σ_r A[i, kk+r] · B[kk+r, :].
+                acc[0] += bm * top[0];
+                acc[1] += bm * top[1];
+                acc[2] += bm * top[2];
+                acc[3] += bm * top[3];
+                acc[4] += bm * bottom[0];
+                acc[5] += bm * bottom[1];
+                acc[6] += bm * bottom[2];
+                acc[7] += bm * bottom[3];
+            } else {
+                // The last row block (e.g. M = 1 when decoding): same B block, fewer rows.
+                for (var i = 0u; i < rows; i++) { acc[i] += bm * a_row4(row0 + i, kk); }
+            }
+        }
+    }
+    for (var kk = k_done; kk < p.k; kk++) {
         var bv = vec4<f32>(0.0);
         for (var j = 0u; j < cols; j++) { bv[j] = load_b(b_index(kk, col0 + j)); }
         for (var i = 0u; i < rows; i++) {

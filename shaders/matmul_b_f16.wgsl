@@ -6,3 +6,9 @@ fn load_b(i: u32) -> f32 {
     let pair = unpack2x16float(b[i >> 1u]);
     return select(pair.x, pair.y, (i & 1u) == 1u);
 }
+
+// Elements i..i+3, i a multiple of 4: two whole words.
+fn load_b_run4(i: u32) -> vec4<f32> {
+    let w = i >> 1u;
+    return vec4<f32>(unpack2x16float(b[w]), unpack2x16float(b[w + 1u]));
+}

@@ -4,3 +4,7 @@
 fn load_b(i: u32) -> f32 {
     return b[i];
 }
+
+fn load_b_run4(i: u32) -> vec4<f32> {
+    return vec4<f32>(b[i], b[i + 1u], b[i + 2u], b[i + 3u]);
+}

@@ -16,3 +16,15 @@ fn load_b(i: u32) -> f32 {
     let code = select(byte & 0xfu, byte >> 4u, (i & 1u) == 0u);
     return NF4_CODE[code] * absmax[i >> 6u];
 }
+
+// Elements i..i+3, i a multiple of 4: one half-word (two bytes, high nibble first) and one
+// absmax, since a run of 4 never straddles a 64-block.
+fn load_b_run4(i: u32) -> vec4<f32> {
+    let half_word = (b[i >> 3u] >> ((i & 4u) * 4u)) & 0xffffu;
+    let scale = absmax[i >> 6u];
+    return scale * vec4<f32>(
+        NF4_CODE[(half_word >> 4u) & 0xfu],
+        NF4_CODE[half_word & 0xfu],
+        NF4_CODE[half_word >> 12u],
+        NF4_CODE[(half_word >> 8u) & 0xfu]);
+}

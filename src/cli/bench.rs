@@ -50,6 +50,13 @@ pub struct ModelBench {
     pub decode_tokens: usize,
     #[arg(long)]
     pub grad_checkpoint: bool,
+    /// Only measure peak GPU memory: record and submit one training step, print the buffer
+    /// pool's allocation peak and exit without waiting for the GPU (a full step of a large
+    /// shape takes hours on CPU Vulkan). A step takes every buffer it uses from the pool while
+    /// it is recorded and holds it until submission, so this is the same peak a timed run
+    /// reports.
+    #[arg(long)]
+    pub memory_only: bool,
 }
 
 pub fn run(cmd: BenchCommand) -> Result<(), Box<dyn std::error::Error>> {
@@ -167,8 +174,9 @@ fn tiny_shape() -> wgtune::model::Gpt2Config {
 /// FLOPs of one training step (forward + backward to the LoRA weights, base frozen), counting
 /// 2 per multiply-add: the block matmuls (12·C² weights per row) forward and input-gradient,
 /// causal attention (~T²/2 pairs: QKᵀ and PV forward; four products backward plus the
-/// recomputed scores), and the LM head three times (forward, recomputed logits, input
-/// gradient). LoRA's rank-r products are small and left out.
+/// recomputed scores), and the LM head twice (logits, and the softmax-weighted sum of wte
+/// rows that gives the input gradient in the same sweep). LoRA's rank-r products are small
+/// and left out.
 fn train_flops(c: &wgtune::model::Gpt2Config, b: usize, t: usize) -> f64 {
     let (rows, cc, l, v) = (
         (b * t) as f64,
@@ -179,7 +187,7 @@ fn train_flops(c: &wgtune::model::Gpt2Config, b: usize, t: usize) -> f64 {
     let pairs = b as f64 * (t * (t + 1) / 2) as f64;
     let block_fwd = 2.0 * rows * 12.0 * cc * cc + 2.0 * 2.0 * pairs * cc;
     let block_bwd = 2.0 * rows * 12.0 * cc * cc + 2.0 * 5.0 * pairs * cc;
-    l * (block_fwd + block_bwd) + 3.0 * 2.0 * rows * cc * v
+    l * (block_fwd + block_bwd) + 2.0 * 2.0 * rows * cc * v
 }
 
 fn model(a: ModelBench) -> Result<(), Box<dyn std::error::Error>> {
@@ -225,6 +233,20 @@ fn model(a: ModelBench) -> Result<(), Box<dyn std::error::Error>> {
     let labels: Vec<i32> = ids.iter().map(|&x| x as i32).collect();
     let batch = Batch::from_labels(ids.clone(), vec![1; b * t], &labels, b, t);
     gpu.pool().reset_peak();
+    if a.memory_only {
+        let _pending = trainer.submit_step(&gpu, std::slice::from_ref(&batch), 1e-4, 0)?;
+        let out = serde_json::json!({
+            "shape": a.shape, "quant": a.quant.to_string(), "batch_size": b, "seq_len": t,
+            "targets": a.targets, "rank": a.rank, "grad_checkpoint": a.grad_checkpoint,
+            "peak_gpu_mib": gpu.pool().stats().peak_allocated as f64 / 1048576.0,
+            "weights_mib": weights_mib,
+            "peak_measured": "buffer-pool allocation peak of one recorded and submitted step (not awaited)",
+            "adapter": adapter_name(&gpu),
+        });
+        println!("{out}");
+        // Leave without waiting for the GPU to run the step.
+        std::process::exit(0);
+    }
     pollster::block_on(trainer.train_step(&gpu, std::slice::from_ref(&batch), 1e-4, 0))?;
     let (d0, s0) = gpu.counters();
     let start = Instant::now();
@@ -264,8 +286,13 @@ fn model(a: ModelBench) -> Result<(), Box<dyn std::error::Error>> {
         "weights_mib": weights_mib,
         "dispatches_per_step": (d1 - d0) as f64 / a.steps as f64,
         "submissions_per_step": (s1 - s0) as f64 / a.steps as f64,
-        "adapter": format!("{} ({:?}, {:?})", gpu.adapter_info.name, gpu.adapter_info.backend, gpu.adapter_info.device_type),
+        "adapter": adapter_name(&gpu),
     });
     println!("{out}");
     Ok(())
+}
+
+fn adapter_name(gpu: &Gpu) -> String {
+    let i = &gpu.adapter_info;
+    format!("{} ({:?}, {:?})", i.name, i.backend, i.device_type)
 }

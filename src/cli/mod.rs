@@ -42,10 +42,14 @@ enum Command {
         #[arg(long)]
         out: std::path::PathBuf,
     },
-    /// Benchmarks that print figures.
+    /// Benchmarks that print figures: `bench --shape gpt2 ...` (same as `bench model`) or
+    /// `bench kernels`.
+    #[command(args_conflicts_with_subcommands = true)]
     Bench {
         #[command(subcommand)]
-        what: bench::BenchCommand,
+        what: Option<bench::BenchCommand>,
+        #[command(flatten)]
+        model: bench::ModelBench,
     },
 }
 
@@ -71,7 +75,9 @@ pub fn run() -> Result<i32, Box<dyn std::error::Error>> {
             );
             Ok(0)
         }
-        Command::Bench { what } => bench::run(what).map(|_| 0),
+        Command::Bench { what, model } => {
+            bench::run(what.unwrap_or(bench::BenchCommand::Model(model))).map(|_| 0)
+        }
     }
 }
 

@@ -19,7 +19,8 @@ struct Params {
     v0: u32,
     first: u32,
     grad_scale: f32,
-    _pad: [u32; 3],
+    c: u32,
+    _pad: [u32; 2],
 }
 
 fn params(rows: usize, vc: usize, v0: usize, first: bool, grad_scale: f32) -> Params {
@@ -29,7 +30,8 @@ fn params(rows: usize, vc: usize, v0: usize, first: bool, grad_scale: f32) -> Pa
         v0: v0 as u32,
         first: first as u32,
         grad_scale,
-        _pad: [0; 3],
+        c: 0,
+        _pad: [0; 2],
     }
 }
 
@@ -76,26 +78,66 @@ pub fn cross_entropy_loss(
     );
 }
 
-/// Overwrite a logits chunk with `(softmax - onehot) · grad_scale` (0 for ignored rows).
-pub fn cross_entropy_grad(
+/// Fold one chunk of logits `(rows, vc)` into the running state as [`cross_entropy_stats`]
+/// does, overwrite it with `exp(logit - running max)`, rescale the dx accumulator
+/// `acc (rows, C)` to the new max (unless `v0 == 0`: acc is then written afresh by the caller)
+/// and copy the target's row of `wte_chunk (vc, C)` into `wt (rows, C)`.
+pub fn cross_entropy_online(
     cmd: &mut Commands,
-    logits: &Tensor,
     state: &Tensor,
+    chunk: &Tensor,
     targets: &Tensor,
+    acc: &Tensor,
+    wt: &Tensor,
+    wte_chunk: &Tensor,
     rows: usize,
     vc: usize,
     v0: usize,
+    c: usize,
+) {
+    let pipeline = cmd
+        .gpu()
+        .kernels()
+        .pipeline(Shader::CrossEntropy, "cross_entropy_online", &[]);
+    let p = Params {
+        c: c as u32,
+        ..params(rows, vc, v0, v0 == 0, 0.0)
+    };
+    cmd.dispatch(
+        &pipeline,
+        &p,
+        &[state, chunk, targets, acc, wt, wte_chunk],
+        grid_1d(rows, 1),
+    );
+}
+
+/// `dx (rows, C) = (acc / sum of exp - wt) · grad_scale` (0 for ignored rows): the LM head's
+/// input gradient once [`cross_entropy_online`] and the `acc += exp-chunk · wte_chunk`
+/// products have seen every chunk.
+pub fn cross_entropy_dx(
+    cmd: &mut Commands,
+    dx: &Tensor,
+    acc: &Tensor,
+    wt: &Tensor,
+    state: &Tensor,
+    targets: &Tensor,
+    rows: usize,
+    c: usize,
     grad_scale: f32,
 ) {
     let pipeline = cmd
         .gpu()
         .kernels()
-        .pipeline(Shader::CrossEntropy, "cross_entropy_grad", &[]);
+        .pipeline(Shader::CrossEntropy, "cross_entropy_dx", &[]);
+    let p = Params {
+        c: c as u32,
+        ..params(rows, 0, 0, false, grad_scale)
+    };
     cmd.dispatch(
         &pipeline,
-        &params(rows, vc, v0, false, grad_scale),
-        &[logits, state, targets],
-        grid_1d(rows * vc, 64),
+        &p,
+        &[dx, acc, wt, state, targets],
+        grid_1d(rows * c, 64),
     );
 }
 
@@ -103,9 +145,14 @@ pub fn cross_entropy_grad(
 ///
 /// `x (rows,C)` is the final LayerNorm output, `wte (V,C)` the tied embedding. Writes
 /// `loss (rows)`; when `dx` is given, also `dx (rows,C) = dloss/dx` with
-/// `dloss/dloss_row = grad_scale` (e.g. 1 / trained tokens), recomputing each chunk's logits
-/// in a second sweep. `logits_chunk` must hold `rows · chunk` words; `state` `rows · 3`.
-/// `chunk` is a multiple of 64 so that every chunk of `wte` starts 256-byte aligned.
+/// `dloss/dloss_row = grad_scale` (e.g. 1 / trained tokens). `logits_chunk` must hold
+/// `rows · chunk` words; `state` `rows · 3`. `chunk` is a multiple of 64 so that every chunk
+/// of `wte` starts 256-byte aligned.
+///
+/// Each chunk's logits are computed once: with `dx` wanted, the softmax-weighted sum of wte
+/// rows is accumulated online (rescaled whenever the running max grows, as flash attention
+/// does), so the LM head costs two matmuls of its size instead of three (logits, logits
+/// recomputed for the gradient, input gradient).
 pub fn lm_head_loss(
     cmd: &mut Commands,
     loss: &Tensor,
@@ -125,13 +172,13 @@ pub fn lm_head_loss(
         chunk.is_multiple_of(64) && chunk > 0,
         "vocabulary chunk must be a multiple of 64"
     );
-    let chunks = || {
-        (0..vocab)
-            .step_by(chunk)
-            .map(|v0| (v0, chunk.min(vocab - v0)))
-    };
-    let logits_of = |cmd: &mut Commands, v0: usize, vc: usize| {
-        let w = Weight::F32(wte.slice(v0 * c, vc * c));
+    let gpu = cmd.gpu();
+    // acc: Σ exp(logit - running max) · wte row; wt: the target's wte row.
+    let online = dx.map(|_| (gpu.tensor(rows * c), gpu.tensor(rows * c)));
+    for v0 in (0..vocab).step_by(chunk) {
+        let vc = chunk.min(vocab - v0);
+        let wte_chunk = wte.slice(v0 * c, vc * c);
+        let w = Weight::F32(wte_chunk.clone());
         gemm(
             cmd,
             logits_chunk,
@@ -140,26 +187,36 @@ pub fn lm_head_loss(
             None,
             Gemm::new(rows, vc, c).trans_b(true),
         );
-    };
-    for (v0, vc) in chunks() {
-        logits_of(cmd, v0, vc);
-        cross_entropy_stats(cmd, state, logits_chunk, targets, rows, vc, v0);
+        match &online {
+            None => cross_entropy_stats(cmd, state, logits_chunk, targets, rows, vc, v0),
+            Some((acc, wt)) => {
+                cross_entropy_online(
+                    cmd,
+                    state,
+                    logits_chunk,
+                    targets,
+                    acc,
+                    wt,
+                    &wte_chunk,
+                    rows,
+                    vc,
+                    v0,
+                    c,
+                );
+                // acc (rows,C) (+)= exp-chunk (rows,vc) · wte[v0..v0+vc] (vc,C)
+                gemm(
+                    cmd,
+                    acc,
+                    logits_chunk,
+                    &w,
+                    None,
+                    Gemm::new(rows, c, vc).accumulate(v0 > 0),
+                );
+            }
+        }
     }
     cross_entropy_loss(cmd, loss, state, targets, rows);
-    if let Some(dx) = dx {
-        for (v0, vc) in chunks() {
-            logits_of(cmd, v0, vc);
-            cross_entropy_grad(cmd, logits_chunk, state, targets, rows, vc, v0, grad_scale);
-            // dx (rows,C) += dlogits (rows,vc) · wte[v0..v0+vc] (vc,C)
-            let w = Weight::F32(wte.slice(v0 * c, vc * c));
-            gemm(
-                cmd,
-                dx,
-                logits_chunk,
-                &w,
-                None,
-                Gemm::new(rows, c, vc).accumulate(v0 > 0),
-            );
-        }
+    if let (Some(dx), Some((acc, wt))) = (dx, &online) {
+        cross_entropy_dx(cmd, dx, acc, wt, state, targets, rows, c, grad_scale);
     }
 }

@@ -108,11 +108,21 @@ struct Params {
     alpha: f32,
     beta: f32,
     ldc: u32,
-    _pad: u32,
+    vec_ok: u32,
 }
 
-/// Outputs per workgroup along each dimension (8×8 invocations × 4×4 outputs).
-const TILE: usize = 32;
+/// Outputs per workgroup: 8×8 invocations of 8 rows × 4 columns each.
+const TILE_M: usize = 64;
+const TILE_N: usize = 32;
+
+/// Whether every run of 4 consecutive elements that the shader's fast path loads starts at a
+/// multiple of 4 within its tensor: A's runs go along K (or M when transposed), B's along N
+/// (or K when transposed). NF4 needs this so that a run is one half-word in one 64-block.
+fn runs_of_4_aligned(g: &Gemm) -> bool {
+    let a_run = if g.trans_a { g.m } else { g.k };
+    let b_run = if g.trans_b { g.k } else { g.n };
+    a_run.is_multiple_of(4) && b_run.is_multiple_of(4)
+}
 
 /// `C[M,N] = alpha·op(A)·op(B) + beta·C + bias[N]`.
 pub fn gemm(
@@ -156,10 +166,10 @@ pub fn gemm(
         alpha: g.alpha,
         beta: g.beta,
         ldc: ldc as u32,
-        _pad: 0,
+        vec_ok: runs_of_4_aligned(&g) as u32,
     };
     let bias = bias.unwrap_or(gpu.dummy());
-    let groups = [g.n.div_ceil(TILE) as u32, g.m.div_ceil(TILE) as u32, 1];
+    let groups = [g.n.div_ceil(TILE_N) as u32, g.m.div_ceil(TILE_M) as u32, 1];
     match b {
         Weight::F32(w) | Weight::F16(w) => {
             cmd.dispatch(&pipeline, &params, &[c, a, w, bias], groups)

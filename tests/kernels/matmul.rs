@@ -3,14 +3,20 @@ use crate::gpu_or_skip;
 use wgtune::kernels::matmul::{Gemm, Weight, gemm, linear_backward_input, linear_forward};
 use wgtune::{cpu, kernels, nf4};
 
-/// Odd shapes: nothing is a multiple of the 32×32 tile or the 4×4 register block.
-const SHAPES: [(usize, usize, usize); 6] = [
+/// Odd shapes: nothing is a multiple of the 64×32 tile or the 8×4 register block. The last
+/// ones have dimensions that are multiples of 4 but not of the tile, so that the fast path
+/// (4-aligned runs) meets edge blocks and K tails: which of M, N, K is aligned varies.
+const SHAPES: [(usize, usize, usize); 10] = [
     (1, 1, 1),
     (3, 17, 5),
     (17, 50, 33),
     (33, 3, 129),
     (64, 96, 288),
     (2, 50257, 3),
+    (65, 132, 68),
+    (12, 20, 36),
+    (130, 17, 64),
+    (36, 68, 130),
 ];
 
 /// Tolerance per output: the f32 accumulation over K terms can err by about K·2⁻²⁴ times
@@ -103,6 +109,9 @@ fn linear_forward_and_backward_match_cpu_for_each_weight_format() {
         (9, 96, 288),
         (4, 64, 64),
         (3, 130, 33),
+        // 4-aligned runs (the fast path) with NF4 blocks straddling rows, and edge blocks.
+        (9, 36, 68),
+        (66, 132, 20),
     ] {
         let w = rng.vec(k_in * n_out, 0.2); // Conv1D [in, out]
         let bias = rng.vec(n_out, 0.1);
