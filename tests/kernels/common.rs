@@ -2,12 +2,12 @@
 //! (Included by several test crates, each using a subset.)
 #![allow(dead_code)]
 
-use std::sync::OnceLock;
-
-use wgtune::gpu::Gpu;
+use wgtune::gpu::{Gpu, Tensor};
 
 /// The process-wide GPU, or `None` (after printing why) when there is none and CI is not set.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn gpu() -> Option<&'static Gpu> {
+    use std::sync::OnceLock;
     static GPU: OnceLock<Option<Gpu>> = OnceLock::new();
     GPU.get_or_init(|| match Gpu::new_blocking() {
         Ok(g) => {
@@ -28,7 +28,35 @@ pub fn gpu() -> Option<&'static Gpu> {
     .as_ref()
 }
 
-/// Get the GPU or return from the test (see [`gpu`]).
+/// The page's GPU (WebGPU), opened by the first test and kept for the others. A browser
+/// without a WebGPU adapter fails the test: the browser run exists to exercise WebGPU.
+#[cfg(target_arch = "wasm32")]
+pub async fn gpu() -> &'static Gpu {
+    use std::cell::OnceCell;
+    // wgpu's web types are neither Send nor Sync: one GPU per (single-threaded) page.
+    thread_local! {
+        static GPU: OnceCell<&'static Gpu> = const { OnceCell::new() };
+    }
+    if let Some(g) = GPU.with(|c| c.get().copied()) {
+        return g;
+    }
+    let g = match Gpu::new().await {
+        Ok(g) => g,
+        Err(e) => panic!("no WebGPU adapter in this browser: {e}"),
+    };
+    wasm_bindgen_test::console_log!(
+        "GPU tests on: {} ({:?}, driver {} {})",
+        g.adapter_info.name,
+        g.adapter_info.backend,
+        g.adapter_info.driver,
+        g.adapter_info.driver_info
+    );
+    let g: &'static Gpu = Box::leak(Box::new(g));
+    GPU.with(|c| *c.get_or_init(|| g))
+}
+
+/// Get the GPU or return from the (native) test (see [`gpu`]).
+#[cfg(not(target_arch = "wasm32"))]
 #[macro_export]
 macro_rules! gpu_or_skip {
     () => {
@@ -37,6 +65,39 @@ macro_rules! gpu_or_skip {
             None => return,
         }
     };
+}
+
+/// One GPU test for both targets from one body, `async fn body(gpu: &Gpu)`:
+/// `gpu_test!(test_name, body);` emits `test_name` as a native `#[test]` (blocking on the
+/// body with pollster, skipped or failed without an adapter as [`gpu_or_skip`] says) and as
+/// a `#[wasm_bindgen_test]` for the browser (failed without a WebGPU adapter). The body must
+/// be named differently from the test; read results with [`read_f32`] / [`read_words`].
+#[macro_export]
+macro_rules! gpu_test {
+    ($name:ident, $body:path) => {
+        #[cfg(not(target_arch = "wasm32"))]
+        #[test]
+        fn $name() {
+            let gpu = $crate::gpu_or_skip!();
+            pollster::block_on($body(gpu));
+        }
+
+        #[cfg(target_arch = "wasm32")]
+        #[wasm_bindgen_test::wasm_bindgen_test]
+        async fn $name() {
+            $body($crate::common::gpu().await).await;
+        }
+    };
+}
+
+/// A tensor's contents as f32, on either target.
+pub async fn read_f32(gpu: &Gpu, t: &Tensor) -> Vec<f32> {
+    gpu.read_f32(t).await.expect("GPU read-back")
+}
+
+/// A tensor's contents as raw 32-bit words, on either target.
+pub async fn read_words(gpu: &Gpu, t: &Tensor) -> Vec<u32> {
+    gpu.read_words(t).await.expect("GPU read-back")
 }
 
 /// Small deterministic generator (SplitMix64): tests need no `rand` dependency.
