@@ -44,15 +44,28 @@ pub async fn gpu() -> &'static Gpu {
         Ok(g) => g,
         Err(e) => panic!("no WebGPU adapter in this browser: {e}"),
     };
+    // wgpu's web backend leaves the adapter's name and driver empty: ask the browser.
+    let info = browser_adapter_info().await.as_string().unwrap_or_default();
     wasm_bindgen_test::console_log!(
-        "GPU tests on: {} ({:?}, driver {} {})",
-        g.adapter_info.name,
+        "GPU tests on: {info} ({:?})\n{}",
         g.adapter_info.backend,
-        g.adapter_info.driver,
-        g.adapter_info.driver_info
+        wgtune::gpu::describe(&g)
     );
     let g: &'static Gpu = Box::leak(Box::new(g));
     GPU.with(|c| *c.get_or_init(|| g))
+}
+
+#[cfg(target_arch = "wasm32")]
+#[wasm_bindgen::prelude::wasm_bindgen(inline_js = r#"
+export async function browser_adapter_info() {
+    const a = await navigator.gpu?.requestAdapter();
+    if (!a) return "no adapter";
+    const i = a.info ?? {};
+    return `${i.vendor} ${i.architecture} ${i.device} ${i.description}`.trim();
+}"#)]
+extern "C" {
+    /// The browser's own description of its WebGPU adapter (vendor, architecture, ...).
+    async fn browser_adapter_info() -> wasm_bindgen::JsValue;
 }
 
 /// Get the GPU or return from the (native) test (see [`gpu`]).
