@@ -103,6 +103,34 @@ macro_rules! gpu_test {
     };
 }
 
+/// Print a line on either target (stderr natively, the browser console / test output on wasm32).
+pub fn note(msg: &str) {
+    #[cfg(not(target_arch = "wasm32"))]
+    eprintln!("{msg}");
+    #[cfg(target_arch = "wasm32")]
+    wasm_bindgen_test::console_log!("{msg}");
+}
+
+/// Whether the device has `feature`; when not, says that `what` is skipped and why. For test
+/// paths that need an optional feature (e.g. `wgpu::Features::SHADER_F16`, which SwiftShader's
+/// WebGPU lacks): `if has_feature(gpu, SHADER_F16, "f16 matmul") { ... }`.
+pub fn has_feature(gpu: &Gpu, feature: wgpu::Features, what: &str) -> bool {
+    let has = gpu.features.contains(feature);
+    if !has {
+        let name = match feature {
+            wgpu::Features::SHADER_F16 => "shader-f16".to_string(),
+            wgpu::Features::SUBGROUP => "subgroups".to_string(),
+            wgpu::Features::TIMESTAMP_QUERY => "timestamp-query".to_string(),
+            f => format!("{f:?}"),
+        };
+        note(&format!(
+            "SKIPPING {what}: this {:?} adapter lacks the {name} feature",
+            gpu.adapter_info.backend
+        ));
+    }
+    has
+}
+
 /// A tensor's contents as f32, on either target.
 pub async fn read_f32(gpu: &Gpu, t: &Tensor) -> Vec<f32> {
     gpu.read_f32(t).await.expect("GPU read-back")
