@@ -4,6 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings
-# The library and the page's binary must build for the browser too (tests are native-only
-# until the browser test harness lands).
+# The library, the page's binary and the kernel tests (scripts/test-browser-kernels.sh) must
+# build for the browser too; the other test targets are native-only.
 cargo clippy --target wasm32-unknown-unknown --lib --bins -- -D warnings
+cargo clippy --target wasm32-unknown-unknown --test kernels -- -D warnings

@@ -1,6 +1,7 @@
-use crate::common::{Rng, assert_close};
-use crate::gpu_or_skip;
+use crate::common::{Rng, assert_close, read_f32};
+use crate::gpu_test;
 use wgtune::cpu;
+use wgtune::gpu::Gpu;
 use wgtune::kernels::attention::{AttnDims, attention_backward, attention_forward};
 
 /// (B, T, C, n_head, padded tail of batch 0): head dims 4, 32, 1, 64; T = 1 and odd T.
@@ -19,10 +20,12 @@ fn mask_for(b: usize, t: usize, pad: usize) -> Vec<u32> {
         .collect()
 }
 
+gpu_test!(
+    attention_forward_matches_cpu_and_kv_cache_rows_agree,
+    check_attention_forward
+);
 /// Softmax-weighted sums in f32 (online) vs f64 (two-pass): inputs of order 1 → 2e-5.
-#[test]
-fn attention_forward_matches_cpu_and_kv_cache_rows_agree() {
-    let gpu = gpu_or_skip!();
+async fn check_attention_forward(gpu: &Gpu) {
     let mut rng = Rng::new(9);
     for &(b, t, c, nh, pad) in &CASES {
         let qkv = rng.vec(b * t * 3 * c, 1.5);
@@ -44,14 +47,14 @@ fn attention_forward_matches_cpu_and_kv_cache_rows_agree() {
         attention_forward(&mut cmd, &out, &lse, &gq, &gm, &d, 0, t);
         attention_forward(&mut cmd, &last, &last_lse, &gq, &gm, &d, t - 1, 1);
         cmd.submit();
-        let got = gpu.read_f32_blocking(&out);
+        let got = read_f32(gpu, &out).await;
         assert_close(&format!("attn {b}x{t}x{c}/{nh}"), &got, &want, 2e-5, 2e-5);
         let want_last: Vec<f32> = (0..b)
             .flat_map(|bb| got[(bb * t + t - 1) * c..][..c].to_vec())
             .collect();
         assert_close(
             "attn kv-cache row",
-            &gpu.read_f32_blocking(&last),
+            &read_f32(gpu, &last).await,
             &want_last,
             1e-6,
             1e-6,
@@ -59,10 +62,9 @@ fn attention_forward_matches_cpu_and_kv_cache_rows_agree() {
     }
 }
 
+gpu_test!(attention_backward_matches_cpu, check_attention_backward);
 /// Gradients are sums over up to T terms of products of order-1 values: 5e-5 abs + rel.
-#[test]
-fn attention_backward_matches_cpu() {
-    let gpu = gpu_or_skip!();
+async fn check_attention_backward(gpu: &Gpu) {
     let mut rng = Rng::new(10);
     for &(b, t, c, nh, pad) in &CASES {
         let qkv = rng.vec(b * t * 3 * c, 1.5);
@@ -100,7 +102,7 @@ fn attention_backward_matches_cpu() {
         cmd.submit();
         assert_close(
             &format!("attn d {b}x{t}x{c}/{nh}"),
-            &gpu.read_f32_blocking(&dqkv),
+            &read_f32(gpu, &dqkv).await,
             &want,
             5e-5,
             5e-5,

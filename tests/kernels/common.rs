@@ -2,12 +2,12 @@
 //! (Included by several test crates, each using a subset.)
 #![allow(dead_code)]
 
-use std::sync::OnceLock;
-
-use wgtune::gpu::Gpu;
+use wgtune::gpu::{Gpu, Tensor};
 
 /// The process-wide GPU, or `None` (after printing why) when there is none and CI is not set.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn gpu() -> Option<&'static Gpu> {
+    use std::sync::OnceLock;
     static GPU: OnceLock<Option<Gpu>> = OnceLock::new();
     GPU.get_or_init(|| match Gpu::new_blocking() {
         Ok(g) => {
@@ -28,7 +28,48 @@ pub fn gpu() -> Option<&'static Gpu> {
     .as_ref()
 }
 
-/// Get the GPU or return from the test (see [`gpu`]).
+/// The page's GPU (WebGPU), opened by the first test and kept for the others. A browser
+/// without a WebGPU adapter fails the test: the browser run exists to exercise WebGPU.
+#[cfg(target_arch = "wasm32")]
+pub async fn gpu() -> &'static Gpu {
+    use std::cell::OnceCell;
+    // wgpu's web types are neither Send nor Sync: one GPU per (single-threaded) page.
+    thread_local! {
+        static GPU: OnceCell<&'static Gpu> = const { OnceCell::new() };
+    }
+    if let Some(g) = GPU.with(|c| c.get().copied()) {
+        return g;
+    }
+    let g = match Gpu::new().await {
+        Ok(g) => g,
+        Err(e) => panic!("no WebGPU adapter in this browser: {e}"),
+    };
+    // wgpu's web backend leaves the adapter's name and driver empty: ask the browser.
+    let info = browser_adapter_info().await.as_string().unwrap_or_default();
+    wasm_bindgen_test::console_log!(
+        "GPU tests on: {info} ({:?})\n{}",
+        g.adapter_info.backend,
+        wgtune::gpu::describe(&g)
+    );
+    let g: &'static Gpu = Box::leak(Box::new(g));
+    GPU.with(|c| *c.get_or_init(|| g))
+}
+
+#[cfg(target_arch = "wasm32")]
+#[wasm_bindgen::prelude::wasm_bindgen(inline_js = r#"
+export async function browser_adapter_info() {
+    const a = await navigator.gpu?.requestAdapter();
+    if (!a) return "no adapter";
+    const i = a.info ?? {};
+    return `${i.vendor} ${i.architecture} ${i.device} ${i.description}`.trim();
+}"#)]
+extern "C" {
+    /// The browser's own description of its WebGPU adapter (vendor, architecture, ...).
+    async fn browser_adapter_info() -> wasm_bindgen::JsValue;
+}
+
+/// Get the GPU or return from the (native) test (see [`gpu`]).
+#[cfg(not(target_arch = "wasm32"))]
 #[macro_export]
 macro_rules! gpu_or_skip {
     () => {
@@ -37,6 +78,67 @@ macro_rules! gpu_or_skip {
             None => return,
         }
     };
+}
+
+/// One GPU test for both targets from one body, `async fn body(gpu: &Gpu)`:
+/// `gpu_test!(test_name, body);` emits `test_name` as a native `#[test]` (blocking on the
+/// body with pollster, skipped or failed without an adapter as [`gpu_or_skip`] says) and as
+/// a `#[wasm_bindgen_test]` for the browser (failed without a WebGPU adapter). The body must
+/// be named differently from the test; read results with [`read_f32`] / [`read_words`].
+#[macro_export]
+macro_rules! gpu_test {
+    ($name:ident, $body:path) => {
+        #[cfg(not(target_arch = "wasm32"))]
+        #[test]
+        fn $name() {
+            let gpu = $crate::gpu_or_skip!();
+            pollster::block_on($body(gpu));
+        }
+
+        #[cfg(target_arch = "wasm32")]
+        #[wasm_bindgen_test::wasm_bindgen_test]
+        async fn $name() {
+            $body($crate::common::gpu().await).await;
+        }
+    };
+}
+
+/// Print a line on either target (stderr natively, the browser console / test output on wasm32).
+pub fn note(msg: &str) {
+    #[cfg(not(target_arch = "wasm32"))]
+    eprintln!("{msg}");
+    #[cfg(target_arch = "wasm32")]
+    wasm_bindgen_test::console_log!("{msg}");
+}
+
+/// Whether the device has `feature`; when not, says that `what` is skipped and why. For test
+/// paths that need an optional feature (e.g. `wgpu::Features::SHADER_F16`, which SwiftShader's
+/// WebGPU lacks): `if has_feature(gpu, SHADER_F16, "f16 matmul") { ... }`.
+pub fn has_feature(gpu: &Gpu, feature: wgpu::Features, what: &str) -> bool {
+    let has = gpu.features.contains(feature);
+    if !has {
+        let name = match feature {
+            wgpu::Features::SHADER_F16 => "shader-f16".to_string(),
+            wgpu::Features::SUBGROUP => "subgroups".to_string(),
+            wgpu::Features::TIMESTAMP_QUERY => "timestamp-query".to_string(),
+            f => format!("{f:?}"),
+        };
+        note(&format!(
+            "SKIPPING {what}: this {:?} adapter lacks the {name} feature",
+            gpu.adapter_info.backend
+        ));
+    }
+    has
+}
+
+/// A tensor's contents as f32, on either target.
+pub async fn read_f32(gpu: &Gpu, t: &Tensor) -> Vec<f32> {
+    gpu.read_f32(t).await.expect("GPU read-back")
+}
+
+/// A tensor's contents as raw 32-bit words, on either target.
+pub async fn read_words(gpu: &Gpu, t: &Tensor) -> Vec<u32> {
+    gpu.read_words(t).await.expect("GPU read-back")
 }
 
 /// Small deterministic generator (SplitMix64): tests need no `rand` dependency.

@@ -1,15 +1,18 @@
-use crate::common::{Rng, assert_close};
-use crate::gpu_or_skip;
+use crate::common::{Rng, assert_close, read_f32};
+use crate::gpu_test;
 use wgtune::cpu;
+use wgtune::gpu::Gpu;
 use wgtune::kernels::cross_entropy::{IGNORE_INDEX, lm_head_loss};
 
+gpu_test!(
+    lm_head_loss_and_gradient_match_cpu_across_chunkings,
+    check_lm_head_loss
+);
 /// The tied LM head + cross-entropy in vocabulary chunks against full logits on the CPU.
 /// Vocabularies 1 (one partial chunk), 50 and 1000 (several chunks, a partial last one) and
 /// GPT-2's 50257. The gradient comes from the one-sweep online form (flash-attention style). Losses: logsumexp over V in f32 → 1e-5·(1+|loss|). dx: sums over V of
 /// probabilities times wte → 1e-5 abs + 1e-4 rel.
-#[test]
-fn lm_head_loss_and_gradient_match_cpu_across_chunkings() {
-    let gpu = gpu_or_skip!();
+async fn check_lm_head_loss(gpu: &Gpu) {
     let mut rng = Rng::new(11);
     for &(rows, c, vocab, chunk) in &[
         (3, 8, 1, 64),
@@ -91,14 +94,14 @@ fn lm_head_loss_and_gradient_match_cpu_across_chunkings() {
         let name = format!("ce rows={rows} C={c} V={vocab} chunk={chunk}");
         assert_close(
             &format!("{name} loss"),
-            &gpu.read_f32_blocking(&loss),
+            &read_f32(gpu, &loss).await,
             &want_loss,
             1e-5,
             1e-5,
         );
         assert_close(
             &format!("{name} dx"),
-            &gpu.read_f32_blocking(&dx),
+            &read_f32(gpu, &dx).await,
             &want_dx,
             1e-5,
             1e-4,

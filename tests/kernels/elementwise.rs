@@ -1,12 +1,12 @@
-use crate::common::{Rng, assert_close};
-use crate::gpu_or_skip;
+use crate::common::{Rng, assert_close, read_f32};
+use crate::gpu_test;
+use wgtune::gpu::Gpu;
 use wgtune::{cpu, kernels};
 
+gpu_test!(gelu_forward_and_backward_match_cpu, check_gelu);
 /// f32 arithmetic and the GPU tanh (a few ulp) vs f64: 2e-6 absolute + relative, tight enough
 /// to catch a wrong constant in the 4th significant digit.
-#[test]
-fn gelu_forward_and_backward_match_cpu() {
-    let gpu = gpu_or_skip!();
+async fn check_gelu(gpu: &Gpu) {
     let mut rng = Rng::new(4);
     for &n in &[1usize, 3, 1000, 70001] {
         let mut x = rng.vec(n, 5.0);
@@ -26,15 +26,14 @@ fn gelu_forward_and_backward_match_cpu() {
         kernels::elementwise::gelu_forward(&mut cmd, &gy, &gx, n);
         kernels::elementwise::gelu_backward(&mut cmd, &gdx, &gx, &gpu.upload_f32(&dout), n, true);
         cmd.submit();
-        assert_close("gelu", &gpu.read_f32_blocking(&gy), &want_y, 2e-6, 2e-6);
-        assert_close("gelu'", &gpu.read_f32_blocking(&gdx), &want_dx, 2e-6, 2e-6);
+        assert_close("gelu", &read_f32(gpu, &gy).await, &want_y, 2e-6, 2e-6);
+        assert_close("gelu'", &read_f32(gpu, &gdx).await, &want_dx, 2e-6, 2e-6);
     }
 }
 
+gpu_test!(add_matches_cpu, check_add);
 /// One f32 addition: exact.
-#[test]
-fn add_matches_cpu() {
-    let gpu = gpu_or_skip!();
+async fn check_add(gpu: &Gpu) {
     let mut rng = Rng::new(5);
     for &n in &[1usize, 17, 5000] {
         let (a, b) = (rng.vec(n, 1.0), rng.vec(n, 1.0));
@@ -43,11 +42,12 @@ fn add_matches_cpu() {
         let mut cmd = gpu.commands();
         kernels::elementwise::add(&mut cmd, &out, &gpu.upload_f32(&a), &gpu.upload_f32(&b), n);
         cmd.submit();
-        assert_close("add", &gpu.read_f32_blocking(&out), &want, 0.0, 0.0);
+        assert_close("add", &read_f32(gpu, &out).await, &want, 0.0, 0.0);
     }
 }
 
-#[test]
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
 fn grid_folds_large_dispatches_within_limits() {
     for &n in &[
         1usize,

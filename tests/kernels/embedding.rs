@@ -1,11 +1,11 @@
-use crate::common::{Rng, assert_close};
-use crate::gpu_or_skip;
+use crate::common::{Rng, assert_close, read_f32};
+use crate::gpu_test;
+use wgtune::gpu::Gpu;
 use wgtune::{cpu, kernels};
 
+gpu_test!(embedding_forward_matches_cpu, check_embedding_forward);
 /// Exact: one f32 addition per element on both sides.
-#[test]
-fn embedding_forward_matches_cpu() {
-    let gpu = gpu_or_skip!();
+async fn check_embedding_forward(gpu: &Gpu) {
     let mut rng = Rng::new(1);
     for &(b, t, c, v, p, pos0) in &[
         (2, 5, 17, 50, 8, 0),
@@ -32,6 +32,6 @@ fn embedding_forward_matches_cpu() {
             pos0,
         );
         cmd.submit();
-        assert_close("embedding", &gpu.read_f32_blocking(&out), &want, 0.0, 0.0);
+        assert_close("embedding", &read_f32(gpu, &out).await, &want, 0.0, 0.0);
     }
 }

@@ -1,14 +1,14 @@
-use crate::common::{Rng, assert_close};
-use crate::gpu_or_skip;
+use crate::common::{Rng, assert_close, read_f32};
+use crate::gpu_test;
+use wgtune::gpu::Gpu;
 use wgtune::{cpu, kernels};
 
 const SHAPES: [(usize, usize); 5] = [(1, 3), (7, 17), (33, 96), (5, 768), (2, 1600)];
 
+gpu_test!(layernorm_forward_matches_cpu, check_layernorm_forward);
 /// f32 sums of C terms on the GPU vs f64 on the CPU: inputs of order 1 give outputs of
 /// order 1 with relative errors ~C·2⁻²⁴; 1e-5 absolute covers C = 1600 with margin.
-#[test]
-fn layernorm_forward_matches_cpu() {
-    let gpu = gpu_or_skip!();
+async fn check_layernorm_forward(gpu: &Gpu) {
     let mut rng = Rng::new(2);
     for &(n, c) in &SHAPES {
         // An offset mean exercises the two-pass variance.
@@ -33,16 +33,15 @@ fn layernorm_forward_matches_cpu() {
             1e-5,
         );
         cmd.submit();
-        assert_close("ln out", &gpu.read_f32_blocking(&go), &out, 1e-5, 1e-5);
-        assert_close("ln mean", &gpu.read_f32_blocking(&gm), &mean, 1e-6, 1e-5);
-        assert_close("ln rstd", &gpu.read_f32_blocking(&gr), &rstd, 1e-6, 1e-5);
+        assert_close("ln out", &read_f32(gpu, &go).await, &out, 1e-5, 1e-5);
+        assert_close("ln mean", &read_f32(gpu, &gm).await, &mean, 1e-6, 1e-5);
+        assert_close("ln rstd", &read_f32(gpu, &gr).await, &rstd, 1e-6, 1e-5);
     }
 }
 
+gpu_test!(layernorm_backward_matches_cpu, check_layernorm_backward);
 /// Same tolerance argument as the forward; gradients are of order 1.
-#[test]
-fn layernorm_backward_matches_cpu() {
-    let gpu = gpu_or_skip!();
+async fn check_layernorm_backward(gpu: &Gpu) {
     let mut rng = Rng::new(3);
     for &(n, c) in &SHAPES {
         for accumulate in [false, true] {
@@ -74,7 +73,7 @@ fn layernorm_backward_matches_cpu() {
                 accumulate,
             );
             cmd.submit();
-            assert_close("ln dx", &gpu.read_f32_blocking(&dx), &want, 2e-5, 1e-4);
+            assert_close("ln dx", &read_f32(gpu, &dx).await, &want, 2e-5, 1e-4);
         }
     }
 }

@@ -1,13 +1,13 @@
-use crate::common::{Rng, assert_close};
-use crate::gpu_or_skip;
+use crate::common::{Rng, assert_close, read_f32};
+use crate::gpu_test;
 use wgtune::cpu;
+use wgtune::gpu::Gpu;
 use wgtune::kernels::lora::{LoraDims, dropout, lora_backward, lora_forward};
 
+gpu_test!(dropout_mask_is_reproducible_and_matches_cpu, check_dropout);
 /// The GPU and CPU dropout masks are bit-identical for the same seed, and the keep rate is
 /// 1 - p within sampling error.
-#[test]
-fn dropout_mask_is_reproducible_and_matches_cpu() {
-    let gpu = gpu_or_skip!();
+async fn check_dropout(gpu: &Gpu) {
     let n = 10_007;
     let x = vec![1.0f32; n];
     for &(p, seed) in &[(0.1f32, 0u32), (0.5, 12345), (0.05, 7)] {
@@ -16,7 +16,7 @@ fn dropout_mask_is_reproducible_and_matches_cpu() {
         let mut cmd = gpu.commands();
         dropout(&mut cmd, &out, &gpu.upload_f32(&x), n, p, seed, false);
         cmd.submit();
-        let got = gpu.read_f32_blocking(&out);
+        let got = read_f32(gpu, &out).await;
         assert_close("dropout", &got, &want, 0.0, 0.0);
         let kept = got.iter().filter(|&&v| v != 0.0).count() as f32 / n as f32;
         assert!(
@@ -26,11 +26,10 @@ fn dropout_mask_is_reproducible_and_matches_cpu() {
     }
 }
 
+gpu_test!(lora_forward_and_backward_match_cpu, check_lora);
 /// LoRA forward and backward (with and without dropout) against the CPU composition of the
 /// same gemms: sums over K, N or M terms of order-1 values → 2e-5 abs + 1e-4 rel.
-#[test]
-fn lora_forward_and_backward_match_cpu() {
-    let gpu = gpu_or_skip!();
+async fn check_lora(gpu: &Gpu) {
     let mut rng = Rng::new(12);
     for &(m, k, n, r, p_drop) in &[
         (5, 17, 33, 4, 0.0f32),
@@ -107,35 +106,35 @@ fn lora_forward_and_backward_match_cpu() {
         let name = format!("lora m={m} k={k} n={n} r={r} p={p_drop}");
         assert_close(
             &format!("{name} y"),
-            &gpu.read_f32_blocking(&gy),
+            &read_f32(gpu, &gy).await,
             &want_y,
             2e-5,
             1e-4,
         );
         assert_close(
             &format!("{name} u"),
-            &gpu.read_f32_blocking(&gu),
+            &read_f32(gpu, &gu).await,
             &u,
             2e-5,
             1e-4,
         );
         assert_close(
             &format!("{name} dx"),
-            &gpu.read_f32_blocking(&gdx),
+            &read_f32(gpu, &gdx).await,
             &want_dx,
             2e-5,
             1e-4,
         );
         assert_close(
             &format!("{name} dA"),
-            &gpu.read_f32_blocking(&gda),
+            &read_f32(gpu, &gda).await,
             &want_da,
             2e-5,
             1e-4,
         );
         assert_close(
             &format!("{name} dB"),
-            &gpu.read_f32_blocking(&gdb),
+            &read_f32(gpu, &gdb).await,
             &want_db,
             2e-5,
             1e-4,

@@ -1,6 +1,10 @@
 //! GPU kernels against their CPU references (`wgtune::cpu`), on random data and odd shapes.
 //! Runs on whatever adapter wgpu finds (lavapipe in CI). Without an adapter the tests fail
 //! when CI=true and are skipped with a message otherwise.
+//!
+//! The same tests run in a browser over WebGPU (`scripts/test-browser-kernels.sh`): each GPU
+//! test body is an `async fn(&Gpu)` that `gpu_test!` turns into a native `#[test]` and a
+//! `#[wasm_bindgen_test]`. There a missing WebGPU adapter fails the test.
 
 mod common;
 
@@ -10,6 +14,11 @@ mod elementwise;
 mod embedding;
 mod layernorm;
 mod lora;
+// Native only until converted to `gpu_test!` like the others.
+#[cfg(not(target_arch = "wasm32"))]
 mod matmul;
 mod nf4;
 mod optim;
+
+#[cfg(target_arch = "wasm32")]
+wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);

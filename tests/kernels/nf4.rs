@@ -1,12 +1,15 @@
-use crate::common::Rng;
-use crate::gpu_or_skip;
+use crate::common::{Rng, read_f32, read_words};
+use crate::gpu_test;
+use wgtune::gpu::Gpu;
 use wgtune::{kernels, nf4};
 
+gpu_test!(
+    gpu_quantization_is_bit_identical_to_cpu,
+    check_gpu_quantization
+);
 /// The GPU quantizer is bit-identical to the CPU one (packed bytes and absmax), including
 /// blocks that straddle rows, a partial last block, an odd element count and zero blocks.
-#[test]
-fn gpu_quantization_is_bit_identical_to_cpu() {
-    let gpu = gpu_or_skip!();
+async fn check_gpu_quantization(gpu: &Gpu) {
     let mut rng = Rng::new(14);
     for &(k_in, n_out) in &[(1, 1), (3, 5), (17, 50), (96, 288), (64, 64), (768, 33)] {
         let mut w = rng.vec(k_in * n_out, 0.1);
@@ -19,14 +22,14 @@ fn gpu_quantization_is_bit_identical_to_cpu() {
         let mut cmd = gpu.commands();
         kernels::nf4::quantize_conv1d(&mut cmd, &packed, &absmax, &gpu.upload_f32(&w), k_in, n_out);
         cmd.submit();
-        let words = gpu.read_words_blocking(&packed);
+        let words = read_words(gpu, &packed).await;
         let bytes: &[u8] = bytemuck::cast_slice(&words);
         assert_eq!(
             &bytes[..want.packed.len()],
             &want.packed[..],
             "packed {k_in}x{n_out}"
         );
-        let got_absmax = gpu.read_f32_blocking(&absmax);
+        let got_absmax = read_f32(gpu, &absmax).await;
         assert_eq!(got_absmax.len(), want.absmax.len());
         for (g, w) in got_absmax.iter().zip(&want.absmax) {
             assert_eq!(g.to_bits(), w.to_bits(), "absmax {k_in}x{n_out}");
@@ -47,12 +50,9 @@ struct BnbCase {
 }
 
 fn bnb_cases() -> Vec<BnbCase> {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/nf4/nf4_reference.safetensors"
-    );
-    let bytes = std::fs::read(path).expect("NF4 fixture");
-    let st = safetensors::SafeTensors::deserialize(&bytes).expect("NF4 fixture parses");
+    // Compiled in (230 KB): the browser has no file system to read it from.
+    let bytes = include_bytes!("../fixtures/nf4/nf4_reference.safetensors");
+    let st = safetensors::SafeTensors::deserialize(bytes).expect("NF4 fixture parses");
     let f32s =
         |name: &str| -> Vec<f32> { bytemuck::pod_collect_to_vec(st.tensor(name).unwrap().data()) };
     let mut names: Vec<String> = st
@@ -94,7 +94,8 @@ fn bits(v: &[f32]) -> Vec<u32> {
 /// The CPU quantizer reproduces bitsandbytes' packed bytes and absmax bit for bit (blocks
 /// straddling rows, a partial last block, an odd count, exact zeros and an all-zero block),
 /// and its dequantization equals the reference `code[nibble] * absmax`.
-#[test]
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
 fn cpu_quantization_is_bit_identical_to_bitsandbytes() {
     for case in bnb_cases() {
         let q = nf4::quantize_conv1d(&case.weight, case.k_in, case.n_out);
@@ -106,10 +107,12 @@ fn cpu_quantization_is_bit_identical_to_bitsandbytes() {
     }
 }
 
+gpu_test!(
+    gpu_quantization_is_bit_identical_to_bitsandbytes,
+    check_gpu_quantization_vs_bitsandbytes
+);
 /// The GPU quantizer reproduces the same bitsandbytes bytes.
-#[test]
-fn gpu_quantization_is_bit_identical_to_bitsandbytes() {
-    let gpu = gpu_or_skip!();
+async fn check_gpu_quantization_vs_bitsandbytes(gpu: &Gpu) {
     for case in bnb_cases() {
         let numel = case.k_in * case.n_out;
         let (packed, absmax) = kernels::nf4::alloc(gpu, numel);
@@ -123,7 +126,7 @@ fn gpu_quantization_is_bit_identical_to_bitsandbytes() {
             case.n_out,
         );
         cmd.submit();
-        let words = gpu.read_words_blocking(&packed);
+        let words = read_words(gpu, &packed).await;
         let bytes: &[u8] = bytemuck::cast_slice(&words);
         assert_eq!(
             &bytes[..case.packed.len()],
@@ -132,7 +135,7 @@ fn gpu_quantization_is_bit_identical_to_bitsandbytes() {
             case.name
         );
         assert_eq!(
-            bits(&gpu.read_f32_blocking(&absmax)),
+            bits(&read_f32(gpu, &absmax).await),
             bits(&case.absmax),
             "{}: absmax",
             case.name

@@ -1,13 +1,16 @@
-use crate::common::{Rng, assert_close};
-use crate::gpu_or_skip;
+use crate::common::{Rng, assert_close, read_f32};
+use crate::gpu_test;
 use wgtune::cpu;
+use wgtune::gpu::Gpu;
 use wgtune::kernels::optim::{AdamW, NORM_PARTIALS, adamw, grad_norm};
 
+gpu_test!(
+    grad_norm_clipping_and_adamw_steps_match_cpu,
+    check_grad_norm_and_adamw
+);
 /// Norm: a sum of n squares in f32 (tree) vs f64 → 1e-5 relative. AdamW: identical f32
 /// formulas, but sqrt/division may differ by an ulp → 1e-6 abs + 1e-5 rel after 5 steps.
-#[test]
-fn grad_norm_clipping_and_adamw_steps_match_cpu() {
-    let gpu = gpu_or_skip!();
+async fn check_grad_norm_and_adamw(gpu: &Gpu) {
     let mut rng = Rng::new(13);
     for &(n, max_norm, wd) in &[
         (1usize, 1.0f32, 0.0f32),
@@ -39,27 +42,27 @@ fn grad_norm_clipping_and_adamw_steps_match_cpu() {
             grad_norm(&mut cmd, &norm, &partials, &gg, n, max_norm);
             adamw(&mut cmd, &gp, &gm, &gv, &gg, &norm, n, &h);
             cmd.submit();
-            let got = gpu.read_f32_blocking(&norm);
+            let got = read_f32(gpu, &norm).await;
             assert_close("grad norm", &got[..1], &[want_norm], 0.0, 1e-5);
             assert_close("clip coef", &got[1..], &[coef], 0.0, 1e-5);
         }
         assert_close(
             &format!("adamw p n={n}"),
-            &gpu.read_f32_blocking(&gp),
+            &read_f32(gpu, &gp).await,
             &p,
             1e-6,
             1e-5,
         );
         assert_close(
             &format!("adamw m n={n}"),
-            &gpu.read_f32_blocking(&gm),
+            &read_f32(gpu, &gm).await,
             &m,
             1e-6,
             1e-5,
         );
         assert_close(
             &format!("adamw v n={n}"),
-            &gpu.read_f32_blocking(&gv),
+            &read_f32(gpu, &gv).await,
             &v,
             1e-7,
             1e-5,
