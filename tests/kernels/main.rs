@@ -14,8 +14,6 @@ mod elementwise;
 mod embedding;
 mod layernorm;
 mod lora;
-// Native only until converted to `gpu_test!` like the others.
-#[cfg(not(target_arch = "wasm32"))]
 mod matmul;
 mod nf4;
 mod optim;

@@ -1,5 +1,6 @@
-use crate::common::{Rng, assert_within};
-use crate::gpu_or_skip;
+use crate::common::{Rng, assert_within, read_f32};
+use crate::gpu_test;
+use wgtune::gpu::Gpu;
 use wgtune::kernels::matmul::{Gemm, Weight, gemm, linear_backward_input, linear_forward};
 use wgtune::{cpu, kernels, nf4};
 
@@ -28,9 +29,8 @@ fn tolerance(abs_sum: &[f32], k: usize) -> Vec<f32> {
         .collect()
 }
 
-#[test]
-fn gemm_f32_matches_cpu_for_every_transpose_and_epilogue() {
-    let gpu = gpu_or_skip!();
+gpu_test!(gemm_f32_matches_cpu_for_every_transpose_and_epilogue, check_gemm_f32_matches_cpu_for_every_transpose_and_epilogue);
+async fn check_gemm_f32_matches_cpu_for_every_transpose_and_epilogue(gpu: &Gpu) {
     let mut rng = Rng::new(6);
     for &(m, n, k) in &SHAPES {
         for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
@@ -64,7 +64,7 @@ fn gemm_f32_matches_cpu_for_every_transpose_and_epilogue() {
                 .for_each(|(t, c)| *t += 2.0 * f32::EPSILON * (c.abs() + 1.0));
             assert_within(
                 &format!("gemm {m}x{n}x{k} ta={ta} tb={tb}"),
-                &gpu.read_f32_blocking(&c),
+                &read_f32(gpu, &c).await,
                 &want,
                 &tol,
             );
@@ -72,10 +72,9 @@ fn gemm_f32_matches_cpu_for_every_transpose_and_epilogue() {
     }
 }
 
+gpu_test!(gemm_overwrite_ignores_nan_in_output, check_gemm_overwrite_ignores_nan_in_output);
 /// beta = 0 must ignore whatever the output buffer held (pooled buffers hold garbage).
-#[test]
-fn gemm_overwrite_ignores_nan_in_output() {
-    let gpu = gpu_or_skip!();
+async fn check_gemm_overwrite_ignores_nan_in_output(gpu: &Gpu) {
     let (m, n, k) = (5, 7, 3);
     let mut rng = Rng::new(7);
     let (a, b) = (rng.vec(m * k, 1.0), rng.vec(k * n, 1.0));
@@ -93,14 +92,13 @@ fn gemm_overwrite_ignores_nan_in_output() {
     let mut want = vec![0.0; m * n];
     cpu::matmul::gemm(&mut want, &a, &b, None, m, n, k, false, false, 1.0, 0.0);
     let tol = tolerance(&cpu::matmul::gemm_abs(&a, &b, m, n, k, false, false), k);
-    assert_within("gemm beta=0", &gpu.read_f32_blocking(&c), &want, &tol);
+    assert_within("gemm beta=0", &read_f32(gpu, &c).await, &want, &tol);
 }
 
+gpu_test!(linear_forward_and_backward_match_cpu_for_each_weight_format, check_linear_forward_and_backward_match_cpu_for_each_weight_format);
 /// Linear layers over f32, f16 and NF4 weights, forward and input-gradient, against the CPU
 /// gemm over the same weights dequantized on the CPU (so only the matmul is under test).
-#[test]
-fn linear_forward_and_backward_match_cpu_for_each_weight_format() {
-    let gpu = gpu_or_skip!();
+async fn check_linear_forward_and_backward_match_cpu_for_each_weight_format(gpu: &Gpu) {
     let mut rng = Rng::new(8);
     // (M, in, out): in not a multiple of 64 makes NF4 blocks straddle rows.
     for &(m, k_in, n_out) in &[
@@ -196,7 +194,7 @@ fn linear_forward_and_backward_match_cpu_for_each_weight_format() {
             tol.iter_mut().for_each(|t| *t += 1e-6);
             assert_within(
                 &format!("{format} forward {m}x{k_in}x{n_out}"),
-                &gpu.read_f32_blocking(&y),
+                &read_f32(gpu, &y).await,
                 &want_y,
                 &tol,
             );
@@ -209,7 +207,7 @@ fn linear_forward_and_backward_match_cpu_for_each_weight_format() {
                 .for_each(|(t, c)| *t += 2.0 * f32::EPSILON * (c.abs() + 1.0));
             assert_within(
                 &format!("{format} backward {m}x{k_in}x{n_out}"),
-                &gpu.read_f32_blocking(&dx),
+                &read_f32(gpu, &dx).await,
                 &want_dx,
                 &tol,
             );
