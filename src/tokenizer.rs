@@ -49,7 +49,8 @@ impl Tokenizer {
 
     /// GPT-2's tokenizer from its vocabulary and merges files.
     pub fn from_vocab_merges(vocab: &Path, merges: &Path) -> Result<Self> {
-        let read = |p: &Path| std::fs::read(p).map_err(|e| err!("{}: cannot read: {e}", p.display()));
+        let read =
+            |p: &Path| std::fs::read(p).map_err(|e| err!("{}: cannot read: {e}", p.display()));
         Self::from_vocab_merges_bytes(&read(vocab)?, &read(merges)?, vocab, merges)
     }
 
@@ -61,8 +62,8 @@ impl Tokenizer {
         vocab_path: &Path,
         merges_path: &Path,
     ) -> Result<Self> {
-        let map: std::collections::HashMap<String, u32> = serde_json::from_slice(vocab)
-            .map_err(|e| {
+        let map: std::collections::HashMap<String, u32> =
+            serde_json::from_slice(vocab).map_err(|e| {
                 err!(
                     "{}: not a vocabulary (a JSON object of token -> id): {e}",
                     vocab_path.display()

@@ -125,7 +125,11 @@ pub fn App() -> impl IntoView {
                         i.device_type,
                         l.max_buffer_size >> 20,
                         l.max_storage_buffer_binding_size >> 20,
-                        if gpu.features.contains(wgpu::Features::SHADER_F16) { "yes" } else { "no" },
+                        if gpu.features.contains(wgpu::Features::SHADER_F16) {
+                            "yes"
+                        } else {
+                            "no"
+                        },
                     ));
                     ui.webgpu.set(Some(Ok(())));
                 }

@@ -88,14 +88,25 @@ pub async fn fetch_cached(url: &str, progress: Progress<'_>) -> Result<Option<Ve
     }
     let resp: Response = JsFuture::from(window().fetch_with_str(url))
         .await
-        .map_err(|e| js_err(&format!("{url}: cannot download (offline, or the server refuses cross-origin requests?)"), e))?
+        .map_err(|e| {
+            js_err(
+                &format!(
+                    "{url}: cannot download (offline, or the server refuses cross-origin requests?)"
+                ),
+                e,
+            )
+        })?
         .dyn_into()
         .map_err(|e| js_err(url, e))?;
     if resp.status() == 404 {
         return Ok(None);
     }
     if !resp.ok() {
-        return Err(format!("{url}: the server answered {} {}", resp.status(), resp.status_text()));
+        return Err(format!(
+            "{url}: the server answered {} {}",
+            resp.status(),
+            resp.status_text()
+        ));
     }
     let mut bytes = read_body(url, &resp, progress).await?;
     if let Some(cache) = &cache {
@@ -121,7 +132,7 @@ async fn read_body(url: &str, resp: &Response, progress: Progress<'_>) -> Result
     let reader: web_sys::ReadableStreamDefaultReader = body
         .get_reader()
         .dyn_into()
-        .map_err(|e| js_err(url, e))?;
+        .map_err(|e| js_err(url, e.into()))?;
     let mut out = Vec::with_capacity(total.unwrap_or(0) as usize);
     progress(0, total);
     loop {
@@ -147,15 +158,15 @@ pub fn download(name: &str, bytes: &[u8], mime: &str) -> Result<(), String> {
     parts.push(&Uint8Array::from(bytes));
     let opts = BlobPropertyBag::new();
     opts.set_type(mime);
-    let blob = Blob::new_with_u8_array_sequence_and_options(&parts, &opts)
-        .map_err(|e| js_err(name, e))?;
+    let blob =
+        Blob::new_with_u8_array_sequence_and_options(&parts, &opts).map_err(|e| js_err(name, e))?;
     let url = Url::create_object_url_with_blob(&blob).map_err(|e| js_err(name, e))?;
     let doc = window().document().expect("a document");
     let a: web_sys::HtmlAnchorElement = doc
         .create_element("a")
         .map_err(|e| js_err(name, e))?
         .dyn_into()
-        .map_err(|e| js_err(name, e))?;
+        .map_err(|e| js_err(name, e.into()))?;
     a.set_href(&url);
     a.set_download(name);
     a.click();

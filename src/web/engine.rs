@@ -140,8 +140,9 @@ pub fn install_model(
         s.model = None;
         s.adapter = None;
     });
-    let file = SafetensorsFile::from_bytes(&Path::new(name).join("model.safetensors"), files.weights)
-        .map_err(|e| e.to_string())?;
+    let file =
+        SafetensorsFile::from_bytes(&Path::new(name).join("model.safetensors"), files.weights)
+            .map_err(|e| e.to_string())?;
     let model = Gpt2::load(gpu, config, &file, quant).map_err(|e| e.to_string())?;
     let loaded = Rc::new(LoadedModel {
         model,
@@ -153,9 +154,16 @@ pub fn install_model(
 }
 
 /// Parse a JSONL file and keep it as the training data.
-pub fn install_data(name: &str, bytes: &[u8], format: Option<Format>) -> Result<Rc<LoadedData>, String> {
+pub fn install_data(
+    name: &str,
+    bytes: &[u8],
+    format: Option<Format>,
+) -> Result<Rc<LoadedData>, String> {
     let text = std::str::from_utf8(bytes).map_err(|e| {
-        let line = 1 + bytes[..e.valid_up_to()].iter().filter(|&&b| b == b'\n').count();
+        let line = 1 + bytes[..e.valid_up_to()]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count();
         format!("{name}:{line}: not UTF-8 text (save the file as UTF-8)")
     })?;
     let dataset = parse_jsonl(text, name, format).map_err(|e| e.to_string())?;

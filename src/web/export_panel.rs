@@ -44,9 +44,11 @@ fn save(which: Which) -> Result<(), String> {
 pub fn view(ui: Ui) -> impl IntoView {
     let status = RwSignal::new(String::new());
     let click = move |which: Which| {
-        move |_| match save(which) {
+        move |_| {
+            match save(which) {
             Ok(()) => status.set("saved: put both files in one folder and load it with PeftModel.from_pretrained(model, folder) or wgtune eval --adapter folder".into()),
             Err(e) => status.set(format!("error: {e}")),
+        }
         }
     };
     view! {

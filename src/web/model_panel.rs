@@ -75,7 +75,9 @@ pub fn view(ui: Ui) -> impl IntoView {
     };
     let load_preset = move |_| {
         let id = hub_id(&preset.get_untracked()).to_string();
-        load(Source::Url(format!("https://huggingface.co/{id}/resolve/main")));
+        load(Source::Url(format!(
+            "https://huggingface.co/{id}/resolve/main"
+        )));
     };
     view! {
         <section id="model">

@@ -3,6 +3,7 @@
 //! pause / stop between steps, validation losses for the chart, and at the end the loss over
 //! the whole data file with the trained adapter (the figure `wgtune eval --adapter` gives).
 
+use leptos::prelude::*;
 use wgtune::lora::{Layout, init_params, trainable_line};
 use wgtune::model::Quant;
 use wgtune::model::eval::eval_loss;
@@ -50,7 +51,15 @@ pub async fn train(ui: Ui) -> Result<(), String> {
     let (train, val) = split_validation(all.clone(), s.val_split, s.seed);
     let lora = s.lora();
     let layout = Layout::new(cfg, &lora);
-    let est = memory::estimate(&gpu, &m.model, &layout, lora.r, s.batch_size, t, s.grad_checkpoint);
+    let est = memory::estimate(
+        &gpu,
+        &m.model,
+        &layout,
+        lora.r,
+        s.batch_size,
+        t,
+        s.grad_checkpoint,
+    );
     memory::check(&gpu, &m.model, &est, s.batch_size, t).map_err(|e| e.to_string())?;
     let params = init_params(&layout, lora.r, s.seed);
     let optim = OptimConfig {
@@ -118,11 +127,9 @@ pub async fn train(ui: Ui) -> Result<(), String> {
             }
             Control::Run => {}
         }
-        let due = |step: u32| step % eval_every == 0 || step as usize == total;
+        let due = |step: u32| step.is_multiple_of(eval_every) || step as usize == total;
         let r = session
-            .next_report(&gpu, |step| {
-                due(step) || engine::control() != Control::Run
-            })
+            .next_report(&gpu, |step| due(step) || engine::control() != Control::Run)
             .await
             .map_err(|e| e.to_string())?;
         if !r.loss.is_finite() || !r.grad_norm.is_finite() {
@@ -157,7 +164,9 @@ pub async fn train(ui: Ui) -> Result<(), String> {
                 "step {} of {total} · loss {:.4}{} · lr {:.2e} · grad norm {:.3}",
                 r.step,
                 r.loss,
-                val_loss.map(|l| format!(" · val {l:.4}")).unwrap_or_default(),
+                val_loss
+                    .map(|l| format!(" · val {l:.4}"))
+                    .unwrap_or_default(),
                 r.lr,
                 r.grad_norm
             );
@@ -175,9 +184,16 @@ pub async fn train(ui: Ui) -> Result<(), String> {
         v.status = format!("evaluating the adapter on {}…", d.name);
     });
     let adapter = GpuAdapter::new(&gpu, cfg, lora.clone(), &params);
-    let ev = eval_loss(&gpu, &m.model, Some(&adapter.as_ref()), &all, EVAL_BATCH, eos)
-        .await
-        .map_err(|e| format!("{}: {e}", d.name))?;
+    let ev = eval_loss(
+        &gpu,
+        &m.model,
+        Some(&adapter.as_ref()),
+        &all,
+        EVAL_BATCH,
+        eos,
+    )
+    .await
+    .map_err(|e| format!("{}: {e}", d.name))?;
     engine::set_adapter(Some(TrainedAdapter {
         lora,
         params,

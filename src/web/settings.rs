@@ -95,13 +95,18 @@ impl Settings {
             out.push(format!("learning rate {} must be in (0, 1]", self.lr));
         }
         if self.batch_size == 0 || self.grad_accum == 0 || self.seq_len == 0 {
-            out.push("batch size, gradient accumulation and sequence length must be at least 1".into());
+            out.push(
+                "batch size, gradient accumulation and sequence length must be at least 1".into(),
+            );
         }
         if self.max_steps == 0 && self.epochs == 0 {
             out.push("set max steps or epochs above 0".into());
         }
         if !(0.0..1.0).contains(&self.val_split) {
-            out.push(format!("validation split {} must be in [0, 1)", self.val_split));
+            out.push(format!(
+                "validation split {} must be in [0, 1)",
+                self.val_split
+            ));
         }
         if self.weight_decay.is_nan() || self.weight_decay < 0.0 {
             out.push("weight decay must be >= 0".into());

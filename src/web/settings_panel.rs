@@ -107,13 +107,25 @@ pub fn view(ui: Ui) -> impl IntoView {
         let Some(gpu) = engine::gpu_now() else {
             return String::new();
         };
-        let est = estimate(&gpu, &m.model, &layout, s.rank, s.batch_size, t, s.grad_checkpoint);
+        let est = estimate(
+            &gpu,
+            &m.model,
+            &layout,
+            s.rank,
+            s.batch_size,
+            t,
+            s.grad_checkpoint,
+        );
         format!(
             "{} · batches of {} × {} tokens{} · {}",
             trainable_line(layout.trainable, info.params),
             s.batch_size,
             t,
-            if s.grad_checkpoint { " with gradient checkpointing" } else { "" },
+            if s.grad_checkpoint {
+                " with gradient checkpointing"
+            } else {
+                ""
+            },
             est.line()
         )
     };

@@ -37,9 +37,8 @@ pub fn view(ui: Ui) -> impl IntoView {
         engine::set_control(next);
     };
     let stop = move |_| engine::set_control(Control::Stop);
-    let can_start = move || {
-        ui.model.with(|m| m.is_some()) && ui.data.with(|d| d.is_some()) && !running()
-    };
+    let can_start =
+        move || ui.model.with(|m| m.is_some()) && ui.data.with(|d| d.is_some()) && !running();
     view! {
         <section id="train">
             <h2>"4 · Train"</h2>

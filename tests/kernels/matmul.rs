@@ -29,7 +29,10 @@ fn tolerance(abs_sum: &[f32], k: usize) -> Vec<f32> {
         .collect()
 }
 
-gpu_test!(gemm_f32_matches_cpu_for_every_transpose_and_epilogue, check_gemm_f32_matches_cpu_for_every_transpose_and_epilogue);
+gpu_test!(
+    gemm_f32_matches_cpu_for_every_transpose_and_epilogue,
+    check_gemm_f32_matches_cpu_for_every_transpose_and_epilogue
+);
 async fn check_gemm_f32_matches_cpu_for_every_transpose_and_epilogue(gpu: &Gpu) {
     let mut rng = Rng::new(6);
     for &(m, n, k) in &SHAPES {
@@ -72,7 +75,10 @@ async fn check_gemm_f32_matches_cpu_for_every_transpose_and_epilogue(gpu: &Gpu) 
     }
 }
 
-gpu_test!(gemm_overwrite_ignores_nan_in_output, check_gemm_overwrite_ignores_nan_in_output);
+gpu_test!(
+    gemm_overwrite_ignores_nan_in_output,
+    check_gemm_overwrite_ignores_nan_in_output
+);
 /// beta = 0 must ignore whatever the output buffer held (pooled buffers hold garbage).
 async fn check_gemm_overwrite_ignores_nan_in_output(gpu: &Gpu) {
     let (m, n, k) = (5, 7, 3);
@@ -95,7 +101,10 @@ async fn check_gemm_overwrite_ignores_nan_in_output(gpu: &Gpu) {
     assert_within("gemm beta=0", &read_f32(gpu, &c).await, &want, &tol);
 }
 
-gpu_test!(linear_forward_and_backward_match_cpu_for_each_weight_format, check_linear_forward_and_backward_match_cpu_for_each_weight_format);
+gpu_test!(
+    linear_forward_and_backward_match_cpu_for_each_weight_format,
+    check_linear_forward_and_backward_match_cpu_for_each_weight_format
+);
 /// Linear layers over f32, f16 and NF4 weights, forward and input-gradient, against the CPU
 /// gemm over the same weights dequantized on the CPU (so only the matmul is under test).
 async fn check_linear_forward_and_backward_match_cpu_for_each_weight_format(gpu: &Gpu) {
