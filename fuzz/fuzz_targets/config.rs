@@ -35,12 +35,12 @@ fn check_layout(model: &Gpt2Config, cfg: &LoraConfig) {
     for s in &layout.slots {
         assert!(s.layer < model.n_layer);
         assert_eq!((s.k_in, s.n_out), s.module.dims(model.n_embd));
-        assert!(s.a >= end && s.a % 64 == 0 && s.b % 64 == 0);
+        assert!(s.a >= end && s.a.is_multiple_of(64) && s.b.is_multiple_of(64));
         assert!(s.b >= s.a + cfg.r * s.k_in);
         end = s.b + s.n_out * cfg.r;
         trainable += cfg.r * (s.k_in + s.n_out);
     }
-    assert!(layout.len >= end && layout.len % 64 == 0);
+    assert!(layout.len >= end && layout.len.is_multiple_of(64));
     assert_eq!(layout.trainable, trainable);
 }
 
@@ -51,7 +51,7 @@ fuzz_target!(|data: &[u8]| {
 
     if let Ok(model) = Gpt2Config::from_json(text, Path::new("config.json")) {
         let hd = model.head_dim();
-        assert!(hd >= 1 && hd <= MAX_HEAD_DIM);
+        assert!((1..=MAX_HEAD_DIM).contains(&hd));
         assert_eq!(hd * model.n_head, model.n_embd);
         assert!(model.num_params() >= model.vocab_size * model.n_embd);
         assert!((model.eos() as usize) < model.vocab_size);

@@ -65,7 +65,7 @@ fn check_segments(f: Format, segs: &Segments) {
             assert!(prompt.ends_with("### Response:\n"));
         }
         Format::Messages => {
-            assert!(!segs.is_empty() && segs.len() % 2 == 0);
+            assert!(!segs.is_empty() && segs.len().is_multiple_of(2));
             for pair in segs.chunks(2) {
                 assert!(!pair[0].1, "a role is never trained");
                 assert!(pair[0].0.ends_with(": ") && pair[1].0.ends_with('\n'));
