@@ -17,9 +17,10 @@ pub const CONFIG_FILE: &str = "adapter_config.json";
 pub const WEIGHTS_FILE: &str = "adapter_model.safetensors";
 
 /// An f32 as the JSON number a Python float of the same decimal would be (0.05, not
-/// 0.05000000074505806); integral values as integers when `int_if_integral`.
+/// 0.05000000074505806); integral values as integers when `int_if_integral` (up to 2^53,
+/// beyond which `as i64` would saturate and a reader's float would lose digits).
 fn json_number(v: f32, int_if_integral: bool) -> Value {
-    if int_if_integral && v.fract() == 0.0 {
+    if int_if_integral && v.fract() == 0.0 && v.abs() <= 9_007_199_254_740_992.0 {
         json!(v as i64)
     } else {
         json!(v.to_string().parse::<f64>().unwrap_or(v as f64))

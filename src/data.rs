@@ -158,14 +158,19 @@ pub fn parse_jsonl(text: &str, name: &str, format: Option<Format>) -> Result<Dat
 /// Read and parse a JSONL file (native).
 pub fn read_jsonl(path: &Path, format: Option<Format>) -> Result<Dataset> {
     let bytes = std::fs::read(path).map_err(|e| err!("{}: cannot read: {e}", path.display()))?;
-    let text = String::from_utf8(bytes).map_err(|e| {
-        let line = 1 + e.as_bytes()[..e.utf8_error().valid_up_to()]
+    parse_jsonl_bytes(&bytes, &path.display().to_string(), format)
+}
+
+/// Parse JSONL bytes, reporting the line of the first invalid UTF-8 sequence.
+pub fn parse_jsonl_bytes(bytes: &[u8], name: &str, format: Option<Format>) -> Result<Dataset> {
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        let line = 1 + bytes[..e.valid_up_to()]
             .iter()
             .filter(|&&b| b == b'\n')
             .count();
-        err!("{}:{line}: not valid UTF-8", path.display())
+        err!("{name}:{line}: not valid UTF-8")
     })?;
-    parse_jsonl(&text, &path.display().to_string(), format)
+    parse_jsonl(text, name, format)
 }
 
 fn kind(v: &Value) -> &'static str {
@@ -215,12 +220,18 @@ fn segments(
                     ));
                 }
             };
-            let prompt = if input.is_empty() {
-                ALPACA_NO_INPUT.replace("{instruction}", instruction)
+            // Fill the template once, as Python's str.format: an instruction that contains
+            // "{input}" keeps it as written.
+            let (head, tail) = if input.is_empty() {
+                ALPACA_NO_INPUT
             } else {
                 ALPACA_WITH_INPUT
-                    .replace("{instruction}", instruction)
-                    .replace("{input}", input)
+            }
+            .split_once("{instruction}")
+            .expect("the template has {instruction}");
+            let prompt = match tail.split_once("{input}") {
+                Some((mid, end)) => format!("{head}{instruction}{mid}{input}{end}"),
+                None => format!("{head}{instruction}{tail}"),
             };
             vec![
                 (prompt, false),

@@ -7,6 +7,7 @@
 use crate::bail;
 use crate::error::Result;
 use crate::model::Gpt2Config;
+use crate::model::config::MAX_LAYERS;
 
 /// The Conv1D modules of a GPT-2 block, in PEFT's module order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -55,6 +56,9 @@ impl Module {
 /// such as `transformer.h.0.attn.c_attn`: any suffix of a module name after a dot matches).
 pub const TARGET_NAMES: [&str; 4] = ["c_attn", "c_proj", "c_fc", "all-linear"];
 
+/// The largest LoRA rank accepted (GPT-2 XL's width is 1600; a larger rank adds nothing).
+pub const MAX_RANK: usize = 4096;
+
 /// LoRA hyper-parameters (PEFT's LoraConfig fields of the same names).
 #[derive(Clone, Debug, PartialEq)]
 pub struct LoraConfig {
@@ -72,9 +76,12 @@ impl LoraConfig {
         if self.r == 0 {
             bail!("LoRA rank (--rank, r) must be at least 1, got 0");
         }
-        if self.lora_alpha.is_nan() || self.lora_alpha <= 0.0 {
+        if self.r > MAX_RANK {
+            bail!("LoRA rank {} is too large (at most {MAX_RANK})", self.r);
+        }
+        if !self.lora_alpha.is_finite() || self.lora_alpha <= 0.0 {
             bail!(
-                "LoRA alpha (--alpha, lora_alpha) must be positive, got {}",
+                "LoRA alpha (--alpha, lora_alpha) must be positive and finite, got {}",
                 self.lora_alpha
             );
         }
@@ -88,7 +95,7 @@ impl LoraConfig {
             bail!("no LoRA target modules; valid: {}", TARGET_NAMES.join(", "));
         }
         for t in &self.target_modules {
-            let any_layer = (0..1000).any(|l| Module::ALL.iter().any(|&m| matches(t, l, m)));
+            let any_layer = (0..MAX_LAYERS).any(|l| Module::ALL.iter().any(|&m| matches(t, l, m)));
             if !any_layer {
                 bail!(
                     "unknown LoRA target module {t:?}; valid for GPT-2: {}",

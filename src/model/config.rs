@@ -35,6 +35,10 @@ fn default_activation() -> String {
     "gelu_new".into()
 }
 
+/// Most transformer blocks a config may have (GPT-2 XL has 48); LoRA target names are
+/// matched against this many.
+pub const MAX_LAYERS: usize = 1000;
+
 /// Hub ids of the GPT-2 family, by their short names.
 pub const PRESETS: [(&str, &str); 5] = [
     ("distilgpt2", "distilbert/distilgpt2"),
@@ -124,6 +128,35 @@ impl Gpt2Config {
                 self.n_head
             );
         }
+        if self.n_layer > MAX_LAYERS {
+            bail!(
+                "{p}: n_layer {} exceeds the supported {MAX_LAYERS}",
+                self.n_layer
+            );
+        }
+        if self.vocab_size > i32::MAX as usize {
+            bail!(
+                "{p}: vocab_size {} exceeds the supported {}",
+                self.vocab_size,
+                i32::MAX
+            );
+        }
+        if let Some(eos) = self.eos_token_id
+            && eos as usize >= self.vocab_size
+        {
+            bail!(
+                "{p}: eos_token_id {eos} is outside the vocabulary of {} tokens",
+                self.vocab_size
+            );
+        }
+        if self.checked_num_params().is_none() {
+            bail!(
+                "{p}: n_embd {}, n_positions {} and vocab_size {} make more parameters than this machine can count",
+                self.n_embd,
+                self.n_positions,
+                self.vocab_size
+            );
+        }
         if self.head_dim() > MAX_HEAD_DIM {
             bail!(
                 "{p}: head size {} exceeds the supported {MAX_HEAD_DIM}",
@@ -144,13 +177,19 @@ impl Gpt2Config {
 
     /// Parameters of the base model (tied head counted once), as PEFT counts them.
     pub fn num_params(&self) -> usize {
+        self.checked_num_params()
+            .expect("the parameter count fits (checked when the config is loaded)")
+    }
+
+    /// The parameter count, None where it overflows.
+    fn checked_num_params(&self) -> Option<usize> {
         let (c, v, p) = (self.n_embd, self.vocab_size, self.n_positions);
-        let block = 2 * c
-            + (c * 3 * c + 3 * c)
-            + (c * c + c)
-            + 2 * c
-            + (c * 4 * c + 4 * c)
-            + (4 * c * c + c);
-        v * c + p * c + self.n_layer * block + 2 * c
+        // A block: ln_1 2c, c_attn c·3c+3c, attn c_proj c·c+c, ln_2 2c, c_fc c·4c+4c,
+        // mlp c_proj 4c·c+c: 12c² + 13c.
+        let block = c.checked_mul(c)?.checked_mul(12)?.checked_add(13 * c)?;
+        v.checked_mul(c)?
+            .checked_add(p.checked_mul(c)?)?
+            .checked_add(self.n_layer.checked_mul(block)?)?
+            .checked_add(2 * c)
     }
 }
