@@ -118,9 +118,14 @@ pub fn App() -> impl IntoView {
                 Ok(gpu) => {
                     let i = &gpu.adapter_info;
                     let l = &gpu.limits;
+                    // Browsers may hide the adapter's name (wgpu's web backend reports none).
+                    let name = if i.name.is_empty() {
+                        "WebGPU adapter"
+                    } else {
+                        &i.name
+                    };
                     ui.gpu_line.set(format!(
-                        "{} ({:?}, {:?}) · max buffer {} MiB · max binding {} MiB · shader-f16 {}",
-                        i.name,
+                        "{name} ({:?}, {:?}) · max buffer {} MiB · max binding {} MiB · shader-f16 {}",
                         i.backend,
                         i.device_type,
                         l.max_buffer_size >> 20,

@@ -143,7 +143,10 @@ async function main() {
     const tunedOut = await byId("generate-tuned-output").textContent();
     log(`generate: ${genStatus}; base ${JSON.stringify(baseOut)}; tuned ${JSON.stringify(tunedOut)}`);
     if (genStatus !== "done") fail(`generation: ${genStatus}`);
-    if (!baseOut || !tunedOut) fail("an output is empty");
+    // The tiny random model babbles; what matters is that both ran and the adapter changed
+    // the continuation (its greedy output may be empty: EOS is a trained token).
+    if (!baseOut) fail("the base output is empty");
+    if (tunedOut === baseOut) fail("the adapter did not change the generation");
     await page.screenshot({ path: path.join(shots, "web-generate.png"), fullPage: true });
 
     // Export: both PEFT files from one click.

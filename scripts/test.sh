@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# All the tests, as CI runs them: the native suite (kernels vs CPU references, GPT-2 vs
+# transformers, training vs PEFT, the CLI's bad-input / interruption tests), the kernel tests
+# in headless Chromium over WebGPU, and the end-to-end test of the built web app.
+# Browser parts need chromium, chromium-driver, wasm-bindgen-cli, trunk and node; without them
+# they fail when CI=true and are skipped with a message otherwise.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+echo "== cargo test"
+cargo test
+echo "== kernel tests in the browser"
+scripts/test-browser-kernels.sh
+echo "== web app end to end"
+scripts/test-e2e.sh
