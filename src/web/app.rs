@@ -4,6 +4,7 @@
 use leptos::prelude::*;
 
 use super::settings::{SampleSettings, Settings};
+use super::store::{AdapterMeta, CheckpointMeta};
 use super::{
     browser, data_panel, export_panel, model_panel, settings_panel, train_panel, try_panel,
 };
@@ -85,6 +86,10 @@ pub struct Ui {
     pub gen_base: RwSignal<String>,
     pub gen_tuned: RwSignal<String>,
     pub gen_status: RwSignal<String>,
+    /// The checkpoint kept in browser storage, if a run was interrupted.
+    pub checkpoint: RwSignal<Option<CheckpointMeta>>,
+    /// The finished adapter kept in browser storage (this visit's or an earlier one's).
+    pub kept: RwSignal<Option<AdapterMeta>>,
 }
 
 impl Ui {
@@ -105,6 +110,8 @@ impl Ui {
             gen_base: RwSignal::new(String::new()),
             gen_tuned: RwSignal::new(String::new()),
             gen_status: RwSignal::new(String::new()),
+            checkpoint: RwSignal::new(None),
+            kept: RwSignal::new(None),
         }
     }
 }
@@ -151,6 +158,16 @@ pub fn App() -> impl IntoView {
         ui.gpu_line.set(msg.into());
         ui.webgpu.set(Some(Err(msg.into())));
     }
+    // What an earlier visit left: a finished adapter, an interrupted run's checkpoint.
+    leptos::task::spawn_local(async move {
+        if let Some(a) = super::store::kept_adapter().await {
+            super::engine::set_adapter_files(a.weights, a.config);
+            ui.kept.set(Some(a.meta));
+            ui.adapter_ready.set(true);
+        }
+        ui.checkpoint
+            .set(super::store::kept_checkpoint_meta().await);
+    });
     view! {
         <header>
             <h1>"wgtune"</h1>

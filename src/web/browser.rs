@@ -178,3 +178,44 @@ pub fn download(name: &str, bytes: &[u8], mime: &str) -> Result<(), String> {
 pub fn console_error(msg: &str) {
     web_sys::console::error_1(&msg.into());
 }
+
+/// The Cache API bucket of what the page keeps between visits (adapter, checkpoint).
+const KEEP_CACHE: &str = "wgtune-kept-v1";
+
+async fn open_keep() -> Result<Cache, String> {
+    let caches = window()
+        .caches()
+        .map_err(|e| js_err("browser storage (Cache API) is unavailable", e))?;
+    JsFuture::from(caches.open(KEEP_CACHE))
+        .await
+        .map_err(|e| js_err("cannot open browser storage", e))?
+        .dyn_into::<Cache>()
+        .map_err(|e| js_err("cannot open browser storage", e))
+}
+
+/// Keep `bytes` under `key` (a path such as "/wgtune/adapter/config") in browser storage.
+pub async fn keep(key: &str, bytes: &[u8]) -> Result<(), String> {
+    let cache = open_keep().await?;
+    let mut copy = bytes.to_vec();
+    let resp = Response::new_with_opt_u8_array(Some(&mut copy)).map_err(|e| js_err(key, e))?;
+    JsFuture::from(cache.put_with_str(key, &resp))
+        .await
+        .map_err(|e| js_err(&format!("{key}: cannot store (browser storage full?)"), e))?;
+    Ok(())
+}
+
+/// What [`keep`] stored under `key`, if anything.
+pub async fn kept(key: &str) -> Option<Vec<u8>> {
+    let cache = open_keep().await.ok()?;
+    let hit = JsFuture::from(cache.match_with_str(key)).await.ok()?;
+    let resp = hit.dyn_into::<Response>().ok()?;
+    let buf = JsFuture::from(resp.array_buffer().ok()?).await.ok()?;
+    Some(Uint8Array::new(&buf).to_vec())
+}
+
+/// Forget what is kept under `key`.
+pub async fn forget(key: &str) {
+    if let Ok(cache) = open_keep().await {
+        let _ = JsFuture::from(cache.delete_with_str(key)).await;
+    }
+}

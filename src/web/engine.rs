@@ -32,8 +32,6 @@ pub struct LoadedData {
 pub struct TrainedAdapter {
     pub lora: LoraConfig,
     pub params: Vec<f32>,
-    pub base_name: String,
-    pub nf4_base: bool,
 }
 
 #[derive(Default)]
@@ -42,6 +40,9 @@ struct State {
     model: Option<Rc<LoadedModel>>,
     data: Option<Rc<LoadedData>>,
     adapter: Option<Rc<TrainedAdapter>>,
+    /// The PEFT files of the last finished adapter (this session's, or kept from an earlier
+    /// visit): what Export downloads.
+    adapter_files: Option<Rc<(Vec<u8>, Vec<u8>)>>,
 }
 
 /// What the user asked the running training loop to do.
@@ -94,6 +95,35 @@ pub fn adapter() -> Option<Rc<TrainedAdapter>> {
 
 pub fn set_adapter(a: Option<TrainedAdapter>) {
     STATE.with(|s| s.borrow_mut().adapter = a.map(Rc::new));
+}
+
+/// (adapter_model.safetensors, adapter_config.json) of the last finished adapter.
+pub fn adapter_files() -> Option<Rc<(Vec<u8>, Vec<u8>)>> {
+    STATE.with(|s| s.borrow().adapter_files.clone())
+}
+
+pub fn set_adapter_files(weights: Vec<u8>, config: Vec<u8>) {
+    STATE.with(|s| s.borrow_mut().adapter_files = Some(Rc::new((weights, config))));
+}
+
+/// Make the kept adapter files usable for generation with the loaded model (after a reload,
+/// once the model it was trained on is loaded again). Returns whether it was adopted.
+pub fn adopt_adapter_files(model: &LoadedModel) -> Result<bool, String> {
+    let Some(files) = adapter_files() else {
+        return Ok(false);
+    };
+    let config = std::str::from_utf8(&files.1).map_err(|e| e.to_string())?;
+    let path = Path::new("adapter_config.json");
+    let lora = wgtune::adapter::parse_config(config, path).map_err(|e| e.to_string())?;
+    let params = wgtune::adapter::params_from_weights(
+        &files.0,
+        Path::new("adapter_model.safetensors"),
+        &model.model.config,
+        &lora,
+    )
+    .map_err(|e| e.to_string())?;
+    set_adapter(Some(TrainedAdapter { lora, params }));
+    Ok(true)
 }
 
 /// The tokenizer files of a model: tokenizer.json, or GPT-2's older vocab.json + merges.txt.

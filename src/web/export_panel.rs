@@ -1,10 +1,10 @@
 //! Section 6, Export: the trained adapter as PEFT's two files, byte for byte what
 //! `wgtune train` writes (`adapter::encode`), so `PeftModel.from_pretrained` and
-//! `wgtune eval --adapter` load them as they are.
+//! `wgtune eval --adapter` load them as they are. The files are also kept in browser storage
+//! (`store`), so a reload does not lose a finished adapter.
 
 use leptos::prelude::*;
-use wgtune::adapter::{CONFIG_FILE, WEIGHTS_FILE, encode};
-use wgtune::lora::Layout;
+use wgtune::adapter::{CONFIG_FILE, WEIGHTS_FILE};
 
 use super::app::Ui;
 use super::browser;
@@ -19,24 +19,12 @@ enum Which {
 }
 
 fn save(which: Which) -> Result<(), String> {
-    let a = engine::adapter().ok_or("train an adapter first (section 4)")?;
-    let m = engine::model().ok_or("the model is no longer loaded")?;
-    let cfg = &m.model.config;
-    let layout = Layout::new(cfg, &a.lora);
-    let (weights, config) = encode(
-        &a.lora,
-        &layout,
-        &a.params,
-        &a.base_name,
-        cfg.n_layer,
-        a.nf4_base,
-    )
-    .map_err(|e| e.to_string())?;
+    let files = engine::adapter_files().ok_or("train an adapter first (section 4)")?;
     if matches!(which, Which::Both | Which::Weights) {
-        browser::download(WEIGHTS_FILE, &weights, "application/octet-stream")?;
+        browser::download(WEIGHTS_FILE, &files.0, "application/octet-stream")?;
     }
     if matches!(which, Which::Both | Which::Config) {
-        browser::download(CONFIG_FILE, &config, "application/json")?;
+        browser::download(CONFIG_FILE, &files.1, "application/json")?;
     }
     Ok(())
 }
@@ -66,6 +54,19 @@ pub fn view(ui: Ui) -> impl IntoView {
                     {CONFIG_FILE}
                 </button>
             </div>
+            <p class="small" data-testid="export-kept">
+                {move || {
+                    ui.kept
+                        .get()
+                        .map(|k| {
+                            format!(
+                                "Kept in this browser: the adapter trained on {} with {} ({} steps, loss {:.6}); it survives a reload.",
+                                k.model, k.data, k.steps, k.loss
+                            )
+                        })
+                        .unwrap_or_default()
+                }}
+            </p>
             <p class="status" data-testid="export-status">{move || status.get()}</p>
         </section>
     }

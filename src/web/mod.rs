@@ -5,7 +5,7 @@
 //!
 //! `app` holds the page's reactive state (`Ui`) and layout; one file per section
 //! (`model_panel` … `export_panel`); `run` is the training loop; `engine` keeps the GPU-side
-//! objects; `browser` wraps the web APIs; `chart` draws the loss curves.
+//! objects; `store` what survives a reload (adapter, checkpoint); `browser` wraps the web APIs; `chart` draws the loss curves.
 
 mod app;
 mod browser;
@@ -17,6 +17,7 @@ mod model_panel;
 mod run;
 mod settings;
 mod settings_panel;
+mod store;
 mod train_panel;
 mod try_panel;
 

@@ -46,7 +46,7 @@ pub fn view(ui: Ui) -> impl IntoView {
                         info.weight_bytes as f64 / (1 << 20) as f64
                     ));
                     ui.model.set(Some(info));
-                    ui.adapter_ready.set(false);
+                    adopt_kept_adapter(ui);
                     data_panel::refresh(ui);
                 }
                 Err(e) => {
@@ -235,4 +235,18 @@ fn tokenizer_missing() -> String {
 
 fn mib(b: u64) -> f64 {
     b as f64 / (1 << 20) as f64
+}
+
+/// After a reload, the kept adapter becomes usable for generation again once the model it
+/// was trained on is loaded.
+fn adopt_kept_adapter(ui: Ui) {
+    let (Some(m), Some(meta)) = (engine::model(), ui.kept.get_untracked()) else {
+        return;
+    };
+    if meta.model != m.name {
+        return;
+    }
+    if let Err(e) = engine::adopt_adapter_files(&m) {
+        browser::console_error(&format!("the kept adapter does not fit {}: {e}", m.name));
+    }
 }

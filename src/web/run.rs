@@ -2,8 +2,11 @@
 //! optimizer step per turn of the browser's event loop so the page stays responsive, with
 //! pause / stop between steps, validation losses for the chart, and at the end the loss over
 //! the whole data file with the trained adapter (the figure `wgtune eval --adapter` gives).
+//! Every validation step it keeps a checkpoint in browser storage, so a run interrupted by a
+//! reload, a crashed tab or a lost device resumes where it was, with the same losses.
 
 use leptos::prelude::*;
+use wgtune::adapter::encode;
 use wgtune::lora::{Layout, init_params, trainable_line};
 use wgtune::model::Quant;
 use wgtune::model::eval::eval_loss;
@@ -15,16 +18,32 @@ use wgtune::train::session::{RunConfig, Session};
 use wgtune::train::{Batch, LoraTrainer, OptimConfig};
 
 use super::app::{Phase, Ui};
-use super::browser::{now_ms, yield_now};
+use super::browser::{self, now_ms, yield_now};
 use super::engine::{self, Control, TrainedAdapter};
+use super::store;
 
 /// Sequences per batch when evaluating the whole file (as `wgtune eval`'s default).
 pub const EVAL_BATCH: usize = 8;
 
-pub async fn train(ui: Ui) -> Result<(), String> {
+pub async fn train(ui: Ui, resume: bool) -> Result<(), String> {
     let gpu = engine::gpu().await?;
     let m = engine::model().ok_or("load a model first (section 1)")?;
     let d = engine::data().ok_or("choose a JSONL file first (section 2)")?;
+    let ckpt = if resume {
+        let c = store::kept_checkpoint()
+            .await
+            .ok_or("no checkpoint is kept in this browser")?;
+        if c.meta.model != m.name || c.meta.data != d.name {
+            return Err(format!(
+                "the checkpoint is of a run on model {} with data {}: load those to resume (loaded: {} and {})",
+                c.meta.model, c.meta.data, m.name, d.name
+            ));
+        }
+        ui.settings.set(c.meta.settings.clone());
+        Some(c)
+    } else {
+        None
+    };
     let s = ui.settings.get_untracked();
     let cfg = &m.model.config;
     let problems = s.problems(cfg.n_layer);
@@ -61,7 +80,10 @@ pub async fn train(ui: Ui) -> Result<(), String> {
         s.grad_checkpoint,
     );
     memory::check(&gpu, &m.model, &est, s.batch_size, t).map_err(|e| e.to_string())?;
-    let params = init_params(&layout, lora.r, s.seed);
+    let params = match &ckpt {
+        Some(c) => c.params.clone(),
+        None => init_params(&layout, lora.r, s.seed),
+    };
     let optim = OptimConfig {
         weight_decay: s.weight_decay,
         max_grad_norm: s.max_grad_norm,
@@ -108,8 +130,30 @@ pub async fn train(ui: Ui) -> Result<(), String> {
         );
     });
 
-    let mut session = Session::new(&mut trainer, &train, run, None);
+    let mut resume_state = None;
+    if let Some(c) = &ckpt {
+        if c.meta.state.train_examples != train.len() {
+            return Err(format!(
+                "the checkpoint was made with {} training examples; {} now has {}",
+                c.meta.state.train_examples,
+                d.name,
+                train.len()
+            ));
+        }
+        trainer
+            .set_optimizer_state(&gpu, &c.exp_avg, &c.exp_avg_sq, c.meta.state.step)
+            .map_err(|e| e.to_string())?;
+        resume_state = Some(c.meta.state.clone());
+        ui.train.update(|v| {
+            v.step = c.meta.state.step;
+            v.losses = c.meta.losses.clone();
+            v.val_losses = c.meta.val_losses.clone();
+        });
+    }
+    let mut kept_step = resume_state.as_ref().map(|st| st.step);
+    let mut session = Session::new(&mut trainer, &train, run, resume_state);
     let start = now_ms();
+    let first_step = session.state.step;
     let mut paused_ms = 0.0;
     let mut tokens = 0u64;
     while !session.finished() {
@@ -159,7 +203,8 @@ pub async fn train(ui: Ui) -> Result<(), String> {
                 v.val_losses.push((r.step, l));
             }
             v.tokens_per_s = tokens as f64 / elapsed;
-            v.eta_s = elapsed / r.step.max(1) as f64 * (total as f64 - r.step as f64);
+            let done_here = (r.step - first_step).max(1) as f64;
+            v.eta_s = elapsed / done_here * (total as f64 - r.step as f64);
             v.status = format!(
                 "step {} of {total} · loss {:.4}{} · lr {:.2e} · grad norm {:.3}",
                 r.step,
@@ -171,6 +216,42 @@ pub async fn train(ui: Ui) -> Result<(), String> {
                 r.grad_norm
             );
         });
+        if due(r.step) && !session.finished() {
+            let (exp_avg, exp_avg_sq) = session
+                .trainer
+                .optimizer_state(&gpu)
+                .await
+                .map_err(|e| e.to_string())?;
+            let params = session
+                .trainer
+                .params_host(&gpu)
+                .await
+                .map_err(|e| e.to_string())?;
+            let (losses, val_losses) = ui
+                .train
+                .with_untracked(|v| (v.losses.clone(), v.val_losses.clone()));
+            let c = store::Checkpoint {
+                meta: store::CheckpointMeta {
+                    model: m.name.clone(),
+                    data: d.name.clone(),
+                    settings: s.clone(),
+                    state: session.state.clone(),
+                    losses,
+                    val_losses,
+                },
+                params,
+                exp_avg,
+                exp_avg_sq,
+            };
+            // A full browser storage only costs the ability to resume.
+            match store::keep_checkpoint(&c, kept_step).await {
+                Ok(()) => {
+                    kept_step = Some(r.step);
+                    ui.checkpoint.set(Some(c.meta));
+                }
+                Err(e) => browser::console_error(&e),
+            }
+        }
         yield_now(0).await;
     }
     let stopped = !session.finished();
@@ -194,12 +275,27 @@ pub async fn train(ui: Ui) -> Result<(), String> {
     )
     .await
     .map_err(|e| format!("{}: {e}", d.name))?;
-    engine::set_adapter(Some(TrainedAdapter {
-        lora,
-        params,
-        base_name: m.name.clone(),
-        nf4_base: matches!(m.model.quant, Quant::Nf4 { .. }),
-    }));
+    let nf4_base = matches!(m.model.quant, Quant::Nf4 { .. });
+    let (weights, config) = encode(&lora, &layout, &params, &m.name, cfg.n_layer, nf4_base)
+        .map_err(|e| e.to_string())?;
+    let kept = store::KeptAdapter {
+        meta: store::AdapterMeta {
+            model: m.name.clone(),
+            data: d.name.clone(),
+            steps,
+            loss: ev.loss,
+        },
+        weights,
+        config,
+    };
+    if let Err(e) = store::keep_adapter(&kept).await {
+        browser::console_error(&format!("the adapter is not kept for the next visit: {e}"));
+    }
+    store::forget_checkpoint().await;
+    ui.checkpoint.set(None);
+    engine::set_adapter_files(kept.weights, kept.config);
+    ui.kept.set(Some(kept.meta));
+    engine::set_adapter(Some(TrainedAdapter { lora, params }));
     ui.adapter_ready.set(true);
     ui.train.update(|v| {
         v.phase = Phase::Done;

@@ -4,7 +4,7 @@
 use wgtune::lora::LoraConfig;
 use wgtune::train::schedule::Scheduler;
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Settings {
     pub rank: usize,
     pub alpha: f32,

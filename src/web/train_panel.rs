@@ -5,11 +5,11 @@ use leptos::prelude::*;
 
 use super::app::{Phase, Ui};
 use super::engine::{self, Control};
-use super::{browser, chart, run};
+use super::{browser, chart, run, store};
 
 pub fn view(ui: Ui) -> impl IntoView {
     let running = move || matches!(ui.train.with(|v| v.phase), Phase::Running | Phase::Paused);
-    let start = move |_| {
+    let launch = move |resume: bool| {
         if running() {
             return;
         }
@@ -20,13 +20,31 @@ pub fn view(ui: Ui) -> impl IntoView {
             ..Default::default()
         });
         leptos::task::spawn_local(async move {
-            if let Err(e) = run::train(ui).await {
+            if let Err(e) = run::train(ui, resume).await {
                 browser::console_error(&e);
+                let kept = ui
+                    .checkpoint
+                    .get_untracked()
+                    .map(|c| {
+                        format!(
+                            " · the checkpoint of step {} is kept: press Resume to go on from it",
+                            c.state.step
+                        )
+                    })
+                    .unwrap_or_default();
                 ui.train.update(|v| {
                     v.phase = Phase::Failed;
-                    v.status = format!("error: {e}");
+                    v.status = format!("error: {e}{kept}");
                 });
             }
+        });
+    };
+    let start = move |_| launch(false);
+    let resume = move |_| launch(true);
+    let discard = move |_| {
+        leptos::task::spawn_local(async move {
+            store::forget_checkpoint().await;
+            ui.checkpoint.set(None);
         });
     };
     let pause = move |_| {
@@ -53,6 +71,27 @@ pub fn view(ui: Ui) -> impl IntoView {
                     "Stop"
                 </button>
             </div>
+            <Show when=move || ui.checkpoint.with(|c| c.is_some())>
+                <p class="row" data-testid="checkpoint-status">
+                    {move || {
+                        ui.checkpoint
+                            .get()
+                            .map(|c| {
+                                format!(
+                                    "An interrupted run is kept in this browser: step {} of {} on {} with {}. Load that model and data file, then resume it.",
+                                    c.state.step, c.state.total_steps, c.model, c.data
+                                )
+                            })
+                            .unwrap_or_default()
+                    }}
+                    <button data-testid="train-resume" on:click=resume disabled=move || !can_start()>
+                        "Resume"
+                    </button>
+                    <button data-testid="train-discard" on:click=discard disabled=running>
+                        "Discard"
+                    </button>
+                </p>
+            </Show>
             <progress
                 max=move || ui.train.with(|v| v.total.max(1))
                 value=move || ui.train.with(|v| v.step)

@@ -2,7 +2,9 @@
 // Chromium with SwiftShader WebGPU: load the tiny fixture model from a local URL, upload a
 // JSONL file, train a few steps (pausing once to check pause and take a screenshot), see the
 // loss chart update, generate with base and tuned models, download the adapter, and check that
-// `wgtune eval --adapter` accepts the download and reports the loss the page showed.
+// `wgtune eval --adapter` accepts the download and reports the loss the page showed. Then
+// reload: the finished adapter is still offered, byte for byte; and a run interrupted by a
+// reload resumes from its kept checkpoint to the same final loss.
 //
 // Usage: node e2e.mjs   (env: WGTUNE_BIN = the native wgtune binary, DIST = built page,
 // SCREENSHOTS = folder for the two screenshots, CHROMIUM = browser path)
@@ -175,6 +177,49 @@ async function main() {
     if (Math.abs(cli.loss - pageLoss) > 1e-4 * Math.max(1, Math.abs(cli.loss))) fail(`loss differs: cli ${cli.loss}, page ${pageLoss}`);
     const base_ = JSON.parse(execFileSync(wgtune, ["eval", "--model", modelDir, "--data", dataFile, "--seq-len", String(SEQ_LEN)], { encoding: "utf8" }).trim().split("\n").pop());
     if (!(cli.loss < base_.loss)) fail(`the adapter did not lower the loss: ${cli.loss} vs base ${base_.loss}`);
+
+    // A reload keeps the finished adapter: Export offers the same bytes again.
+    const firstWeights = await readFile(path.join(adapterDir, "adapter_model.safetensors"));
+    await page.reload();
+    await page.waitForFunction(() => /Kept in this browser/.test(document.querySelector('[data-testid="export-kept"]')?.textContent ?? ""), null, { timeout: 60000 });
+    log(`after reload: ${await byId("export-kept").textContent()}`);
+    got.length = 0;
+    await byId("download-adapter").click();
+    const deadline2 = Date.now() + 30000;
+    while (got.length < 2 && Date.now() < deadline2) await page.waitForTimeout(100);
+    const again = path.join(downloads, "again");
+    for (const d of got) await d.saveAs(path.join(again, d.suggestedFilename()));
+    if (!firstWeights.equals(await readFile(path.join(again, "adapter_model.safetensors")))) fail("the kept adapter differs from the one downloaded before the reload");
+
+    // A run interrupted by a reload resumes from the checkpoint kept in browser storage and
+    // ends with the same loss as the uninterrupted run.
+    const loadModelAndData = async () => {
+      await byId("model-url").fill(`${base}/models/tiny`);
+      await byId("model-load").click();
+      await page.waitForFunction(() => /^Loaded/.test(document.querySelector('[data-testid="model-status"]').textContent), null, { timeout: 120000 });
+      await byId("data-file").setInputFiles(dataFile);
+      await byId("data-summary").waitFor({ timeout: 30000 });
+    };
+    await loadModelAndData();
+    for (const [id, v] of [["max-steps", STEPS], ["setting-lr", "0.01"], ["setting-batch", 2], ["setting-seq-len", SEQ_LEN], ["setting-val-split", "0.25"], ["setting-eval-every", 4]]) await setField(id, v);
+    await byId("train-start").click();
+    await byId("checkpoint-status").waitFor({ timeout: 300000 });
+    log(`checkpoint kept: ${await byId("checkpoint-status").textContent()}`);
+    await page.reload();
+    await byId("checkpoint-status").waitFor({ timeout: 60000 });
+    const kept = await byId("checkpoint-status").textContent();
+    const keptStep = Number((kept.match(/step (\d+) of/) ?? fail(`checkpoint line: ${kept}`))[1]);
+    if (!(keptStep > 0 && keptStep < STEPS)) fail(`unexpected checkpoint step ${keptStep}`);
+    await loadModelAndData();
+    await byId("train-resume").click();
+    await page.waitForFunction(() => /done|error/.test(document.querySelector('[data-testid="train-status"]').textContent), null, { timeout: 600000 });
+    const resumed = await byId("train-status").textContent();
+    log(`resumed from step ${keptStep}: ${resumed}`);
+    const m2 = resumed.match(/with the adapter: ([0-9.]+) \((\d+) tokens\)/) ?? fail(`resumed run: ${resumed}`);
+    if (Number(m2[1]) !== pageLoss) fail(`the resumed run ends at loss ${m2[1]}, the uninterrupted one at ${pageLoss}`);
+    if (Number(await byId("loss-chart").getAttribute("data-points")) !== STEPS) fail("the resumed chart does not hold every step");
+    if (await byId("checkpoint-status").count()) fail("the checkpoint is still offered after the run finished");
+
     if (errors.length) fail(`console errors: ${errors.join(" | ")}`);
     log(`PASS: base loss ${base_.loss.toFixed(4)} → tuned ${cli.loss.toFixed(4)}; screenshots in ${shots}`);
   } catch (e) {
