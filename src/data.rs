@@ -101,52 +101,93 @@ pub const MAX_LINE_BYTES: usize = 4 << 20;
 pub fn parse_jsonl(text: &str, name: &str, format: Option<Format>) -> Result<Dataset> {
     let mut fmt = format;
     let mut rows = Vec::new();
-    // Editors on Windows may start the file with a byte-order mark.
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    for (i, line) in text.lines().enumerate() {
-        let n = i + 1;
-        if line.trim().is_empty() {
-            continue;
-        }
-        if line.len() > MAX_LINE_BYTES {
-            bail!(
-                "{name}:{n}: the line is {:.1} MiB, more than the {} MiB wgtune reads (only the first --seq-len tokens are used): split or shorten it",
-                line.len() as f64 / (1024.0 * 1024.0),
-                MAX_LINE_BYTES >> 20
-            );
-        }
-        let value: Value = serde_json::from_str(line).map_err(|e| {
-            // serde's own position is "line 1" of the one line it was given: keep the column.
-            let text = e.to_string();
-            let what = text.split(" at line ").next().unwrap_or(&text);
-            err!(
-                "{name}:{n}: invalid JSON at column {}: {what}; each line must be one JSON object",
-                e.column()
-            )
-        })?;
-        let Value::Object(obj) = value else {
-            bail!("{name}:{n}: expected a JSON object, found {}", kind(&value));
-        };
-        let found = Format::detect(&obj);
-        let f = match (fmt, found) {
-            (Some(f), _) => f,
-            (None, Some(f)) => {
-                fmt = Some(f);
-                f
-            }
-            (None, None) => bail!(
-                "{name}:{n}: cannot tell the format: expected \"text\", \"prompt\"+\"completion\", \"messages\" or \"instruction\"+\"output\" keys"
-            ),
-        };
-        if format.is_none() && found.is_some_and(|g| g != f) {
-            bail!(
-                "{name}:{n}: this line is {} but the file started as {} (mixed formats); pass --format to choose",
-                found.unwrap().name(),
-                f.name()
-            );
-        }
-        rows.push((n, segments(&obj, f).map_err(|e| err!("{name}:{n}: {e}"))?));
+    for (n, line) in numbered_lines(text) {
+        rows.push((n, parse_line(line, name, n, format, &mut fmt)?));
     }
+    finish(name, fmt, rows)
+}
+
+/// Every bad line of JSONL text, not only the first (at most `limit` messages), as
+/// [`parse_jsonl`] words them: what the web app lists under the file.
+pub fn jsonl_errors(text: &str, name: &str, format: Option<Format>, limit: usize) -> Vec<String> {
+    let mut fmt = format;
+    let mut errors = Vec::new();
+    let mut any = false;
+    for (n, line) in numbered_lines(text) {
+        any = true;
+        if let Err(e) = parse_line(line, name, n, format, &mut fmt) {
+            errors.push(e.to_string());
+            if errors.len() == limit {
+                break;
+            }
+        }
+    }
+    if !any && let Err(e) = finish(name, fmt, Vec::new()) {
+        errors.push(e.to_string());
+    }
+    errors
+}
+
+/// The non-blank lines with their 1-based numbers (a leading byte-order mark, which editors
+/// on Windows may write, is skipped).
+fn numbered_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    text.lines()
+        .enumerate()
+        .map(|(i, line)| (i + 1, line))
+        .filter(|(_, line)| !line.trim().is_empty())
+}
+
+/// One line's segments. `forced` is the format the user chose; `fmt` the one in force
+/// (detected from the first good line when none was forced).
+fn parse_line(
+    line: &str,
+    name: &str,
+    n: usize,
+    forced: Option<Format>,
+    fmt: &mut Option<Format>,
+) -> Result<Segments> {
+    if line.len() > MAX_LINE_BYTES {
+        bail!(
+            "{name}:{n}: the line is {:.1} MiB, more than the {} MiB wgtune reads (only the first --seq-len tokens are used): split or shorten it",
+            line.len() as f64 / (1024.0 * 1024.0),
+            MAX_LINE_BYTES >> 20
+        );
+    }
+    let value: Value = serde_json::from_str(line).map_err(|e| {
+        // serde's own position is "line 1" of the one line it was given: keep the column.
+        let text = e.to_string();
+        let what = text.split(" at line ").next().unwrap_or(&text);
+        err!(
+            "{name}:{n}: invalid JSON at column {}: {what}; each line must be one JSON object",
+            e.column()
+        )
+    })?;
+    let Value::Object(obj) = value else {
+        bail!("{name}:{n}: expected a JSON object, found {}", kind(&value));
+    };
+    let found = Format::detect(&obj);
+    let f = match (*fmt, found) {
+        (Some(f), _) => f,
+        (None, Some(f)) => {
+            *fmt = Some(f);
+            f
+        }
+        (None, None) => bail!(
+            "{name}:{n}: cannot tell the format: expected \"text\", \"prompt\"+\"completion\", \"messages\" or \"instruction\"+\"output\" keys"
+        ),
+    };
+    if forced.is_none() && found.is_some_and(|g| g != f) {
+        bail!(
+            "{name}:{n}: this line is {} but the file started as {} (mixed formats); pass --format to choose",
+            found.unwrap().name(),
+            f.name()
+        );
+    }
+    segments(&obj, f).map_err(|e| err!("{name}:{n}: {e}"))
+}
+
+fn finish(name: &str, fmt: Option<Format>, rows: Vec<(usize, Segments)>) -> Result<Dataset> {
     let Some(format) = fmt else {
         bail!(
             "{name}: no data (the file is empty or only blank lines); put one JSON object per line, e.g. {{\"text\": \"...\"}}"
@@ -333,5 +374,26 @@ mod tests {
         );
         assert!(e("\n\n").contains("no data"));
         assert!(e("{\"foo\":1}").contains("cannot tell the format"));
+    }
+
+    #[test]
+    fn jsonl_errors_lists_every_bad_line_as_parse_jsonl_words_it() {
+        let text = "{\"text\":\"a\"}\n[1]\n{\"text\":\"b\"}\n{oops\n{\"text\":5}\n";
+        let all = jsonl_errors(text, "f.jsonl", None, 10);
+        assert_eq!(all.len(), 3);
+        assert_eq!(all[0], "f.jsonl:2: expected a JSON object, found an array");
+        assert!(all[1].starts_with("f.jsonl:4: invalid JSON"));
+        assert_eq!(
+            all[2],
+            "f.jsonl:5: field \"text\" must be a string, found a number"
+        );
+        assert_eq!(
+            all[0],
+            parse_jsonl(text, "f.jsonl", None).unwrap_err().0,
+            "the first listed error is the one parse_jsonl stops at"
+        );
+        assert_eq!(jsonl_errors(text, "f.jsonl", None, 2).len(), 2);
+        assert!(jsonl_errors("{\"text\":\"a\"}", "f", None, 10).is_empty());
+        assert!(jsonl_errors("\n\n", "f", None, 10)[0].contains("no data"));
     }
 }

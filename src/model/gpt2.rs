@@ -195,54 +195,29 @@ impl Gpt2 {
         file: &SafetensorsFile,
         quant: Quant,
     ) -> Result<Self> {
-        let r = WeightReader::new(file);
-        let c = config.n_embd;
-        if r.file.info(&format!("{}wte.weight", r.prefix)).is_none() {
-            bail!(
-                "{}: no wte.weight (or transformer.wte.weight): not a GPT-2 checkpoint",
-                file.path().display()
-            );
-        }
-        let vec =
-            |name: &str, n: usize| -> Result<Tensor> { Ok(gpu.upload_f32(&r.get(name, &[n])?)) };
-        let linear = |name: &str, k_in: usize, n_out: usize| -> Result<Linear> {
-            let w = r.get(&format!("{name}.weight"), &[k_in, n_out])?;
-            Ok(Linear {
-                weight: upload_weight(gpu, &w, k_in, n_out, quant),
-                bias: vec(&format!("{name}.bias"), n_out)?,
-                k_in,
-                n_out,
-            })
-        };
+        let loader = Loader::new(gpu, &config, file, quant)?;
+        let blocks = (0..config.n_layer)
+            .map(|i| loader.block(i))
+            .collect::<Result<Vec<_>>>()?;
+        loader.finish(config, blocks)
+    }
+
+    /// [`Self::load`], awaiting `after_block(done, n_layer)` after each block: the page shows
+    /// progress and lets the browser paint while a large model is quantized.
+    pub async fn load_with_progress(
+        gpu: &Gpu,
+        config: Gpt2Config,
+        file: &SafetensorsFile,
+        quant: Quant,
+        mut after_block: impl AsyncFnMut(usize, usize),
+    ) -> Result<Self> {
+        let loader = Loader::new(gpu, &config, file, quant)?;
         let mut blocks = Vec::with_capacity(config.n_layer);
         for i in 0..config.n_layer {
-            let h = format!("h.{i}");
-            blocks.push(Block {
-                ln_1: (
-                    vec(&format!("{h}.ln_1.weight"), c)?,
-                    vec(&format!("{h}.ln_1.bias"), c)?,
-                ),
-                c_attn: linear(&format!("{h}.attn.c_attn"), c, 3 * c)?,
-                attn_proj: linear(&format!("{h}.attn.c_proj"), c, c)?,
-                ln_2: (
-                    vec(&format!("{h}.ln_2.weight"), c)?,
-                    vec(&format!("{h}.ln_2.bias"), c)?,
-                ),
-                c_fc: linear(&format!("{h}.mlp.c_fc"), c, 4 * c)?,
-                mlp_proj: linear(&format!("{h}.mlp.c_proj"), 4 * c, c)?,
-            });
+            blocks.push(loader.block(i)?);
+            after_block(i + 1, config.n_layer).await;
         }
-        let wte = gpu.upload_f32(&r.get("wte.weight", &[config.vocab_size, c])?);
-        let wpe = gpu.upload_f32(&r.get("wpe.weight", &[config.n_positions, c])?);
-        let ln_f = (vec("ln_f.weight", c)?, vec("ln_f.bias", c)?);
-        Ok(Self {
-            config,
-            quant,
-            wte,
-            wpe,
-            blocks,
-            ln_f,
-        })
+        loader.finish(config, blocks)
     }
 
     /// A model of the given shape with random weights (benchmarks, tests): N(0, 0.02)-like
@@ -513,5 +488,87 @@ fn upload_weight(gpu: &Gpu, w: &[f32], k_in: usize, n_out: usize, quant: Quant) 
             }
             crate::kernels::nf4::upload(gpu, &q)
         }
+    }
+}
+
+/// Uploads GPT-2's weights tensor by tensor (shared by the loading entry points).
+struct Loader<'a> {
+    gpu: &'a Gpu,
+    r: WeightReader<'a>,
+    c: usize,
+    quant: Quant,
+}
+
+impl<'a> Loader<'a> {
+    fn new(
+        gpu: &'a Gpu,
+        config: &Gpt2Config,
+        file: &'a SafetensorsFile,
+        quant: Quant,
+    ) -> Result<Self> {
+        let r = WeightReader::new(file);
+        if r.file.info(&format!("{}wte.weight", r.prefix)).is_none() {
+            bail!(
+                "{}: no wte.weight (or transformer.wte.weight): not a GPT-2 checkpoint",
+                file.path().display()
+            );
+        }
+        Ok(Self {
+            gpu,
+            r,
+            c: config.n_embd,
+            quant,
+        })
+    }
+
+    fn vec(&self, name: &str, n: usize) -> Result<Tensor> {
+        Ok(self.gpu.upload_f32(&self.r.get(name, &[n])?))
+    }
+
+    fn linear(&self, name: &str, k_in: usize, n_out: usize) -> Result<Linear> {
+        let w = self.r.get(&format!("{name}.weight"), &[k_in, n_out])?;
+        Ok(Linear {
+            weight: upload_weight(self.gpu, &w, k_in, n_out, self.quant),
+            bias: self.vec(&format!("{name}.bias"), n_out)?,
+            k_in,
+            n_out,
+        })
+    }
+
+    fn block(&self, i: usize) -> Result<Block> {
+        let (h, c) = (format!("h.{i}"), self.c);
+        Ok(Block {
+            ln_1: (
+                self.vec(&format!("{h}.ln_1.weight"), c)?,
+                self.vec(&format!("{h}.ln_1.bias"), c)?,
+            ),
+            c_attn: self.linear(&format!("{h}.attn.c_attn"), c, 3 * c)?,
+            attn_proj: self.linear(&format!("{h}.attn.c_proj"), c, c)?,
+            ln_2: (
+                self.vec(&format!("{h}.ln_2.weight"), c)?,
+                self.vec(&format!("{h}.ln_2.bias"), c)?,
+            ),
+            c_fc: self.linear(&format!("{h}.mlp.c_fc"), c, 4 * c)?,
+            mlp_proj: self.linear(&format!("{h}.mlp.c_proj"), 4 * c, c)?,
+        })
+    }
+
+    fn finish(&self, config: Gpt2Config, blocks: Vec<Block>) -> Result<Gpt2> {
+        let c = self.c;
+        let wte = self
+            .gpu
+            .upload_f32(&self.r.get("wte.weight", &[config.vocab_size, c])?);
+        let wpe = self
+            .gpu
+            .upload_f32(&self.r.get("wpe.weight", &[config.n_positions, c])?);
+        let ln_f = (self.vec("ln_f.weight", c)?, self.vec("ln_f.bias", c)?);
+        Ok(Gpt2 {
+            config,
+            quant: self.quant,
+            wte,
+            wpe,
+            blocks,
+            ln_f,
+        })
     }
 }

@@ -24,13 +24,13 @@ pub fn view(ui: Ui) -> impl IntoView {
             };
             let result = match browser::read_file(&file).await {
                 Ok(bytes) => engine::install_data(&name, &bytes, fmt),
-                Err(e) => Err(e),
+                Err(e) => Err(vec![e]),
             };
             match result {
                 Ok(_) => refresh(ui),
-                Err(e) => {
+                Err(errors) => {
                     ui.data.set(None);
-                    ui.data_errors.set(vec![e]);
+                    ui.data_errors.set(errors);
                 }
             }
         });

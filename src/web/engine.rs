@@ -7,7 +7,7 @@ use std::cell::{Cell, RefCell};
 use std::path::Path;
 use std::rc::Rc;
 
-use wgtune::data::{Dataset, Format, parse_jsonl};
+use wgtune::data::{Dataset, Format, jsonl_errors, parse_jsonl_bytes};
 use wgtune::gpu::Gpu;
 use wgtune::lora::LoraConfig;
 use wgtune::model::safetensors_file::SafetensorsFile;
@@ -140,12 +140,14 @@ pub struct ModelBytes {
 }
 
 /// Build the model on the GPU (quantizing as asked) and keep it, replacing any earlier one
-/// and the adapter trained on it. `name` labels errors and the exported adapter.
-pub fn install_model(
+/// and the adapter trained on it. `name` labels errors and the exported adapter;
+/// `after_block(done, layers)` is awaited after each transformer block.
+pub async fn install_model(
     gpu: &Gpu,
     name: &str,
     files: ModelBytes,
     quant: Quant,
+    after_block: impl AsyncFnMut(usize, usize),
 ) -> Result<Rc<LoadedModel>, String> {
     let text = std::str::from_utf8(&files.config)
         .map_err(|e| format!("{name}/config.json: not UTF-8 text: {e}"))?;
@@ -173,7 +175,9 @@ pub fn install_model(
     let file =
         SafetensorsFile::from_bytes(&Path::new(name).join("model.safetensors"), files.weights)
             .map_err(|e| e.to_string())?;
-    let model = Gpt2::load(gpu, config, &file, quant).map_err(|e| e.to_string())?;
+    let model = Gpt2::load_with_progress(gpu, config, &file, quant, after_block)
+        .await
+        .map_err(|e| e.to_string())?;
     let loaded = Rc::new(LoadedModel {
         model,
         tokenizer,
@@ -183,20 +187,23 @@ pub fn install_model(
     Ok(loaded)
 }
 
-/// Parse a JSONL file and keep it as the training data.
+/// Bad lines listed at most, so that a wrong file does not flood the page.
+const MAX_LISTED_ERRORS: usize = 20;
+
+/// Parse a JSONL file and keep it as the training data; on failure, every bad line's error
+/// (up to [`MAX_LISTED_ERRORS`]).
 pub fn install_data(
     name: &str,
     bytes: &[u8],
     format: Option<Format>,
-) -> Result<Rc<LoadedData>, String> {
-    let text = std::str::from_utf8(bytes).map_err(|e| {
-        let line = 1 + bytes[..e.valid_up_to()]
-            .iter()
-            .filter(|&&b| b == b'\n')
-            .count();
-        format!("{name}:{line}: not UTF-8 text (save the file as UTF-8)")
-    })?;
-    let dataset = parse_jsonl(text, name, format).map_err(|e| e.to_string())?;
+) -> Result<Rc<LoadedData>, Vec<String>> {
+    let dataset =
+        parse_jsonl_bytes(bytes, name, format).map_err(|first| {
+            match std::str::from_utf8(bytes) {
+                Ok(text) => jsonl_errors(text, name, format, MAX_LISTED_ERRORS),
+                Err(_) => vec![first.to_string()],
+            }
+        })?;
     let data = Rc::new(LoadedData {
         name: name.to_string(),
         dataset,

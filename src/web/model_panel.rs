@@ -146,9 +146,16 @@ async fn load_model(ui: Ui, src: Source, quant: Quant) -> Result<ModelInfo, Stri
     };
     ui.model_status
         .set(format!("Building the model on the GPU ({quant})…"));
-    // Let the status paint before the (synchronous) upload and quantization.
-    browser::yield_now(0).await;
-    let loaded = engine::install_model(&gpu, &name, files, quant)?;
+    ui.model_progress.set(Some(0.0));
+    // One block at a time, letting the page paint between blocks.
+    let progress = async |done: usize, layers: usize| {
+        ui.model_progress.set(Some(done as f64 / layers as f64));
+        ui.model_status.set(format!(
+            "Building the model on the GPU ({quant}): block {done} of {layers}"
+        ));
+        browser::yield_now(0).await;
+    };
+    let loaded = engine::install_model(&gpu, &name, files, quant, progress).await?;
     let c = &loaded.model.config;
     Ok(ModelInfo {
         name: name.clone(),

@@ -11,7 +11,7 @@
 
 import { chromium } from "playwright-core";
 import { createServer } from "node:http";
-import { readFile, mkdtemp, readdir, stat } from "node:fs/promises";
+import { readFile, writeFile, mkdtemp, readdir, stat } from "node:fs/promises";
 import { execFileSync } from "node:child_process";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -95,6 +95,15 @@ async function main() {
     log(`model: ${modelStatus}`);
     if (!modelStatus.startsWith("Loaded")) fail(`model load failed: ${modelStatus}`);
 
+    // Data: a file with two bad lines lists both, with their line numbers.
+    const bad = path.join(downloads, "bad.jsonl");
+    await writeFile(bad, '{"text": "fine"}\n[1, 2]\n{"text": "fine"}\n{"text": 5}\n');
+    await byId("data-file").setInputFiles(bad);
+    await page.waitForFunction(() => document.querySelectorAll('[data-testid="data-errors"] li').length > 0, null, { timeout: 30000 });
+    const badLines = await page.locator('[data-testid="data-errors"] li').allTextContents();
+    log(`bad data: ${badLines.join(" | ")}`);
+    if (badLines.length !== 2 || !badLines[0].startsWith("bad.jsonl:2:") || !badLines[1].startsWith("bad.jsonl:4:")) fail(`bad-line errors: ${badLines}`);
+
     // Data: upload a JSONL file.
     await byId("data-file").setInputFiles(dataFile);
     await byId("data-summary").waitFor({ timeout: 30000 });
@@ -102,6 +111,7 @@ async function main() {
     log(`data: ${summary}`);
     if (!/alpaca format/.test(summary) || !/tokens/.test(summary)) fail(`unexpected data summary: ${summary}`);
     if ((await page.locator('[data-testid="data-preview"] tbody tr').count()) < 1) fail("no preview rows");
+    if ((await page.locator('[data-testid="data-errors"] li').count()) !== 0) fail("errors of the earlier file are still shown");
 
     // Settings: a short run at a learning rate that moves the tiny model.
     await setField("max-steps", STEPS);
