@@ -9,9 +9,10 @@ use wgtune::error::Result;
 use wgtune::gpu::Gpu;
 use wgtune::lora::{Layout, init_params, trainable_line};
 use wgtune::model::Quant;
-use wgtune::train::batches::{epoch_order, make_batch, pack};
+use wgtune::train::batches::make_batch;
 use wgtune::train::checkpoint::{self, TrainerState};
 use wgtune::train::memory;
+use wgtune::train::prepare::{PrepareConfig, Prepared, prepare, split_validation};
 use wgtune::train::session::{RunConfig, Session};
 use wgtune::train::{Batch, LoraTrainer, OptimConfig};
 use wgtune::{adapter, bail, err};
@@ -37,37 +38,29 @@ fn load_examples(
     a: &TrainArgs,
 ) -> Result<Vec<Example>> {
     let ds = data::read_jsonl(path, format)?;
-    let mut out = Vec::with_capacity(ds.rows.len());
-    let mut skipped = Vec::new();
-    for (line, segs) in &ds.rows {
-        let e = data::tokenize(tok, segs, eos, a.train_on_prompt, a.seq_len, *line)?;
-        if e.labels.iter().skip(1).any(|&l| l >= 0) {
-            out.push(e);
-        } else {
-            skipped.push(*line);
-        }
-    }
-    if !skipped.is_empty() && !out.is_empty() {
-        eprintln!(
-            "{}: skipped {} line(s) with no trained token within --seq-len {} (e.g. line {}): the prompt fills the whole sequence",
-            path.display(),
-            skipped.len(),
-            a.seq_len,
-            skipped[0]
-        );
-    }
-    if out.is_empty() {
+    let cfg = PrepareConfig {
+        seq_len: a.seq_len,
+        train_on_prompt: a.train_on_prompt,
+        packing: a.packing,
+        eos,
+    };
+    let Prepared { examples, skipped } = prepare(&ds, tok, &cfg)?;
+    if examples.is_empty() {
         bail!(
             "{}: no line has a trained token within --seq-len {} (prompts too long?)",
             path.display(),
             a.seq_len
         );
     }
-    Ok(if a.packing {
-        pack(&out, a.seq_len)
-    } else {
-        out
-    })
+    if let Some(first) = skipped.first() {
+        eprintln!(
+            "{}: skipped {} line(s) with no trained token within --seq-len {} (e.g. line {first}): the prompt fills the whole sequence",
+            path.display(),
+            skipped.len(),
+            a.seq_len,
+        );
+    }
+    Ok(examples)
 }
 
 /// Run training; the exit status is 0, or [`interrupt::EXIT_CODE`] after a signal.
@@ -114,20 +107,7 @@ pub fn run(a: TrainArgs) -> Result<i32> {
                 train.len()
             );
         }
-        // A seeded shuffle, then the tail is held out (as datasets' train_test_split).
-        let order = epoch_order(train.len(), a.seed, usize::MAX, true);
-        let n_val = ((train.len() as f32 * frac).round() as usize).clamp(1, train.len() - 1);
-        let (keep, held): (Vec<_>, Vec<_>) = order
-            .iter()
-            .enumerate()
-            .partition(|(i, _)| *i < train.len() - n_val);
-        let take = |idx: Vec<(usize, &usize)>| {
-            idx.into_iter()
-                .map(|(_, &j)| train[j].clone())
-                .collect::<Vec<_>>()
-        };
-        val = take(held);
-        train = take(keep);
+        (train, val) = split_validation(train, frac, a.seed);
     }
 
     // LoRA: a fresh PEFT init, a PEFT adapter, or a checkpoint.

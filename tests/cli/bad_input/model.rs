@@ -146,7 +146,14 @@ pub(super) fn cases() -> Vec<Case> {
         },
         Case {
             name: "model_tokenizer_bigger_than_vocab",
-            setup: |s| train_model(s, |d| edit_config(d, "vocab_size", 500.into())),
+            // EOS moved inside the smaller vocabulary, so that the tokenizer check is the one hit.
+            setup: |s| {
+                train_model(s, |d| {
+                    edit_config(d, "vocab_size", 500.into());
+                    edit_config(d, "eos_token_id", 499.into());
+                    edit_config(d, "bos_token_id", 499.into());
+                })
+            },
             expect: &["tokenizer has 1000 tokens", "vocab_size is 500"],
         },
         Case {
