@@ -5,10 +5,8 @@ use std::path::PathBuf;
 use clap::Args;
 use wgtune::data::{self, Format};
 use wgtune::error::Result;
-use wgtune::gpu::Gpu;
 use wgtune::model::Quant;
 use wgtune::model::eval::{EvalLoss, eval_loss};
-use wgtune::model::forward::GpuAdapter;
 
 #[derive(Args)]
 pub struct EvalArgs {
@@ -54,16 +52,12 @@ pub fn run(a: EvalArgs) -> Result<()> {
         wgtune::bail!("--seq-len {seq_len} must be between 1 and the model's n_positions {n_pos}");
     }
     let dataset = data::read_jsonl(&a.data, format)?;
-    let host_adapter = a
-        .adapter
-        .as_ref()
-        .map(|d| super::read_adapter(d, &files.config))
-        .transpose()?;
-    let gpu = Gpu::new_blocking()?;
-    let model = super::upload_model(&gpu, &a.model, &files, a.quant)?;
+    let super::Inference {
+        gpu,
+        model,
+        adapter,
+    } = super::open_inference(&a.model, &files, a.adapter.as_deref(), a.quant)?;
     let tok = &files.tokenizer;
-    let adapter =
-        host_adapter.map(|(lora, params)| GpuAdapter::new(&gpu, &model.config, lora, &params));
     let adapter_ref = adapter.as_ref().map(|x| x.as_ref());
     let eos = tok.eos_id().unwrap_or(model.config.eos());
     let mut examples = Vec::with_capacity(dataset.rows.len());

@@ -4,9 +4,7 @@ use std::io::Write;
 
 use clap::Args;
 use wgtune::error::Result;
-use wgtune::gpu::Gpu;
 use wgtune::model::Quant;
-use wgtune::model::forward::GpuAdapter;
 use wgtune::model::generate::{GenerateConfig, generate};
 use wgtune::sample::Sampling;
 
@@ -46,16 +44,12 @@ pub fn run(a: GenerateArgs) -> Result<()> {
     }
     // Everything that can be checked on the host is, before a GPU device is opened.
     let files = super::open_model(&a.model)?;
-    let host_adapter = a
-        .adapter
-        .as_ref()
-        .map(|d| super::read_adapter(d, &files.config))
-        .transpose()?;
-    let gpu = Gpu::new_blocking()?;
-    let model = super::upload_model(&gpu, &a.model, &files, a.quant)?;
+    let super::Inference {
+        gpu,
+        model,
+        adapter,
+    } = super::open_inference(&a.model, &files, a.adapter.as_deref(), a.quant)?;
     let tok = &files.tokenizer;
-    let adapter =
-        host_adapter.map(|(lora, params)| GpuAdapter::new(&gpu, &model.config, lora, &params));
     let adapter_ref = adapter.as_ref().map(|x| x.as_ref());
     let cfg = GenerateConfig {
         max_new_tokens: a.max_new_tokens,

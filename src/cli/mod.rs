@@ -121,6 +121,36 @@ pub(crate) fn upload_model(
     Ok(m)
 }
 
+/// What eval and generate run on: the GPU, the uploaded model and the optional adapter.
+pub(crate) struct Inference {
+    pub gpu: wgtune::gpu::Gpu,
+    pub model: wgtune::model::Gpt2,
+    pub adapter: Option<wgtune::model::forward::GpuAdapter>,
+}
+
+/// Read the `--adapter` directory (checked on the host first), then open the GPU and upload
+/// the model and the adapter.
+pub(crate) fn open_inference(
+    model: &str,
+    files: &wgtune::model::ModelFiles,
+    adapter: Option<&std::path::Path>,
+    quant: wgtune::model::Quant,
+) -> wgtune::error::Result<Inference> {
+    let host_adapter = adapter
+        .map(|d| read_adapter(d, &files.config))
+        .transpose()?;
+    let gpu = wgtune::gpu::Gpu::new_blocking()?;
+    let m = upload_model(&gpu, model, files, quant)?;
+    let adapter = host_adapter.map(|(lora, params)| {
+        wgtune::model::forward::GpuAdapter::new(&gpu, &m.config, lora, &params)
+    });
+    Ok(Inference {
+        gpu,
+        model: m,
+        adapter,
+    })
+}
+
 /// Read a PEFT adapter directory for eval / generate, checked against the model's shapes.
 pub(crate) fn read_adapter(
     dir: &std::path::Path,
