@@ -6,6 +6,7 @@ mod context;
 mod fault;
 mod pool;
 mod tensor;
+mod tuning;
 
 use std::sync::Arc;
 
@@ -14,6 +15,7 @@ pub use commands::{Commands, grid_1d};
 pub use context::list_adapters;
 pub use pool::{BufferPool, PoolStats};
 pub use tensor::Tensor;
+pub use tuning::Tuning;
 
 use crate::kernels::Kernels;
 
@@ -70,6 +72,8 @@ pub struct Gpu {
     pub adapter_info: wgpu::AdapterInfo,
     pub limits: wgpu::Limits,
     pub features: wgpu::Features,
+    /// Kernel variants in force (from the adapter type and features, or `WGTUNE_KERNELS`).
+    pub tuning: Tuning,
     pool: Arc<BufferPool>,
     kernels: Kernels,
     faults: Arc<fault::FaultLog>,
@@ -88,6 +92,15 @@ impl Gpu {
         let faults = fault::FaultLog::install(&b.device);
         let limits = b.device.limits();
         let features = b.device.features();
+        let info = b.adapter.get_info();
+        let tuning = Tuning::auto(info.device_type, features);
+        #[cfg(not(target_arch = "wasm32"))]
+        let tuning = match std::env::var("WGTUNE_KERNELS") {
+            Ok(list) => tuning
+                .with_overrides(&list, features)
+                .map_err(GpuError::Device)?,
+            Err(_) => tuning,
+        };
         let pool = BufferPool::new(b.device.clone());
         let kernels = Kernels::new(b.device.clone());
         let dummy = Tensor::new(pool.take(4, TENSOR_USAGE), 1);
@@ -96,7 +109,8 @@ impl Gpu {
             dummy,
             dispatches: Default::default(),
             submissions: Default::default(),
-            adapter_info: b.adapter.get_info(),
+            adapter_info: info,
+            tuning,
             device: b.device,
             queue: b.queue,
             limits,
@@ -304,6 +318,7 @@ pub fn describe(gpu: &Gpu) -> String {
         "    min_storage_buffer_offset_alignment: {}",
         l.min_storage_buffer_offset_alignment
     );
+    let _ = writeln!(s, "  kernels: {}", gpu.tuning);
     let _ = writeln!(s, "  features:");
     let _ = writeln!(s, "    shader-f16: {}", has(wgpu::Features::SHADER_F16));
     let _ = writeln!(

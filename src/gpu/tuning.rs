@@ -1,0 +1,89 @@
+//! Which kernel variants a device runs. Chosen once from the adapter's type and features;
+//! `WGTUNE_KERNELS` overrides it for benchmarks and experiments (tests call the variants
+//! explicitly instead, so that one process checks all of them).
+
+/// Kernel variants in force for one device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tuning {
+    /// Matmul tiles staged in workgroup memory (what suits real GPUs), rather than the
+    /// register-only kernel that suits CPU adapters such as lavapipe, where barriers are slow.
+    pub tiled_matmul: bool,
+    /// f16 arithmetic in the matmul inner loop (needs `shader-f16`; checked against f32).
+    pub f16_math: bool,
+    /// Subgroup reductions (needs `subgroups`, native only: wgpu's web backend lacks them).
+    pub subgroups: bool,
+}
+
+impl Tuning {
+    /// The variants that suit an adapter of this type with these features.
+    pub fn auto(device_type: wgpu::DeviceType, features: wgpu::Features) -> Self {
+        let gpu = !matches!(device_type, wgpu::DeviceType::Cpu);
+        Self {
+            tiled_matmul: gpu,
+            f16_math: gpu && features.contains(wgpu::Features::SHADER_F16),
+            subgroups: gpu && features.contains(wgpu::Features::SUBGROUP),
+        }
+    }
+
+    /// Apply a `WGTUNE_KERNELS`-style list such as `tiled,-f16,subgroups` (`-` turns a variant
+    /// off). A variant whose feature the device lacks stays off.
+    pub fn with_overrides(mut self, list: &str, features: wgpu::Features) -> Result<Self, String> {
+        for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let (on, name) = match item.strip_prefix('-') {
+                Some(rest) => (false, rest),
+                None => (true, item),
+            };
+            match name {
+                "tiled" => self.tiled_matmul = on,
+                "f16" => self.f16_math = on && features.contains(wgpu::Features::SHADER_F16),
+                "subgroups" => self.subgroups = on && features.contains(wgpu::Features::SUBGROUP),
+                _ => {
+                    return Err(format!(
+                        "WGTUNE_KERNELS: unknown kernel variant {name:?}; use tiled, f16, subgroups (prefix - to turn one off)"
+                    ));
+                }
+            }
+        }
+        Ok(self)
+    }
+}
+
+impl std::fmt::Display for Tuning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let on = |b: bool| if b { "on" } else { "off" };
+        write!(
+            f,
+            "tiled matmul {}, f16 math {}, subgroups {}",
+            on(self.tiled_matmul),
+            on(self.f16_math),
+            on(self.subgroups)
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_and_overrides() {
+        let all = wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP;
+        let cpu = Tuning::auto(wgpu::DeviceType::Cpu, all);
+        assert!(!cpu.tiled_matmul && !cpu.f16_math && !cpu.subgroups);
+        let gpu = Tuning::auto(wgpu::DeviceType::DiscreteGpu, all);
+        assert!(gpu.tiled_matmul && gpu.f16_math && gpu.subgroups);
+        let no_f16 = Tuning::auto(wgpu::DeviceType::IntegratedGpu, wgpu::Features::empty());
+        assert!(no_f16.tiled_matmul && !no_f16.f16_math && !no_f16.subgroups);
+        let t = cpu.with_overrides("tiled, f16", all).unwrap();
+        assert!(t.tiled_matmul && t.f16_math && !t.subgroups);
+        let t = gpu
+            .with_overrides("-tiled,subgroups", wgpu::Features::empty())
+            .unwrap();
+        assert!(!t.tiled_matmul && !t.subgroups);
+        assert!(
+            cpu.with_overrides("fast", all)
+                .unwrap_err()
+                .contains("fast")
+        );
+    }
+}
