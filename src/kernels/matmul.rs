@@ -30,6 +30,14 @@ impl Weight {
         }
     }
 
+    fn tiled_shader(&self) -> Shader {
+        match self {
+            Weight::F32(_) => Shader::MatmulTiledF32,
+            Weight::F16(_) => Shader::MatmulTiledF16,
+            Weight::Nf4 { .. } => Shader::MatmulTiledNf4,
+        }
+    }
+
     /// Whether the matrix is stored as nn.Linear `[out,in]` (NF4) rather than Conv1D `[in,out]`.
     pub fn is_linear_layout(&self) -> bool {
         matches!(self, Weight::Nf4 { .. })
@@ -119,12 +127,31 @@ const TILE_N: usize = 32;
 /// multiple of 4 within its tensor: A's runs go along K (or M when transposed), B's along N
 /// (or K when transposed). NF4 needs this so that a run is one half-word in one 64-block.
 fn runs_of_4_aligned(g: &Gemm) -> bool {
-    let a_run = if g.trans_a { g.m } else { g.k };
-    let b_run = if g.trans_b { g.k } else { g.n };
-    a_run.is_multiple_of(4) && b_run.is_multiple_of(4)
+    let (a_ok, b_ok) = runs_aligned(g);
+    a_ok && b_ok
 }
 
-/// `C[M,N] = alpha·op(A)·op(B) + beta·C + bias[N]`.
+/// [`runs_of_4_aligned`] for A and B separately (the tiled kernel loads each on its own).
+fn runs_aligned(g: &Gemm) -> (bool, bool) {
+    let a_run = if g.trans_a { g.m } else { g.k };
+    let b_run = if g.trans_b { g.k } else { g.n };
+    (a_run.is_multiple_of(4), b_run.is_multiple_of(4))
+}
+
+/// Which matmul kernel a [`gemm_with`] call runs (both compute the same thing).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MatmulVariant {
+    /// `matmul.wgsl`: 8×4 register blocks, no workgroup memory (suits CPU adapters).
+    Register,
+    /// `matmul_tiled.wgsl`: 64×64 tiles staged in workgroup memory (suits real GPUs).
+    Tiled,
+}
+
+/// Tile of C that one workgroup of the tiled kernel covers (square).
+const TILED_TILE: usize = 64;
+
+/// `C[M,N] = alpha·op(A)·op(B) + beta·C + bias[N]`, with the kernel that the device's
+/// tuning picks (`gpu.tuning.tiled_matmul`).
 pub fn gemm(
     cmd: &mut Commands,
     c: &Tensor,
@@ -132,6 +159,24 @@ pub fn gemm(
     b: &Weight,
     bias: Option<&Tensor>,
     g: Gemm,
+) {
+    let variant = if cmd.gpu().tuning.tiled_matmul {
+        MatmulVariant::Tiled
+    } else {
+        MatmulVariant::Register
+    };
+    gemm_with(cmd, c, a, b, bias, g, variant);
+}
+
+/// [`gemm`] with an explicit kernel, so that tests and benchmarks can run both on one device.
+pub fn gemm_with(
+    cmd: &mut Commands,
+    c: &Tensor,
+    a: &Tensor,
+    b: &Weight,
+    bias: Option<&Tensor>,
+    g: Gemm,
+    variant: MatmulVariant,
 ) {
     let ldc = g.ldc.unwrap_or(g.n);
     assert!(ldc >= g.n, "gemm: ldc {ldc} < n {}", g.n);
@@ -150,9 +195,13 @@ pub fn gemm(
         g.k
     );
     let gpu = cmd.gpu();
+    let (shader, entry) = match variant {
+        MatmulVariant::Register => (b.shader(), "matmul"),
+        MatmulVariant::Tiled => (b.tiled_shader(), "matmul_tiled"),
+    };
     let pipeline = gpu.kernels().pipeline(
-        b.shader(),
-        "matmul",
+        shader,
+        entry,
         &[
             ("TRANS_A", g.trans_a as u32 as f64),
             ("TRANS_B", g.trans_b as u32 as f64),
@@ -166,10 +215,20 @@ pub fn gemm(
         alpha: g.alpha,
         beta: g.beta,
         ldc: ldc as u32,
-        vec_ok: runs_of_4_aligned(&g) as u32,
+        vec_ok: match variant {
+            MatmulVariant::Register => runs_of_4_aligned(&g) as u32,
+            MatmulVariant::Tiled => {
+                let (a_ok, b_ok) = runs_aligned(&g);
+                a_ok as u32 | (b_ok as u32) << 1
+            }
+        },
     };
     let bias = bias.unwrap_or(gpu.dummy());
-    let groups = [g.n.div_ceil(TILE_N) as u32, g.m.div_ceil(TILE_M) as u32, 1];
+    let (tile_m, tile_n) = match variant {
+        MatmulVariant::Register => (TILE_M, TILE_N),
+        MatmulVariant::Tiled => (TILED_TILE, TILED_TILE),
+    };
+    let groups = [g.n.div_ceil(tile_n) as u32, g.m.div_ceil(tile_m) as u32, 1];
     match b {
         Weight::F32(w) | Weight::F16(w) => {
             cmd.dispatch(&pipeline, &params, &[c, a, w, bias], groups)

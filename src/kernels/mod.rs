@@ -31,6 +31,10 @@ pub enum Shader {
     MatmulF32,
     MatmulF16,
     MatmulNf4,
+    /// matmul_tiled.wgsl (workgroup-memory tiles, for real GPUs) with the same B loaders.
+    MatmulTiledF32,
+    MatmulTiledF16,
+    MatmulTiledNf4,
     Nf4,
     Lora,
     Attention,
@@ -42,13 +46,20 @@ impl Shader {
     /// The WGSL source; the one registry of shader files.
     pub fn source(self) -> String {
         const MATMUL: &str = include_str!("../../shaders/matmul.wgsl");
+        const TILED: &str = include_str!("../../shaders/matmul_tiled.wgsl");
+        const B_F32: &str = include_str!("../../shaders/matmul_b_f32.wgsl");
+        const B_F16: &str = include_str!("../../shaders/matmul_b_f16.wgsl");
+        const B_NF4: &str = include_str!("../../shaders/matmul_b_nf4.wgsl");
         match self {
             Shader::Embedding => include_str!("../../shaders/embedding.wgsl").into(),
             Shader::LayerNorm => include_str!("../../shaders/layernorm.wgsl").into(),
             Shader::Elementwise => include_str!("../../shaders/elementwise.wgsl").into(),
-            Shader::MatmulF32 => [include_str!("../../shaders/matmul_b_f32.wgsl"), MATMUL].concat(),
-            Shader::MatmulF16 => [include_str!("../../shaders/matmul_b_f16.wgsl"), MATMUL].concat(),
-            Shader::MatmulNf4 => [include_str!("../../shaders/matmul_b_nf4.wgsl"), MATMUL].concat(),
+            Shader::MatmulF32 => [B_F32, MATMUL].concat(),
+            Shader::MatmulF16 => [B_F16, MATMUL].concat(),
+            Shader::MatmulNf4 => [B_NF4, MATMUL].concat(),
+            Shader::MatmulTiledF32 => [B_F32, TILED].concat(),
+            Shader::MatmulTiledF16 => [B_F16, TILED].concat(),
+            Shader::MatmulTiledNf4 => [B_NF4, TILED].concat(),
             Shader::Nf4 => include_str!("../../shaders/nf4.wgsl").into(),
             Shader::Lora => include_str!("../../shaders/lora.wgsl").into(),
             Shader::Attention => include_str!("../../shaders/attention.wgsl").into(),
@@ -57,13 +68,16 @@ impl Shader {
         }
     }
 
-    pub const ALL: [Shader; 11] = [
+    pub const ALL: [Shader; 14] = [
         Shader::Embedding,
         Shader::LayerNorm,
         Shader::Elementwise,
         Shader::MatmulF32,
         Shader::MatmulF16,
         Shader::MatmulNf4,
+        Shader::MatmulTiledF32,
+        Shader::MatmulTiledF16,
+        Shader::MatmulTiledNf4,
         Shader::Nf4,
         Shader::Lora,
         Shader::Attention,

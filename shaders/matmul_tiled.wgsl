@@ -1,0 +1,162 @@
+// General matrix multiply for real GPUs, same contract as matmul.wgsl:
+//
+//     C[M,N] = alpha * op(A)[M,K] · op(B)[K,N] + beta * C + bias[N]
+//
+// (TRANS_A / TRANS_B override constants, A row-major f32, B read through the loader that the
+// registry prepends: one of matmul_b_{f32,f16,nf4}.wgsl with `load_b` and `load_b_run4`.)
+//
+// The classic shared-memory kernel: a workgroup of 16×16 invocations owns a 64×64 tile of C
+// and walks K in steps of BK = 16. Each step, all 256 invocations stage a 64×BK slice of A and
+// a BK×64 slice of B in workgroup memory (4 values each), so each global value is read once
+// per tile instead of once per register block, and B is decoded (f16 unpack, NF4 code lookup
+// and absmax scale) once per tile. Each invocation then accumulates a 4×4 block of C in
+// registers from one vec4 of A and one vec4 of B per k. Workgroup memory: 2 · BK · 64 · 4 B =
+// 8 KiB; 256 invocations: both within WebGPU's defaults.
+//
+// Both slices are stored k-major as vec4s: `as_[k * 16 + i]` holds rows 4i..4i+3 of the tile
+// at k, `bs[k * 16 + j]` columns 4j..4j+3. Values outside the matrix are staged as 0, so edge
+// tiles and the K tail need no special inner loop. Runs of 4 along a dimension that is a
+// multiple of 4 (p.vec_ok bit 0 for A, bit 1 for B, checked on the host) are loaded as one
+// vec4 (NF4: one half-word and one absmax); others element by element.
+// beta == 0 never reads C (pooled buffers hold garbage).
+
+override TRANS_A: bool = false;
+override TRANS_B: bool = false;
+
+const BK: u32 = 16u;
+const TILE: u32 = 64u;
+
+struct Params {
+    m: u32,
+    n: u32,
+    k: u32,
+    has_bias: u32,
+    alpha: f32,
+    beta: f32,
+    ldc: u32,      // row stride of C
+    vec_ok: u32,   // bit 0: A's runs are 4-aligned, bit 1: B's (see gemm())
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read_write> c: array<f32>;
+@group(0) @binding(2) var<storage, read> a: array<f32>;
+@group(0) @binding(4) var<storage, read> bias: array<f32>;
+
+var<workgroup> as_: array<vec4<f32>, 256>;   // (BK, TILE/4) rows of the A slice
+var<workgroup> bs: array<vec4<f32>, 256>;    // (BK, TILE/4) columns of the B slice
+
+// op(A)[row, kk], 0 outside the matrix.
+fn a_at(row: u32, kk: u32) -> f32 {
+    if (row >= p.m || kk >= p.k) { return 0.0; }
+    if (TRANS_A) { return a[kk * p.m + row]; }
+    return a[row * p.k + kk];
+}
+
+// op(B)[kk, col], 0 outside the matrix.
+fn b_at(kk: u32, col: u32) -> f32 {
+    if (kk >= p.k || col >= p.n) { return 0.0; }
+    if (TRANS_B) { return load_b(col * p.k + kk); }
+    return load_b(kk * p.n + col);
+}
+
+// Stage A[r0.., k0..] as (BK, TILE) in as_. Invocation t loads one run of 4 along A's
+// storage rows: along K (4 k's of one row) or, when TRANS_A, along M (4 rows at one k).
+fn stage_a(t: u32, r0: u32, k0: u32) {
+    let vec_ok = (p.vec_ok & 1u) != 0u;
+    if (TRANS_A) {
+        let kk = t / 16u;
+        let rq = (t % 16u) * 4u;
+        let row = r0 + rq;
+        let k = k0 + kk;
+        var v: vec4<f32>;
+        if (vec_ok && row < p.m && k < p.k) {
+            let i = k * p.m + row;
+            v = vec4<f32>(a[i], a[i + 1u], a[i + 2u], a[i + 3u]);
+        } else {
+            v = vec4<f32>(a_at(row, k), a_at(row + 1u, k), a_at(row + 2u, k), a_at(row + 3u, k));
+        }
+        as_[kk * 16u + rq / 4u] = v;
+    } else {
+        let r = t / 4u;
+        let kq = (t % 4u) * 4u;
+        let row = r0 + r;
+        let k = k0 + kq;
+        var v: vec4<f32>;
+        if (vec_ok && row < p.m && k < p.k) {
+            let i = row * p.k + k;
+            v = vec4<f32>(a[i], a[i + 1u], a[i + 2u], a[i + 3u]);
+        } else {
+            v = vec4<f32>(a_at(row, k), a_at(row, k + 1u), a_at(row, k + 2u), a_at(row, k + 3u));
+        }
+        for (var j = 0u; j < 4u; j++) { as_[(kq + j) * 16u + r / 4u][r % 4u] = v[j]; }
+    }
+}
+
+// Stage B[k0.., c0..] as (BK, TILE) in bs, decoded to f32. Invocation t loads one run of 4
+// along B's storage rows: along N (4 columns at one k) or, when TRANS_B, along K.
+fn stage_b(t: u32, k0: u32, c0: u32) {
+    let vec_ok = (p.vec_ok & 2u) != 0u;
+    if (TRANS_B) {
+        let cc = t / 4u;
+        let kq = (t % 4u) * 4u;
+        let col = c0 + cc;
+        let k = k0 + kq;
+        var v: vec4<f32>;
+        if (vec_ok && col < p.n && k < p.k) {
+            v = load_b_run4(col * p.k + k);
+        } else {
+            v = vec4<f32>(b_at(k, col), b_at(k + 1u, col), b_at(k + 2u, col), b_at(k + 3u, col));
+        }
+        for (var j = 0u; j < 4u; j++) { bs[(kq + j) * 16u + cc / 4u][cc % 4u] = v[j]; }
+    } else {
+        let kk = t / 16u;
+        let cq = (t % 16u) * 4u;
+        let col = c0 + cq;
+        let k = k0 + kk;
+        var v: vec4<f32>;
+        if (vec_ok && col < p.n && k < p.k) {
+            v = load_b_run4(k * p.n + col);
+        } else {
+            v = vec4<f32>(b_at(k, col), b_at(k, col + 1u), b_at(k, col + 2u), b_at(k, col + 3u));
+        }
+        bs[kk * 16u + cq / 4u] = v;
+    }
+}
+
+@compute @workgroup_size(16, 16)
+fn matmul_tiled(@builtin(workgroup_id) wid: vec3<u32>,
+                @builtin(local_invocation_id) lid: vec3<u32>,
+                @builtin(local_invocation_index) t: u32) {
+    let r0 = wid.y * TILE;
+    let c0 = wid.x * TILE;
+    var acc: array<vec4<f32>, 4>;   // rows r0 + 4·lid.y + i, columns c0 + 4·lid.x ..+4
+    for (var k0 = 0u; k0 < p.k; k0 += BK) {
+        stage_a(t, r0, k0);
+        stage_b(t, k0, c0);
+        workgroupBarrier();
+        for (var kk = 0u; kk < BK; kk++) {
+            let av = as_[kk * 16u + lid.y];
+            let bv = bs[kk * 16u + lid.x];
+            acc[0] += av.x * bv;
+            acc[1] += av.y * bv;
+            acc[2] += av.z * bv;
+            acc[3] += av.w * bv;
+        }
+        workgroupBarrier();
+    }
+
+    let row0 = r0 + lid.y * 4u;
+    let col0 = c0 + lid.x * 4u;
+    if (row0 >= p.m || col0 >= p.n) { return; }
+    let rows = min(4u, p.m - row0);
+    let cols = min(4u, p.n - col0);
+    for (var i = 0u; i < rows; i++) {
+        for (var j = 0u; j < cols; j++) {
+            let idx = (row0 + i) * p.ldc + col0 + j;
+            var v = p.alpha * acc[i][j];
+            if (p.beta != 0.0) { v += p.beta * c[idx]; }
+            if (p.has_bias != 0u) { v += bias[col0 + j]; }
+            c[idx] = v;
+        }
+    }
+}
