@@ -11,6 +11,7 @@
 //                        dx accumulator acc (rows, C) to the new max and copies the target's
 //                        wte row into wt; the caller then adds chunk · wte_chunk into acc;
 //   cross_entropy_dx     dx = grad_scale · (acc / sum of exp - wt) once every chunk is in.
+// Row reductions go through wg_* from the prepended reduce_wg.wgsl or reduce_subgroup.wgsl.
 // Targets equal to -100 (ignore_index, stored as u32 0xFFFFFF9C) give loss 0 and gradient 0.
 
 const WG: u32 = 64u;
@@ -55,14 +56,10 @@ struct Params {
 @group(0) @binding(4) var<storage, read> dstate: array<f32>;       // (rows, 3)
 @group(0) @binding(5) var<storage, read> dtargets: array<u32>;     // (rows)
 
-var<workgroup> red_m: array<f32, WG>;
-var<workgroup> red_s: array<f32, WG>;
-
 @compute @workgroup_size(64)
-fn cross_entropy_stats(@builtin(workgroup_id) wid: vec3<u32>,
-                       @builtin(num_workgroups) nwg: vec3<u32>,
-                       @builtin(local_invocation_index) lid: u32) {
-    let row = wid.x + wid.y * nwg.x;
+fn cross_entropy_stats(ids: Ids) {
+    let lid = ids.lid;
+    let row = ids.wid.x + ids.wid.y * ids.nwg.x;
     if (row >= p.rows) { return; }
     let base = row * p.vc;
     // Local max, then local sum of exp relative to it.
@@ -70,22 +67,10 @@ fn cross_entropy_stats(@builtin(workgroup_id) wid: vec3<u32>,
     for (var j = lid; j < p.vc; j += WG) { m = max(m, logits[base + j]); }
     var s = 0.0;
     for (var j = lid; j < p.vc; j += WG) { s += exp(logits[base + j] - m); }
-    red_m[lid] = m;
-    red_s[lid] = s;
-    workgroupBarrier();
-    for (var k = WG / 2u; k > 0u; k = k / 2u) {
-        if (lid < k) {
-            let m1 = red_m[lid];
-            let m2 = red_m[lid + k];
-            let mm = max(m1, m2);
-            red_s[lid] = red_s[lid] * exp(m1 - mm) + red_s[lid + k] * exp(m2 - mm);
-            red_m[lid] = mm;
-        }
-        workgroupBarrier();
-    }
+    let red = wg_max_sumexp(ids, vec2<f32>(m, s));
     if (lid == 0u) {
-        let mc = red_m[0];
-        let sc = red_s[0];
+        let mc = red.x;
+        let sc = red.y;
         var m_old = -BIG;
         var s_old = 0.0;
         var t_old = 0.0;
@@ -120,10 +105,9 @@ fn cross_entropy_loss(@builtin(global_invocation_id) gid: vec3<u32>,
 // One workgroup per row. The running state and acc are relative to the running max m, so
 // that at the end acc = Σ_v exp(logit_v - m) · wte_v and sum = Σ_v exp(logit_v - m).
 @compute @workgroup_size(64)
-fn cross_entropy_online(@builtin(workgroup_id) wid: vec3<u32>,
-                        @builtin(num_workgroups) nwg: vec3<u32>,
-                        @builtin(local_invocation_index) lid: u32) {
-    let row = wid.x + wid.y * nwg.x;
+fn cross_entropy_online(ids: Ids) {
+    let lid = ids.lid;
+    let row = ids.wid.x + ids.wid.y * ids.nwg.x;
     if (row >= p.rows) { return; }   // uniform per workgroup
     let base = row * p.vc;
     var m_old = -BIG;
@@ -136,13 +120,7 @@ fn cross_entropy_online(@builtin(workgroup_id) wid: vec3<u32>,
     }
     var m = -BIG;
     for (var j = lid; j < p.vc; j += WG) { m = max(m, ochunk[base + j]); }
-    red_m[lid] = m;
-    workgroupBarrier();
-    for (var k = WG / 2u; k > 0u; k = k / 2u) {
-        if (lid < k) { red_m[lid] = max(red_m[lid], red_m[lid + k]); }
-        workgroupBarrier();
-    }
-    let mm = max(m_old, red_m[0]);
+    let mm = max(m_old, wg_max(ids, m));
     let tgt = otargets[row];
     let hit = tgt != IGNORE && tgt >= p.v0 && tgt < p.v0 + p.vc;
     if (hit) {
@@ -161,15 +139,10 @@ fn cross_entropy_online(@builtin(workgroup_id) wid: vec3<u32>,
         let rescale = exp(m_old - mm);
         for (var j = lid; j < p.c; j += WG) { oacc[row * p.c + j] *= rescale; }
     }
-    red_s[lid] = s;
-    workgroupBarrier();
-    for (var k = WG / 2u; k > 0u; k = k / 2u) {
-        if (lid < k) { red_s[lid] += red_s[lid + k]; }
-        workgroupBarrier();
-    }
+    let total = wg_sum2(ids, vec2<f32>(s, 0.0)).x;
     if (lid == 0u) {
         ostate[row * 3u] = mm;
-        ostate[row * 3u + 1u] = s_old * exp(m_old - mm) + red_s[0];
+        ostate[row * 3u + 1u] = s_old * exp(m_old - mm) + total;
         ostate[row * 3u + 2u] = t_old;
     }
 }

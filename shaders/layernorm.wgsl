@@ -1,6 +1,7 @@
 // LayerNorm over the last dimension, forward and backward to the input (the LayerNorm weights
 // are frozen in LoRA training, so their gradients are not computed).
-// One workgroup of 64 invocations per row; two-pass mean/variance like torch.
+// One workgroup of 64 invocations per row; two-pass mean/variance like torch. The row sums
+// go through wg_sum2 from the prepended reduce_wg.wgsl or reduce_subgroup.wgsl.
 
 const WG: u32 = 64u;
 
@@ -29,43 +30,22 @@ struct Params {
 @group(0) @binding(5) var<storage, read> bmean: array<f32>;        // (N)
 @group(0) @binding(6) var<storage, read> brstd: array<f32>;        // (N)
 
-var<workgroup> red_a: array<f32, WG>;
-var<workgroup> red_b: array<f32, WG>;
-
-// Sum red_a and red_b over the workgroup; every invocation gets both totals.
-fn reduce2(lid: u32, a: f32, b: f32) -> vec2<f32> {
-    red_a[lid] = a;
-    red_b[lid] = b;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s = s / 2u) {
-        if (lid < s) {
-            red_a[lid] += red_a[lid + s];
-            red_b[lid] += red_b[lid + s];
-        }
-        workgroupBarrier();
-    }
-    let r = vec2<f32>(red_a[0], red_b[0]);
-    workgroupBarrier();
-    return r;
-}
-
 fn row_of(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return wid.x + wid.y * nwg.x;
 }
 
 @compute @workgroup_size(64)
-fn layernorm_forward(@builtin(workgroup_id) wid: vec3<u32>,
-                     @builtin(num_workgroups) nwg: vec3<u32>,
-                     @builtin(local_invocation_index) lid: u32) {
-    let row = row_of(wid, nwg);
+fn layernorm_forward(ids: Ids) {
+    let lid = ids.lid;
+    let row = row_of(ids.wid, ids.nwg);
     if (row >= p.rows) { return; }   // uniform per workgroup
     let base = row * p.c;
     var s = 0.0;
     for (var i = lid; i < p.c; i += WG) { s += x[base + i]; }
-    let m = reduce2(lid, s, 0.0).x / f32(p.c);
+    let m = wg_sum2(ids, vec2<f32>(s, 0.0)).x / f32(p.c);
     var v = 0.0;
     for (var i = lid; i < p.c; i += WG) { let d = x[base + i] - m; v += d * d; }
-    let r = inverseSqrt(reduce2(lid, v, 0.0).x / f32(p.c) + p.eps);
+    let r = inverseSqrt(wg_sum2(ids, vec2<f32>(v, 0.0)).x / f32(p.c) + p.eps);
     for (var i = lid; i < p.c; i += WG) {
         out[base + i] = (x[base + i] - m) * r * weight[i] + bias[i];
     }
@@ -74,10 +54,9 @@ fn layernorm_forward(@builtin(workgroup_id) wid: vec3<u32>,
 
 // dx = rstd * (dnorm - mean(dnorm) - norm * mean(dnorm * norm)),  dnorm = dout * weight
 @compute @workgroup_size(64)
-fn layernorm_backward(@builtin(workgroup_id) wid: vec3<u32>,
-                      @builtin(num_workgroups) nwg: vec3<u32>,
-                      @builtin(local_invocation_index) lid: u32) {
-    let row = row_of(wid, nwg);
+fn layernorm_backward(ids: Ids) {
+    let lid = ids.lid;
+    let row = row_of(ids.wid, ids.nwg);
     if (row >= p.rows) { return; }
     let base = row * p.c;
     let m = bmean[row];
@@ -90,7 +69,7 @@ fn layernorm_backward(@builtin(workgroup_id) wid: vec3<u32>,
         s1 += dnorm;
         s2 += dnorm * norm;
     }
-    let sums = reduce2(lid, s1, s2) / f32(p.c);
+    let sums = wg_sum2(ids, vec2<f32>(s1, s2)) / f32(p.c);
     for (var i = lid; i < p.c; i += WG) {
         let norm = (bx[base + i] - m) * r;
         let dnorm = dout[base + i] * bweight[i];

@@ -4,8 +4,8 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::Shader;
 use super::matmul::{Gemm, Weight, gemm};
+use super::{Reduction, Shader};
 use crate::gpu::{Commands, Tensor, grid_1d};
 
 /// Target value that contributes neither loss nor gradient (torch's default ignore_index).
@@ -21,6 +21,13 @@ struct Params {
     grad_scale: f32,
     c: u32,
     _pad: [u32; 2],
+}
+
+fn shader(cmd: &Commands, reduction: Reduction) -> Shader {
+    match reduction.resolve(cmd.gpu()) {
+        Reduction::Workgroup => Shader::CrossEntropy,
+        Reduction::Subgroup => Shader::CrossEntropySubgroups,
+    }
 }
 
 fn params(rows: usize, vc: usize, v0: usize, first: bool, grad_scale: f32) -> Params {
@@ -45,11 +52,12 @@ pub fn cross_entropy_stats(
     rows: usize,
     vc: usize,
     v0: usize,
+    reduction: Reduction,
 ) {
     let pipeline = cmd
         .gpu()
         .kernels()
-        .pipeline(Shader::CrossEntropy, "cross_entropy_stats", &[]);
+        .pipeline(shader(cmd, reduction), "cross_entropy_stats", &[]);
     cmd.dispatch(
         &pipeline,
         &params(rows, vc, v0, v0 == 0, 0.0),
@@ -94,11 +102,12 @@ pub fn cross_entropy_online(
     vc: usize,
     v0: usize,
     c: usize,
+    reduction: Reduction,
 ) {
-    let pipeline = cmd
-        .gpu()
-        .kernels()
-        .pipeline(Shader::CrossEntropy, "cross_entropy_online", &[]);
+    let pipeline =
+        cmd.gpu()
+            .kernels()
+            .pipeline(shader(cmd, reduction), "cross_entropy_online", &[]);
     let p = Params {
         c: c as u32,
         ..params(rows, vc, v0, v0 == 0, 0.0)
@@ -168,6 +177,42 @@ pub fn lm_head_loss(
     chunk: usize,
     grad_scale: f32,
 ) {
+    let r = Reduction::for_gpu(cmd.gpu());
+    lm_head_loss_with(
+        cmd,
+        loss,
+        dx,
+        logits_chunk,
+        state,
+        x,
+        wte,
+        targets,
+        rows,
+        c,
+        vocab,
+        chunk,
+        grad_scale,
+        r,
+    );
+}
+
+/// [`lm_head_loss`] with an explicit row reduction (tests run both on one device).
+pub fn lm_head_loss_with(
+    cmd: &mut Commands,
+    loss: &Tensor,
+    dx: Option<&Tensor>,
+    logits_chunk: &Tensor,
+    state: &Tensor,
+    x: &Tensor,
+    wte: &Tensor,
+    targets: &Tensor,
+    rows: usize,
+    c: usize,
+    vocab: usize,
+    chunk: usize,
+    grad_scale: f32,
+    reduction: Reduction,
+) {
     assert!(
         chunk.is_multiple_of(64) && chunk > 0,
         "vocabulary chunk must be a multiple of 64"
@@ -188,7 +233,7 @@ pub fn lm_head_loss(
             Gemm::new(rows, vc, c).trans_b(true),
         );
         match &online {
-            None => cross_entropy_stats(cmd, state, logits_chunk, targets, rows, vc, v0),
+            None => cross_entropy_stats(cmd, state, logits_chunk, targets, rows, vc, v0, reduction),
             Some((acc, wt)) => {
                 cross_entropy_online(
                     cmd,
@@ -202,6 +247,7 @@ pub fn lm_head_loss(
                     vc,
                     v0,
                     c,
+                    reduction,
                 );
                 // acc (rows,C) (+)= exp-chunk (rows,vc) · wte[v0..v0+vc] (vc,C)
                 gemm(

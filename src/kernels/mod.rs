@@ -25,7 +25,10 @@ use std::sync::Mutex;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Shader {
     Embedding,
+    /// layernorm.wgsl with workgroup-memory reductions (reduce_wg.wgsl).
     LayerNorm,
+    /// layernorm.wgsl with subgroup reductions (reduce_subgroup.wgsl); native only.
+    LayerNormSubgroups,
     Elementwise,
     /// matmul.wgsl with the B loader for f32, f16 or NF4 weights.
     MatmulF32,
@@ -38,7 +41,10 @@ pub enum Shader {
     Nf4,
     Lora,
     Attention,
+    /// cross_entropy.wgsl with workgroup-memory reductions.
     CrossEntropy,
+    /// cross_entropy.wgsl with subgroup reductions; native only.
+    CrossEntropySubgroups,
     Optim,
 }
 
@@ -50,9 +56,19 @@ impl Shader {
         const B_F32: &str = include_str!("../../shaders/matmul_b_f32.wgsl");
         const B_F16: &str = include_str!("../../shaders/matmul_b_f16.wgsl");
         const B_NF4: &str = include_str!("../../shaders/matmul_b_nf4.wgsl");
+        const LAYERNORM: &str = include_str!("../../shaders/layernorm.wgsl");
+        const CROSS_ENTROPY: &str = include_str!("../../shaders/cross_entropy.wgsl");
+        const REDUCE_WG: &str = include_str!("../../shaders/reduce_wg.wgsl");
+        // Browsers require `enable subgroups;`, which naga rejects, and wgpu's web backend has
+        // no subgroups: the web never gets the subgroup text (Reduction::resolve never asks).
+        #[cfg(not(target_arch = "wasm32"))]
+        const REDUCE_SUBGROUP: &str = include_str!("../../shaders/reduce_subgroup.wgsl");
+        #[cfg(target_arch = "wasm32")]
+        const REDUCE_SUBGROUP: &str = REDUCE_WG;
         match self {
             Shader::Embedding => include_str!("../../shaders/embedding.wgsl").into(),
-            Shader::LayerNorm => include_str!("../../shaders/layernorm.wgsl").into(),
+            Shader::LayerNorm => [REDUCE_WG, LAYERNORM].concat(),
+            Shader::LayerNormSubgroups => [REDUCE_SUBGROUP, LAYERNORM].concat(),
             Shader::Elementwise => include_str!("../../shaders/elementwise.wgsl").into(),
             Shader::MatmulF32 => [B_F32, MATMUL].concat(),
             Shader::MatmulF16 => [B_F16, MATMUL].concat(),
@@ -63,14 +79,16 @@ impl Shader {
             Shader::Nf4 => include_str!("../../shaders/nf4.wgsl").into(),
             Shader::Lora => include_str!("../../shaders/lora.wgsl").into(),
             Shader::Attention => include_str!("../../shaders/attention.wgsl").into(),
-            Shader::CrossEntropy => include_str!("../../shaders/cross_entropy.wgsl").into(),
+            Shader::CrossEntropy => [REDUCE_WG, CROSS_ENTROPY].concat(),
+            Shader::CrossEntropySubgroups => [REDUCE_SUBGROUP, CROSS_ENTROPY].concat(),
             Shader::Optim => include_str!("../../shaders/optim.wgsl").into(),
         }
     }
 
-    pub const ALL: [Shader; 14] = [
+    pub const ALL: [Shader; 16] = [
         Shader::Embedding,
         Shader::LayerNorm,
+        Shader::LayerNormSubgroups,
         Shader::Elementwise,
         Shader::MatmulF32,
         Shader::MatmulF16,
@@ -82,8 +100,42 @@ impl Shader {
         Shader::Lora,
         Shader::Attention,
         Shader::CrossEntropy,
+        Shader::CrossEntropySubgroups,
         Shader::Optim,
     ];
+}
+
+/// How a row kernel (one workgroup per row: layernorm, the cross-entropy row max and sums)
+/// reduces across its workgroup. Both give the same sums up to f32 rounding order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reduction {
+    /// A tree through workgroup memory (`reduce_wg.wgsl`): every device, and the web.
+    Workgroup,
+    /// subgroupAdd / subgroupMax, then one step through workgroup memory across subgroups
+    /// (`reduce_subgroup.wgsl`): fewer barriers. Needs `subgroups`, native only.
+    Subgroup,
+}
+
+impl Reduction {
+    /// The variant the device's tuning picks (`gpu.tuning.subgroups`).
+    pub fn for_gpu(gpu: &crate::gpu::Gpu) -> Self {
+        if gpu.tuning.subgroups {
+            Reduction::Subgroup
+        } else {
+            Reduction::Workgroup
+        }
+    }
+
+    /// The variant that can run: `Subgroup` falls back to `Workgroup` on a device without the
+    /// feature and on wasm32 (never compiled there).
+    pub fn resolve(self, gpu: &crate::gpu::Gpu) -> Self {
+        let has = !cfg!(target_arch = "wasm32") && gpu.features.contains(wgpu::Features::SUBGROUP);
+        if self == Reduction::Subgroup && has {
+            Reduction::Subgroup
+        } else {
+            Reduction::Workgroup
+        }
+    }
 }
 
 type PipelineKey = (Shader, &'static str, Vec<(&'static str, u64)>);

@@ -131,6 +131,17 @@ pub fn has_feature(gpu: &Gpu, feature: wgpu::Features, what: &str) -> bool {
     has
 }
 
+/// The row-reduction variants to check on this device: always the workgroup-memory one, and
+/// the subgroup one where the device has subgroups (never on the web: wgpu exposes none there).
+pub fn reductions(gpu: &Gpu) -> Vec<wgtune::kernels::Reduction> {
+    use wgtune::kernels::Reduction;
+    let mut v = vec![Reduction::Workgroup];
+    if has_feature(gpu, wgpu::Features::SUBGROUP, "subgroup reductions") {
+        v.push(Reduction::Subgroup);
+    }
+    v
+}
+
 /// A tensor's contents as f32, on either target.
 pub async fn read_f32(gpu: &Gpu, t: &Tensor) -> Vec<f32> {
     gpu.read_f32(t).await.expect("GPU read-back")

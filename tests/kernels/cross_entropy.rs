@@ -1,8 +1,8 @@
-use crate::common::{Rng, assert_close, read_f32};
+use crate::common::{Rng, assert_close, read_f32, reductions};
 use crate::gpu_test;
 use wgtune::cpu;
 use wgtune::gpu::Gpu;
-use wgtune::kernels::cross_entropy::{IGNORE_INDEX, lm_head_loss};
+use wgtune::kernels::cross_entropy::{IGNORE_INDEX, lm_head_loss_with};
 
 gpu_test!(
     lm_head_loss_and_gradient_match_cpu_across_chunkings,
@@ -69,42 +69,52 @@ async fn check_lm_head_loss(gpu: &Gpu) {
             0.0,
         );
 
-        let loss = gpu.tensor(rows);
-        let dx = gpu.upload_f32(&vec![f32::NAN; rows * c]);
-        let chunk_buf = gpu.tensor(rows * chunk);
-        let state = gpu.tensor(rows * 3);
-        let t_words: Vec<u32> = targets.iter().map(|&t| t as u32).collect();
-        let mut cmd = gpu.commands();
-        lm_head_loss(
-            &mut cmd,
-            &loss,
-            Some(&dx),
-            &chunk_buf,
-            &state,
-            &gpu.upload_f32(&x),
-            &gpu.upload_f32(&wte),
-            &gpu.upload_u32(&t_words),
-            rows,
-            c,
-            vocab,
-            chunk,
-            grad_scale,
-        );
-        cmd.submit();
-        let name = format!("ce rows={rows} C={c} V={vocab} chunk={chunk}");
-        assert_close(
-            &format!("{name} loss"),
-            &read_f32(gpu, &loss).await,
-            &want_loss,
-            1e-5,
-            1e-5,
-        );
-        assert_close(
-            &format!("{name} dx"),
-            &read_f32(gpu, &dx).await,
-            &want_dx,
-            1e-5,
-            1e-4,
-        );
+        // Both row reductions; with dx (the online sweep) and without (the stats sweep).
+        for reduction in reductions(gpu) {
+            for with_dx in [true, false] {
+                let loss = gpu.tensor(rows);
+                let dx = gpu.upload_f32(&vec![f32::NAN; rows * c]);
+                let chunk_buf = gpu.tensor(rows * chunk);
+                let state = gpu.tensor(rows * 3);
+                let t_words: Vec<u32> = targets.iter().map(|&t| t as u32).collect();
+                let mut cmd = gpu.commands();
+                lm_head_loss_with(
+                    &mut cmd,
+                    &loss,
+                    with_dx.then_some(&dx),
+                    &chunk_buf,
+                    &state,
+                    &gpu.upload_f32(&x),
+                    &gpu.upload_f32(&wte),
+                    &gpu.upload_u32(&t_words),
+                    rows,
+                    c,
+                    vocab,
+                    chunk,
+                    grad_scale,
+                    reduction,
+                );
+                cmd.submit();
+                let name = format!(
+                    "{reduction:?} ce rows={rows} C={c} V={vocab} chunk={chunk} dx={with_dx}"
+                );
+                assert_close(
+                    &format!("{name} loss"),
+                    &read_f32(gpu, &loss).await,
+                    &want_loss,
+                    1e-5,
+                    1e-5,
+                );
+                if with_dx {
+                    assert_close(
+                        &format!("{name} dx"),
+                        &read_f32(gpu, &dx).await,
+                        &want_dx,
+                        1e-5,
+                        1e-4,
+                    );
+                }
+            }
+        }
     }
 }

@@ -1,16 +1,31 @@
-use crate::common::{Rng, assert_close, read_f32};
+use crate::common::{Rng, assert_close, read_f32, reductions};
 use crate::gpu_test;
 use wgtune::gpu::Gpu;
 use wgtune::{cpu, kernels};
 
-const SHAPES: [(usize, usize); 5] = [(1, 3), (7, 17), (33, 96), (5, 768), (2, 1600)];
+/// Row lengths C: odd ones, and 1, 3, 5, 7 shorter than a subgroup (8 on lavapipe) or
+/// than the workgroup, so that most invocations hold no element.
+const SHAPES: [(usize, usize); 9] = [
+    (1, 3),
+    (2, 1),
+    (4, 5),
+    (3, 7),
+    (7, 17),
+    (3, 65),
+    (33, 96),
+    (5, 768),
+    (2, 1600),
+];
 
 gpu_test!(layernorm_forward_matches_cpu, check_layernorm_forward);
 /// f32 sums of C terms on the GPU vs f64 on the CPU: inputs of order 1 give outputs of
 /// order 1 with relative errors ~C·2⁻²⁴; 1e-5 absolute covers C = 1600 with margin.
 async fn check_layernorm_forward(gpu: &Gpu) {
     let mut rng = Rng::new(2);
-    for &(n, c) in &SHAPES {
+    for (reduction, &(n, c)) in reductions(gpu)
+        .into_iter()
+        .flat_map(|r| SHAPES.iter().map(move |s| (r, s)))
+    {
         // An offset mean exercises the two-pass variance.
         let x: Vec<f32> = rng.vec(n * c, 2.0).iter().map(|v| v + 0.5).collect();
         let w = rng.vec(c, 1.0);
@@ -20,7 +35,7 @@ async fn check_layernorm_forward(gpu: &Gpu) {
 
         let (go, gm, gr) = (gpu.tensor(n * c), gpu.tensor(n), gpu.tensor(n));
         let mut cmd = gpu.commands();
-        kernels::layernorm::layernorm_forward(
+        kernels::layernorm::layernorm_forward_with(
             &mut cmd,
             &go,
             &gm,
@@ -31,11 +46,13 @@ async fn check_layernorm_forward(gpu: &Gpu) {
             n,
             c,
             1e-5,
+            reduction,
         );
         cmd.submit();
-        assert_close("ln out", &read_f32(gpu, &go).await, &out, 1e-5, 1e-5);
-        assert_close("ln mean", &read_f32(gpu, &gm).await, &mean, 1e-6, 1e-5);
-        assert_close("ln rstd", &read_f32(gpu, &gr).await, &rstd, 1e-6, 1e-5);
+        let name = |what: &str| format!("{reduction:?} ln {what} {n}x{c}");
+        assert_close(&name("out"), &read_f32(gpu, &go).await, &out, 1e-5, 1e-5);
+        assert_close(&name("mean"), &read_f32(gpu, &gm).await, &mean, 1e-6, 1e-5);
+        assert_close(&name("rstd"), &read_f32(gpu, &gr).await, &rstd, 1e-6, 1e-5);
     }
 }
 
@@ -43,7 +60,10 @@ gpu_test!(layernorm_backward_matches_cpu, check_layernorm_backward);
 /// Same tolerance argument as the forward; gradients are of order 1.
 async fn check_layernorm_backward(gpu: &Gpu) {
     let mut rng = Rng::new(3);
-    for &(n, c) in &SHAPES {
+    for (reduction, &(n, c)) in reductions(gpu)
+        .into_iter()
+        .flat_map(|r| SHAPES.iter().map(move |s| (r, s)))
+    {
         for accumulate in [false, true] {
             let x = rng.vec(n * c, 2.0);
             let w = rng.vec(c, 1.0);
@@ -60,7 +80,7 @@ async fn check_layernorm_backward(gpu: &Gpu) {
 
             let dx = gpu.upload_f32(&dx0);
             let mut cmd = gpu.commands();
-            kernels::layernorm::layernorm_backward(
+            kernels::layernorm::layernorm_backward_with(
                 &mut cmd,
                 &dx,
                 &gpu.upload_f32(&dout),
@@ -71,9 +91,11 @@ async fn check_layernorm_backward(gpu: &Gpu) {
                 n,
                 c,
                 accumulate,
+                reduction,
             );
             cmd.submit();
-            assert_close("ln dx", &read_f32(gpu, &dx).await, &want, 2e-5, 1e-4);
+            let name = format!("{reduction:?} ln dx {n}x{c} accumulate={accumulate}");
+            assert_close(&name, &read_f32(gpu, &dx).await, &want, 2e-5, 1e-4);
         }
     }
 }
