@@ -57,9 +57,11 @@ struct Params {
 @group(0) @binding(5) var<storage, read> dtargets: array<u32>;     // (rows)
 
 @compute @workgroup_size(64)
-fn cross_entropy_stats(ids: Ids) {
+fn cross_entropy_stats(@builtin(workgroup_id) wid: vec3<u32>,
+                       @builtin(num_workgroups) nwg: vec3<u32>,
+                       ids: Ids) {
     let lid = ids.lid;
-    let row = ids.wid.x + ids.wid.y * ids.nwg.x;
+    let row = wid.x + wid.y * nwg.x;
     if (row >= p.rows) { return; }
     let base = row * p.vc;
     // Local max, then local sum of exp relative to it.
@@ -105,9 +107,11 @@ fn cross_entropy_loss(@builtin(global_invocation_id) gid: vec3<u32>,
 // One workgroup per row. The running state and acc are relative to the running max m, so
 // that at the end acc = Σ_v exp(logit_v - m) · wte_v and sum = Σ_v exp(logit_v - m).
 @compute @workgroup_size(64)
-fn cross_entropy_online(ids: Ids) {
+fn cross_entropy_online(@builtin(workgroup_id) wid: vec3<u32>,
+                        @builtin(num_workgroups) nwg: vec3<u32>,
+                        ids: Ids) {
     let lid = ids.lid;
-    let row = ids.wid.x + ids.wid.y * ids.nwg.x;
+    let row = wid.x + wid.y * nwg.x;
     if (row >= p.rows) { return; }   // uniform per workgroup
     let base = row * p.vc;
     var m_old = -BIG;

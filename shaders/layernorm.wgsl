@@ -35,9 +35,11 @@ fn row_of(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
 }
 
 @compute @workgroup_size(64)
-fn layernorm_forward(ids: Ids) {
+fn layernorm_forward(@builtin(workgroup_id) wid: vec3<u32>,
+                     @builtin(num_workgroups) nwg: vec3<u32>,
+                     ids: Ids) {
     let lid = ids.lid;
-    let row = row_of(ids.wid, ids.nwg);
+    let row = row_of(wid, nwg);
     if (row >= p.rows) { return; }   // uniform per workgroup
     let base = row * p.c;
     var s = 0.0;
@@ -54,9 +56,11 @@ fn layernorm_forward(ids: Ids) {
 
 // dx = rstd * (dnorm - mean(dnorm) - norm * mean(dnorm * norm)),  dnorm = dout * weight
 @compute @workgroup_size(64)
-fn layernorm_backward(ids: Ids) {
+fn layernorm_backward(@builtin(workgroup_id) wid: vec3<u32>,
+                      @builtin(num_workgroups) nwg: vec3<u32>,
+                      ids: Ids) {
     let lid = ids.lid;
-    let row = row_of(ids.wid, ids.nwg);
+    let row = row_of(wid, nwg);
     if (row >= p.rows) { return; }
     let base = row * p.c;
     let m = bmean[row];

@@ -1,13 +1,13 @@
 // Workgroup reductions for row kernels (one workgroup of WG invocations per row), through
 // workgroup memory: the fallback for devices without subgroups, and the only one on the web.
 // The registry prepends this file or reduce_subgroup.wgsl (same functions, same Ids) to
-// layernorm.wgsl and cross_entropy.wgsl, which define WG. Entry points take `ids: Ids`.
+// layernorm.wgsl and cross_entropy.wgsl, which define WG. Entry points take `ids: Ids` (the
+// per-invocation builtins only: Tint's uniformity analysis treats a struct parameter as one
+// value, so workgroup_id and num_workgroups stay separate parameters and rows stay uniform).
 // Every invocation gets the result; each call ends with a barrier so that the next may reuse
 // the scratch array.
 
 struct Ids {
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 }
 
