@@ -1,4 +1,6 @@
 //! `wgtune bench kernels`: GFLOP/s of the matmul kernels at GPT-2 shapes. Figures, not tests.
+//! The kernel variants are the device's (`gpu.tuning`; `WGTUNE_KERNELS=tiled` or `-tiled`
+//! picks the matmul), printed with the figures.
 
 use std::time::Instant;
 
@@ -76,8 +78,8 @@ const SHAPES: [(usize, usize); 4] = [(768, 2304), (768, 3072), (3072, 768), (768
 fn kernels(m: usize, iters: usize, formats: &[String]) -> Result<(), Box<dyn std::error::Error>> {
     let gpu = Gpu::new_blocking()?;
     println!(
-        "adapter: {} ({:?}, {:?}); M = {m} tokens; {iters} timed runs after a warm-up",
-        gpu.adapter_info.name, gpu.adapter_info.backend, gpu.adapter_info.device_type
+        "adapter: {} ({:?}, {:?}); kernels: {}; M = {m} tokens; {iters} timed runs after a warm-up",
+        gpu.adapter_info.name, gpu.adapter_info.backend, gpu.adapter_info.device_type, gpu.tuning
     );
     println!(
         "{:<6} {:>6} {:>6} {:>8} {:>12} {:>12}",
@@ -242,6 +244,7 @@ fn model(a: ModelBench) -> Result<(), Box<dyn std::error::Error>> {
             "weights_mib": weights_mib,
             "peak_measured": "buffer-pool allocation peak of one recorded and submitted step (not awaited)",
             "adapter": adapter_name(&gpu),
+            "kernels": gpu.tuning.to_string(),
         });
         println!("{out}");
         // Leave without waiting for the GPU to run the step.
@@ -287,6 +290,7 @@ fn model(a: ModelBench) -> Result<(), Box<dyn std::error::Error>> {
         "dispatches_per_step": (d1 - d0) as f64 / a.steps as f64,
         "submissions_per_step": (s1 - s0) as f64 / a.steps as f64,
         "adapter": adapter_name(&gpu),
+        "kernels": gpu.tuning.to_string(),
     });
     println!("{out}");
     Ok(())
