@@ -150,8 +150,13 @@ pub enum MatmulVariant {
 /// Tile of C that one workgroup of the tiled kernel covers (square).
 const TILED_TILE: usize = 64;
 
+/// Below this many rows or columns of C, `gemm` keeps the register kernel even where the tiled
+/// one is in force: a 64×64 tile would be mostly zeros (decoding one token has M = 1; LoRA's
+/// rank-r products have N = r). In one lavapipe run, decode at M = 1 was 8× slower tiled.
+const TILED_MIN_SIDE: usize = 32;
+
 /// `C[M,N] = alpha·op(A)·op(B) + beta·C + bias[N]`, with the kernel that the device's
-/// tuning picks (`gpu.tuning.tiled_matmul`).
+/// tuning picks (`gpu.tuning.tiled_matmul`, for C at least 32×32).
 pub fn gemm(
     cmd: &mut Commands,
     c: &Tensor,
@@ -160,7 +165,8 @@ pub fn gemm(
     bias: Option<&Tensor>,
     g: Gemm,
 ) {
-    let variant = if cmd.gpu().tuning.tiled_matmul {
+    let big = g.m.min(g.n) >= TILED_MIN_SIDE;
+    let variant = if cmd.gpu().tuning.tiled_matmul && big {
         MatmulVariant::Tiled
     } else {
         MatmulVariant::Register
