@@ -21,12 +21,65 @@ pub enum Weight {
     Nf4 { packed: Tensor, absmax: Tensor },
 }
 
+/// Arithmetic of the matmul's inner loop (see `shaders/matmul_math_*.wgsl`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Math {
+    /// f32 products and sums throughout.
+    F32,
+    /// Each 4×4 block of B (decoded once) and each row's 4 A values, the latter scaled by their
+    /// largest magnitude, are multiplied and summed in f16 (4 products), then added to the f32
+    /// accumulator. Needs `shader-f16`; f32 weights ignore it (they keep f32 math).
+    F16,
+}
+
+impl Math {
+    /// What [`gemm`] uses on this device: f16 where `gpu.tuning.f16_math` is on.
+    pub fn of(gpu: &crate::gpu::Gpu) -> Self {
+        if gpu.tuning.f16_math {
+            Math::F16
+        } else {
+            Math::F32
+        }
+    }
+}
+
 impl Weight {
-    fn shader(&self) -> Shader {
+    fn shader(&self, math: Math) -> Shader {
+        match (self, math) {
+            (Weight::F32(_), _) => Shader::MatmulF32,
+            (Weight::F16(_), Math::F32) => Shader::MatmulF16,
+            (Weight::Nf4 { .. }, Math::F32) => Shader::MatmulNf4,
+            (Weight::F16(_), Math::F16) => Shader::MatmulF16Math16,
+            (Weight::Nf4 { .. }, Math::F16) => Shader::MatmulNf4Math16,
+        }
+    }
+
+    /// Rows `[r0, r0+n)` of a dense (f32 or f16) row-major matrix `width` values wide, e.g. one
+    /// vocabulary chunk of wte. To be bound, the slice must start 256-byte aligned: `r0·width`
+    /// a multiple of 64 (f32) or 128 (f16). Panics for NF4, which is not sliced by rows.
+    pub fn rows(&self, r0: usize, n: usize, width: usize) -> Weight {
         match self {
-            Weight::F32(_) => Shader::MatmulF32,
-            Weight::F16(_) => Shader::MatmulF16,
-            Weight::Nf4 { .. } => Shader::MatmulNf4,
+            Weight::F32(t) => Weight::F32(t.slice(r0 * width, n * width)),
+            Weight::F16(t) => {
+                assert!(
+                    (r0 * width).is_multiple_of(2),
+                    "f16 row slice starts mid-word"
+                );
+                let start = r0 * width / 2;
+                let len = (n * width).div_ceil(2).min(t.len() - start);
+                Weight::F16(t.slice(start, len))
+            }
+            Weight::Nf4 { .. } => panic!("Weight::rows: NF4 weights are not sliced by rows"),
+        }
+    }
+
+    /// The storage of a dense weight and whether it is f16 (for kernels that read a table
+    /// directly: the embedding lookup, the LM head's target rows). Panics for NF4.
+    pub fn dense(&self) -> (&Tensor, bool) {
+        match self {
+            Weight::F32(t) => (t, false),
+            Weight::F16(t) => (t, true),
+            Weight::Nf4 { .. } => panic!("Weight::dense: NF4 weights have no dense storage"),
         }
     }
 
@@ -124,7 +177,7 @@ fn runs_of_4_aligned(g: &Gemm) -> bool {
     a_run.is_multiple_of(4) && b_run.is_multiple_of(4)
 }
 
-/// `C[M,N] = alpha·op(A)·op(B) + beta·C + bias[N]`.
+/// `C[M,N] = alpha·op(A)·op(B) + beta·C + bias[N]`, with the arithmetic `gpu.tuning` picks.
 pub fn gemm(
     cmd: &mut Commands,
     c: &Tensor,
@@ -132,6 +185,21 @@ pub fn gemm(
     b: &Weight,
     bias: Option<&Tensor>,
     g: Gemm,
+) {
+    let math = Math::of(cmd.gpu());
+    gemm_with(cmd, c, a, b, bias, g, math);
+}
+
+/// [`gemm`] with the inner-loop arithmetic chosen by the caller (tests check both variants in
+/// one process). `Math::F16` needs the device's `shader-f16` feature.
+pub fn gemm_with(
+    cmd: &mut Commands,
+    c: &Tensor,
+    a: &Tensor,
+    b: &Weight,
+    bias: Option<&Tensor>,
+    g: Gemm,
+    math: Math,
 ) {
     let ldc = g.ldc.unwrap_or(g.n);
     assert!(ldc >= g.n, "gemm: ldc {ldc} < n {}", g.n);
@@ -150,8 +218,12 @@ pub fn gemm(
         g.k
     );
     let gpu = cmd.gpu();
+    assert!(
+        math == Math::F32 || gpu.features.contains(wgpu::Features::SHADER_F16),
+        "gemm: f16 math needs the shader-f16 feature"
+    );
     let pipeline = gpu.kernels().pipeline(
-        b.shader(),
+        b.shader(math),
         "matmul",
         &[
             ("TRANS_A", g.trans_a as u32 as f64),

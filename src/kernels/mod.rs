@@ -27,10 +27,14 @@ pub enum Shader {
     Embedding,
     LayerNorm,
     Elementwise,
-    /// matmul.wgsl with the B loader for f32, f16 or NF4 weights.
+    /// matmul.wgsl with the B loader for f32, f16 or NF4 weights (f32 arithmetic).
     MatmulF32,
     MatmulF16,
     MatmulNf4,
+    /// The same for f16 / NF4 weights with f16 arithmetic in the inner loop
+    /// (`enable f16;`: only for devices with `shader-f16`, see [`Shader::needs_f16`]).
+    MatmulF16Math16,
+    MatmulNf4Math16,
     Nf4,
     Lora,
     Attention,
@@ -42,13 +46,21 @@ impl Shader {
     /// The WGSL source; the one registry of shader files.
     pub fn source(self) -> String {
         const MATMUL: &str = include_str!("../../shaders/matmul.wgsl");
+        const MATH_F32: &str = include_str!("../../shaders/matmul_math_f32.wgsl");
+        // Starts with `enable f16;`, which must open the module.
+        const MATH_F16: &str = include_str!("../../shaders/matmul_math_f16.wgsl");
+        const B_F32: &str = include_str!("../../shaders/matmul_b_f32.wgsl");
+        const B_F16: &str = include_str!("../../shaders/matmul_b_f16.wgsl");
+        const B_NF4: &str = include_str!("../../shaders/matmul_b_nf4.wgsl");
         match self {
             Shader::Embedding => include_str!("../../shaders/embedding.wgsl").into(),
             Shader::LayerNorm => include_str!("../../shaders/layernorm.wgsl").into(),
             Shader::Elementwise => include_str!("../../shaders/elementwise.wgsl").into(),
-            Shader::MatmulF32 => [include_str!("../../shaders/matmul_b_f32.wgsl"), MATMUL].concat(),
-            Shader::MatmulF16 => [include_str!("../../shaders/matmul_b_f16.wgsl"), MATMUL].concat(),
-            Shader::MatmulNf4 => [include_str!("../../shaders/matmul_b_nf4.wgsl"), MATMUL].concat(),
+            Shader::MatmulF32 => [MATH_F32, B_F32, MATMUL].concat(),
+            Shader::MatmulF16 => [MATH_F32, B_F16, MATMUL].concat(),
+            Shader::MatmulNf4 => [MATH_F32, B_NF4, MATMUL].concat(),
+            Shader::MatmulF16Math16 => [MATH_F16, B_F16, MATMUL].concat(),
+            Shader::MatmulNf4Math16 => [MATH_F16, B_NF4, MATMUL].concat(),
             Shader::Nf4 => include_str!("../../shaders/nf4.wgsl").into(),
             Shader::Lora => include_str!("../../shaders/lora.wgsl").into(),
             Shader::Attention => include_str!("../../shaders/attention.wgsl").into(),
@@ -57,13 +69,20 @@ impl Shader {
         }
     }
 
-    pub const ALL: [Shader; 11] = [
+    /// Whether the shader text enables f16 (compile it only where the device has `shader-f16`).
+    pub fn needs_f16(self) -> bool {
+        matches!(self, Shader::MatmulF16Math16 | Shader::MatmulNf4Math16)
+    }
+
+    pub const ALL: [Shader; 13] = [
         Shader::Embedding,
         Shader::LayerNorm,
         Shader::Elementwise,
         Shader::MatmulF32,
         Shader::MatmulF16,
         Shader::MatmulNf4,
+        Shader::MatmulF16Math16,
+        Shader::MatmulNf4Math16,
         Shader::Nf4,
         Shader::Lora,
         Shader::Attention,

@@ -7,7 +7,7 @@ use wgtune::{cpu, kernels, nf4};
 /// Odd shapes: nothing is a multiple of the 64×32 tile or the 8×4 register block. The last
 /// ones have dimensions that are multiples of 4 but not of the tile, so that the fast path
 /// (4-aligned runs) meets edge blocks and K tails: which of M, N, K is aligned varies.
-const SHAPES: [(usize, usize, usize); 10] = [
+pub(crate) const SHAPES: [(usize, usize, usize); 10] = [
     (1, 1, 1),
     (3, 17, 5),
     (17, 50, 33),
@@ -22,7 +22,7 @@ const SHAPES: [(usize, usize, usize); 10] = [
 
 /// Tolerance per output: the f32 accumulation over K terms can err by about K·2⁻²⁴ times
 /// Σ|a·b| (the CPU reference accumulates in f64); we allow 4·K·2⁻²⁴·Σ|a·b| + 1e-6.
-fn tolerance(abs_sum: &[f32], k: usize) -> Vec<f32> {
+pub(crate) fn tolerance(abs_sum: &[f32], k: usize) -> Vec<f32> {
     abs_sum
         .iter()
         .map(|s| 4.0 * k as f32 * f32::EPSILON / 2.0 * s + 1e-6)
