@@ -4,6 +4,10 @@
 //! helpers [`linear_forward`] (`y = x·W + b`) and [`linear_backward_input`] (`dx (+)= dy·Wᵀ`)
 //! know each weight format's storage layout: f32/f16 keep GPT-2's Conv1D `[in,out]`, NF4 keeps
 //! bitsandbytes' nn.Linear `[out,in]`.
+//!
+//! f16 and NF4 weights can also run with f16 arithmetic in the inner loop ([`Math::F16`],
+//! `shaders/matmul_math_f16.wgsl`) where the device has `shader-f16`; [`gemm`] uses it when
+//! `gpu.tuning.f16_math` is on, [`gemm_with`] takes the choice from the caller.
 
 use bytemuck::{Pod, Zeroable};
 
