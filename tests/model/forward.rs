@@ -111,6 +111,34 @@ fn greedy_generation_with_kv_cache_matches_transformers() {
     }
 }
 
+/// With an NF4 base (wte in f16), KV-cache generation reads the same f16 table as the full
+/// forward: the prefill's and one decode step's logits equal the full forward's last-position
+/// logits within the f32 bound of 1e-4 (same weights; only the summation order differs).
+#[test]
+fn kv_cache_logits_with_an_f16_wte_match_the_full_forward() {
+    let gpu = gpu_or_skip!();
+    let quant = Quant::Nf4 {
+        double_quant: false,
+    };
+    for model in ["tiny", "odd"] {
+        let (m, _) = load_dir(gpu, &dir(&format!("models/{model}")), quant).unwrap();
+        assert!(matches!(m.wte, wgtune::kernels::matmul::Weight::F16(_)));
+        let v = m.config.vocab_size;
+        let mut ids = Reference::of(model).ids("greedy_prompt");
+        let mut cache = KvCache::new(gpu, &m);
+        let mut step_logits = pollster::block_on(m.step(gpu, &mut cache, &ids)).unwrap();
+        for round in 0..2 {
+            let n = ids.len();
+            let full = pollster::block_on(m.logits(gpu, &ids, &vec![1; n], 1, n)).unwrap();
+            let name = format!("{model} f16-wte step {round}");
+            assert_close(&name, &step_logits, &full[(n - 1) * v..], 1e-4, 0.0);
+            let id = sample::argmax(&step_logits);
+            ids.push(id);
+            step_logits = pollster::block_on(m.step(gpu, &mut cache, &[id])).unwrap();
+        }
+    }
+}
+
 /// The NF4 base holds bitsandbytes' exact packed bytes and absmax for every layer.
 #[test]
 fn nf4_weights_equal_bitsandbytes_bytes() {
