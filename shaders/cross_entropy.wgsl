@@ -13,6 +13,9 @@
 //   cross_entropy_dx     dx = grad_scale · (acc / sum of exp - wt) once every chunk is in.
 // Row reductions go through wg_* from the prepended reduce_wg.wgsl or reduce_subgroup.wgsl.
 // Targets equal to -100 (ignore_index, stored as u32 0xFFFFFF9C) give loss 0 and gradient 0.
+// wte may be stored in f16 (two per word, element 2j in the low half): WTE_F16 (online only).
+
+override WTE_F16: bool = false;
 
 const WG: u32 = 64u;
 const BIG: f32 = 3.0e38;
@@ -47,7 +50,7 @@ struct Params {
 @group(0) @binding(3) var<storage, read> otargets: array<u32>;      // (rows)
 @group(0) @binding(4) var<storage, read_write> oacc: array<f32>;    // (rows, C)
 @group(0) @binding(5) var<storage, read_write> owt: array<f32>;     // (rows, C): wte[target]
-@group(0) @binding(6) var<storage, read> owte: array<f32>;          // (vc, C): this chunk of wte
+@group(0) @binding(6) var<storage, read> owte: array<u32>;          // (vc, C): this chunk of wte, f32 bits or f16 pairs
 
 // dx
 @group(0) @binding(1) var<storage, read_write> dx: array<f32>;     // (rows, C)
@@ -55,6 +58,14 @@ struct Params {
 @group(0) @binding(3) var<storage, read> dwt: array<f32>;          // (rows, C)
 @group(0) @binding(4) var<storage, read> dstate: array<f32>;       // (rows, 3)
 @group(0) @binding(5) var<storage, read> dtargets: array<u32>;     // (rows)
+
+fn owte_at(i: u32) -> f32 {
+    if (WTE_F16) {
+        let pair = unpack2x16float(owte[i >> 1u]);
+        return select(pair.x, pair.y, (i & 1u) == 1u);
+    }
+    return bitcast<f32>(owte[i]);
+}
 
 @compute @workgroup_size(64)
 fn cross_entropy_stats(@builtin(workgroup_id) wid: vec3<u32>,
@@ -129,7 +140,7 @@ fn cross_entropy_online(@builtin(workgroup_id) wid: vec3<u32>,
     let hit = tgt != IGNORE && tgt >= p.v0 && tgt < p.v0 + p.vc;
     if (hit) {
         t_old = ochunk[base + tgt - p.v0];
-        for (var j = lid; j < p.c; j += WG) { owt[row * p.c + j] = owte[(tgt - p.v0) * p.c + j]; }
+        for (var j = lid; j < p.c; j += WG) { owt[row * p.c + j] = owte_at((tgt - p.v0) * p.c + j); }
     }
     // Every invocation has read the target logit before any overwrites the chunk below.
     workgroupBarrier();

@@ -15,7 +15,8 @@
 // value (and its NF4 decoding) eight times and each A value four times.
 // Blocks of 4 full columns whose K-runs are 4-aligned (p.vec_ok, checked on the host) take the
 // fast path: K in steps of 4, each step one 4×4 block of B (as a mat4x4) times up to eight A
-// vectors. Blocks at the right edge and the K tail take the scalar path. beta == 0 never reads C (pooled buffers
+// vectors. The block product goes through `prep_b` / `block_times`, which the registry also
+// prepends (matmul_math_f32.wgsl, or matmul_math_f16.wgsl for f16 arithmetic). Blocks at the right edge and the K tail take the scalar path. beta == 0 never reads C (pooled buffers
 // hold garbage).
 
 override TRANS_A: bool = false;
@@ -106,22 +107,22 @@ fn matmul(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (p.vec_ok != 0u && cols == 4u) {
         k_done = p.k & ~3u;
         for (var kk = 0u; kk < k_done; kk += 4u) {
-            let bm = b_block(kk, col0);
+            let bm = prep_b(b_block(kk, col0));
             if (rows == 8u) {
                 let top = a_block(row0, kk);
                 let bottom = a_block(row0 + 4u, kk);
                 // bm * v = Σ_r bm[r] · v[r]: row i of C gains Σ_r A[i, kk+r] · B[kk+r, :].
-                acc[0] += bm * top[0];
-                acc[1] += bm * top[1];
-                acc[2] += bm * top[2];
-                acc[3] += bm * top[3];
-                acc[4] += bm * bottom[0];
-                acc[5] += bm * bottom[1];
-                acc[6] += bm * bottom[2];
-                acc[7] += bm * bottom[3];
+                acc[0] += block_times(bm, top[0]);
+                acc[1] += block_times(bm, top[1]);
+                acc[2] += block_times(bm, top[2]);
+                acc[3] += block_times(bm, top[3]);
+                acc[4] += block_times(bm, bottom[0]);
+                acc[5] += block_times(bm, bottom[1]);
+                acc[6] += block_times(bm, bottom[2]);
+                acc[7] += block_times(bm, bottom[3]);
             } else {
                 // The last row block (e.g. M = 1 when decoding): same B block, fewer rows.
-                for (var i = 0u; i < rows; i++) { acc[i] += bm * a_row4(row0 + i, kk); }
+                for (var i = 0u; i < rows; i++) { acc[i] += block_times(bm, a_row4(row0 + i, kk)); }
             }
         }
     }

@@ -14,7 +14,9 @@ pub enum BenchCommand {
     /// Training, prefill and decode speed of a GPT-2-shaped model with random weights
     /// (no download), as one JSON object.
     Model(ModelBench),
-    /// Matmul and NF4 matmul GFLOP/s at GPT-2 shapes (768×2304, 768×3072, 3072×768, 768×50257).
+    /// Matmul and NF4 matmul GFLOP/s at GPT-2 shapes (768×2304, 768×3072, 3072×768, 768×50257),
+    /// with the kernel variants `gpu.tuning` picks: `WGTUNE_KERNELS=f16` runs f16 and NF4
+    /// weights with f16 arithmetic (where the device has shader-f16), `-f16` with f32.
     Kernels {
         /// Rows of the activation matrix (batch × sequence tokens).
         #[arg(long, default_value_t = 128)]
@@ -81,11 +83,18 @@ fn kernels(m: usize, iters: usize, formats: &[String]) -> Result<(), Box<dyn std
         "adapter: {} ({:?}, {:?}); kernels: {}; M = {m} tokens; {iters} timed runs after a warm-up",
         gpu.adapter_info.name, gpu.adapter_info.backend, gpu.adapter_info.device_type, gpu.tuning
     );
+    println!("kernels: {} (WGTUNE_KERNELS to change)", gpu.tuning);
     println!(
-        "{:<6} {:>6} {:>6} {:>8} {:>12} {:>12}",
-        "format", "in", "out", "pass", "ms", "GFLOP/s"
+        "{:<6} {:>5} {:>6} {:>6} {:>8} {:>12} {:>12}",
+        "format", "math", "in", "out", "pass", "ms", "GFLOP/s"
     );
     for format in formats {
+        // f32 weights always run the f32 kernel.
+        let math = if gpu.tuning.f16_math && format != "f32" {
+            "f16"
+        } else {
+            "f32"
+        };
         for &(k, n) in &SHAPES {
             let w_host: Vec<f32> = (0..k * n)
                 .map(|i| ((i as u64 * 2654435761 % 1000) as f32 / 1000.0 - 0.5) * 0.05)
@@ -116,8 +125,9 @@ fn kernels(m: usize, iters: usize, formats: &[String]) -> Result<(), Box<dyn std
                 let secs = t0.elapsed().as_secs_f64() / iters as f64;
                 let gflop = 2.0 * m as f64 * k as f64 * n as f64 / 1e9;
                 println!(
-                    "{:<6} {:>6} {:>6} {:>8} {:>12.2} {:>12.2}",
+                    "{:<6} {:>5} {:>6} {:>6} {:>8} {:>12.2} {:>12.2}",
                     format,
+                    math,
                     k,
                     n,
                     pass,

@@ -19,3 +19,9 @@ pub fn embedding_forward(
         }
     }
 }
+
+/// `x` rounded to f16 and back: what an f16-stored table (wte when the base weights are NF4 or
+/// f16) holds, so that the f32 references above also serve the f16-table kernels.
+pub fn f16_rounded(x: &[f32]) -> Vec<f32> {
+    x.iter().map(|&v| half::f16::from_f32(v).to_f32()).collect()
+}

@@ -89,7 +89,7 @@ pub fn cross_entropy_loss(
 /// Fold one chunk of logits `(rows, vc)` into the running state as [`cross_entropy_stats`]
 /// does, overwrite it with `exp(logit - running max)`, rescale the dx accumulator
 /// `acc (rows, C)` to the new max (unless `v0 == 0`: acc is then written afresh by the caller)
-/// and copy the target's row of `wte_chunk (vc, C)` into `wt (rows, C)`.
+/// and copy the target's row of `wte_chunk (vc, C)` (f32 or f16) into `wt (rows, C)`.
 pub fn cross_entropy_online(
     cmd: &mut Commands,
     state: &Tensor,
@@ -97,17 +97,19 @@ pub fn cross_entropy_online(
     targets: &Tensor,
     acc: &Tensor,
     wt: &Tensor,
-    wte_chunk: &Tensor,
+    wte_chunk: &Weight,
     rows: usize,
     vc: usize,
     v0: usize,
     c: usize,
     reduction: Reduction,
 ) {
-    let pipeline =
-        cmd.gpu()
-            .kernels()
-            .pipeline(shader(cmd, reduction), "cross_entropy_online", &[]);
+    let (wte_chunk, f16) = wte_chunk.dense();
+    let pipeline = cmd.gpu().kernels().pipeline(
+        shader(cmd, reduction),
+        "cross_entropy_online",
+        &[("WTE_F16", f16 as u32 as f64)],
+    );
     let p = Params {
         c: c as u32,
         ..params(rows, vc, v0, v0 == 0, 0.0)
@@ -152,11 +154,12 @@ pub fn cross_entropy_dx(
 
 /// The tied LM head and its loss, chunked over the vocabulary.
 ///
-/// `x (rows,C)` is the final LayerNorm output, `wte (V,C)` the tied embedding. Writes
+/// `x (rows,C)` is the final LayerNorm output, `wte (V,C)` the tied embedding (f32, or f16 as
+/// kept with NF4 / f16 base weights). Writes
 /// `loss (rows)`; when `dx` is given, also `dx (rows,C) = dloss/dx` with
 /// `dloss/dloss_row = grad_scale` (e.g. 1 / trained tokens). `logits_chunk` must hold
-/// `rows · chunk` words; `state` `rows · 3`. `chunk` is a multiple of 64 so that every chunk
-/// of `wte` starts 256-byte aligned.
+/// `rows · chunk` words; `state` `rows · 3`. `chunk` is a multiple of 64 (of 128 for an f16
+/// wte with odd C) so that every chunk of `wte` starts 256-byte aligned.
 ///
 /// Each chunk's logits are computed once: with `dx` wanted, the softmax-weighted sum of wte
 /// rows is accumulated online (rescaled whenever the running max grows, as flash attention
@@ -169,7 +172,7 @@ pub fn lm_head_loss(
     logits_chunk: &Tensor,
     state: &Tensor,
     x: &Tensor,
-    wte: &Tensor,
+    wte: &Weight,
     targets: &Tensor,
     rows: usize,
     c: usize,
@@ -204,7 +207,7 @@ pub fn lm_head_loss_with(
     logits_chunk: &Tensor,
     state: &Tensor,
     x: &Tensor,
-    wte: &Tensor,
+    wte: &Weight,
     targets: &Tensor,
     rows: usize,
     c: usize,
@@ -217,13 +220,16 @@ pub fn lm_head_loss_with(
         chunk.is_multiple_of(64) && chunk > 0,
         "vocabulary chunk must be a multiple of 64"
     );
+    assert!(
+        !wte.dense().1 || (chunk * c).is_multiple_of(128),
+        "an f16 wte needs chunk·C to be a multiple of 128"
+    );
     let gpu = cmd.gpu();
     // acc: Σ exp(logit - running max) · wte row; wt: the target's wte row.
     let online = dx.map(|_| (gpu.tensor(rows * c), gpu.tensor(rows * c)));
     for v0 in (0..vocab).step_by(chunk) {
         let vc = chunk.min(vocab - v0);
-        let wte_chunk = wte.slice(v0 * c, vc * c);
-        let w = Weight::F32(wte_chunk.clone());
+        let w = wte.rows(v0, vc, c);
         gemm(
             cmd,
             logits_chunk,
@@ -242,7 +248,7 @@ pub fn lm_head_loss_with(
                     targets,
                     acc,
                     wt,
-                    &wte_chunk,
+                    &w,
                     rows,
                     vc,
                     v0,

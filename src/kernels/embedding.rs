@@ -3,6 +3,7 @@
 use bytemuck::{Pod, Zeroable};
 
 use super::Shader;
+use super::matmul::Weight;
 use crate::gpu::{Commands, Tensor, grid_1d};
 
 #[repr(C)]
@@ -18,14 +19,16 @@ struct Params {
 }
 
 /// `out (B,T,C) = wte[ids] + wpe[pos0 .. pos0+T]`; `ids` are u32 token ids (B,T), all below
-/// the vocabulary size `wte.len() / c` (the caller validates them). A table larger than one
-/// shader binding is bound in slices of rows, one dispatch each.
+/// the vocabulary size `vocab` (the caller validates them). `wte (V,C)` is f32 or f16
+/// ([`Weight::F32`] / [`Weight::F16`]). A table larger than one shader binding is bound in
+/// slices of rows, one dispatch each.
 pub fn embedding_forward(
     cmd: &mut Commands,
     out: &Tensor,
     ids: &Tensor,
-    wte: &Tensor,
+    wte: &Weight,
     wpe: &Tensor,
+    vocab: usize,
     b: usize,
     t: usize,
     c: usize,
@@ -33,13 +36,15 @@ pub fn embedding_forward(
 ) {
     let rows = b * t;
     assert!(out.len() >= rows * c && ids.len() >= rows);
-    let pipeline = cmd
-        .gpu()
-        .kernels()
-        .pipeline(Shader::Embedding, "embedding_forward", &[]);
-    let vocab = wte.len() / c;
-    // Rows per slice: a multiple of 64 keeps every slice 256-byte aligned.
-    let slice_rows = (cmd.gpu().max_binding_words() / c / 64 * 64).max(64);
+    let (_, f16) = wte.dense();
+    let pipeline = cmd.gpu().kernels().pipeline(
+        Shader::Embedding,
+        "embedding_forward",
+        &[("WTE_F16", f16 as u32 as f64)],
+    );
+    // Rows per slice: a multiple of 128 keeps every slice 256-byte aligned, f32 or f16.
+    let words_per_row = if f16 { c.div_ceil(2) } else { c };
+    let slice_rows = (cmd.gpu().max_binding_words() / words_per_row / 128 * 128).max(128);
     for v0 in (0..vocab).step_by(slice_rows) {
         let vn = slice_rows.min(vocab - v0);
         let params = Params {
@@ -54,7 +59,7 @@ pub fn embedding_forward(
         cmd.dispatch(
             &pipeline,
             &params,
-            &[out, ids, &wte.slice(v0 * c, vn * c), wpe],
+            &[out, ids, wte.rows(v0, vn, c).dense().0, wpe],
             grid_1d(rows * c, 256),
         );
     }

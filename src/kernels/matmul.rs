@@ -4,6 +4,10 @@
 //! helpers [`linear_forward`] (`y = x·W + b`) and [`linear_backward_input`] (`dx (+)= dy·Wᵀ`)
 //! know each weight format's storage layout: f32/f16 keep GPT-2's Conv1D `[in,out]`, NF4 keeps
 //! bitsandbytes' nn.Linear `[out,in]`.
+//!
+//! f16 and NF4 weights can also run with f16 arithmetic in the inner loop ([`Math::F16`],
+//! `shaders/matmul_math_f16.wgsl`) where the device has `shader-f16`; [`gemm`] uses it when
+//! `gpu.tuning.f16_math` is on, [`gemm_with`] takes the choice from the caller.
 
 use bytemuck::{Pod, Zeroable};
 
@@ -21,12 +25,65 @@ pub enum Weight {
     Nf4 { packed: Tensor, absmax: Tensor },
 }
 
+/// Arithmetic of the matmul's inner loop (see `shaders/matmul_math_*.wgsl`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Math {
+    /// f32 products and sums throughout.
+    F32,
+    /// Each 4×4 block of B (decoded once) and each row's 4 A values, the latter scaled by their
+    /// largest magnitude, are multiplied and summed in f16 (4 products), then added to the f32
+    /// accumulator. Needs `shader-f16`; f32 weights ignore it (they keep f32 math).
+    F16,
+}
+
+impl Math {
+    /// What [`gemm`] uses on this device: f16 where `gpu.tuning.f16_math` is on.
+    pub fn of(gpu: &crate::gpu::Gpu) -> Self {
+        if gpu.tuning.f16_math {
+            Math::F16
+        } else {
+            Math::F32
+        }
+    }
+}
+
 impl Weight {
-    fn shader(&self) -> Shader {
+    fn shader(&self, math: Math) -> Shader {
+        match (self, math) {
+            (Weight::F32(_), _) => Shader::MatmulF32,
+            (Weight::F16(_), Math::F32) => Shader::MatmulF16,
+            (Weight::Nf4 { .. }, Math::F32) => Shader::MatmulNf4,
+            (Weight::F16(_), Math::F16) => Shader::MatmulF16Math16,
+            (Weight::Nf4 { .. }, Math::F16) => Shader::MatmulNf4Math16,
+        }
+    }
+
+    /// Rows `[r0, r0+n)` of a dense (f32 or f16) row-major matrix `width` values wide, e.g. one
+    /// vocabulary chunk of wte. To be bound, the slice must start 256-byte aligned: `r0·width`
+    /// a multiple of 64 (f32) or 128 (f16). Panics for NF4, which is not sliced by rows.
+    pub fn rows(&self, r0: usize, n: usize, width: usize) -> Weight {
         match self {
-            Weight::F32(_) => Shader::MatmulF32,
-            Weight::F16(_) => Shader::MatmulF16,
-            Weight::Nf4 { .. } => Shader::MatmulNf4,
+            Weight::F32(t) => Weight::F32(t.slice(r0 * width, n * width)),
+            Weight::F16(t) => {
+                assert!(
+                    (r0 * width).is_multiple_of(2),
+                    "f16 row slice starts mid-word"
+                );
+                let start = r0 * width / 2;
+                let len = (n * width).div_ceil(2).min(t.len() - start);
+                Weight::F16(t.slice(start, len))
+            }
+            Weight::Nf4 { .. } => panic!("Weight::rows: NF4 weights are not sliced by rows"),
+        }
+    }
+
+    /// The storage of a dense weight and whether it is f16 (for kernels that read a table
+    /// directly: the embedding lookup, the LM head's target rows). Panics for NF4.
+    pub fn dense(&self) -> (&Tensor, bool) {
+        match self {
+            Weight::F32(t) => (t, false),
+            Weight::F16(t) => (t, true),
+            Weight::Nf4 { .. } => panic!("Weight::dense: NF4 weights have no dense storage"),
         }
     }
 
@@ -138,13 +195,19 @@ fn runs_aligned(g: &Gemm) -> (bool, bool) {
     (a_run.is_multiple_of(4), b_run.is_multiple_of(4))
 }
 
-/// Which matmul kernel a [`gemm_with`] call runs (both compute the same thing).
+/// Which matmul kernel a [`gemm_with`] call runs (all compute the same thing).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MatmulVariant {
-    /// `matmul.wgsl`: 8×4 register blocks, no workgroup memory (suits CPU adapters).
-    Register,
-    /// `matmul_tiled.wgsl`: 64×64 tiles staged in workgroup memory (suits real GPUs).
+    /// `matmul.wgsl`: 8×4 register blocks, no workgroup memory (suits CPU adapters), with the
+    /// given inner-loop arithmetic.
+    Register(Math),
+    /// `matmul_tiled.wgsl`: 64×64 tiles staged in workgroup memory (suits real GPUs); f32 math.
     Tiled,
+}
+
+impl MatmulVariant {
+    /// The register kernel with f32 arithmetic.
+    pub const REGISTER: Self = MatmulVariant::Register(Math::F32);
 }
 
 /// Tile of C that one workgroup of the tiled kernel covers (square).
@@ -155,8 +218,9 @@ const TILED_TILE: usize = 64;
 /// rank-r products have N = r). In one lavapipe run, decode at M = 1 was 8× slower tiled.
 const TILED_MIN_SIDE: usize = 32;
 
-/// `C[M,N] = alpha·op(A)·op(B) + beta·C + bias[N]`, with the kernel that the device's
-/// tuning picks (`gpu.tuning.tiled_matmul`, for C at least 32×32).
+/// `C[M,N] = alpha·op(A)·op(B) + beta·C + bias[N]`, with the kernel that the device's tuning
+/// picks: tiled (`gpu.tuning.tiled_matmul`, for C at least 32×32), else the register kernel
+/// with f16 arithmetic where `gpu.tuning.f16_math` is on.
 pub fn gemm(
     cmd: &mut Commands,
     c: &Tensor,
@@ -169,12 +233,13 @@ pub fn gemm(
     let variant = if cmd.gpu().tuning.tiled_matmul && big {
         MatmulVariant::Tiled
     } else {
-        MatmulVariant::Register
+        MatmulVariant::Register(Math::of(cmd.gpu()))
     };
     gemm_with(cmd, c, a, b, bias, g, variant);
 }
 
-/// [`gemm`] with an explicit kernel, so that tests and benchmarks can run both on one device.
+/// [`gemm`] with an explicit kernel, so that tests and benchmarks check every variant in one
+/// process. `Register(Math::F16)` needs the device's `shader-f16` feature.
 pub fn gemm_with(
     cmd: &mut Commands,
     c: &Tensor,
@@ -201,8 +266,14 @@ pub fn gemm_with(
         g.k
     );
     let gpu = cmd.gpu();
+    if let MatmulVariant::Register(math) = variant {
+        assert!(
+            math == Math::F32 || gpu.features.contains(wgpu::Features::SHADER_F16),
+            "gemm: f16 math needs the shader-f16 feature"
+        );
+    }
     let (shader, entry) = match variant {
-        MatmulVariant::Register => (b.shader(), "matmul"),
+        MatmulVariant::Register(math) => (b.shader(math), "matmul"),
         MatmulVariant::Tiled => (b.tiled_shader(), "matmul_tiled"),
     };
     let pipeline = gpu.kernels().pipeline(
@@ -222,7 +293,7 @@ pub fn gemm_with(
         beta: g.beta,
         ldc: ldc as u32,
         vec_ok: match variant {
-            MatmulVariant::Register => runs_of_4_aligned(&g) as u32,
+            MatmulVariant::Register(_) => runs_of_4_aligned(&g) as u32,
             MatmulVariant::Tiled => {
                 let (a_ok, b_ok) = runs_aligned(&g);
                 a_ok as u32 | (b_ok as u32) << 1
@@ -231,7 +302,7 @@ pub fn gemm_with(
     };
     let bias = bias.unwrap_or(gpu.dummy());
     let (tile_m, tile_n) = match variant {
-        MatmulVariant::Register => (TILE_M, TILE_N),
+        MatmulVariant::Register(_) => (TILE_M, TILE_N),
         MatmulVariant::Tiled => (TILED_TILE, TILED_TILE),
     };
     let groups = [g.n.div_ceil(tile_n) as u32, g.m.div_ceil(tile_m) as u32, 1];

@@ -30,7 +30,7 @@ pub enum Shader {
     /// layernorm.wgsl with subgroup reductions (reduce_subgroup.wgsl); native only.
     LayerNormSubgroups,
     Elementwise,
-    /// matmul.wgsl with the B loader for f32, f16 or NF4 weights.
+    /// matmul.wgsl with the B loader for f32, f16 or NF4 weights (f32 arithmetic).
     MatmulF32,
     MatmulF16,
     MatmulNf4,
@@ -38,6 +38,10 @@ pub enum Shader {
     MatmulTiledF32,
     MatmulTiledF16,
     MatmulTiledNf4,
+    /// The same for f16 / NF4 weights with f16 arithmetic in the inner loop
+    /// (`enable f16;`: only for devices with `shader-f16`, see [`Shader::needs_f16`]).
+    MatmulF16Math16,
+    MatmulNf4Math16,
     Nf4,
     Lora,
     Attention,
@@ -65,14 +69,19 @@ impl Shader {
         const REDUCE_SUBGROUP: &str = include_str!("../../shaders/reduce_subgroup.wgsl");
         #[cfg(target_arch = "wasm32")]
         const REDUCE_SUBGROUP: &str = REDUCE_WG;
+        const MATH_F32: &str = include_str!("../../shaders/matmul_math_f32.wgsl");
+        // Starts with `enable f16;`, which must open the module.
+        const MATH_F16: &str = include_str!("../../shaders/matmul_math_f16.wgsl");
         match self {
             Shader::Embedding => include_str!("../../shaders/embedding.wgsl").into(),
             Shader::LayerNorm => [REDUCE_WG, LAYERNORM].concat(),
             Shader::LayerNormSubgroups => [REDUCE_SUBGROUP, LAYERNORM].concat(),
             Shader::Elementwise => include_str!("../../shaders/elementwise.wgsl").into(),
-            Shader::MatmulF32 => [B_F32, MATMUL].concat(),
-            Shader::MatmulF16 => [B_F16, MATMUL].concat(),
-            Shader::MatmulNf4 => [B_NF4, MATMUL].concat(),
+            Shader::MatmulF32 => [MATH_F32, B_F32, MATMUL].concat(),
+            Shader::MatmulF16 => [MATH_F32, B_F16, MATMUL].concat(),
+            Shader::MatmulNf4 => [MATH_F32, B_NF4, MATMUL].concat(),
+            Shader::MatmulF16Math16 => [MATH_F16, B_F16, MATMUL].concat(),
+            Shader::MatmulNf4Math16 => [MATH_F16, B_NF4, MATMUL].concat(),
             Shader::MatmulTiledF32 => [B_F32, TILED].concat(),
             Shader::MatmulTiledF16 => [B_F16, TILED].concat(),
             Shader::MatmulTiledNf4 => [B_NF4, TILED].concat(),
@@ -85,7 +94,12 @@ impl Shader {
         }
     }
 
-    pub const ALL: [Shader; 16] = [
+    /// Whether the shader text enables f16 (compile it only where the device has `shader-f16`).
+    pub fn needs_f16(self) -> bool {
+        matches!(self, Shader::MatmulF16Math16 | Shader::MatmulNf4Math16)
+    }
+
+    pub const ALL: [Shader; 18] = [
         Shader::Embedding,
         Shader::LayerNorm,
         Shader::LayerNormSubgroups,
@@ -96,6 +110,8 @@ impl Shader {
         Shader::MatmulTiledF32,
         Shader::MatmulTiledF16,
         Shader::MatmulTiledNf4,
+        Shader::MatmulF16Math16,
+        Shader::MatmulNf4Math16,
         Shader::Nf4,
         Shader::Lora,
         Shader::Attention,

@@ -152,7 +152,18 @@ impl Gpt2 {
         let (c, rows) = (cfg.n_embd, b * t);
         let eps = cfg.layer_norm_epsilon as f32;
         let x0 = gpu.tensor(rows * c);
-        embedding_forward(cmd, &x0, ids, &self.wte, &self.wpe, b, t, c, 0);
+        embedding_forward(
+            cmd,
+            &x0,
+            ids,
+            &self.wte,
+            &self.wpe,
+            self.config.vocab_size,
+            b,
+            t,
+            c,
+            0,
+        );
         // Internal buffers: per layer when keeping everything, else one shared set.
         let internals = |l: usize, x_in: Tensor, x_mid: Tensor, x_out: Tensor| BlockActs {
             ln1: gpu.tensor(rows * c),

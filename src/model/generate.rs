@@ -107,7 +107,18 @@ impl Gpt2 {
             }
         };
         let mut cmd = gpu.commands();
-        embedding_forward(&mut cmd, &x, &ids_t, &self.wte, &self.wpe, 1, n, c, pos0);
+        embedding_forward(
+            &mut cmd,
+            &x,
+            &ids_t,
+            &self.wte,
+            &self.wpe,
+            self.config.vocab_size,
+            1,
+            n,
+            c,
+            pos0,
+        );
         for (l, (blk, kv)) in self.blocks.iter().zip(&cache.layers).enumerate() {
             layernorm_forward(
                 &mut cmd,

@@ -13,7 +13,7 @@ use crate::model::gpt2::vocab_chunk;
 /// Bytes, by what they hold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MemoryEstimate {
-    /// Frozen base weights as uploaded (NF4, f16 or f32).
+    /// Frozen base weights as uploaded (NF4, f16 or f32; wte in f16 unless the base is f32).
     pub weights: u64,
     /// LoRA parameters, gradients and the two AdamW moments (all f32).
     pub lora: u64,

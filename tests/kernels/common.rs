@@ -5,12 +5,14 @@
 use wgtune::gpu::{Gpu, Tensor};
 
 /// The process-wide GPU, or `None` (after printing why) when there is none and CI is not set.
+/// It runs f32 matmul arithmetic whatever the device (see [`pin_f32_math`]).
 #[cfg(not(target_arch = "wasm32"))]
 pub fn gpu() -> Option<&'static Gpu> {
     use std::sync::OnceLock;
     static GPU: OnceLock<Option<Gpu>> = OnceLock::new();
     GPU.get_or_init(|| match Gpu::new_blocking() {
-        Ok(g) => {
+        Ok(mut g) => {
+            pin_f32_math(&mut g);
             eprintln!(
                 "GPU tests on: {} ({:?})",
                 g.adapter_info.name, g.adapter_info.backend
@@ -28,6 +30,14 @@ pub fn gpu() -> Option<&'static Gpu> {
     .as_ref()
 }
 
+/// The shared test GPU keeps f32 arithmetic in the matmul even where the device would pick f16
+/// (real GPUs with shader-f16): the comparisons against CPU and PyTorch references use f32
+/// bounds. The f16-math variant is tested by calling it explicitly (`gemm_with`,
+/// tests/kernels/matmul_f16.rs) and, for training, on a GPU of its own (tests/train/run.rs).
+fn pin_f32_math(g: &mut Gpu) {
+    g.tuning.f16_math = false;
+}
+
 /// The page's GPU (WebGPU), opened by the first test and kept for the others. A browser
 /// without a WebGPU adapter fails the test: the browser run exists to exercise WebGPU.
 #[cfg(target_arch = "wasm32")]
@@ -40,10 +50,11 @@ pub async fn gpu() -> &'static Gpu {
     if let Some(g) = GPU.with(|c| c.get().copied()) {
         return g;
     }
-    let g = match Gpu::new().await {
+    let mut g = match Gpu::new().await {
         Ok(g) => g,
         Err(e) => panic!("no WebGPU adapter in this browser: {e}"),
     };
+    pin_f32_math(&mut g);
     // wgpu's web backend leaves the adapter's name and driver empty: ask the browser.
     let info = browser_adapter_info().await.as_string().unwrap_or_default();
     wasm_bindgen_test::console_log!(

@@ -3,6 +3,7 @@ use crate::gpu_test;
 use wgtune::cpu;
 use wgtune::gpu::Gpu;
 use wgtune::kernels::cross_entropy::{IGNORE_INDEX, lm_head_loss_with};
+use wgtune::kernels::matmul::Weight;
 
 gpu_test!(
     lm_head_loss_and_gradient_match_cpu_across_chunkings,
@@ -11,19 +12,47 @@ gpu_test!(
 /// The tied LM head + cross-entropy in vocabulary chunks against full logits on the CPU.
 /// Vocabularies 1 (one partial chunk), 50 and 1000 (several chunks, a partial last one) and
 /// GPT-2's 50257. The gradient comes from the one-sweep online form (flash-attention style). Losses: logsumexp over V in f32 → 1e-5·(1+|loss|). dx: sums over V of
-/// probabilities times wte → 1e-5 abs + 1e-4 rel.
+/// probabilities times wte → 1e-5 abs + 1e-4 rel. The f16 wte (NF4 / f16 base weights) is
+/// checked against the same CPU reference over the f16-rounded table, with the same bounds
+/// (f32 arithmetic on both sides; odd C makes rows start mid-word, so chunks are 128 there).
 async fn check_lm_head_loss(gpu: &Gpu) {
     let mut rng = Rng::new(11);
-    for &(rows, c, vocab, chunk) in &[
-        (3, 8, 1, 64),
-        (5, 17, 50, 64),
-        (7, 12, 1000, 128),
-        (3, 8, 50257, 4096),
+    for &(rows, c, vocab, chunk, f16) in &[
+        (3, 8, 1, 64, false),
+        (5, 17, 50, 64, false),
+        (7, 12, 1000, 128, false),
+        (3, 8, 50257, 4096, false),
         // 8-row blocks and 4-aligned runs: the matmuls' fast path, rescaled over 5 chunks.
-        (9, 16, 300, 64),
+        (9, 16, 300, 64, false),
+        (5, 17, 1000, 128, true),
+        (9, 16, 300, 64, true),
+        (3, 8, 1, 64, true),
     ] {
+        check_lm_head_case(gpu, &mut rng, rows, c, vocab, chunk, f16).await;
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn check_lm_head_case(
+    gpu: &Gpu,
+    rng: &mut Rng,
+    rows: usize,
+    c: usize,
+    vocab: usize,
+    chunk: usize,
+    f16: bool,
+) {
+    {
         let x = rng.vec(rows * c, 1.0);
         let wte = rng.vec(vocab * c, 1.0);
+        let (wte, table) = if f16 {
+            let h: Vec<half::f16> = wte.iter().map(|&x| half::f16::from_f32(x)).collect();
+            let table = Weight::F16(gpu.upload_bytes(bytemuck::cast_slice(&h)));
+            (wgtune::cpu::embedding::f16_rounded(&wte), table)
+        } else {
+            let table = Weight::F32(gpu.upload_f32(&wte));
+            (wte, table)
+        };
         let mut targets: Vec<i32> = (0..rows).map(|_| rng.below(vocab as u64) as i32).collect();
         targets[rows / 2] = IGNORE_INDEX;
         let trained = targets.iter().filter(|&&t| t != IGNORE_INDEX).count();
@@ -85,7 +114,7 @@ async fn check_lm_head_loss(gpu: &Gpu) {
                     &chunk_buf,
                     &state,
                     &gpu.upload_f32(&x),
-                    &gpu.upload_f32(&wte),
+                    &table,
                     &gpu.upload_u32(&t_words),
                     rows,
                     c,
@@ -96,7 +125,7 @@ async fn check_lm_head_loss(gpu: &Gpu) {
                 );
                 cmd.submit();
                 let name = format!(
-                    "{reduction:?} ce rows={rows} C={c} V={vocab} chunk={chunk} dx={with_dx}"
+                    "{reduction:?} ce rows={rows} C={c} V={vocab} chunk={chunk} dx={with_dx} f16 wte={f16}"
                 );
                 assert_close(
                     &format!("{name} loss"),

@@ -15,6 +15,7 @@ mod embedding;
 mod layernorm;
 mod lora;
 mod matmul;
+mod matmul_f16;
 mod nf4;
 mod optim;
 

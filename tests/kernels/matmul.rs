@@ -8,7 +8,7 @@ use wgtune::{cpu, kernels, nf4};
 /// ones have dimensions that are multiples of 4 but not of the tile, so that the fast path
 /// (4-aligned runs) meets edge blocks and K tails: which of M, N, K is aligned varies.
 /// (67, 131, 37) is all primes; (128, 128, 32) fills the tiled kernel's 64×64 tiles exactly.
-const SHAPES: [(usize, usize, usize); 12] = [
+pub(crate) const SHAPES: [(usize, usize, usize); 12] = [
     (1, 1, 1),
     (3, 17, 5),
     (17, 50, 33),
@@ -25,14 +25,14 @@ const SHAPES: [(usize, usize, usize); 12] = [
 
 /// Tolerance per output: the f32 accumulation over K terms can err by about K·2⁻²⁴ times
 /// Σ|a·b| (the CPU reference accumulates in f64); we allow 4·K·2⁻²⁴·Σ|a·b| + 1e-6.
-fn tolerance(abs_sum: &[f32], k: usize) -> Vec<f32> {
+pub(crate) fn tolerance(abs_sum: &[f32], k: usize) -> Vec<f32> {
     abs_sum
         .iter()
         .map(|s| 4.0 * k as f32 * f32::EPSILON / 2.0 * s + 1e-6)
         .collect()
 }
 
-const VARIANTS: [MatmulVariant; 2] = [MatmulVariant::Register, MatmulVariant::Tiled];
+const VARIANTS: [MatmulVariant; 2] = [MatmulVariant::REGISTER, MatmulVariant::Tiled];
 
 /// Epilogues: (alpha, beta, with bias, extra columns of C beyond N, i.e. ldc = N + extra).
 const EPILOGUES: [(f32, f32, bool, usize); 4] = [
@@ -156,7 +156,7 @@ async fn check_gemm_overwrite_ignores_nan_in_output(gpu: &Gpu) {
     let tol = tolerance(&cpu::matmul::gemm_abs(&a, &b, m, n, k, false, false), k);
     for variant in [
         None,
-        Some(MatmulVariant::Register),
+        Some(MatmulVariant::REGISTER),
         Some(MatmulVariant::Tiled),
     ] {
         let c = gpu.upload_f32(&vec![f32::NAN; m * n]);

@@ -58,3 +58,21 @@ impl Reference {
             .collect()
     }
 }
+
+/// The fixture model `models/<name>` loaded with `quant`, its token embedding kept in f32 as
+/// the PyTorch references keep it (bitsandbytes + PEFT with an f32 compute dtype). wgtune's
+/// default stores wte in f16 with NF4 / f16 bases; on the tiny model that moves logits by up
+/// to 1.1e-3 and grad norms by ~2e-3 relative, which would swamp these tests' 1e-4 bounds.
+pub fn load_like_reference(
+    gpu: &wgtune::gpu::Gpu,
+    name: &str,
+    quant: wgtune::model::Quant,
+) -> wgtune::model::Gpt2 {
+    let path = dir(&format!("models/{name}"));
+    let (mut m, _) = wgtune::model::load_dir(gpu, &path, quant).unwrap();
+    let file =
+        wgtune::model::safetensors_file::SafetensorsFile::open(&path.join("model.safetensors"))
+            .unwrap();
+    m.use_f32_wte(gpu, &file).unwrap();
+    m
+}

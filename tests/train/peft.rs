@@ -62,10 +62,9 @@ impl Case {
     }
 }
 
+/// The tiny model with wte in f32, as the PyTorch side keeps it (see `load_like_reference`).
 fn model(quant: Quant) -> Gpt2 {
-    load_dir(gpu().unwrap(), &dir("models/tiny"), quant)
-        .unwrap()
-        .0
+    crate::fixtures::load_like_reference(gpu().unwrap(), "tiny", quant)
 }
 
 /// Compare the flat parameters/gradients `got` with PEFT's tensors `{prefix}{key}`:
