@@ -13,7 +13,6 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use safetensors::Dtype;
-use safetensors::tensor::Metadata;
 
 use crate::error::Result;
 use crate::gpu::Gpu;
@@ -50,6 +49,58 @@ struct Plan {
     /// that an F32 tensor is converted in place.
     buf: Vec<u32>,
     filled: usize,
+}
+
+/// One header entry. Offsets are u64: on wasm32 `usize` is 32 bits, and the safetensors
+/// crate's own header type cannot describe a file past 4 GiB (gpt2-xl is 6.4 GB).
+#[derive(serde::Deserialize)]
+struct Entry {
+    dtype: Dtype,
+    shape: Vec<usize>,
+    data_offsets: (u64, u64),
+}
+
+/// The tensors of a safetensors header in file order, with offsets relative to the data,
+/// checked as the format requires: contiguous from 0, each as long as its dtype and shape say.
+fn parse_header(json: &[u8], path: &Path) -> Result<Vec<Slot>> {
+    let p = path.display();
+    let bad = |why: String| {
+        err!("{p}: not a valid safetensors file ({why}): truncated or corrupt? download it again")
+    };
+    let map: HashMap<String, serde_json::Value> =
+        serde_json::from_slice(json).map_err(|e| bad(e.to_string()))?;
+    let mut slots = Vec::with_capacity(map.len());
+    for (full, value) in map {
+        if full == "__metadata__" {
+            continue;
+        }
+        let e: Entry =
+            serde_json::from_value(value).map_err(|e| bad(format!("tensor {full}: {e}")))?;
+        slots.push(Slot {
+            wanted: None,
+            dtype: e.dtype,
+            start: e.data_offsets.0,
+            end: e.data_offsets.1,
+            shape: e.shape,
+            full,
+        });
+    }
+    slots.sort_by_key(|s| (s.start, s.end));
+    let mut at = 0;
+    for s in &slots {
+        let bits = s
+            .shape
+            .iter()
+            .try_fold(s.dtype.bitsize() as u64, |n, &d| n.checked_mul(d as u64));
+        if s.start != at || bits != s.end.checked_sub(s.start).and_then(|b| b.checked_mul(8)) {
+            return Err(bad(format!(
+                "tensor {} has data offsets [{}, {}] that do not follow the previous tensor at {at} or do not fit its {:?} {:?}",
+                s.full, s.start, s.end, s.dtype, s.shape
+            )));
+        }
+        at = s.end;
+    }
+    Ok(slots)
 }
 
 /// Feed with [`Self::push`] (chunks of any size, in file order), then [`Self::finish`].
@@ -190,41 +241,30 @@ impl<'g> StreamLoader<'g> {
     /// Parse the complete header and check it against the config: the file order of the
     /// tensors, and which of them the model takes.
     fn plan_from_header(&mut self) -> Result<Plan> {
-        let p = self.path.display();
-        let meta: Metadata = serde_json::from_slice(&self.head[8..]).map_err(|e| {
-            err!("{p}: not a valid safetensors file ({e}): truncated or corrupt? download it again")
-        })?;
-        let table = meta.tensors();
+        let data_start = self.head_len();
+        let mut table = parse_header(&self.head[8..], &self.path)?;
         check_tensors(&self.config, &self.path, |n| {
-            table.get(n).map(|i| (i.dtype, i.shape.as_slice()))
+            table
+                .iter()
+                .find(|s| s.full == n)
+                .map(|s| (s.dtype, s.shape.as_slice()))
         })?;
-        let prefix = name_prefix(|n| table.contains_key(n));
+        let prefix = name_prefix(|n| table.iter().any(|s| s.full == n));
         let expected: HashMap<String, Vec<usize>> =
             expected_weights(&self.config).into_iter().collect();
-        let data_start = self.head_len();
-        let slots = meta
-            .offset_keys()
-            .into_iter()
-            .map(|full| {
-                let info = table[&full];
-                let wanted = full
-                    .strip_prefix(prefix)
-                    .filter(|n| expected.contains_key(*n))
-                    .map(str::to_string);
-                Slot {
-                    wanted,
-                    dtype: info.dtype,
-                    shape: info.shape.clone(),
-                    start: data_start + info.data_offsets.0 as u64,
-                    end: data_start + info.data_offsets.1 as u64,
-                    full,
-                }
-            })
-            .collect();
+        for slot in &mut table {
+            slot.wanted = slot
+                .full
+                .strip_prefix(prefix)
+                .filter(|n| expected.contains_key(*n))
+                .map(str::to_string);
+            slot.start += data_start;
+            slot.end += data_start;
+        }
         self.head = Vec::new();
         Ok(Plan {
             data_start,
-            slots,
+            slots: table,
             next: 0,
             buf: Vec::new(),
             filled: 0,

@@ -212,6 +212,29 @@ fn bad_header_is_refused_with_the_reason() {
     assert_one_line(&msg, &path);
     assert!(msg.contains("not a valid safetensors file"), "{msg}");
 
+    // Offsets that leave a gap between tensors.
+    let mut header: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let first = header
+        .keys()
+        .find(|k| *k != "__metadata__")
+        .unwrap()
+        .clone();
+    let offsets = header[&first]["data_offsets"].clone();
+    let (a, b) = (offsets[0].as_u64().unwrap(), offsets[1].as_u64().unwrap());
+    header[&first]["data_offsets"] = serde_json::json!([a + 1, b + 1]);
+    let mut head = serde_json::to_vec(&header).unwrap();
+    head.resize(n, b' ');
+    let mut gap = (n as u64).to_le_bytes().to_vec();
+    gap.extend_from_slice(&head);
+    gap.extend_from_slice(&bytes[8 + n..]);
+    let msg = error_of(gpu, "tiny", &gap);
+    assert_one_line(&msg, &path);
+    assert!(
+        msg.contains("not a valid safetensors file") && msg.contains("data offsets"),
+        "{msg}"
+    );
+
     // The tiny checkpoint read with the `odd` model's config: wrong shapes, by name.
     let mut loader = StreamLoader::new(gpu, config("odd"), NF4, &path);
     let msg = loader
