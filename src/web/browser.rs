@@ -161,11 +161,11 @@ impl Download {
     /// A failed store (quota) only means the next visit downloads again: it is logged as a
     /// console warning, not reported as an error.
     pub async fn stored(self) {
-        if let (Some(p), Chunks::Body { what, .. }) = (self.store, &self.chunks) {
-            if let Err(e) = JsFuture::from(p).await {
-                let msg = js_err(&format!("{what}: not kept in browser storage"), e);
-                web_sys::console::warn_1(&msg.into());
-            }
+        if let (Some(p), Chunks::Body { what, .. }) = (self.store, &self.chunks)
+            && let Err(e) = JsFuture::from(p).await
+        {
+            let msg = js_err(&format!("{what}: not kept in browser storage"), e);
+            web_sys::console::warn_1(&msg.into());
         }
     }
 }
