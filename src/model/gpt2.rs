@@ -14,8 +14,9 @@ use crate::kernels::cross_entropy::lm_head_loss;
 use crate::kernels::matmul::{Gemm, Weight, gemm, linear_forward};
 use crate::model::config::Gpt2Config;
 use crate::model::forward::{AdapterRef, Keep};
-use crate::model::safetensors_file::SafetensorsFile;
-use crate::{bail, err, nf4};
+pub use crate::model::load::{check_weights, expected_weights};
+use crate::model::load::{name_prefix, to_f32, upload_table, upload_weight};
+use crate::{bail, err};
 
 /// How the frozen base weights (the Conv1D matrices) are stored on the GPU.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -92,135 +93,7 @@ pub struct Gpt2 {
 /// Vocabulary chunk of the LM head: the (rows, chunk) logits block that is resident at once.
 pub const VOCAB_CHUNK: usize = 8192;
 
-/// Reads weights by Hugging Face name, accepting the optional `transformer.` prefix.
-struct WeightReader<'f> {
-    file: &'f SafetensorsFile,
-    prefix: &'static str,
-}
-
-impl<'f> WeightReader<'f> {
-    fn new(file: &'f SafetensorsFile) -> Self {
-        let prefix = if file.info("transformer.wte.weight").is_some() {
-            "transformer."
-        } else {
-            ""
-        };
-        Self { file, prefix }
-    }
-
-    /// The tensor `name` as f32, checked to have `shape`.
-    fn get(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
-        let full = format!("{}{name}", self.prefix);
-        let (values, got) = self.file.f32(&full)?;
-        if got != shape {
-            bail!(
-                "{}: tensor {full} has shape {got:?}, config.json implies {shape:?}",
-                self.file.path().display()
-            );
-        }
-        Ok(values)
-    }
-}
-
-/// Every weight a GPT-2 checkpoint of `config` holds, with its shape (Hugging Face names
-/// without the optional `transformer.` prefix).
-pub fn expected_weights(config: &Gpt2Config) -> Vec<(String, Vec<usize>)> {
-    let c = config.n_embd;
-    let mut v = vec![
-        ("wte.weight".to_string(), vec![config.vocab_size, c]),
-        ("wpe.weight".to_string(), vec![config.n_positions, c]),
-        ("ln_f.weight".to_string(), vec![c]),
-        ("ln_f.bias".to_string(), vec![c]),
-    ];
-    for i in 0..config.n_layer {
-        let h = format!("h.{i}");
-        for ln in ["ln_1", "ln_2"] {
-            v.push((format!("{h}.{ln}.weight"), vec![c]));
-            v.push((format!("{h}.{ln}.bias"), vec![c]));
-        }
-        for (name, k_in, n_out) in [
-            ("attn.c_attn", c, 3 * c),
-            ("attn.c_proj", c, c),
-            ("mlp.c_fc", c, 4 * c),
-            ("mlp.c_proj", 4 * c, c),
-        ] {
-            v.push((format!("{h}.{name}.weight"), vec![k_in, n_out]));
-            v.push((format!("{h}.{name}.bias"), vec![n_out]));
-        }
-    }
-    v
-}
-
-/// Check on the host that `file` holds every weight `config` needs, in a float dtype and
-/// the right shape: a wrong checkpoint is reported by tensor name before anything is uploaded.
-pub fn check_weights(config: &Gpt2Config, file: &SafetensorsFile) -> Result<()> {
-    let p = file.path().display();
-    let r = WeightReader::new(file);
-    if file.info(&format!("{}wte.weight", r.prefix)).is_none() {
-        bail!(
-            "{p}: no wte.weight (or transformer.wte.weight): not a GPT-2 checkpoint; pass a Hugging Face GPT-2 model directory"
-        );
-    }
-    for (name, shape) in expected_weights(config) {
-        let full = format!("{}{name}", r.prefix);
-        let Some(info) = file.info(&full) else {
-            bail!(
-                "{p}: missing tensor {full} (config.json has n_layer {}): the weights and config.json do not match, or the file is incomplete",
-                config.n_layer
-            );
-        };
-        if !matches!(
-            info.dtype,
-            safetensors::Dtype::F32 | safetensors::Dtype::F16 | safetensors::Dtype::BF16
-        ) {
-            bail!(
-                "{p}: tensor {full} has dtype {:?}; expected F32, F16 or BF16",
-                info.dtype
-            );
-        }
-        if info.shape != shape {
-            bail!(
-                "{p}: tensor {full} has shape {:?}, config.json implies {shape:?}: the weights and config.json belong to different models",
-                info.shape
-            );
-        }
-    }
-    Ok(())
-}
-
 impl Gpt2 {
-    /// Load `config` + `model.safetensors`, one tensor at a time, quantizing as asked.
-    pub fn load(
-        gpu: &Gpu,
-        config: Gpt2Config,
-        file: &SafetensorsFile,
-        quant: Quant,
-    ) -> Result<Self> {
-        let loader = Loader::new(gpu, &config, file, quant)?;
-        let blocks = (0..config.n_layer)
-            .map(|i| loader.block(i))
-            .collect::<Result<Vec<_>>>()?;
-        loader.finish(config, blocks)
-    }
-
-    /// [`Self::load`], awaiting `after_block(done, n_layer)` after each block: the page shows
-    /// progress and lets the browser paint while a large model is quantized.
-    pub async fn load_with_progress(
-        gpu: &Gpu,
-        config: Gpt2Config,
-        file: &SafetensorsFile,
-        quant: Quant,
-        mut after_block: impl AsyncFnMut(usize, usize),
-    ) -> Result<Self> {
-        let loader = Loader::new(gpu, &config, file, quant)?;
-        let mut blocks = Vec::with_capacity(config.n_layer);
-        for i in 0..config.n_layer {
-            blocks.push(loader.block(i)?);
-            after_block(i + 1, config.n_layer).await;
-        }
-        loader.finish(config, blocks)
-    }
-
     /// A model of the given shape with random weights (benchmarks, tests): N(0, 0.02)-like
     /// values from a fixed seed, LayerNorms at 1/0.
     pub fn random(gpu: &Gpu, config: Gpt2Config, quant: Quant, seed: u64) -> Self {
@@ -271,8 +144,20 @@ impl Gpt2 {
     /// an f32 compute dtype), where the f16 table's rounding (logits ~1e-3 apart on the tiny
     /// fixture) would hide the 1e-4 differences those tests look for.
     pub fn use_f32_wte(&mut self, gpu: &Gpu, file: &SafetensorsFile) -> Result<()> {
+        let name = format!("{}wte.weight", name_prefix(|n| file.info(n).is_some()));
+        let p = file.path().display();
+        let info = file
+            .info(&name)
+            .ok_or_else(|| err!("{p}: missing tensor {name}"))?;
         let shape = [self.config.vocab_size, self.config.n_embd];
-        self.wte = Weight::F32(gpu.upload_f32(&WeightReader::new(file).get("wte.weight", &shape)?));
+        if info.shape != shape {
+            bail!(
+                "{p}: tensor {name} has shape {:?}, expected {shape:?}",
+                info.shape
+            );
+        }
+        let values = to_f32(file.bytes(&name)?, info.dtype, file.path(), &name)?;
+        self.wte = Weight::F32(gpu.upload_f32(&values));
         Ok(())
     }
 
@@ -483,117 +368,4 @@ pub(crate) fn run_linear(
         l.n_out,
         accumulate,
     );
-}
-
-/// Upload the token embedding `(V,C)`: f32 with an f32 base, f16 otherwise.
-fn upload_table(gpu: &Gpu, w: &[f32], quant: Quant) -> Weight {
-    match quant {
-        Quant::F32 => Weight::F32(gpu.upload_f32(w)),
-        _ => {
-            let h: Vec<half::f16> = w.iter().map(|&v| half::f16::from_f32(v)).collect();
-            Weight::F16(gpu.upload_bytes(bytemuck::cast_slice(&h)))
-        }
-    }
-}
-
-/// Upload a Conv1D weight `(in,out)` in the requested format.
-fn upload_weight(gpu: &Gpu, w: &[f32], k_in: usize, n_out: usize, quant: Quant) -> Weight {
-    match quant {
-        Quant::F32 => Weight::F32(gpu.upload_f32(w)),
-        Quant::F16 => {
-            let h: Vec<half::f16> = w.iter().map(|&v| half::f16::from_f32(v)).collect();
-            Weight::F16(gpu.upload_bytes(bytemuck::cast_slice(&h)))
-        }
-        Quant::Nf4 { double_quant } => {
-            let mut q = nf4::quantize_conv1d(w, k_in, n_out);
-            if double_quant {
-                q.absmax = nf4::double_quantize(&q.absmax).dequantize();
-            }
-            crate::kernels::nf4::upload(gpu, &q)
-        }
-    }
-}
-
-/// Uploads GPT-2's weights tensor by tensor (shared by the loading entry points).
-struct Loader<'a> {
-    gpu: &'a Gpu,
-    r: WeightReader<'a>,
-    c: usize,
-    quant: Quant,
-}
-
-impl<'a> Loader<'a> {
-    fn new(
-        gpu: &'a Gpu,
-        config: &Gpt2Config,
-        file: &'a SafetensorsFile,
-        quant: Quant,
-    ) -> Result<Self> {
-        let r = WeightReader::new(file);
-        if r.file.info(&format!("{}wte.weight", r.prefix)).is_none() {
-            bail!(
-                "{}: no wte.weight (or transformer.wte.weight): not a GPT-2 checkpoint",
-                file.path().display()
-            );
-        }
-        Ok(Self {
-            gpu,
-            r,
-            c: config.n_embd,
-            quant,
-        })
-    }
-
-    fn vec(&self, name: &str, n: usize) -> Result<Tensor> {
-        Ok(self.gpu.upload_f32(&self.r.get(name, &[n])?))
-    }
-
-    fn linear(&self, name: &str, k_in: usize, n_out: usize) -> Result<Linear> {
-        let w = self.r.get(&format!("{name}.weight"), &[k_in, n_out])?;
-        Ok(Linear {
-            weight: upload_weight(self.gpu, &w, k_in, n_out, self.quant),
-            bias: self.vec(&format!("{name}.bias"), n_out)?,
-            k_in,
-            n_out,
-        })
-    }
-
-    fn block(&self, i: usize) -> Result<Block> {
-        let (h, c) = (format!("h.{i}"), self.c);
-        Ok(Block {
-            ln_1: (
-                self.vec(&format!("{h}.ln_1.weight"), c)?,
-                self.vec(&format!("{h}.ln_1.bias"), c)?,
-            ),
-            c_attn: self.linear(&format!("{h}.attn.c_attn"), c, 3 * c)?,
-            attn_proj: self.linear(&format!("{h}.attn.c_proj"), c, c)?,
-            ln_2: (
-                self.vec(&format!("{h}.ln_2.weight"), c)?,
-                self.vec(&format!("{h}.ln_2.bias"), c)?,
-            ),
-            c_fc: self.linear(&format!("{h}.mlp.c_fc"), c, 4 * c)?,
-            mlp_proj: self.linear(&format!("{h}.mlp.c_proj"), 4 * c, c)?,
-        })
-    }
-
-    fn finish(&self, config: Gpt2Config, blocks: Vec<Block>) -> Result<Gpt2> {
-        let c = self.c;
-        let wte = upload_table(
-            self.gpu,
-            &self.r.get("wte.weight", &[config.vocab_size, c])?,
-            self.quant,
-        );
-        let wpe = self
-            .gpu
-            .upload_f32(&self.r.get("wpe.weight", &[config.n_positions, c])?);
-        let ln_f = (self.vec("ln_f.weight", c)?, self.vec("ln_f.bias", c)?);
-        Ok(Gpt2 {
-            config,
-            quant: self.quant,
-            wte,
-            wpe,
-            blocks,
-            ln_f,
-        })
-    }
 }

@@ -1,14 +1,17 @@
 //! GPT-2 as Hugging Face's `GPT2LMHeadModel`, on the GPU through the core kernels.
 //!
-//! `config` reads config.json, `safetensors_file` streams weights, `gpt2` holds the model and
-//! its forward pass, `generate` the KV-cache decoding loop.
+//! `config` reads config.json, `safetensors_file` maps weights, `load` builds the model on the
+//! GPU tensor by tensor (from a mapped file, or fed in chunks by `stream_load`), `gpt2` holds
+//! the model and its forward pass, `generate` the KV-cache decoding loop.
 
 pub mod config;
 pub mod eval;
 pub mod forward;
 pub mod generate;
 pub mod gpt2;
+pub mod load;
 pub mod safetensors_file;
+pub mod stream_load;
 
 pub use config::Gpt2Config;
 pub use gpt2::{Gpt2, Quant};

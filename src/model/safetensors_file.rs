@@ -111,23 +111,7 @@ impl SafetensorsFile {
             .info(name)
             .ok_or_else(|| err!("{}: missing tensor {name}", self.path.display()))?;
         let raw = self.bytes(name)?;
-        let values = match info.dtype {
-            Dtype::F32 => bytemuck::pod_collect_to_vec::<u8, f32>(raw),
-            Dtype::F16 => bytemuck::pod_collect_to_vec::<u8, half::f16>(raw)
-                .into_iter()
-                .map(f32::from)
-                .collect(),
-            Dtype::BF16 => bytemuck::pod_collect_to_vec::<u8, half::bf16>(raw)
-                .into_iter()
-                .map(f32::from)
-                .collect(),
-            other => {
-                return Err(err!(
-                    "{}: tensor {name} has dtype {other:?}; expected F32, F16 or BF16",
-                    self.path.display()
-                ));
-            }
-        };
+        let values = crate::model::load::to_f32(raw, info.dtype, &self.path, name)?.into_owned();
         Ok((values, info.shape.clone()))
     }
 }

@@ -25,6 +25,18 @@ fn window() -> web_sys::Window {
     web_sys::window().expect("the page runs in a window")
 }
 
+/// The page's query parameter `key` (`?hub=...`), decoded.
+pub fn query_param(key: &str) -> Option<String> {
+    let search = window().location().search().ok()?;
+    search.trim_start_matches('?').split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        (k == key)
+            .then(|| js_sys::decode_uri_component(&v.replace('+', " ")).ok())
+            .flatten()
+            .map(String::from)
+    })
+}
+
 /// Whether the browser exposes WebGPU at all (`navigator.gpu`).
 pub fn has_webgpu() -> bool {
     Reflect::get(&window().navigator(), &"gpu".into()).is_ok_and(|g| !g.is_undefined())
@@ -70,20 +82,123 @@ async fn open_cache() -> Option<Cache> {
         .ok()
 }
 
-/// Progress of a download: bytes so far and the total when the server says it.
-pub type Progress<'a> = &'a mut dyn FnMut(u64, Option<u64>);
+/// A body read chunk by chunk, so that a model larger than wasm memory can be streamed into
+/// the GPU: a fetch Response's stream, or a picked file read in slices.
+pub enum Chunks {
+    Body {
+        reader: web_sys::ReadableStreamDefaultReader,
+        what: String,
+    },
+    File {
+        file: web_sys::File,
+        pos: f64,
+    },
+}
 
-/// GET `url`, from the model cache when an earlier visit stored it, else from the network
-/// (then stored). `Ok(None)` when the server answers 404 (an optional file is absent).
-pub async fn fetch_cached(url: &str, progress: Progress<'_>) -> Result<Option<Vec<u8>>, String> {
+/// Slice size when reading a picked file.
+const FILE_SLICE: f64 = (16 << 20) as f64;
+
+impl Chunks {
+    /// A picked file, read 16 MiB at a time.
+    pub fn of_file(file: web_sys::File) -> Self {
+        Chunks::File { file, pos: 0.0 }
+    }
+
+    /// The next chunk, or `None` at the end.
+    pub async fn next(&mut self) -> Result<Option<Vec<u8>>, String> {
+        match self {
+            Chunks::Body { reader, what } => {
+                let chunk = JsFuture::from(reader.read())
+                    .await
+                    .map_err(|e| js_err(&format!("{what}: download interrupted"), e))?;
+                let done = Reflect::get(&chunk, &"done".into())
+                    .map(|d| d.is_truthy())
+                    .unwrap_or(true);
+                if done {
+                    return Ok(None);
+                }
+                let value = Reflect::get(&chunk, &"value".into()).map_err(|e| js_err(what, e))?;
+                Ok(Some(Uint8Array::new(&value).to_vec()))
+            }
+            Chunks::File { file, pos } => {
+                let size = file.size();
+                if *pos >= size {
+                    return Ok(None);
+                }
+                let end = (*pos + FILE_SLICE).min(size);
+                let slice = file
+                    .slice_with_f64_and_f64(*pos, end)
+                    .map_err(|e| js_err(&format!("{}: cannot read", file.name()), e))?;
+                let buf = JsFuture::from(slice.array_buffer())
+                    .await
+                    .map_err(|e| js_err(&format!("{}: cannot read", file.name()), e))?;
+                *pos = end;
+                Ok(Some(Uint8Array::new(&buf).to_vec()))
+            }
+        }
+    }
+}
+
+/// A GET in progress: its body as [`Chunks`], its length when the server says it, and the
+/// pending store of a network response into the model cache.
+pub struct Download {
+    pub chunks: Chunks,
+    pub total: Option<u64>,
+    store: Option<js_sys::Promise>,
+}
+
+impl Download {
+    /// A picked file, read in slices.
+    pub fn of_file(file: web_sys::File) -> Self {
+        Self {
+            total: Some(file.size() as u64),
+            chunks: Chunks::of_file(file),
+            store: None,
+        }
+    }
+
+    /// Wait until the copy going into the model cache is stored (after the body was read).
+    /// A failed store (quota) only means the next visit downloads again: it is logged as a
+    /// console warning, not reported as an error.
+    pub async fn stored(self) {
+        if let (Some(p), Chunks::Body { what, .. }) = (self.store, &self.chunks)
+            && let Err(e) = JsFuture::from(p).await
+        {
+            let msg = js_err(&format!("{what}: not kept in browser storage"), e);
+            web_sys::console::warn_1(&msg.into());
+        }
+    }
+}
+
+fn body_of(url: &str, resp: &Response) -> Result<Chunks, String> {
+    let body = resp
+        .body()
+        .ok_or_else(|| format!("{url}: the response has no body"))?;
+    let reader = body
+        .get_reader()
+        .dyn_into()
+        .map_err(|e| js_err(url, e.into()))?;
+    Ok(Chunks::Body {
+        reader,
+        what: url.to_string(),
+    })
+}
+
+/// GET `url`, from the model cache when an earlier visit stored it, else from the network;
+/// a network response is stored in the cache while it is read (`cache.put` of a clone), so
+/// neither copy is ever whole in wasm memory. `Ok(None)` when the server answers 404.
+pub async fn open_cached(url: &str) -> Result<Option<Download>, String> {
     let cache = open_cache().await;
     if let Some(cache) = &cache {
         let hit = JsFuture::from(cache.match_with_str(url))
             .await
             .map_err(|e| js_err(url, e))?;
         if let Ok(resp) = hit.dyn_into::<Response>() {
-            let bytes = read_body(url, &resp, progress).await?;
-            return Ok(Some(bytes));
+            return Ok(Some(Download {
+                total: content_length(&resp),
+                chunks: body_of(url, &resp)?,
+                store: None,
+            }));
         }
     }
     let resp: Response = JsFuture::from(window().fetch_with_str(url))
@@ -108,48 +223,51 @@ pub async fn fetch_cached(url: &str, progress: Progress<'_>) -> Result<Option<Ve
             resp.status_text()
         ));
     }
-    let mut bytes = read_body(url, &resp, progress).await?;
-    if let Some(cache) = &cache {
-        // A failed store (quota) only means the next visit downloads again.
-        if let Ok(stored) = Response::new_with_opt_u8_array(Some(&mut bytes)) {
-            let _ = JsFuture::from(cache.put_with_str(url, &stored)).await;
-        }
-    }
-    Ok(Some(bytes))
+    let store = match (&cache, resp.clone()) {
+        (Some(cache), Ok(copy)) => Some(cache.put_with_str(url, &copy)),
+        _ => None,
+    };
+    Ok(Some(Download {
+        total: content_length(&resp),
+        chunks: body_of(url, &resp)?,
+        store,
+    }))
 }
 
-/// Read a response body chunk by chunk, reporting progress.
-async fn read_body(url: &str, resp: &Response, progress: Progress<'_>) -> Result<Vec<u8>, String> {
-    let total = resp
-        .headers()
+fn content_length(resp: &Response) -> Option<u64> {
+    resp.headers()
         .get("content-length")
         .ok()
         .flatten()
-        .and_then(|v| v.parse::<u64>().ok());
-    let Some(body) = resp.body() else {
-        return Ok(Vec::new());
+        .and_then(|v| v.parse::<u64>().ok())
+}
+
+/// Progress of a download: bytes so far and the total when the server says it.
+pub type Progress<'a> = &'a mut dyn FnMut(u64, Option<u64>);
+
+/// The whole of `url` (a small file: config.json, a tokenizer) through [`open_cached`].
+pub async fn fetch_cached(url: &str, progress: Progress<'_>) -> Result<Option<Vec<u8>>, String> {
+    let Some(mut dl) = open_cached(url).await? else {
+        return Ok(None);
     };
-    let reader: web_sys::ReadableStreamDefaultReader = body
-        .get_reader()
-        .dyn_into()
-        .map_err(|e| js_err(url, e.into()))?;
-    let mut out = Vec::with_capacity(total.unwrap_or(0) as usize);
-    progress(0, total);
-    loop {
-        let chunk = JsFuture::from(reader.read())
-            .await
-            .map_err(|e| js_err(&format!("{url}: download interrupted"), e))?;
-        let done = Reflect::get(&chunk, &"done".into())
-            .map(|d| d.is_truthy())
-            .unwrap_or(true);
-        if done {
-            break;
-        }
-        let value = Reflect::get(&chunk, &"value".into()).map_err(|e| js_err(url, e))?;
-        out.extend_from_slice(&Uint8Array::new(&value).to_vec());
-        progress(out.len() as u64, total);
+    let mut out = Vec::with_capacity(dl.total.unwrap_or(0) as usize);
+    progress(0, dl.total);
+    while let Some(chunk) = dl.chunks.next().await? {
+        out.extend_from_slice(&chunk);
+        progress(out.len() as u64, dl.total);
     }
-    Ok(out)
+    dl.stored().await;
+    Ok(Some(out))
+}
+
+/// Bytes of wasm linear memory the page holds (it grows and never shrinks: the high-water
+/// mark of the host side).
+pub fn wasm_memory_bytes() -> f64 {
+    let memory: js_sys::WebAssembly::Memory = wasm_bindgen::memory().unchecked_into();
+    memory
+        .buffer()
+        .unchecked_into::<js_sys::ArrayBuffer>()
+        .byte_length() as f64
 }
 
 /// Offer `bytes` to the user as a file download named `name`.

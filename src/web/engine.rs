@@ -10,9 +10,11 @@ use std::rc::Rc;
 use wgtune::data::{Dataset, Format, jsonl_errors, parse_jsonl_bytes};
 use wgtune::gpu::Gpu;
 use wgtune::lora::LoraConfig;
-use wgtune::model::safetensors_file::SafetensorsFile;
+use wgtune::model::stream_load::StreamLoader;
 use wgtune::model::{Gpt2, Gpt2Config, Quant, check_tokenizer};
 use wgtune::tokenizer::Tokenizer;
+
+use super::browser::{self, Chunks};
 
 /// A model ready to train or generate with.
 pub struct LoadedModel {
@@ -132,23 +134,19 @@ pub enum TokenizerBytes {
     VocabMerges(Vec<u8>, Vec<u8>),
 }
 
-/// The files of a Hugging Face GPT-2 folder, read into memory.
+/// The small files of a Hugging Face GPT-2 folder, read into memory (the weights are
+/// streamed: [`build_model`]).
 pub struct ModelBytes {
     pub config: Vec<u8>,
-    pub weights: Vec<u8>,
     pub tokenizer: TokenizerBytes,
 }
 
-/// Build the model on the GPU (quantizing as asked) and keep it, replacing any earlier one
-/// and the adapter trained on it. `name` labels errors and the exported adapter;
-/// `after_block(done, layers)` is awaited after each transformer block.
-pub async fn install_model(
-    gpu: &Gpu,
+/// Parse and check config.json and the tokenizer (`name` labels errors), before any weight is
+/// read.
+pub fn parse_model_files(
     name: &str,
-    files: ModelBytes,
-    quant: Quant,
-    after_block: impl AsyncFnMut(usize, usize),
-) -> Result<Rc<LoadedModel>, String> {
+    files: &ModelBytes,
+) -> Result<(Gpt2Config, Tokenizer), String> {
     let text = std::str::from_utf8(&files.config)
         .map_err(|e| format!("{name}/config.json: not UTF-8 text: {e}"))?;
     let config = Gpt2Config::from_json(text, &Path::new(name).join("config.json"))
@@ -166,18 +164,59 @@ pub async fn install_model(
     }
     .map_err(|e| e.to_string())?;
     check_tokenizer(&config, &tokenizer, name).map_err(|e| e.to_string())?;
+    Ok((config, tokenizer))
+}
+
+/// How far [`build_model`] got: bytes of model.safetensors received, its size when known,
+/// and bytes whose tensors are on the GPU.
+#[derive(Clone, Copy, Debug)]
+pub struct BuildProgress {
+    pub received: u64,
+    pub total: Option<u64>,
+    pub built: u64,
+}
+
+/// Let the page paint at least this often (ms) while weights stream in.
+const PAINT_EVERY_MS: f64 = 50.0;
+
+/// Build the model on the GPU from `weights` (model.safetensors, streamed chunk by chunk so
+/// that the host holds about one tensor at a time), quantizing as asked, and keep it,
+/// replacing any earlier one and the adapter trained on it. `name` labels errors and the
+/// exported adapter; `progress` is called (and the event loop given a turn) every
+/// [`PAINT_EVERY_MS`].
+pub async fn build_model(
+    gpu: &Gpu,
+    name: &str,
+    (config, tokenizer): (Gpt2Config, Tokenizer),
+    weights: &mut Chunks,
+    total: Option<u64>,
+    quant: Quant,
+    mut progress: impl FnMut(BuildProgress),
+) -> Result<Rc<LoadedModel>, String> {
     // Drop the old model first: its GPU buffers return to the pool for the new one.
     STATE.with(|s| {
         let mut s = s.borrow_mut();
         s.model = None;
         s.adapter = None;
     });
-    let file =
-        SafetensorsFile::from_bytes(&Path::new(name).join("model.safetensors"), files.weights)
-            .map_err(|e| e.to_string())?;
-    let model = Gpt2::load_with_progress(gpu, config, &file, quant, after_block)
-        .await
-        .map_err(|e| e.to_string())?;
+    let path = Path::new(name).join("model.safetensors");
+    let mut loader = StreamLoader::new(gpu, config, quant, &path);
+    let report = |l: &StreamLoader| BuildProgress {
+        received: l.received(),
+        total: l.total().or(total),
+        built: l.built(),
+    };
+    let mut painted = browser::now_ms();
+    while let Some(chunk) = weights.next().await? {
+        loader.push(&chunk).map_err(|e| e.to_string())?;
+        if browser::now_ms() - painted > PAINT_EVERY_MS {
+            progress(report(&loader));
+            browser::yield_now(0).await;
+            painted = browser::now_ms();
+        }
+    }
+    progress(report(&loader));
+    let model = loader.finish().map_err(|e| e.to_string())?;
     let loaded = Rc::new(LoadedModel {
         model,
         tokenizer,

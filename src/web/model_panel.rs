@@ -35,7 +35,7 @@ pub fn view(ui: Ui) -> impl IntoView {
             match load_model(ui, src, q).await {
                 Ok(info) => {
                     ui.model_status.set(format!(
-                        "Loaded {}: {} layers, {} embd, {} heads, {} positions, {} parameters; base weights {} on the GPU: {:.1} MiB.",
+                        "Loaded {}: {} layers, {} embd, {} heads, {} positions, {} parameters; base weights {} on the GPU: {:.1} MiB; page memory {:.0} MiB.",
                         info.name,
                         info.n_layer,
                         info.n_embd,
@@ -43,7 +43,8 @@ pub fn view(ui: Ui) -> impl IntoView {
                         info.n_positions,
                         info.params,
                         info.quant,
-                        info.weight_bytes as f64 / (1 << 20) as f64
+                        info.weight_bytes as f64 / (1 << 20) as f64,
+                        browser::wasm_memory_bytes() / (1 << 20) as f64
                     ));
                     ui.model.set(Some(info));
                     adopt_kept_adapter(ui);
@@ -75,9 +76,7 @@ pub fn view(ui: Ui) -> impl IntoView {
     };
     let load_preset = move |_| {
         let id = hub_id(&preset.get_untracked()).to_string();
-        load(Source::Url(format!(
-            "https://huggingface.co/{id}/resolve/main"
-        )));
+        load(Source::Url(format!("{}/{id}/resolve/main", hub_base())));
     };
     view! {
         <section id="model">
@@ -138,24 +137,61 @@ pub fn view(ui: Ui) -> impl IntoView {
     }
 }
 
+/// The Hugging Face hub, or the mirror a `?hub=http://host:port` page parameter names
+/// (tests, intranets): presets download from `{hub}/{id}/resolve/main/{file}`.
+fn hub_base() -> String {
+    browser::query_param("hub")
+        .filter(|h| !h.trim().is_empty())
+        .unwrap_or_else(|| "https://huggingface.co".into())
+        .trim_end_matches('/')
+        .to_string()
+}
+
 async fn load_model(ui: Ui, src: Source, quant: Quant) -> Result<ModelInfo, String> {
     let gpu = engine::gpu().await?;
-    let (name, files) = match src {
-        Source::Url(base) => (base.clone(), fetch_folder(ui, &base).await?),
-        Source::Files(list) => ("local".to_string(), read_picked(ui, &list).await?),
+    let (name, files, mut weights) = match src {
+        Source::Url(base) => {
+            let base = base.trim_end_matches('/').to_string();
+            let (files, weights) = fetch_folder(ui, &base).await?;
+            (base, files, weights)
+        }
+        Source::Files(list) => {
+            let (files, weights) = read_picked(ui, &list).await?;
+            ("local".to_string(), files, weights)
+        }
     };
+    let parsed = engine::parse_model_files(&name, &files)?;
     ui.model_status
-        .set(format!("Building the model on the GPU ({quant})…"));
+        .set(format!("Loading model.safetensors into the GPU ({quant})…"));
     ui.model_progress.set(Some(0.0));
-    // One block at a time, letting the page paint between blocks.
-    let progress = async |done: usize, layers: usize| {
-        ui.model_progress.set(Some(done as f64 / layers as f64));
+    // Chunk by chunk, letting the page paint between chunks.
+    let progress = |p: engine::BuildProgress| {
+        if let Some(t) = p.total.filter(|&t| t > 0) {
+            ui.model_progress.set(Some(p.built as f64 / t as f64));
+        }
+        let total = p
+            .total
+            .map(|t| format!(" of {:.1}", mib(t)))
+            .unwrap_or_default();
         ui.model_status.set(format!(
-            "Building the model on the GPU ({quant}): block {done} of {layers}"
+            "Loading model.safetensors ({quant}): {:.1}{total} MiB read, {:.1} MiB built on the GPU",
+            mib(p.received),
+            mib(p.built)
         ));
-        browser::yield_now(0).await;
     };
-    let loaded = engine::install_model(&gpu, &name, files, quant, progress).await?;
+    let total = weights.total;
+    let loaded = engine::build_model(
+        &gpu,
+        &name,
+        parsed,
+        &mut weights.chunks,
+        total,
+        quant,
+        progress,
+    )
+    .await?;
+    // The copy going into the model cache completes once the body was read.
+    weights.stored().await;
     let c = &loaded.model.config;
     Ok(ModelInfo {
         name: name.clone(),
@@ -170,9 +206,9 @@ async fn load_model(ui: Ui, src: Source, quant: Quant) -> Result<ModelInfo, Stri
     })
 }
 
-/// Download (or take from the cache) the files of a Hugging Face–layout folder.
-async fn fetch_folder(ui: Ui, base: &str) -> Result<ModelBytes, String> {
-    let base = base.trim_end_matches('/');
+/// Download (or take from the cache) the small files of a Hugging Face–layout folder, and
+/// open its model.safetensors as a stream.
+async fn fetch_folder(ui: Ui, base: &str) -> Result<(ModelBytes, browser::Download), String> {
     let get = async |file: &str, required: bool| -> Result<Option<Vec<u8>>, String> {
         let url = format!("{base}/{file}");
         ui.model_status.set(format!("Downloading {url}…"));
@@ -200,16 +236,20 @@ async fn fetch_folder(ui: Ui, base: &str) -> Result<ModelBytes, String> {
             TokenizerBytes::VocabMerges(v, m)
         }
     };
-    let weights = get("model.safetensors", true).await?.unwrap_or_default();
-    Ok(ModelBytes {
-        config,
-        weights,
-        tokenizer,
-    })
+    let url = format!("{base}/model.safetensors");
+    ui.model_status.set(format!("Downloading {url}…"));
+    let weights = browser::open_cached(&url)
+        .await?
+        .ok_or_else(|| format!("{url}: not found (404)"))?;
+    Ok((ModelBytes { config, tokenizer }, weights))
 }
 
-/// Read the model files the user picked, recognised by their names.
-async fn read_picked(ui: Ui, list: &[web_sys::File]) -> Result<ModelBytes, String> {
+/// Read the small model files the user picked (recognised by their names) and open
+/// model.safetensors to be read in slices.
+async fn read_picked(
+    ui: Ui,
+    list: &[web_sys::File],
+) -> Result<(ModelBytes, browser::Download), String> {
     let find = |name: &str| list.iter().find(|f| f.name() == name);
     let need = |name: &str| {
         find(name).ok_or_else(|| {
@@ -221,7 +261,7 @@ async fn read_picked(ui: Ui, list: &[web_sys::File]) -> Result<ModelBytes, Strin
         browser::read_file(f).await
     };
     let config = read(need("config.json")?).await?;
-    let weights = read(need("model.safetensors")?).await?;
+    let weights = browser::Download::of_file(need("model.safetensors")?.clone());
     let tokenizer = match find("tokenizer.json") {
         Some(f) => TokenizerBytes::Json(read(f).await?),
         None => TokenizerBytes::VocabMerges(
@@ -229,11 +269,7 @@ async fn read_picked(ui: Ui, list: &[web_sys::File]) -> Result<ModelBytes, Strin
             read(need("merges.txt").map_err(|_| tokenizer_missing())?).await?,
         ),
     };
-    Ok(ModelBytes {
-        config,
-        weights,
-        tokenizer,
-    })
+    Ok((ModelBytes { config, tokenizer }, weights))
 }
 
 fn tokenizer_missing() -> String {

@@ -4,7 +4,9 @@
 // loss chart update, generate with base and tuned models, download the adapter, and check that
 // `wgtune eval --adapter` accepts the download and reports the loss the page showed. Then
 // reload: the finished adapter is still offered, byte for byte; and a run interrupted by a
-// reload resumes from its kept checkpoint to the same final loss.
+// reload resumes from its kept checkpoint to the same final loss. First of all, a hub preset
+// loads through the page's `?hub=` override (the server mirrors the hub's
+// `/{id}/resolve/main/{file}` layout) and, after a reload, from the Cache API alone.
 //
 // Usage: node e2e.mjs   (env: WGTUNE_BIN = the native wgtune binary, DIST = built page,
 // SCREENSHOTS = folder for the two screenshots, CHROMIUM = browser path)
@@ -31,11 +33,20 @@ const types = {
   ".css": "text/css", ".json": "application/json", ".txt": "text/plain",
 };
 
-// dist/ at /, the fixture models at /models/ (as a static host or an intranet would serve them).
+// Requests per path, to check what the page took from its cache instead.
+const requests = new Map();
+
+// dist/ at /, the fixture models at /models/ (as a static host or an intranet would serve
+// them), and the tiny model as every hub repository at /{owner}/{name}/resolve/main/ (a hub
+// mirror for the page's ?hub= parameter).
 function serve() {
   const server = createServer(async (req, res) => {
     const url = new URL(req.url, "http://localhost");
-    let file = url.pathname.startsWith("/models/")
+    requests.set(url.pathname, (requests.get(url.pathname) ?? 0) + 1);
+    const hub = url.pathname.match(/^\/[^/]+\/[^/]+\/resolve\/main\/([^/]+)$/);
+    let file = hub
+      ? path.join(modelDir, decodeURIComponent(hub[1]))
+      : url.pathname.startsWith("/models/")
       ? path.join(root, "tests/fixtures", decodeURIComponent(url.pathname))
       : path.join(dist, decodeURIComponent(url.pathname));
     try {
@@ -81,9 +92,31 @@ async function main() {
   };
   const t0 = Date.now();
   const log = (msg) => console.log(`[e2e ${((Date.now() - t0) / 1000).toFixed(1)}s] ${msg}`);
-  try {
-    await page.goto(base + "/");
+  const gpuReady = async () => {
     await page.waitForFunction(() => !document.querySelector('[data-testid="gpu-info"]')?.textContent.startsWith("Opening"), null, { timeout: 60000 });
+  };
+  try {
+    // A hub preset through the ?hub= mirror; after a reload, from the Cache API alone.
+    await page.goto(`${base}/?hub=${encodeURIComponent(base)}`);
+    await gpuReady();
+    const weightsPath = "/openai-community/gpt2/resolve/main/model.safetensors";
+    const loadPreset = async () => {
+      await byId("model-preset").selectOption("gpt2");
+      await byId("model-preset-load").click();
+      await page.waitForFunction(() => /^(Loaded|error)/.test(document.querySelector('[data-testid="model-status"]').textContent), null, { timeout: 120000 });
+      const st = await byId("model-status").textContent();
+      if (!st.startsWith(`Loaded ${base}/openai-community/gpt2/resolve/main`)) fail(`preset load: ${st}`);
+      return st;
+    };
+    log(`preset: ${await loadPreset()}`);
+    if (requests.get(weightsPath) !== 1) fail(`model.safetensors requested ${requests.get(weightsPath)} times by the first preset load`);
+    await page.reload();
+    await gpuReady();
+    log(`preset again after a reload: ${await loadPreset()}`);
+    if (requests.get(weightsPath) !== 1) fail(`model.safetensors was downloaded again (${requests.get(weightsPath)} requests): not served from the Cache API`);
+
+    await page.goto(base + "/");
+    await gpuReady();
     log(`GPU: ${await byId("gpu-info").textContent()}`);
     if (await byId("gpu-info").evaluate((e) => e.classList.contains("bad"))) fail("the page found no WebGPU adapter");
 

@@ -6,4 +6,5 @@ mod common;
 
 mod fixtures;
 mod forward;
+mod stream_load;
 mod tokenizer_and_data;

@@ -1,0 +1,332 @@
+//! Building a [`Gpt2`] on the GPU from checkpoint tensors, one tensor at a time.
+//!
+//! Two front ends share everything here: [`Gpt2::load`] reads a whole (memory-mapped)
+//! `model.safetensors` by name, and [`super::stream_load::StreamLoader`] is fed the file's
+//! bytes in order (the browser, where a 3 GB checkpoint cannot sit in wasm memory). Both
+//! check every tensor's name, dtype and shape first ([`check_tensors`]), convert each tensor
+//! to f32 ([`to_f32`]), upload it in its GPU format ([`Parts::upload`]: Conv1D weights
+//! quantized as asked, the rest f32) and assemble the model ([`Parts::build`]).
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::path::Path;
+
+use safetensors::Dtype;
+
+use crate::error::Result;
+use crate::gpu::{Gpu, Tensor};
+use crate::kernels::matmul::Weight;
+use crate::model::config::Gpt2Config;
+use crate::model::gpt2::{Block, Gpt2, Linear, Quant};
+use crate::model::safetensors_file::SafetensorsFile;
+use crate::{bail, err, nf4};
+
+/// The weights outside the transformer blocks: embeddings and the final LayerNorm.
+pub fn head_weights(config: &Gpt2Config) -> Vec<(String, Vec<usize>)> {
+    let c = config.n_embd;
+    vec![
+        ("wte.weight".to_string(), vec![config.vocab_size, c]),
+        ("wpe.weight".to_string(), vec![config.n_positions, c]),
+        ("ln_f.weight".to_string(), vec![c]),
+        ("ln_f.bias".to_string(), vec![c]),
+    ]
+}
+
+/// The weights of transformer block `i`, with their shapes.
+pub fn block_weights(config: &Gpt2Config, i: usize) -> Vec<(String, Vec<usize>)> {
+    let (h, c) = (format!("h.{i}"), config.n_embd);
+    let mut v = Vec::with_capacity(12);
+    for ln in ["ln_1", "ln_2"] {
+        v.push((format!("{h}.{ln}.weight"), vec![c]));
+        v.push((format!("{h}.{ln}.bias"), vec![c]));
+    }
+    for (name, k_in, n_out) in [
+        ("attn.c_attn", c, 3 * c),
+        ("attn.c_proj", c, c),
+        ("mlp.c_fc", c, 4 * c),
+        ("mlp.c_proj", 4 * c, c),
+    ] {
+        v.push((format!("{h}.{name}.weight"), vec![k_in, n_out]));
+        v.push((format!("{h}.{name}.bias"), vec![n_out]));
+    }
+    v
+}
+
+/// Every weight a GPT-2 checkpoint of `config` holds, with its shape (Hugging Face names
+/// without the optional `transformer.` prefix).
+pub fn expected_weights(config: &Gpt2Config) -> Vec<(String, Vec<usize>)> {
+    let mut v = head_weights(config);
+    for i in 0..config.n_layer {
+        v.extend(block_weights(config, i));
+    }
+    v
+}
+
+/// The name prefix a checkpoint uses: `transformer.` (GPT2LMHeadModel) or none (GPT2Model).
+pub fn name_prefix(has: impl Fn(&str) -> bool) -> &'static str {
+    if has("transformer.wte.weight") {
+        "transformer."
+    } else {
+        ""
+    }
+}
+
+/// Check that a checkpoint's tensor table (`info(full name) -> (dtype, shape)`) holds every
+/// weight `config` needs, in a float dtype and the right shape: a wrong checkpoint is
+/// reported by tensor name before anything is uploaded. `path` names the file in errors.
+pub fn check_tensors<'a>(
+    config: &Gpt2Config,
+    path: &Path,
+    info: impl Fn(&str) -> Option<(Dtype, &'a [usize])>,
+) -> Result<()> {
+    let p = path.display();
+    let prefix = name_prefix(|n| info(n).is_some());
+    if info(&format!("{prefix}wte.weight")).is_none() {
+        bail!(
+            "{p}: no wte.weight (or transformer.wte.weight): not a GPT-2 checkpoint; pass a Hugging Face GPT-2 model directory"
+        );
+    }
+    for (name, shape) in expected_weights(config) {
+        let full = format!("{prefix}{name}");
+        let Some((dtype, got)) = info(&full) else {
+            bail!(
+                "{p}: missing tensor {full} (config.json has n_layer {}): the weights and config.json do not match, or the file is incomplete",
+                config.n_layer
+            );
+        };
+        if !matches!(dtype, Dtype::F32 | Dtype::F16 | Dtype::BF16) {
+            bail!("{p}: tensor {full} has dtype {dtype:?}; expected F32, F16 or BF16");
+        }
+        if got != shape.as_slice() {
+            bail!(
+                "{p}: tensor {full} has shape {got:?}, config.json implies {shape:?}: the weights and config.json belong to different models"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// [`check_tensors`] for a file already open.
+pub fn check_weights(config: &Gpt2Config, file: &SafetensorsFile) -> Result<()> {
+    check_tensors(config, file.path(), |n| {
+        file.info(n).map(|i| (i.dtype, i.shape.as_slice()))
+    })
+}
+
+/// The little-endian values of one tensor as f32. F32 data that happens to be 4-byte aligned
+/// is borrowed, not copied (a memory map, or a buffer of the streaming loader).
+pub fn to_f32<'b>(raw: &'b [u8], dtype: Dtype, path: &Path, name: &str) -> Result<Cow<'b, [f32]>> {
+    Ok(match dtype {
+        Dtype::F32 => match bytemuck::try_cast_slice::<u8, f32>(raw) {
+            Ok(v) => Cow::Borrowed(v),
+            Err(_) => Cow::Owned(bytemuck::pod_collect_to_vec(raw)),
+        },
+        Dtype::F16 => Cow::Owned(
+            bytemuck::pod_collect_to_vec::<u8, half::f16>(raw)
+                .into_iter()
+                .map(f32::from)
+                .collect(),
+        ),
+        Dtype::BF16 => Cow::Owned(
+            bytemuck::pod_collect_to_vec::<u8, half::bf16>(raw)
+                .into_iter()
+                .map(f32::from)
+                .collect(),
+        ),
+        other => bail!(
+            "{}: tensor {name} has dtype {other:?}; expected F32, F16 or BF16",
+            path.display()
+        ),
+    })
+}
+
+/// Upload a Conv1D weight `(in,out)` in the requested format.
+pub(crate) fn upload_weight(
+    gpu: &Gpu,
+    w: &[f32],
+    k_in: usize,
+    n_out: usize,
+    quant: Quant,
+) -> Weight {
+    match quant {
+        Quant::F32 => Weight::F32(gpu.upload_f32(w)),
+        Quant::F16 => {
+            let h: Vec<half::f16> = w.iter().map(|&v| half::f16::from_f32(v)).collect();
+            Weight::F16(gpu.upload_bytes(bytemuck::cast_slice(&h)))
+        }
+        Quant::Nf4 { double_quant } => {
+            let mut q = nf4::quantize_conv1d(w, k_in, n_out);
+            if double_quant {
+                q.absmax = nf4::double_quantize(&q.absmax).dequantize();
+            }
+            crate::kernels::nf4::upload(gpu, &q)
+        }
+    }
+}
+
+/// Upload the token embedding `(V,C)`: f32 with an f32 base, f16 otherwise (as QLoRA keeps
+/// the modules it does not quantize in a 16-bit dtype).
+pub(crate) fn upload_table(gpu: &Gpu, w: &[f32], quant: Quant) -> Weight {
+    match quant {
+        Quant::F32 => Weight::F32(gpu.upload_f32(w)),
+        _ => {
+            let h: Vec<half::f16> = w.iter().map(|&v| half::f16::from_f32(v)).collect();
+            Weight::F16(gpu.upload_bytes(bytemuck::cast_slice(&h)))
+        }
+    }
+}
+
+/// One uploaded tensor: a Conv1D weight in the base format, the token embedding (f32 or
+/// f16), or an f32 vector/matrix.
+enum Part {
+    F32(Tensor),
+    Conv1d(Weight),
+    Table(Weight),
+}
+
+/// The tensors uploaded so far, by name without prefix, until [`Parts::build`] assembles them.
+pub(crate) struct Parts {
+    quant: Quant,
+    got: HashMap<String, Part>,
+}
+
+impl Parts {
+    pub(crate) fn new(quant: Quant) -> Self {
+        Self {
+            quant,
+            got: HashMap::new(),
+        }
+    }
+
+    /// Upload the checked tensor `name` (no prefix) of `shape`: the blocks' 2-D weights are
+    /// Conv1D matrices `(in,out)` stored as [`Quant`] says, wte as [`upload_table`] says;
+    /// everything else stays f32.
+    pub(crate) fn upload(&mut self, gpu: &Gpu, name: &str, shape: &[usize], values: &[f32]) {
+        let part = match shape {
+            _ if name == "wte.weight" => Part::Table(upload_table(gpu, values, self.quant)),
+            [k_in, n_out] if name.starts_with("h.") => {
+                Part::Conv1d(upload_weight(gpu, values, *k_in, *n_out, self.quant))
+            }
+            _ => Part::F32(gpu.upload_f32(values)),
+        };
+        self.got.insert(name.to_string(), part);
+    }
+
+    fn take(&mut self, name: &str, path: &Path) -> Result<Part> {
+        self.got
+            .remove(name)
+            .ok_or_else(|| err!("{}: missing tensor {name}", path.display()))
+    }
+
+    fn vector(&mut self, name: &str, path: &Path) -> Result<Tensor> {
+        match self.take(name, path)? {
+            Part::F32(t) => Ok(t),
+            _ => bail!("{}: tensor {name} is not a vector", path.display()),
+        }
+    }
+
+    fn pair(&mut self, name: &str, path: &Path) -> Result<(Tensor, Tensor)> {
+        Ok((
+            self.vector(&format!("{name}.weight"), path)?,
+            self.vector(&format!("{name}.bias"), path)?,
+        ))
+    }
+
+    fn linear(&mut self, name: &str, k_in: usize, n_out: usize, path: &Path) -> Result<Linear> {
+        let Part::Conv1d(weight) = self.take(&format!("{name}.weight"), path)? else {
+            bail!(
+                "{}: tensor {name}.weight is not a Conv1D weight",
+                path.display()
+            );
+        };
+        Ok(Linear {
+            weight,
+            bias: self.vector(&format!("{name}.bias"), path)?,
+            k_in,
+            n_out,
+        })
+    }
+
+    /// Assemble the model; `path` names the file if a weight never arrived.
+    pub(crate) fn build(mut self, config: Gpt2Config, path: &Path) -> Result<Gpt2> {
+        let c = config.n_embd;
+        let mut blocks = Vec::with_capacity(config.n_layer);
+        for i in 0..config.n_layer {
+            let h = format!("h.{i}");
+            blocks.push(Block {
+                ln_1: self.pair(&format!("{h}.ln_1"), path)?,
+                c_attn: self.linear(&format!("{h}.attn.c_attn"), c, 3 * c, path)?,
+                attn_proj: self.linear(&format!("{h}.attn.c_proj"), c, c, path)?,
+                ln_2: self.pair(&format!("{h}.ln_2"), path)?,
+                c_fc: self.linear(&format!("{h}.mlp.c_fc"), c, 4 * c, path)?,
+                mlp_proj: self.linear(&format!("{h}.mlp.c_proj"), 4 * c, c, path)?,
+            });
+        }
+        Ok(Gpt2 {
+            wte: match self.take("wte.weight", path)? {
+                Part::Table(w) => w,
+                _ => bail!("{}: tensor wte.weight is not a table", path.display()),
+            },
+            wpe: self.vector("wpe.weight", path)?,
+            ln_f: self.pair("ln_f", path)?,
+            blocks,
+            quant: self.quant,
+            config,
+        })
+    }
+}
+
+/// Upload the listed weights of an open file (already checked) into `parts`.
+fn upload_from_file(
+    gpu: &Gpu,
+    file: &SafetensorsFile,
+    prefix: &str,
+    weights: &[(String, Vec<usize>)],
+    parts: &mut Parts,
+) -> Result<()> {
+    for (name, shape) in weights {
+        let full = format!("{prefix}{name}");
+        let info = file
+            .info(&full)
+            .ok_or_else(|| err!("{}: missing tensor {full}", file.path().display()))?;
+        let values = to_f32(file.bytes(&full)?, info.dtype, file.path(), &full)?;
+        parts.upload(gpu, name, shape, &values);
+    }
+    Ok(())
+}
+
+impl Gpt2 {
+    /// Load `config` + `model.safetensors`, one tensor at a time, quantizing as asked.
+    pub fn load(
+        gpu: &Gpu,
+        config: Gpt2Config,
+        file: &SafetensorsFile,
+        quant: Quant,
+    ) -> Result<Self> {
+        check_weights(&config, file)?;
+        let prefix = name_prefix(|n| file.info(n).is_some());
+        let mut parts = Parts::new(quant);
+        upload_from_file(gpu, file, prefix, &expected_weights(&config), &mut parts)?;
+        parts.build(config, file.path())
+    }
+
+    /// [`Self::load`], awaiting `after_block(done, n_layer)` after each block: the page shows
+    /// progress and lets the browser paint while a large model is quantized.
+    pub async fn load_with_progress(
+        gpu: &Gpu,
+        config: Gpt2Config,
+        file: &SafetensorsFile,
+        quant: Quant,
+        mut after_block: impl AsyncFnMut(usize, usize),
+    ) -> Result<Self> {
+        check_weights(&config, file)?;
+        let prefix = name_prefix(|n| file.info(n).is_some());
+        let mut parts = Parts::new(quant);
+        upload_from_file(gpu, file, prefix, &head_weights(&config), &mut parts)?;
+        for i in 0..config.n_layer {
+            upload_from_file(gpu, file, prefix, &block_weights(&config, i), &mut parts)?;
+            after_block(i + 1, config.n_layer).await;
+        }
+        parts.build(config, file.path())
+    }
+}

@@ -1,0 +1,302 @@
+//! Building a GPT-2 from a `model.safetensors` that arrives in chunks, in file order: a
+//! download read chunk by chunk, or a picked file read in slices.
+//!
+//! The page cannot hold a whole checkpoint (wasm32 addresses 4 GiB; gpt2-large is 3.1 GB in
+//! f32, gpt2-xl 6.4 GB), so [`StreamLoader`] keeps at most one tensor on the host: once the
+//! header is in, every expected weight is checked (name, dtype, shape) before anything is
+//! uploaded; then each tensor is converted and uploaded as soon as its last byte arrives, and
+//! tensors the model does not use (`.attn.bias` masks, `lm_head.weight`) are skipped without
+//! being buffered. Conversion, upload and assembly are [`super::load`]'s, shared with
+//! [`Gpt2::load`].
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use safetensors::Dtype;
+
+use crate::error::Result;
+use crate::gpu::Gpu;
+use crate::model::config::Gpt2Config;
+use crate::model::gpt2::{Gpt2, Quant};
+use crate::model::load::{Parts, check_tensors, expected_weights, name_prefix, to_f32};
+use crate::{bail, err};
+
+/// The largest header accepted (the safetensors crate's own limit): a corrupt length field
+/// must not make the loader buffer gigabytes before it can tell the file is bad.
+const MAX_HEADER: u64 = 100_000_000;
+
+/// One tensor of the file, in file order.
+struct Slot {
+    /// The name in the file (with any prefix).
+    full: String,
+    /// The model's name for it (no prefix), or `None` when the model does not use it.
+    wanted: Option<String>,
+    dtype: Dtype,
+    shape: Vec<usize>,
+    /// Absolute byte range in the file.
+    start: u64,
+    end: u64,
+}
+
+/// The file's layout, known once the header is in.
+struct Plan {
+    /// Where tensor data begins (after the length field and header).
+    data_start: u64,
+    slots: Vec<Slot>,
+    /// The slot whose bytes arrive next.
+    next: usize,
+    /// Bytes of `slots[next]` so far (when wanted and split across chunks), in u32 words so
+    /// that an F32 tensor is converted in place.
+    buf: Vec<u32>,
+    filled: usize,
+}
+
+/// One header entry. Offsets are u64: on wasm32 `usize` is 32 bits, and the safetensors
+/// crate's own header type cannot describe a file past 4 GiB (gpt2-xl is 6.4 GB).
+#[derive(serde::Deserialize)]
+struct Entry {
+    dtype: Dtype,
+    shape: Vec<usize>,
+    data_offsets: (u64, u64),
+}
+
+/// The tensors of a safetensors header in file order, with offsets relative to the data,
+/// checked as the format requires: contiguous from 0, each as long as its dtype and shape say.
+fn parse_header(json: &[u8], path: &Path) -> Result<Vec<Slot>> {
+    let p = path.display();
+    let bad = |why: String| {
+        err!("{p}: not a valid safetensors file ({why}): truncated or corrupt? download it again")
+    };
+    let map: HashMap<String, serde_json::Value> =
+        serde_json::from_slice(json).map_err(|e| bad(e.to_string()))?;
+    let mut slots = Vec::with_capacity(map.len());
+    for (full, value) in map {
+        if full == "__metadata__" {
+            continue;
+        }
+        let e: Entry =
+            serde_json::from_value(value).map_err(|e| bad(format!("tensor {full}: {e}")))?;
+        slots.push(Slot {
+            wanted: None,
+            dtype: e.dtype,
+            start: e.data_offsets.0,
+            end: e.data_offsets.1,
+            shape: e.shape,
+            full,
+        });
+    }
+    slots.sort_by_key(|s| (s.start, s.end));
+    let mut at = 0;
+    for s in &slots {
+        let bits = s
+            .shape
+            .iter()
+            .try_fold(s.dtype.bitsize() as u64, |n, &d| n.checked_mul(d as u64));
+        if s.start != at || bits != s.end.checked_sub(s.start).and_then(|b| b.checked_mul(8)) {
+            return Err(bad(format!(
+                "tensor {} has data offsets [{}, {}] that do not follow the previous tensor at {at} or do not fit its {:?} {:?}",
+                s.full, s.start, s.end, s.dtype, s.shape
+            )));
+        }
+        at = s.end;
+    }
+    Ok(slots)
+}
+
+/// Feed with [`Self::push`] (chunks of any size, in file order), then [`Self::finish`].
+pub struct StreamLoader<'g> {
+    gpu: &'g Gpu,
+    config: Gpt2Config,
+    path: PathBuf,
+    /// Bytes of the file received so far.
+    received: u64,
+    /// The length field and header, while incomplete.
+    head: Vec<u8>,
+    plan: Option<Plan>,
+    parts: Parts,
+}
+
+impl<'g> StreamLoader<'g> {
+    /// A loader for the checkpoint of `config`; `path` (a file name or URL) names it in errors.
+    pub fn new(gpu: &'g Gpu, config: Gpt2Config, quant: Quant, path: &Path) -> Self {
+        Self {
+            gpu,
+            config,
+            path: path.to_path_buf(),
+            received: 0,
+            head: Vec::new(),
+            plan: None,
+            parts: Parts::new(quant),
+        }
+    }
+
+    /// Bytes received so far.
+    pub fn received(&self) -> u64 {
+        self.received
+    }
+
+    /// The file's length, once the header is in.
+    pub fn total(&self) -> Option<u64> {
+        self.plan
+            .as_ref()
+            .map(|p| p.slots.last().map_or(p.data_start, |s| s.end))
+    }
+
+    /// Bytes of the file whose tensors are uploaded (or skipped): the header and every
+    /// complete tensor.
+    pub fn built(&self) -> u64 {
+        match &self.plan {
+            None => 0,
+            Some(p) => p
+                .slots
+                .get(p.next)
+                .map_or(self.received, |s| s.start.min(self.received)),
+        }
+    }
+
+    fn head_len(&self) -> u64 {
+        self.head.len() as u64
+    }
+
+    /// Take the next bytes of the file: check the header when it completes, upload every
+    /// tensor that completes.
+    pub fn push(&mut self, mut chunk: &[u8]) -> Result<()> {
+        if self.plan.is_none() {
+            let taken = self.take_header(chunk)?;
+            chunk = &chunk[taken..];
+        }
+        let Some(plan) = self.plan.as_mut() else {
+            return Ok(());
+        };
+        while !chunk.is_empty() {
+            let Some(slot) = plan.slots.get(plan.next) else {
+                // Bytes after the last tensor are not part of any tensor: ignore them.
+                self.received += chunk.len() as u64;
+                return Ok(());
+            };
+            let len = (slot.end - slot.start) as usize;
+            let take = chunk.len().min((slot.end - self.received) as usize);
+            let (bytes, rest) = chunk.split_at(take);
+            if let Some(name) = &slot.wanted {
+                if plan.filled == 0 && take == len {
+                    // The whole tensor is inside this chunk: convert it from there.
+                    let values = to_f32(bytes, slot.dtype, &self.path, &slot.full)?;
+                    self.parts.upload(self.gpu, name, &slot.shape, &values);
+                } else {
+                    if plan.filled == 0 {
+                        plan.buf = vec![0; len.div_ceil(4)];
+                    }
+                    let words: &mut [u8] = bytemuck::cast_slice_mut(&mut plan.buf);
+                    words[plan.filled..plan.filled + take].copy_from_slice(bytes);
+                    plan.filled += take;
+                    if plan.filled == len {
+                        let raw = &bytemuck::cast_slice::<u32, u8>(&plan.buf)[..len];
+                        let values = to_f32(raw, slot.dtype, &self.path, &slot.full)?;
+                        self.parts.upload(self.gpu, name, &slot.shape, &values);
+                        // Release the tensor's bytes before the next one arrives.
+                        plan.buf = Vec::new();
+                        plan.filled = 0;
+                    }
+                }
+            }
+            self.received += take as u64;
+            chunk = rest;
+            if self.received == slot.end {
+                plan.next += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Collect the length field and header from `chunk`; once complete, parse and check it.
+    /// Returns how many bytes of `chunk` belonged to the header.
+    fn take_header(&mut self, chunk: &[u8]) -> Result<usize> {
+        let p = self.path.display();
+        let mut taken = 0;
+        if self.head.len() < 8 {
+            taken = chunk.len().min(8 - self.head.len());
+            self.head.extend_from_slice(&chunk[..taken]);
+            if self.head.len() < 8 {
+                self.received += taken as u64;
+                return Ok(taken);
+            }
+        }
+        let n = u64::from_le_bytes(self.head[..8].try_into().expect("8 bytes"));
+        if n > MAX_HEADER {
+            bail!(
+                "{p}: not a valid safetensors file (its header claims {n} bytes): truncated or corrupt? download it again"
+            );
+        }
+        let want = (8 + n - self.head_len()) as usize;
+        let more = want.min(chunk.len() - taken);
+        self.head.extend_from_slice(&chunk[taken..taken + more]);
+        taken += more;
+        self.received += taken as u64;
+        if self.head_len() == 8 + n {
+            self.plan = Some(self.plan_from_header()?);
+        }
+        Ok(taken)
+    }
+
+    /// Parse the complete header and check it against the config: the file order of the
+    /// tensors, and which of them the model takes.
+    fn plan_from_header(&mut self) -> Result<Plan> {
+        let data_start = self.head_len();
+        let mut table = parse_header(&self.head[8..], &self.path)?;
+        check_tensors(&self.config, &self.path, |n| {
+            table
+                .iter()
+                .find(|s| s.full == n)
+                .map(|s| (s.dtype, s.shape.as_slice()))
+        })?;
+        let prefix = name_prefix(|n| table.iter().any(|s| s.full == n));
+        let expected: HashMap<String, Vec<usize>> =
+            expected_weights(&self.config).into_iter().collect();
+        for slot in &mut table {
+            slot.wanted = slot
+                .full
+                .strip_prefix(prefix)
+                .filter(|n| expected.contains_key(*n))
+                .map(str::to_string);
+            slot.start += data_start;
+            slot.end += data_start;
+        }
+        self.head = Vec::new();
+        Ok(Plan {
+            data_start,
+            slots: table,
+            next: 0,
+            buf: Vec::new(),
+            filled: 0,
+        })
+    }
+
+    /// The model, once every byte of the file arrived; otherwise a one-line error naming the
+    /// first weight that is missing or incomplete.
+    pub fn finish(self) -> Result<Gpt2> {
+        let p = self.path.display();
+        let Some(plan) = &self.plan else {
+            bail!(
+                "{p}: truncated: the file ended after {} bytes, inside its header; download it again",
+                self.received
+            );
+        };
+        let total = self.total().unwrap_or(0);
+        if let Some(slot) = plan.slots[plan.next.min(plan.slots.len())..]
+            .iter()
+            .find(|s| s.wanted.is_some())
+        {
+            let got = self
+                .received
+                .saturating_sub(slot.start)
+                .min(slot.end - slot.start);
+            bail!(
+                "{p}: truncated: the file ended after {} of {total} bytes; tensor {} has {got} of its {} bytes; download it again",
+                self.received,
+                slot.full,
+                slot.end - slot.start
+            );
+        }
+        self.parts.build(self.config, &self.path)
+    }
+}
