@@ -309,24 +309,4 @@ impl Gpt2 {
         upload_from_file(gpu, file, prefix, &expected_weights(&config), &mut parts)?;
         parts.build(config, file.path())
     }
-
-    /// [`Self::load`], awaiting `after_block(done, n_layer)` after each block: the page shows
-    /// progress and lets the browser paint while a large model is quantized.
-    pub async fn load_with_progress(
-        gpu: &Gpu,
-        config: Gpt2Config,
-        file: &SafetensorsFile,
-        quant: Quant,
-        mut after_block: impl AsyncFnMut(usize, usize),
-    ) -> Result<Self> {
-        check_weights(&config, file)?;
-        let prefix = name_prefix(|n| file.info(n).is_some());
-        let mut parts = Parts::new(quant);
-        upload_from_file(gpu, file, prefix, &head_weights(&config), &mut parts)?;
-        for i in 0..config.n_layer {
-            upload_from_file(gpu, file, prefix, &block_weights(&config, i), &mut parts)?;
-            after_block(i + 1, config.n_layer).await;
-        }
-        parts.build(config, file.path())
-    }
 }

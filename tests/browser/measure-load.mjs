@@ -2,10 +2,11 @@
 // from clicking Load to "Loaded", and the page's wasm memory (linear memory byteLength, the
 // host-side high-water mark) before and after. Not a test: it prints figures for the README.
 //
-// Usage: MODEL_DIR=/tmp/gpt2-large-random [QUANT=nf4] [LOADS=2] node tests/browser/measure-load.mjs
+// Usage: MODEL_DIR=/tmp/gpt2-large-random [QUANT=nf4] [LOADS=2] [SOURCE=url|files] node tests/browser/measure-load.mjs
 // (env: DIST = built page, CHROMIUM = browser path). The folder is served at /model/ with a
 // content-length, streamed from disk; LOADS=2 reloads the page and loads again (from the
-// Cache API this time).
+// Cache API this time). SOURCE=files picks the folder's files in the file input instead
+// (read in slices, no cache).
 
 import { chromium } from "playwright-core";
 import { createServer } from "node:http";
@@ -20,6 +21,7 @@ const dist = path.resolve(process.env.DIST ?? path.join(root, "dist"));
 const modelDir = path.resolve(process.env.MODEL_DIR ?? path.join(root, "tests/fixtures/models/tiny"));
 const quant = process.env.QUANT ?? "nf4";
 const loads = Number(process.env.LOADS ?? 1);
+const source = process.env.SOURCE ?? "url";
 const types = { ".html": "text/html", ".js": "text/javascript", ".wasm": "application/wasm", ".css": "text/css", ".json": "application/json" };
 
 let modelRequests = 0;
@@ -72,7 +74,12 @@ try {
     await page.waitForFunction(() => !document.querySelector('[data-testid="gpu-info"]')?.textContent.startsWith("Opening"), null, { timeout: 60000 });
     const before = await mib();
     await page.getByTestId("model-quant").selectOption(quant);
-    await page.getByTestId("model-url").fill(`${base}/model`);
+    if (source === "files") {
+      const names = ["config.json", "model.safetensors", "tokenizer.json"];
+      await page.getByTestId("model-files").setInputFiles(names.map((n) => path.join(modelDir, n)));
+    } else {
+      await page.getByTestId("model-url").fill(`${base}/model`);
+    }
     const t0 = Date.now();
     await page.getByTestId("model-load").click();
     let last = "";
