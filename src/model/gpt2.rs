@@ -16,6 +16,7 @@ use crate::model::config::Gpt2Config;
 use crate::model::forward::{AdapterRef, Keep};
 pub use crate::model::load::{check_weights, expected_weights};
 use crate::model::load::{name_prefix, to_f32, upload_table, upload_weight};
+use crate::model::safetensors_file::SafetensorsFile;
 use crate::{bail, err};
 
 /// How the frozen base weights (the Conv1D matrices) are stored on the GPU.
