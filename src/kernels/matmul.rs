@@ -165,6 +165,10 @@ pub fn gemm(
     bias: Option<&Tensor>,
     g: Gemm,
 ) {
+    if g.m <= super::gemv::GEMV_MAX_ROWS && !gemv_disabled() {
+        // Decoding (M = 1): a matrix-vector kernel that splits K across a workgroup.
+        return super::gemv::gemv(cmd, c, a, b, bias, g);
+    }
     let big = g.m.min(g.n) >= TILED_MIN_SIDE;
     let variant = if cmd.gpu().tuning.tiled_matmul && big {
         MatmulVariant::Tiled
@@ -172,6 +176,17 @@ pub fn gemm(
         MatmulVariant::Register
     };
     gemm_with(cmd, c, a, b, bias, g, variant);
+}
+
+/// `WGTUNE_NO_GEMV=1` keeps the register kernel for small M (to compare the two in `bench`).
+fn gemv_disabled() -> bool {
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        static OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *OFF.get_or_init(|| std::env::var_os("WGTUNE_NO_GEMV").is_some_and(|v| v == "1"))
+    }
+    #[cfg(target_arch = "wasm32")]
+    false
 }
 
 /// [`gemm`] with an explicit kernel, so that tests and benchmarks can run both on one device.

@@ -12,6 +12,7 @@ pub mod attention;
 pub mod cross_entropy;
 pub mod elementwise;
 pub mod embedding;
+pub mod gemv;
 pub mod layernorm;
 pub mod lora;
 pub mod matmul;
@@ -38,6 +39,10 @@ pub enum Shader {
     MatmulTiledF32,
     MatmulTiledF16,
     MatmulTiledNf4,
+    /// gemv.wgsl (C with at most 4 rows, e.g. decoding) with the same B loaders.
+    GemvF32,
+    GemvF16,
+    GemvNf4,
     Nf4,
     Lora,
     Attention,
@@ -53,6 +58,7 @@ impl Shader {
     pub fn source(self) -> String {
         const MATMUL: &str = include_str!("../../shaders/matmul.wgsl");
         const TILED: &str = include_str!("../../shaders/matmul_tiled.wgsl");
+        const GEMV: &str = include_str!("../../shaders/gemv.wgsl");
         const B_F32: &str = include_str!("../../shaders/matmul_b_f32.wgsl");
         const B_F16: &str = include_str!("../../shaders/matmul_b_f16.wgsl");
         const B_NF4: &str = include_str!("../../shaders/matmul_b_nf4.wgsl");
@@ -76,6 +82,9 @@ impl Shader {
             Shader::MatmulTiledF32 => [B_F32, TILED].concat(),
             Shader::MatmulTiledF16 => [B_F16, TILED].concat(),
             Shader::MatmulTiledNf4 => [B_NF4, TILED].concat(),
+            Shader::GemvF32 => [B_F32, GEMV].concat(),
+            Shader::GemvF16 => [B_F16, GEMV].concat(),
+            Shader::GemvNf4 => [B_NF4, GEMV].concat(),
             Shader::Nf4 => include_str!("../../shaders/nf4.wgsl").into(),
             Shader::Lora => include_str!("../../shaders/lora.wgsl").into(),
             Shader::Attention => include_str!("../../shaders/attention.wgsl").into(),
@@ -85,7 +94,7 @@ impl Shader {
         }
     }
 
-    pub const ALL: [Shader; 16] = [
+    pub const ALL: [Shader; 19] = [
         Shader::Embedding,
         Shader::LayerNorm,
         Shader::LayerNormSubgroups,
@@ -96,6 +105,9 @@ impl Shader {
         Shader::MatmulTiledF32,
         Shader::MatmulTiledF16,
         Shader::MatmulTiledNf4,
+        Shader::GemvF32,
+        Shader::GemvF16,
+        Shader::GemvNf4,
         Shader::Nf4,
         Shader::Lora,
         Shader::Attention,
