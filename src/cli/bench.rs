@@ -278,6 +278,7 @@ fn model(a: ModelBench) -> Result<(), Box<dyn std::error::Error>> {
     let start = Instant::now();
     let mut logits = pollster::block_on(model.step(&gpu, &mut cache, &prompt))?;
     let prefill_s = start.elapsed().as_secs_f64();
+    let (dd0, ds0) = gpu.counters();
     let start = Instant::now();
     let mut decoded = 0;
     while decoded < a.decode_tokens && cache.len() < cfg.n_positions {
@@ -286,6 +287,8 @@ fn model(a: ModelBench) -> Result<(), Box<dyn std::error::Error>> {
         decoded += 1;
     }
     let decode_s = start.elapsed().as_secs_f64();
+    let (dd1, ds1) = gpu.counters();
+    let per_token = |x: u64| x as f64 / decoded.max(1) as f64;
     let out = serde_json::json!({
         "shape": a.shape, "quant": a.quant.to_string(), "batch_size": b, "seq_len": t,
         "targets": a.targets, "rank": a.rank, "grad_checkpoint": a.grad_checkpoint,
@@ -295,6 +298,8 @@ fn model(a: ModelBench) -> Result<(), Box<dyn std::error::Error>> {
         "train_gflop_per_s": flops / 1e9 / train_s,
         "prefill_tokens_per_s": prompt.len() as f64 / prefill_s,
         "decode_tokens_per_s": decoded as f64 / decode_s.max(1e-9),
+        "decode_dispatches_per_token": per_token(dd1 - dd0),
+        "decode_submissions_per_token": per_token(ds1 - ds0),
         "peak_gpu_mib": peak_train as f64 / 1048576.0,
         "weights_mib": weights_mib,
         "dispatches_per_step": (d1 - d0) as f64 / a.steps as f64,

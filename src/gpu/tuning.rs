@@ -12,6 +12,9 @@ pub struct Tuning {
     pub f16_math: bool,
     /// Subgroup reductions (needs `subgroups`, native only: wgpu's web backend lacks them).
     pub subgroups: bool,
+    /// A matrix-vector kernel for products of at most 4 rows (decoding), on every adapter;
+    /// `-gemv` keeps the general matmul there (to compare the two).
+    pub gemv: bool,
 }
 
 impl Tuning {
@@ -22,6 +25,7 @@ impl Tuning {
             tiled_matmul: gpu,
             f16_math: gpu && features.contains(wgpu::Features::SHADER_F16),
             subgroups: gpu && features.contains(wgpu::Features::SUBGROUP),
+            gemv: true,
         }
     }
 
@@ -37,9 +41,10 @@ impl Tuning {
                 "tiled" => self.tiled_matmul = on,
                 "f16" => self.f16_math = on && features.contains(wgpu::Features::SHADER_F16),
                 "subgroups" => self.subgroups = on && features.contains(wgpu::Features::SUBGROUP),
+                "gemv" => self.gemv = on,
                 _ => {
                     return Err(format!(
-                        "WGTUNE_KERNELS: unknown kernel variant {name:?}; use tiled, f16, subgroups (prefix - to turn one off)"
+                        "WGTUNE_KERNELS: unknown kernel variant {name:?}; use tiled, f16, subgroups, gemv (prefix - to turn one off)"
                     ));
                 }
             }
@@ -53,10 +58,11 @@ impl std::fmt::Display for Tuning {
         let on = |b: bool| if b { "on" } else { "off" };
         write!(
             f,
-            "tiled matmul {}, f16 math {}, subgroups {}",
+            "tiled matmul {}, f16 math {}, subgroups {}, gemv {}",
             on(self.tiled_matmul),
             on(self.f16_math),
-            on(self.subgroups)
+            on(self.subgroups),
+            on(self.gemv)
         )
     }
 }
@@ -74,8 +80,8 @@ mod tests {
         assert!(gpu.tiled_matmul && gpu.f16_math && gpu.subgroups);
         let no_f16 = Tuning::auto(wgpu::DeviceType::IntegratedGpu, wgpu::Features::empty());
         assert!(no_f16.tiled_matmul && !no_f16.f16_math && !no_f16.subgroups);
-        let t = cpu.with_overrides("tiled, f16", all).unwrap();
-        assert!(t.tiled_matmul && t.f16_math && !t.subgroups);
+        let t = cpu.with_overrides("tiled, f16, -gemv", all).unwrap();
+        assert!(t.tiled_matmul && t.f16_math && !t.subgroups && !t.gemv);
         let t = gpu
             .with_overrides("-tiled,subgroups", wgpu::Features::empty())
             .unwrap();

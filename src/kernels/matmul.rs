@@ -229,6 +229,10 @@ pub fn gemm(
     bias: Option<&Tensor>,
     g: Gemm,
 ) {
+    if g.m <= super::gemv::GEMV_MAX_ROWS && cmd.gpu().tuning.gemv {
+        // Decoding (M = 1): a matrix-vector kernel that splits K across a workgroup.
+        return super::gemv::gemv(cmd, c, a, b, bias, g);
+    }
     let big = g.m.min(g.n) >= TILED_MIN_SIDE;
     let variant = if cmd.gpu().tuning.tiled_matmul && big {
         MatmulVariant::Tiled

@@ -12,6 +12,7 @@ pub mod attention;
 pub mod cross_entropy;
 pub mod elementwise;
 pub mod embedding;
+pub mod gemv;
 pub mod layernorm;
 pub mod lora;
 pub mod matmul;
@@ -42,6 +43,10 @@ pub enum Shader {
     /// (`enable f16;`: only for devices with `shader-f16`, see [`Shader::needs_f16`]).
     MatmulF16Math16,
     MatmulNf4Math16,
+    /// gemv.wgsl (C with at most 4 rows, e.g. decoding) with the same B loaders.
+    GemvF32,
+    GemvF16,
+    GemvNf4,
     Nf4,
     Lora,
     Attention,
@@ -57,6 +62,7 @@ impl Shader {
     pub fn source(self) -> String {
         const MATMUL: &str = include_str!("../../shaders/matmul.wgsl");
         const TILED: &str = include_str!("../../shaders/matmul_tiled.wgsl");
+        const GEMV: &str = include_str!("../../shaders/gemv.wgsl");
         const B_F32: &str = include_str!("../../shaders/matmul_b_f32.wgsl");
         const B_F16: &str = include_str!("../../shaders/matmul_b_f16.wgsl");
         const B_NF4: &str = include_str!("../../shaders/matmul_b_nf4.wgsl");
@@ -85,6 +91,9 @@ impl Shader {
             Shader::MatmulTiledF32 => [B_F32, TILED].concat(),
             Shader::MatmulTiledF16 => [B_F16, TILED].concat(),
             Shader::MatmulTiledNf4 => [B_NF4, TILED].concat(),
+            Shader::GemvF32 => [B_F32, GEMV].concat(),
+            Shader::GemvF16 => [B_F16, GEMV].concat(),
+            Shader::GemvNf4 => [B_NF4, GEMV].concat(),
             Shader::Nf4 => include_str!("../../shaders/nf4.wgsl").into(),
             Shader::Lora => include_str!("../../shaders/lora.wgsl").into(),
             Shader::Attention => include_str!("../../shaders/attention.wgsl").into(),
@@ -99,7 +108,7 @@ impl Shader {
         matches!(self, Shader::MatmulF16Math16 | Shader::MatmulNf4Math16)
     }
 
-    pub const ALL: [Shader; 18] = [
+    pub const ALL: [Shader; 21] = [
         Shader::Embedding,
         Shader::LayerNorm,
         Shader::LayerNormSubgroups,
@@ -112,6 +121,9 @@ impl Shader {
         Shader::MatmulTiledNf4,
         Shader::MatmulF16Math16,
         Shader::MatmulNf4Math16,
+        Shader::GemvF32,
+        Shader::GemvF16,
+        Shader::GemvNf4,
         Shader::Nf4,
         Shader::Lora,
         Shader::Attention,

@@ -12,6 +12,7 @@ mod attention;
 mod cross_entropy;
 mod elementwise;
 mod embedding;
+mod gemv;
 mod layernorm;
 mod lora;
 mod matmul;

@@ -1,0 +1,121 @@
+// Matrix-vector form of matmul.wgsl for C with at most 4 rows (decoding one token: M = 1):
+//
+//     C[M,N] = alpha * op(A)[M,K] · op(B)[K,N] + beta * C + bias[N],   M <= 4
+//
+// Same bindings, Params, override constants and B loaders (matmul_b_{f32,f16,nf4}.wgsl,
+// prepended by the registry) as matmul.wgsl. There, an 8×4 register block per invocation
+// leaves 7 of every 8 rows idle at M = 1, and one invocation walks all of K alone. Here a
+// workgroup of 16×4 invocations owns 16 output columns (4 groups of 4) and splits K 16 ways:
+// invocation (ks, cg) takes the runs of 4 at kk = 4·ks, 4·(ks+16), … for columns
+// 4·(4·wg + cg) .. +4, for every row of A. The 16 partial sums per column meet in workgroup
+// memory after one barrier. Each B value is read (and NF4-decoded) once per workgroup.
+// p.vec_ok says B's runs of 4 are 4-aligned (checked on the host); A is read by scalars, so
+// it needs no alignment. beta == 0 never reads C (pooled buffers hold garbage).
+
+override TRANS_A: bool = false;
+override TRANS_B: bool = false;
+
+struct Params {
+    m: u32,
+    n: u32,
+    k: u32,
+    has_bias: u32,
+    alpha: f32,
+    beta: f32,
+    ldc: u32,      // row stride of C
+    vec_ok: u32,   // 1 when B's runs of 4 are 4-aligned
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read_write> c: array<f32>;
+@group(0) @binding(2) var<storage, read> a: array<f32>;
+@group(0) @binding(4) var<storage, read> bias: array<f32>;
+
+const KSPLIT: u32 = 16u;    // invocations sharing one column group's K
+const GROUPS: u32 = 4u;     // column groups of 4 per workgroup
+const MAX_ROWS: u32 = 4u;   // rows of C (the host routes only M <= 4 here)
+
+// Partial sums, index (row · GROUPS + cg) · KSPLIT + ks: 4 rows × 64 invocations.
+var<workgroup> partial: array<vec4<f32>, 256>;
+
+fn load_a(row: u32, kk: u32) -> f32 {
+    if (TRANS_A) { return a[kk * p.m + row]; }
+    return a[row * p.k + kk];
+}
+
+// A[row, kk..kk+4].
+fn a_row4(row: u32, kk: u32) -> vec4<f32> {
+    return vec4<f32>(load_a(row, kk), load_a(row, kk + 1u), load_a(row, kk + 2u),
+                     load_a(row, kk + 3u));
+}
+
+fn b_index(kk: u32, col: u32) -> u32 {
+    if (TRANS_B) { return col * p.k + kk; }
+    return kk * p.n + col;
+}
+
+// B[kk..kk+4, col0..col0+4] with column r of the matrix holding B row kk+r.
+fn b_block(kk: u32, col0: u32) -> mat4x4<f32> {
+    if (TRANS_B) {
+        return transpose(mat4x4<f32>(
+            load_b_run4(b_index(kk, col0)),
+            load_b_run4(b_index(kk, col0 + 1u)),
+            load_b_run4(b_index(kk, col0 + 2u)),
+            load_b_run4(b_index(kk, col0 + 3u))));
+    }
+    return mat4x4<f32>(
+        load_b_run4(b_index(kk, col0)),
+        load_b_run4(b_index(kk + 1u, col0)),
+        load_b_run4(b_index(kk + 2u, col0)),
+        load_b_run4(b_index(kk + 3u, col0)));
+}
+
+@compute @workgroup_size(16, 4)
+fn gemv(@builtin(local_invocation_id) lid: vec3<u32>,
+        @builtin(workgroup_id) wid: vec3<u32>) {
+    let ks = lid.x;
+    let cg = lid.y;
+    let col0 = (wid.x * GROUPS + cg) * 4u;
+    let rows = min(p.m, MAX_ROWS);
+    // No early return: every invocation must reach the barrier.
+    var cols = 0u;
+    if (col0 < p.n) { cols = min(4u, p.n - col0); }
+
+    var acc: array<vec4<f32>, 4>;
+    var k_done = 0u;
+    if (p.vec_ok != 0u && cols == 4u) {
+        k_done = p.k & ~3u;
+        for (var kk = ks * 4u; kk < k_done; kk += KSPLIT * 4u) {
+            let bm = b_block(kk, col0);
+            // bm * v = Σ_r bm[r] · v[r]: row i of C gains Σ_r A[i, kk+r] · B[kk+r, :].
+            for (var i = 0u; i < rows; i++) { acc[i] += bm * a_row4(i, kk); }
+        }
+    }
+    // Scalar path: edge column groups, unaligned B, and the K tail of the fast path.
+    if (cols > 0u) {
+        for (var kk = k_done + ks; kk < p.k; kk += KSPLIT) {
+            var bv = vec4<f32>(0.0);
+            for (var j = 0u; j < cols; j++) { bv[j] = load_b(b_index(kk, col0 + j)); }
+            for (var i = 0u; i < rows; i++) { acc[i] += load_a(i, kk) * bv; }
+        }
+    }
+
+    for (var i = 0u; i < MAX_ROWS; i++) {
+        partial[(i * GROUPS + cg) * KSPLIT + ks] = acc[i];
+    }
+    workgroupBarrier();
+
+    // Invocation ks < rows finishes row ks of this column group.
+    if (ks < rows && cols > 0u) {
+        let base = (ks * GROUPS + cg) * KSPLIT;
+        var sum = vec4<f32>(0.0);
+        for (var s = 0u; s < KSPLIT; s++) { sum += partial[base + s]; }
+        for (var j = 0u; j < cols; j++) {
+            let idx = ks * p.ldc + col0 + j;
+            var v = p.alpha * sum[j];
+            if (p.beta != 0.0) { v += p.beta * c[idx]; }
+            if (p.has_bias != 0u) { v += bias[col0 + j]; }
+            c[idx] = v;
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! Matrix-vector products for C with at most [`GEMV_MAX_ROWS`] rows (`shaders/gemv.wgsl`):
+//! decoding one token runs every linear layer and the LM head at M = 1, where the register
+//! matmul keeps one invocation in eight busy and walks all of K in one invocation.
+//! [`gemv`] computes exactly what [`gemm`](super::matmul::gemm) does (same [`Gemm`], same
+//! weights, same CPU reference `cpu::matmul::gemm`); `gemm` routes small M here.
+
+use bytemuck::{Pod, Zeroable};
+
+use super::Shader;
+use super::matmul::{Gemm, Weight};
+use crate::gpu::{Commands, Tensor};
+
+/// Most rows of C the kernel handles (its partial sums hold 4 rows).
+pub const GEMV_MAX_ROWS: usize = 4;
+
+/// Output columns per workgroup: 4 groups of 4, each summed over K by 16 invocations.
+const COLS_PER_GROUP: usize = 16;
+
+/// Same layout as matmul.wgsl's Params.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Params {
+    m: u32,
+    n: u32,
+    k: u32,
+    has_bias: u32,
+    alpha: f32,
+    beta: f32,
+    ldc: u32,
+    vec_ok: u32,
+}
+
+fn shader(b: &Weight) -> Shader {
+    match b {
+        Weight::F32(_) => Shader::GemvF32,
+        Weight::F16(_) => Shader::GemvF16,
+        Weight::Nf4 { .. } => Shader::GemvNf4,
+    }
+}
+
+/// `C[M,N] = alpha·op(A)·op(B) + beta·C + bias[N]` for `M <= GEMV_MAX_ROWS`.
+pub fn gemv(
+    cmd: &mut Commands,
+    c: &Tensor,
+    a: &Tensor,
+    b: &Weight,
+    bias: Option<&Tensor>,
+    g: Gemm,
+) {
+    assert!(
+        g.m <= GEMV_MAX_ROWS,
+        "gemv: {} rows, at most {GEMV_MAX_ROWS}",
+        g.m
+    );
+    let ldc = g.ldc.unwrap_or(g.n);
+    assert!(ldc >= g.n, "gemv: ldc {ldc} < n {}", g.n);
+    assert!(
+        g.m == 0 || c.len() >= (g.m - 1) * ldc + g.n,
+        "gemv: C has {} words, needs {}x{} with row stride {ldc}",
+        c.len(),
+        g.m,
+        g.n
+    );
+    assert!(
+        a.len() >= g.m * g.k,
+        "gemv: A has {} < {}x{}",
+        a.len(),
+        g.m,
+        g.k
+    );
+    if g.m == 0 || g.n == 0 {
+        return;
+    }
+    let gpu = cmd.gpu();
+    let pipeline = gpu.kernels().pipeline(
+        shader(b),
+        "gemv",
+        &[
+            ("TRANS_A", g.trans_a as u32 as f64),
+            ("TRANS_B", g.trans_b as u32 as f64),
+        ],
+    );
+    // B's runs of 4 go along K when transposed, along N otherwise; NF4 needs them 4-aligned
+    // so that a run is one half-word within one 64-block.
+    let b_run = if g.trans_b { g.k } else { g.n };
+    let params = Params {
+        m: g.m as u32,
+        n: g.n as u32,
+        k: g.k as u32,
+        has_bias: bias.is_some() as u32,
+        alpha: g.alpha,
+        beta: g.beta,
+        ldc: ldc as u32,
+        vec_ok: b_run.is_multiple_of(4) as u32,
+    };
+    let bias = bias.unwrap_or(gpu.dummy());
+    let groups = [g.n.div_ceil(COLS_PER_GROUP) as u32, 1, 1];
+    match b {
+        Weight::F32(w) | Weight::F16(w) => {
+            cmd.dispatch(&pipeline, &params, &[c, a, w, bias], groups)
+        }
+        Weight::Nf4 { packed, absmax } => {
+            cmd.dispatch(&pipeline, &params, &[c, a, packed, bias, absmax], groups)
+        }
+    }
+}
