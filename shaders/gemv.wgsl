@@ -12,25 +12,6 @@
 // p.vec_ok says B's runs of 4 are 4-aligned (checked on the host); A is read by scalars, so
 // it needs no alignment. beta == 0 never reads C (pooled buffers hold garbage).
 
-override TRANS_A: bool = false;
-override TRANS_B: bool = false;
-
-struct Params {
-    m: u32,
-    n: u32,
-    k: u32,
-    has_bias: u32,
-    alpha: f32,
-    beta: f32,
-    ldc: u32,      // row stride of C
-    vec_ok: u32,   // 1 when B's runs of 4 are 4-aligned
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read_write> c: array<f32>;
-@group(0) @binding(2) var<storage, read> a: array<f32>;
-@group(0) @binding(4) var<storage, read> bias: array<f32>;
-
 const KSPLIT: u32 = 16u;    // invocations sharing one column group's K
 const GROUPS: u32 = 4u;     // column groups of 4 per workgroup
 const MAX_ROWS: u32 = 4u;   // rows of C (the host routes only M <= 4 here)
@@ -38,36 +19,12 @@ const MAX_ROWS: u32 = 4u;   // rows of C (the host routes only M <= 4 here)
 // Partial sums, index (row · GROUPS + cg) · KSPLIT + ks: 4 rows × 64 invocations.
 var<workgroup> partial: array<vec4<f32>, 256>;
 
-fn load_a(row: u32, kk: u32) -> f32 {
-    if (TRANS_A) { return a[kk * p.m + row]; }
-    return a[row * p.k + kk];
-}
+// Params, bindings, load_a, b_index and b_block: matmul_common.wgsl.
 
 // A[row, kk..kk+4].
 fn a_row4(row: u32, kk: u32) -> vec4<f32> {
     return vec4<f32>(load_a(row, kk), load_a(row, kk + 1u), load_a(row, kk + 2u),
                      load_a(row, kk + 3u));
-}
-
-fn b_index(kk: u32, col: u32) -> u32 {
-    if (TRANS_B) { return col * p.k + kk; }
-    return kk * p.n + col;
-}
-
-// B[kk..kk+4, col0..col0+4] with column r of the matrix holding B row kk+r.
-fn b_block(kk: u32, col0: u32) -> mat4x4<f32> {
-    if (TRANS_B) {
-        return transpose(mat4x4<f32>(
-            load_b_run4(b_index(kk, col0)),
-            load_b_run4(b_index(kk, col0 + 1u)),
-            load_b_run4(b_index(kk, col0 + 2u)),
-            load_b_run4(b_index(kk, col0 + 3u))));
-    }
-    return mat4x4<f32>(
-        load_b_run4(b_index(kk, col0)),
-        load_b_run4(b_index(kk + 1u, col0)),
-        load_b_run4(b_index(kk + 2u, col0)),
-        load_b_run4(b_index(kk + 3u, col0)));
 }
 
 @compute @workgroup_size(16, 4)

@@ -52,22 +52,7 @@ pub fn gemv(
         "gemv: {} rows, at most {GEMV_MAX_ROWS}",
         g.m
     );
-    let ldc = g.ldc.unwrap_or(g.n);
-    assert!(ldc >= g.n, "gemv: ldc {ldc} < n {}", g.n);
-    assert!(
-        g.m == 0 || c.len() >= (g.m - 1) * ldc + g.n,
-        "gemv: C has {} words, needs {}x{} with row stride {ldc}",
-        c.len(),
-        g.m,
-        g.n
-    );
-    assert!(
-        a.len() >= g.m * g.k,
-        "gemv: A has {} < {}x{}",
-        a.len(),
-        g.m,
-        g.k
-    );
+    let ldc = super::matmul::check_operands("gemv", c, a, &g);
     if g.m == 0 || g.n == 0 {
         return;
     }

@@ -195,6 +195,28 @@ fn runs_aligned(g: &Gemm) -> (bool, bool) {
     (a_run.is_multiple_of(4), b_run.is_multiple_of(4))
 }
 
+/// Check that C and A hold the words `g` needs; returns C's row stride. Internal callers
+/// size these buffers themselves, so a failure is a wgtune bug: a panic naming the kernel.
+pub(super) fn check_operands(kernel: &str, c: &Tensor, a: &Tensor, g: &Gemm) -> usize {
+    let ldc = g.ldc.unwrap_or(g.n);
+    assert!(ldc >= g.n, "{kernel}: ldc {ldc} < n {}", g.n);
+    assert!(
+        g.m == 0 || c.len() >= (g.m - 1) * ldc + g.n,
+        "{kernel}: C has {} words, needs {}x{} with row stride {ldc}",
+        c.len(),
+        g.m,
+        g.n
+    );
+    assert!(
+        a.len() >= g.m * g.k,
+        "{kernel}: A has {} < {}x{}",
+        a.len(),
+        g.m,
+        g.k
+    );
+    ldc
+}
+
 /// Which matmul kernel a [`gemm_with`] call runs (all compute the same thing).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MatmulVariant {
@@ -253,22 +275,7 @@ pub fn gemm_with(
     g: Gemm,
     variant: MatmulVariant,
 ) {
-    let ldc = g.ldc.unwrap_or(g.n);
-    assert!(ldc >= g.n, "gemm: ldc {ldc} < n {}", g.n);
-    assert!(
-        g.m == 0 || c.len() >= (g.m - 1) * ldc + g.n,
-        "gemm: C has {} words, needs {}x{} with row stride {ldc}",
-        c.len(),
-        g.m,
-        g.n
-    );
-    assert!(
-        a.len() >= g.m * g.k,
-        "gemm: A has {} < {}x{}",
-        a.len(),
-        g.m,
-        g.k
-    );
+    let ldc = check_operands("gemm", c, a, &g);
     let gpu = cmd.gpu();
     if let MatmulVariant::Register(math) = variant {
         assert!(

@@ -63,6 +63,8 @@ impl Shader {
         const MATMUL: &str = include_str!("../../shaders/matmul.wgsl");
         const TILED: &str = include_str!("../../shaders/matmul_tiled.wgsl");
         const GEMV: &str = include_str!("../../shaders/gemv.wgsl");
+        // Params, bindings and index helpers shared by MATMUL and GEMV.
+        const COMMON: &str = include_str!("../../shaders/matmul_common.wgsl");
         const B_F32: &str = include_str!("../../shaders/matmul_b_f32.wgsl");
         const B_F16: &str = include_str!("../../shaders/matmul_b_f16.wgsl");
         const B_NF4: &str = include_str!("../../shaders/matmul_b_nf4.wgsl");
@@ -83,17 +85,17 @@ impl Shader {
             Shader::LayerNorm => [REDUCE_WG, LAYERNORM].concat(),
             Shader::LayerNormSubgroups => [REDUCE_SUBGROUP, LAYERNORM].concat(),
             Shader::Elementwise => include_str!("../../shaders/elementwise.wgsl").into(),
-            Shader::MatmulF32 => [MATH_F32, B_F32, MATMUL].concat(),
-            Shader::MatmulF16 => [MATH_F32, B_F16, MATMUL].concat(),
-            Shader::MatmulNf4 => [MATH_F32, B_NF4, MATMUL].concat(),
-            Shader::MatmulF16Math16 => [MATH_F16, B_F16, MATMUL].concat(),
-            Shader::MatmulNf4Math16 => [MATH_F16, B_NF4, MATMUL].concat(),
+            Shader::MatmulF32 => [MATH_F32, B_F32, COMMON, MATMUL].concat(),
+            Shader::MatmulF16 => [MATH_F32, B_F16, COMMON, MATMUL].concat(),
+            Shader::MatmulNf4 => [MATH_F32, B_NF4, COMMON, MATMUL].concat(),
+            Shader::MatmulF16Math16 => [MATH_F16, B_F16, COMMON, MATMUL].concat(),
+            Shader::MatmulNf4Math16 => [MATH_F16, B_NF4, COMMON, MATMUL].concat(),
             Shader::MatmulTiledF32 => [B_F32, TILED].concat(),
             Shader::MatmulTiledF16 => [B_F16, TILED].concat(),
             Shader::MatmulTiledNf4 => [B_NF4, TILED].concat(),
-            Shader::GemvF32 => [B_F32, GEMV].concat(),
-            Shader::GemvF16 => [B_F16, GEMV].concat(),
-            Shader::GemvNf4 => [B_NF4, GEMV].concat(),
+            Shader::GemvF32 => [B_F32, COMMON, GEMV].concat(),
+            Shader::GemvF16 => [B_F16, COMMON, GEMV].concat(),
+            Shader::GemvNf4 => [B_NF4, COMMON, GEMV].concat(),
             Shader::Nf4 => include_str!("../../shaders/nf4.wgsl").into(),
             Shader::Lora => include_str!("../../shaders/lora.wgsl").into(),
             Shader::Attention => include_str!("../../shaders/attention.wgsl").into(),
