@@ -1,12 +1,12 @@
 // End-to-end test of the real built page (trunk build --release → dist/) in Debian's headless
-// Chromium with SwiftShader WebGPU: load the tiny fixture model from a local URL, upload a
-// JSONL file, train a few steps (pausing once to check pause and take a screenshot), see the
-// loss chart update, generate with base and tuned models, download the adapter, and check that
-// `wgtune eval --adapter` accepts the download and reports the loss the page showed. Then
-// reload: the finished adapter is still offered, byte for byte; and a run interrupted by a
-// reload resumes from its kept checkpoint to the same final loss. First of all, a hub preset
-// loads through the page's `?hub=` override (the server mirrors the hub's
-// `/{id}/resolve/main/{file}` layout) and, after a reload, from the Cache API alone.
+// Chromium with SwiftShader WebGPU: load the tiny fixture model from picked files and from a
+// local URL, upload a JSONL file, train a few steps (pausing once to check pause and take a
+// screenshot), see the loss chart update, generate with base and tuned models, download the
+// adapter, and check that `wgtune eval --adapter` accepts the download and reports the loss
+// the page showed. Then reload: the finished adapter is still offered, byte for byte; and a
+// run interrupted by a reload resumes from its kept checkpoint to the same final loss. First
+// of all, a hub preset loads through the page's `?hub=` override (the server mirrors the
+// hub's `/{id}/resolve/main/{file}` layout) and, after a reload, from the Cache API alone.
 //
 // Usage: node e2e.mjs   (env: WGTUNE_BIN = the native wgtune binary, DIST = built page,
 // SCREENSHOTS = folder for the two screenshots, CHROMIUM = browser path)
@@ -119,6 +119,16 @@ async function main() {
     await gpuReady();
     log(`GPU: ${await byId("gpu-info").textContent()}`);
     if (await byId("gpu-info").evaluate((e) => e.classList.contains("bad"))) fail("the page found no WebGPU adapter");
+
+    // Model: local files from the file picker (read in slices and streamed into the GPU like
+    // a download), then the picker cleared so that Load takes the URL below.
+    await byId("model-files").setInputFiles(["config.json", "model.safetensors", "tokenizer.json"].map((f) => path.join(modelDir, f)));
+    await byId("model-load").click();
+    await page.waitForFunction(() => /^(Loaded|error)/.test(document.querySelector('[data-testid="model-status"]').textContent), null, { timeout: 120000 });
+    const filesStatus = await byId("model-status").textContent();
+    log(`model from picked files: ${filesStatus}`);
+    if (!filesStatus.startsWith("Loaded local")) fail(`model load from picked files failed: ${filesStatus}`);
+    await byId("model-files").setInputFiles([]);
 
     // Model: from a local URL serving a Hugging Face–layout folder.
     await byId("model-url").fill(`${base}/models/tiny`);
