@@ -70,7 +70,13 @@ pub fn merge_dir(model_dir: &Path, adapter_dir: &Path, out_dir: &Path) -> Result
     }
     // The weights go last: their presence marks a complete model.
     let input = model_dir.join("model.safetensors");
-    stream_file(&input, &target.join("model.safetensors"), config, &lora, params)?;
+    stream_file(
+        &input,
+        &target.join("model.safetensors"),
+        config,
+        &lora,
+        params,
+    )?;
     if fresh {
         adapter::replace_dir(&target, out_dir)?;
     }
@@ -114,6 +120,5 @@ fn stream_file(
         .map_err(|e| err!("{}: cannot write: {e}", tmp.display()))?;
     file.sync_all()
         .map_err(|e| err!("{}: cannot write: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, out)
-        .map_err(|e| err!("{}: cannot rename into place: {e}", out.display()))
+    std::fs::rename(&tmp, out).map_err(|e| err!("{}: cannot rename into place: {e}", out.display()))
 }

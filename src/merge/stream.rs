@@ -142,7 +142,13 @@ impl MergeStream {
         let merged = |out: &Out, raw: &[u8]| -> Result<Vec<u8>> {
             let mut values = to_f32(raw, out.slot.dtype, path, &out.slot.full)?.into_owned();
             if let Some((a, a_end, b, b_end)) = out.lora {
-                add_delta(&mut values, &params[a..a_end], &params[b..b_end], *r, *scale);
+                add_delta(
+                    &mut values,
+                    &params[a..a_end],
+                    &params[b..b_end],
+                    *r,
+                    *scale,
+                );
             }
             Ok(bytemuck::cast_slice(&values).to_vec())
         };
@@ -222,14 +228,7 @@ impl MergeStream {
                 .slots
                 .iter()
                 .find(|s| short == format!("h.{}.{}.weight", s.layer, s.module.path()))
-                .map(|s| {
-                    (
-                        s.a,
-                        s.a + self.r * s.k_in,
-                        s.b,
-                        s.b + s.n_out * self.r,
-                    )
-                });
+                .map(|s| (s.a, s.a + self.r * s.k_in, s.b, s.b + s.n_out * self.r));
             if let Some((_, a_end, _, b_end)) = lora
                 && a_end.max(b_end) > self.params.len()
             {

@@ -104,6 +104,9 @@ pub(crate) fn parse_header(json: &[u8], path: &Path) -> Result<Vec<Slot>> {
     Ok(slots)
 }
 
+/// A complete header: where the data begins, and the tensors in file order.
+pub(crate) type Table = (u64, Vec<Slot>);
+
 /// The length field and JSON header at the start of a streamed safetensors file, collected
 /// across chunks: shared by [`StreamLoader`] and `merge::MergeStream`, so both read the
 /// format through one parser ([`parse_header`]).
@@ -116,11 +119,7 @@ impl Header {
     /// Take the header's bytes from the front of `chunk`: how many were taken, and, once the
     /// header is complete, its tensors in file order with absolute byte ranges, and where the
     /// data begins.
-    pub(crate) fn take(
-        &mut self,
-        chunk: &[u8],
-        path: &Path,
-    ) -> Result<(usize, Option<(u64, Vec<Slot>)>)> {
+    pub(crate) fn take(&mut self, chunk: &[u8], path: &Path) -> Result<(usize, Option<Table>)> {
         let mut taken = 0;
         if self.head.len() < 8 {
             taken = chunk.len().min(8 - self.head.len());

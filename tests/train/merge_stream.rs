@@ -32,7 +32,12 @@ fn stream(
     lora: &LoraConfig,
     params: &[f32],
 ) -> wgtune::error::Result<Vec<u8>> {
-    let mut merge = MergeStream::new(config, lora, params.to_vec(), Path::new("model.safetensors"));
+    let mut merge = MergeStream::new(
+        config,
+        lora,
+        params.to_vec(),
+        Path::new("model.safetensors"),
+    );
     let mut out = Vec::new();
     for piece in input.chunks(chunk) {
         merge.push(piece, &mut |b| {
@@ -63,7 +68,10 @@ fn reference(
         if dropped(&name) {
             continue;
         }
-        let short = name.strip_prefix("transformer.").unwrap_or(&name).to_string();
+        let short = name
+            .strip_prefix("transformer.")
+            .unwrap_or(&name)
+            .to_string();
         let mut w = to_f32(view.data(), view.dtype(), Path::new("in"), &name)
             .unwrap()
             .into_owned();
@@ -83,7 +91,10 @@ fn reference(
             }
         }
         let bits = w.iter().map(|v| v.to_bits()).collect();
-        out.insert(format!("transformer.{short}"), (view.shape().to_vec(), bits));
+        out.insert(
+            format!("transformer.{short}"),
+            (view.shape().to_vec(), bits),
+        );
     }
     out
 }
@@ -93,7 +104,10 @@ fn assert_merged(what: &str, merged: &[u8], want: &BTreeMap<String, (Vec<usize>,
     let st = SafeTensors::deserialize(merged).unwrap_or_else(|e| panic!("{what}: {e}"));
     let (_, meta) = SafeTensors::read_metadata(merged).unwrap();
     assert_eq!(
-        meta.metadata().as_ref().and_then(|m| m.get("format")).map(String::as_str),
+        meta.metadata()
+            .as_ref()
+            .and_then(|m| m.get("format"))
+            .map(String::as_str),
         Some("pt"),
         "{what}: metadata"
     );
@@ -106,9 +120,16 @@ fn assert_merged(what: &str, merged: &[u8], want: &BTreeMap<String, (Vec<usize>,
     );
     for (name, (shape, bits)) in want {
         let t = st.tensor(name).unwrap();
-        assert_eq!((t.dtype(), t.shape()), (Dtype::F32, shape.as_slice()), "{what}: {name}");
+        assert_eq!(
+            (t.dtype(), t.shape()),
+            (Dtype::F32, shape.as_slice()),
+            "{what}: {name}"
+        );
         let got: Vec<u32> = bytemuck::pod_collect_to_vec(t.data());
-        assert!(got == *bits, "{what}: tensor {name} differs from the reference merge");
+        assert!(
+            got == *bits,
+            "{what}: tensor {name} differs from the reference merge"
+        );
     }
 }
 
@@ -156,7 +177,10 @@ fn streamed_merge_is_byte_identical_to_merge_dir_in_any_chunking() {
     );
     for chunk in [1, 7, 4093, 1 << 20] {
         let got = stream(&input, chunk, config("tiny"), &lora, &params).unwrap();
-        assert!(got == written, "chunks of {chunk}: differs from merge_dir's file");
+        assert!(
+            got == written,
+            "chunks of {chunk}: differs from merge_dir's file"
+        );
     }
 }
 
@@ -179,7 +203,10 @@ fn half_precision_and_unprefixed_checkpoints_come_out_f32_transformer() {
         let input = weights(model);
         let (lora, params) = random_adapter(&config(model));
         let want = reference(&input, &config(model), &lora, &params);
-        assert!(want.keys().all(|n| n.starts_with("transformer.h.") || !n.contains(".h.")));
+        assert!(
+            want.keys()
+                .all(|n| n.starts_with("transformer.h.") || !n.contains(".h."))
+        );
         for chunk in [1, 4093] {
             let got = stream(&input, chunk, config(model), &lora, &params).unwrap();
             assert_merged(&format!("{model}, chunks of {chunk}"), &got, &want);
@@ -196,7 +223,10 @@ fn truncated_input_gives_a_one_line_error() {
         let e = stream(&input[..cut], 4093, config("tiny"), &lora, &params)
             .expect_err("a truncated file must not merge")
             .to_string();
-        assert!(e.contains("model.safetensors: truncated"), "cut at {cut}: {e}");
+        assert!(
+            e.contains("model.safetensors: truncated"),
+            "cut at {cut}: {e}"
+        );
         assert!(!e.contains('\n'), "cut at {cut}: {e}");
     }
 }
@@ -207,6 +237,9 @@ fn checkpoint_of_another_model_is_refused_by_tensor_name() {
     let e = stream(&weights("tiny"), 1 << 20, config("odd"), &lora, &params)
         .expect_err("the tiny checkpoint is not the odd model")
         .to_string();
-    assert!(e.contains("model.safetensors: ") && e.contains("transformer."), "{e}");
+    assert!(
+        e.contains("model.safetensors: ") && e.contains("transformer."),
+        "{e}"
+    );
     assert!(!e.contains('\n'), "{e}");
 }
