@@ -49,7 +49,8 @@ struct Out {
     slot: Slot,
     /// `None` when dropped.
     name: Option<String>,
-    /// (a, b) offsets into the adapter parameters when LoRA targets this weight.
+    /// When LoRA targets this weight: the ranges of A `(r,in)` and B `(out,r)` in the adapter
+    /// parameters, as (a start, a end, b start, b end).
     lora: Option<(usize, usize, usize, usize)>,
 }
 
@@ -191,6 +192,7 @@ impl MergeStream {
         Ok(())
     }
 
+    /// Emit bytes made here rather than taken from the input (the header).
     fn put(&mut self, bytes: &[u8], emit: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()> {
         emit(bytes)?;
         self.emitted += bytes.len() as u64;
