@@ -70,13 +70,16 @@ pub fn merge_dir(model_dir: &Path, adapter_dir: &Path, out_dir: &Path) -> Result
     }
     // The weights go last: their presence marks a complete model.
     let input = model_dir.join("model.safetensors");
-    stream_file(
-        &input,
-        &target.join("model.safetensors"),
-        config,
-        &lora,
-        params,
-    )?;
+    let weights = target.join("model.safetensors");
+    if let Err(e) = stream_file(&input, &weights, config, &lora, params) {
+        // A bad or truncated input leaves nothing behind: no half-written weights, and no
+        // `.partial` directory beside a new --out.
+        let _ = std::fs::remove_file(weights.with_extension("safetensors.tmp"));
+        if fresh {
+            let _ = std::fs::remove_dir_all(&target);
+        }
+        return Err(e);
+    }
     if fresh {
         adapter::replace_dir(&target, out_dir)?;
     }

@@ -243,3 +243,31 @@ fn checkpoint_of_another_model_is_refused_by_tensor_name() {
     );
     assert!(!e.contains('\n'), "{e}");
 }
+
+/// `merge_dir` on a truncated checkpoint: a one-line error, and no `--out` (nor the
+/// `.partial` directory it is built in) left behind.
+#[test]
+fn merge_dir_of_a_truncated_checkpoint_leaves_nothing() {
+    let root = std::env::temp_dir().join(format!("wgtune-merge-cut-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let model = root.join("model");
+    std::fs::create_dir_all(&model).unwrap();
+    std::fs::copy(dir("models/tiny/config.json"), model.join("config.json")).unwrap();
+    let input = weights("tiny");
+    std::fs::write(model.join("model.safetensors"), &input[..input.len() / 2]).unwrap();
+    let out = root.join("merged");
+    let e = merge_dir(&model, &dir("peft/attn_r4/adapter_final"), &out)
+        .expect_err("a truncated checkpoint must not merge")
+        .to_string();
+    assert!(
+        e.contains("model.safetensors: truncated") && !e.contains('\n'),
+        "{e}"
+    );
+    let mut left: Vec<_> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|d| d.unwrap().file_name().into_string().unwrap())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["model"], "left behind");
+    std::fs::remove_dir_all(&root).unwrap();
+}
