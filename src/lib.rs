@@ -9,7 +9,6 @@ pub mod error;
 pub mod gpu;
 pub mod kernels;
 pub mod lora;
-#[cfg(not(target_arch = "wasm32"))]
 pub mod merge;
 pub mod model;
 pub mod nf4;

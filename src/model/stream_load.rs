@@ -26,16 +26,17 @@ use crate::{bail, err};
 const MAX_HEADER: u64 = 100_000_000;
 
 /// One tensor of the file, in file order.
-struct Slot {
+pub(crate) struct Slot {
     /// The name in the file (with any prefix).
-    full: String,
+    pub full: String,
     /// The model's name for it (no prefix), or `None` when the model does not use it.
-    wanted: Option<String>,
-    dtype: Dtype,
-    shape: Vec<usize>,
-    /// Absolute byte range in the file.
-    start: u64,
-    end: u64,
+    pub wanted: Option<String>,
+    pub dtype: Dtype,
+    pub shape: Vec<usize>,
+    /// Absolute byte range in the file (relative to the data until [`Header::take`] shifts
+    /// it).
+    pub start: u64,
+    pub end: u64,
 }
 
 /// The file's layout, known once the header is in.
@@ -62,7 +63,7 @@ struct Entry {
 
 /// The tensors of a safetensors header in file order, with offsets relative to the data,
 /// checked as the format requires: contiguous from 0, each as long as its dtype and shape say.
-fn parse_header(json: &[u8], path: &Path) -> Result<Vec<Slot>> {
+pub(crate) fn parse_header(json: &[u8], path: &Path) -> Result<Vec<Slot>> {
     let p = path.display();
     let bad = |why: String| {
         err!("{p}: not a valid safetensors file ({why}): truncated or corrupt? download it again")
@@ -103,6 +104,55 @@ fn parse_header(json: &[u8], path: &Path) -> Result<Vec<Slot>> {
     Ok(slots)
 }
 
+/// A complete header: where the data begins, and the tensors in file order.
+pub(crate) type Table = (u64, Vec<Slot>);
+
+/// The length field and JSON header at the start of a streamed safetensors file, collected
+/// across chunks: shared by [`StreamLoader`] and `merge::MergeStream`, so both read the
+/// format through one parser ([`parse_header`]).
+#[derive(Default)]
+pub(crate) struct Header {
+    head: Vec<u8>,
+}
+
+impl Header {
+    /// Take the header's bytes from the front of `chunk`: how many were taken, and, once the
+    /// header is complete, its tensors in file order with absolute byte ranges, and where the
+    /// data begins.
+    pub(crate) fn take(&mut self, chunk: &[u8], path: &Path) -> Result<(usize, Option<Table>)> {
+        let mut taken = 0;
+        if self.head.len() < 8 {
+            taken = chunk.len().min(8 - self.head.len());
+            self.head.extend_from_slice(&chunk[..taken]);
+            if self.head.len() < 8 {
+                return Ok((taken, None));
+            }
+        }
+        let n = u64::from_le_bytes(self.head[..8].try_into().expect("8 bytes"));
+        if n > MAX_HEADER {
+            bail!(
+                "{}: not a valid safetensors file (its header claims {n} bytes): truncated or corrupt? download it again",
+                path.display()
+            );
+        }
+        let want = (8 + n - self.head.len() as u64) as usize;
+        let more = want.min(chunk.len() - taken);
+        self.head.extend_from_slice(&chunk[taken..taken + more]);
+        taken += more;
+        if self.head.len() as u64 != 8 + n {
+            return Ok((taken, None));
+        }
+        let data_start = self.head.len() as u64;
+        let mut slots = parse_header(&self.head[8..], path)?;
+        for s in &mut slots {
+            s.start += data_start;
+            s.end += data_start;
+        }
+        self.head = Vec::new();
+        Ok((taken, Some((data_start, slots))))
+    }
+}
+
 /// Feed with [`Self::push`] (chunks of any size, in file order), then [`Self::finish`].
 pub struct StreamLoader<'g> {
     gpu: &'g Gpu,
@@ -111,7 +161,7 @@ pub struct StreamLoader<'g> {
     /// Bytes of the file received so far.
     received: u64,
     /// The length field and header, while incomplete.
-    head: Vec<u8>,
+    head: Header,
     plan: Option<Plan>,
     parts: Parts,
 }
@@ -124,7 +174,7 @@ impl<'g> StreamLoader<'g> {
             config,
             path: path.to_path_buf(),
             received: 0,
-            head: Vec::new(),
+            head: Header::default(),
             plan: None,
             parts: Parts::new(quant),
         }
@@ -152,10 +202,6 @@ impl<'g> StreamLoader<'g> {
                 .get(p.next)
                 .map_or(self.received, |s| s.start.min(self.received)),
         }
-    }
-
-    fn head_len(&self) -> u64 {
-        self.head.len() as u64
     }
 
     /// Take the next bytes of the file: check the header when it completes, upload every
@@ -211,38 +257,17 @@ impl<'g> StreamLoader<'g> {
     /// Collect the length field and header from `chunk`; once complete, parse and check it.
     /// Returns how many bytes of `chunk` belonged to the header.
     fn take_header(&mut self, chunk: &[u8]) -> Result<usize> {
-        let p = self.path.display();
-        let mut taken = 0;
-        if self.head.len() < 8 {
-            taken = chunk.len().min(8 - self.head.len());
-            self.head.extend_from_slice(&chunk[..taken]);
-            if self.head.len() < 8 {
-                self.received += taken as u64;
-                return Ok(taken);
-            }
-        }
-        let n = u64::from_le_bytes(self.head[..8].try_into().expect("8 bytes"));
-        if n > MAX_HEADER {
-            bail!(
-                "{p}: not a valid safetensors file (its header claims {n} bytes): truncated or corrupt? download it again"
-            );
-        }
-        let want = (8 + n - self.head_len()) as usize;
-        let more = want.min(chunk.len() - taken);
-        self.head.extend_from_slice(&chunk[taken..taken + more]);
-        taken += more;
+        let (taken, table) = self.head.take(chunk, &self.path)?;
         self.received += taken as u64;
-        if self.head_len() == 8 + n {
-            self.plan = Some(self.plan_from_header()?);
+        if let Some((data_start, table)) = table {
+            self.plan = Some(self.plan_from_header(data_start, table)?);
         }
         Ok(taken)
     }
 
-    /// Parse the complete header and check it against the config: the file order of the
-    /// tensors, and which of them the model takes.
-    fn plan_from_header(&mut self) -> Result<Plan> {
-        let data_start = self.head_len();
-        let mut table = parse_header(&self.head[8..], &self.path)?;
+    /// Check the complete header against the config: the file order of the tensors, and
+    /// which of them the model takes.
+    fn plan_from_header(&mut self, data_start: u64, mut table: Vec<Slot>) -> Result<Plan> {
         check_tensors(&self.config, &self.path, |n| {
             table
                 .iter()
@@ -258,10 +283,7 @@ impl<'g> StreamLoader<'g> {
                 .strip_prefix(prefix)
                 .filter(|n| expected.contains_key(*n))
                 .map(str::to_string);
-            slot.start += data_start;
-            slot.end += data_start;
         }
-        self.head = Vec::new();
         Ok(Plan {
             data_start,
             slots: table,

@@ -274,10 +274,17 @@ pub fn wasm_memory_bytes() -> f64 {
 pub fn download(name: &str, bytes: &[u8], mime: &str) -> Result<(), String> {
     let parts = Array::new();
     parts.push(&Uint8Array::from(bytes));
+    download_parts(name, &parts, mime)
+}
+
+/// Offer the concatenation of `parts` (JS `Uint8Array`s, which live outside wasm memory) as
+/// a file download named `name`: the Blob is assembled by the browser, so a file larger
+/// than wasm memory (a merged gpt2-xl) can be offered.
+pub fn download_parts(name: &str, parts: &Array, mime: &str) -> Result<(), String> {
     let opts = BlobPropertyBag::new();
     opts.set_type(mime);
     let blob =
-        Blob::new_with_u8_array_sequence_and_options(&parts, &opts).map_err(|e| js_err(name, e))?;
+        Blob::new_with_u8_array_sequence_and_options(parts, &opts).map_err(|e| js_err(name, e))?;
     let url = Url::create_object_url_with_blob(&blob).map_err(|e| js_err(name, e))?;
     let doc = window().document().expect("a document");
     let a: web_sys::HtmlAnchorElement = doc

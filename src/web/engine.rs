@@ -22,6 +22,28 @@ pub struct LoadedModel {
     pub tokenizer: Tokenizer,
     /// How the adapter's `base_model_name_or_path` names it (hub id, URL or "local").
     pub name: String,
+    /// Where its model.safetensors came from, to be read again for the merged download.
+    pub weights: WeightsSource,
+}
+
+/// Where a loaded model's model.safetensors can be streamed from again: the URL (served by
+/// the Cache API once stored), or the file the user picked (a handle; nothing is copied).
+#[derive(Clone)]
+pub enum WeightsSource {
+    Url(String),
+    File(web_sys::File),
+}
+
+impl WeightsSource {
+    /// Open model.safetensors again as a stream.
+    pub async fn open(&self) -> Result<browser::Download, String> {
+        match self {
+            WeightsSource::Url(url) => browser::open_cached(url)
+                .await?
+                .ok_or_else(|| format!("{url}: not found (404)")),
+            WeightsSource::File(f) => Ok(browser::Download::of_file(f.clone())),
+        }
+    }
 }
 
 /// A JSONL file the user gave, parsed.
@@ -177,16 +199,18 @@ pub struct BuildProgress {
 }
 
 /// Let the page paint at least this often (ms) while weights stream in.
-const PAINT_EVERY_MS: f64 = 50.0;
+pub const PAINT_EVERY_MS: f64 = 50.0;
 
 /// Build the model on the GPU from `weights` (model.safetensors, streamed chunk by chunk so
 /// that the host holds about one tensor at a time), quantizing as asked, and keep it,
 /// replacing any earlier one and the adapter trained on it. `name` labels errors and the
 /// exported adapter; `progress` is called (and the event loop given a turn) every
-/// [`PAINT_EVERY_MS`].
+/// [`PAINT_EVERY_MS`]. `source` is where `weights` came from.
+#[allow(clippy::too_many_arguments)]
 pub async fn build_model(
     gpu: &Gpu,
     name: &str,
+    source: WeightsSource,
     (config, tokenizer): (Gpt2Config, Tokenizer),
     weights: &mut Chunks,
     total: Option<u64>,
@@ -221,6 +245,7 @@ pub async fn build_model(
         model,
         tokenizer,
         name: name.to_string(),
+        weights: source,
     });
     STATE.with(|s| s.borrow_mut().model = Some(loaded.clone()));
     Ok(loaded)

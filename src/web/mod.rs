@@ -13,6 +13,7 @@ mod chart;
 mod data_panel;
 mod engine;
 mod export_panel;
+mod merged;
 mod model_panel;
 mod run;
 mod settings;

@@ -9,7 +9,7 @@ use wgtune::model::config::{PRESETS, hub_id};
 use super::app::{ModelInfo, Ui};
 use super::browser;
 use super::data_panel;
-use super::engine::{self, ModelBytes, TokenizerBytes};
+use super::engine::{self, ModelBytes, TokenizerBytes, WeightsSource};
 
 /// Where to take model files from.
 enum Source {
@@ -149,15 +149,21 @@ fn hub_base() -> String {
 
 async fn load_model(ui: Ui, src: Source, quant: Quant) -> Result<ModelInfo, String> {
     let gpu = engine::gpu().await?;
-    let (name, files, mut weights) = match src {
+    let (name, files, mut weights, source) = match src {
         Source::Url(base) => {
             let base = base.trim_end_matches('/').to_string();
             let (files, weights) = fetch_folder(ui, &base).await?;
-            (base, files, weights)
+            let source = WeightsSource::Url(format!("{base}/model.safetensors"));
+            (base, files, weights, source)
         }
         Source::Files(list) => {
             let (files, weights) = read_picked(ui, &list).await?;
-            ("local".to_string(), files, weights)
+            let file = list
+                .iter()
+                .find(|f| f.name() == "model.safetensors")
+                .ok_or("model.safetensors is missing among the chosen files")?;
+            let source = WeightsSource::File(file.clone());
+            ("local".to_string(), files, weights, source)
         }
     };
     let parsed = engine::parse_model_files(&name, &files)?;
@@ -183,6 +189,7 @@ async fn load_model(ui: Ui, src: Source, quant: Quant) -> Result<ModelInfo, Stri
     let loaded = engine::build_model(
         &gpu,
         &name,
+        source,
         parsed,
         &mut weights.chunks,
         total,

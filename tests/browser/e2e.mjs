@@ -3,7 +3,9 @@
 // local URL, upload a JSONL file, train a few steps (pausing once to check pause and take a
 // screenshot), see the loss chart update, generate with base and tuned models, download the
 // adapter, and check that `wgtune eval --adapter` accepts the download and reports the loss
-// the page showed. Then reload: the finished adapter is still offered, byte for byte; and a
+// the page showed; download the merged model and check that `wgtune eval` on it (with the
+// base folder's config.json and tokenizer.json) gives the loss of the base model plus the
+// adapter. Then reload: the finished adapter is still offered, byte for byte; and a
 // run interrupted by a reload resumes from its kept checkpoint to the same final loss. First
 // of all, a hub preset loads through the page's `?hub=` override (the server mirrors the
 // hub's `/{id}/resolve/main/{file}` layout) and, after a reload, from the Cache API alone.
@@ -13,7 +15,7 @@
 
 import { chromium } from "playwright-core";
 import { createServer } from "node:http";
-import { readFile, writeFile, mkdtemp, readdir, stat } from "node:fs/promises";
+import { readFile, writeFile, mkdtemp, mkdir, readdir, stat, copyFile } from "node:fs/promises";
 import { execFileSync } from "node:child_process";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -230,6 +232,33 @@ async function main() {
     if (Math.abs(cli.loss - pageLoss) > 1e-4 * Math.max(1, Math.abs(cli.loss))) fail(`loss differs: cli ${cli.loss}, page ${pageLoss}`);
     const base_ = JSON.parse(execFileSync(wgtune, ["eval", "--model", modelDir, "--data", dataFile, "--seq-len", String(SEQ_LEN)], { encoding: "utf8" }).trim().split("\n").pop());
     if (!(cli.loss < base_.loss)) fail(`the adapter did not lower the loss: ${cli.loss} vs base ${base_.loss}`);
+
+    // Export: the merged model, streamed from the model's URL (now the Cache API) through the
+    // merge into a Blob. Beside the base folder's config.json and tokenizer.json it is a model
+    // the CLI loads, with the loss of the base model plus the adapter. Both evals in f32: NF4
+    // of the merged weights is not NF4 of the base weights plus the adapter.
+    got.length = 0;
+    await byId("download-merged").click();
+    await page.waitForFunction(() => /^(saved|error)/.test(document.querySelector('[data-testid="merged-status"]').textContent), null, { timeout: 120000 });
+    const mergedStatus = await byId("merged-status").textContent();
+    log(`merged: ${mergedStatus}`);
+    if (!mergedStatus.startsWith("saved")) fail(`download-merged: ${mergedStatus}`);
+    const deadline3 = Date.now() + 30000;
+    while (got.length < 1 && Date.now() < deadline3) await page.waitForTimeout(100);
+    if (got.length !== 1 || got[0].suggestedFilename() !== "model.safetensors") fail(`download-merged gave ${got.map((d) => d.suggestedFilename())}`);
+    const mergedDir = path.join(downloads, "merged");
+    await mkdir(mergedDir);
+    await got[0].saveAs(path.join(mergedDir, "model.safetensors"));
+    for (const f of ["config.json", "tokenizer.json"]) await copyFile(path.join(modelDir, f), path.join(mergedDir, f));
+    const evalF32 = (args) => JSON.parse(execFileSync(wgtune, [
+      "eval", ...args, "--data", dataFile, "--seq-len", String(SEQ_LEN), "--quant", "f32",
+    ], { encoding: "utf8" }).trim().split("\n").pop());
+    const plusAdapter = evalF32(["--model", modelDir, "--adapter", adapterDir]);
+    const merged = evalF32(["--model", mergedDir]);
+    log(`wgtune eval (f32): merged ${merged.loss} over ${merged.tokens} tokens; base + adapter ${plusAdapter.loss} over ${plusAdapter.tokens}`);
+    if (merged.tokens !== plusAdapter.tokens) fail(`token counts differ: merged ${merged.tokens}, base + adapter ${plusAdapter.tokens}`);
+    if (!(Math.abs(merged.loss - plusAdapter.loss) <= 1e-4)) fail(`the merged model's loss ${merged.loss} is not the base + adapter loss ${plusAdapter.loss}`);
+    got.length = 0;
 
     // A reload keeps the finished adapter: Export offers the same bytes again.
     const firstWeights = await readFile(path.join(adapterDir, "adapter_model.safetensors"));

@@ -6,5 +6,6 @@ mod common;
 #[path = "../model/fixtures.rs"]
 mod fixtures;
 
+mod merge_stream;
 mod peft;
 mod run;
