@@ -4,10 +4,8 @@
 //! [`gemv`] computes exactly what [`gemm`](super::matmul::gemm) does (same [`Gemm`], same
 //! weights, same CPU reference `cpu::matmul::gemm`); `gemm` routes small M here.
 
-use bytemuck::{Pod, Zeroable};
-
 use super::Shader;
-use super::matmul::{Gemm, Weight};
+use super::matmul::{Gemm, Params, Weight};
 use crate::gpu::{Commands, Tensor};
 
 /// Most rows of C the kernel handles (its partial sums hold 4 rows).
@@ -15,20 +13,6 @@ pub const GEMV_MAX_ROWS: usize = 4;
 
 /// Output columns per workgroup: 4 groups of 4, each summed over K by 16 invocations.
 const COLS_PER_GROUP: usize = 16;
-
-/// Same layout as matmul.wgsl's Params.
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct Params {
-    m: u32,
-    n: u32,
-    k: u32,
-    has_bias: u32,
-    alpha: f32,
-    beta: f32,
-    ldc: u32,
-    vec_ok: u32,
-}
 
 fn shader(b: &Weight) -> Shader {
     match b {

@@ -163,17 +163,18 @@ impl Gemm {
     }
 }
 
+/// The uniform of every matmul kernel (matmul_common.wgsl; matmul_tiled.wgsl declares the same).
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
-struct Params {
-    m: u32,
-    n: u32,
-    k: u32,
-    has_bias: u32,
-    alpha: f32,
-    beta: f32,
-    ldc: u32,
-    vec_ok: u32,
+pub(super) struct Params {
+    pub(super) m: u32,
+    pub(super) n: u32,
+    pub(super) k: u32,
+    pub(super) has_bias: u32,
+    pub(super) alpha: f32,
+    pub(super) beta: f32,
+    pub(super) ldc: u32,
+    pub(super) vec_ok: u32,
 }
 
 /// Outputs per workgroup: 8×8 invocations of 8 rows × 4 columns each.
