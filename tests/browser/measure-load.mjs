@@ -1,6 +1,7 @@
 // Measure loading a model folder into the built page (dist/) in headless Chromium: the time
 // from clicking Load to "Loaded", and the page's wasm memory (linear memory byteLength, the
-// host-side high-water mark) before and after. Not a test: it prints figures for the README.
+// host-side high-water mark) before and after, and the page thread's long tasks during the
+// load (how long input could wait). Not a test: it prints figures for the README.
 //
 // Usage: MODEL_DIR=/tmp/gpt2-large-random [QUANT=nf4] [LOADS=2] [SOURCE=url|files] node tests/browser/measure-load.mjs
 // (env: DIST = built page, CHROMIUM = browser path). The folder is served at /model/ with a
@@ -55,8 +56,13 @@ const context = await chromium.launchPersistentContext(profile, {
   args: ["--no-sandbox", "--enable-unsafe-webgpu", "--enable-features=Vulkan", "--use-vulkan=swiftshader",
     "--use-angle=swiftshader", "--disable-background-networking", "--disable-component-update", "--no-first-run"],
 });
-// Keep a handle on the page's wasm memory as the module is instantiated.
+// Keep a handle on the page's wasm memory as the module is instantiated, and record the
+// page thread's long tasks (over 50 ms: input would wait that long) to judge responsiveness.
 await context.addInitScript(() => {
+  window.__longTasks = [];
+  new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) window.__longTasks.push(e.duration);
+  }).observe({ type: "longtask", buffered: true });
   const grab = (r) => { const m = (r.instance ?? r)?.exports?.memory; if (m) window.__wasmMemory = m; return r; };
   const s = WebAssembly.instantiateStreaming;
   WebAssembly.instantiateStreaming = (...a) => s(...a).then(grab);
@@ -80,6 +86,7 @@ try {
     } else {
       await page.getByTestId("model-url").fill(`${base}/model`);
     }
+    await page.evaluate(() => { window.__longTasks.length = 0; });
     const t0 = Date.now();
     await page.getByTestId("model-load").click();
     let last = "";
@@ -93,6 +100,9 @@ try {
     const secs = ((Date.now() - t0) / 1000).toFixed(1);
     console.log(`load ${n}: ${secs} s; wasm memory ${before} MiB before, ${await mib()} MiB after; model.safetensors requests so far: ${modelRequests}`);
     console.log(`  ${last}`);
+    const tasks = await page.evaluate(() => window.__longTasks.slice().sort((a, b) => a - b));
+    const q = (f) => (tasks.length ? tasks[Math.min(tasks.length - 1, Math.floor(f * tasks.length))] : 0).toFixed(0);
+    console.log(`  page-thread long tasks (> 50 ms) during the load: ${tasks.length}, median ${q(0.5)} ms, p95 ${q(0.95)} ms, max ${q(1)} ms`);
   }
 } finally {
   await context.close();
