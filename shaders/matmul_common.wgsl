@@ -1,4 +1,4 @@
-// Shared by matmul.wgsl and gemv.wgsl (the registry prepends it with a B loader,
+// Shared by matmul.wgsl, matmul_tiled.wgsl and gemv.wgsl (the registry prepends it with a B loader,
 // matmul_b_{f32,f16,nf4}.wgsl): the override constants, Params and bindings of
 //
 //     C[M,N] = alpha * op(A)[M,K] · op(B)[K,N] + beta * C + bias[N]

@@ -20,27 +20,11 @@
 // vec4 (NF4: one half-word and one absmax); others element by element.
 // beta == 0 never reads C (pooled buffers hold garbage).
 
-override TRANS_A: bool = false;
-override TRANS_B: bool = false;
+// Params (vec_ok here: bit 0 A's runs are 4-aligned, bit 1 B's), bindings, load_a and
+// b_index: matmul_common.wgsl.
 
 const BK: u32 = 16u;
 const TILE: u32 = 64u;
-
-struct Params {
-    m: u32,
-    n: u32,
-    k: u32,
-    has_bias: u32,
-    alpha: f32,
-    beta: f32,
-    ldc: u32,      // row stride of C
-    vec_ok: u32,   // bit 0: A's runs are 4-aligned, bit 1: B's (see gemm())
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read_write> c: array<f32>;
-@group(0) @binding(2) var<storage, read> a: array<f32>;
-@group(0) @binding(4) var<storage, read> bias: array<f32>;
 
 var<workgroup> as_: array<vec4<f32>, 256>;   // (BK, TILE/4) rows of the A slice
 var<workgroup> bs: array<vec4<f32>, 256>;    // (BK, TILE/4) columns of the B slice
@@ -48,15 +32,13 @@ var<workgroup> bs: array<vec4<f32>, 256>;    // (BK, TILE/4) columns of the B sl
 // op(A)[row, kk], 0 outside the matrix.
 fn a_at(row: u32, kk: u32) -> f32 {
     if (row >= p.m || kk >= p.k) { return 0.0; }
-    if (TRANS_A) { return a[kk * p.m + row]; }
-    return a[row * p.k + kk];
+    return load_a(row, kk);
 }
 
 // op(B)[kk, col], 0 outside the matrix.
 fn b_at(kk: u32, col: u32) -> f32 {
     if (kk >= p.k || col >= p.n) { return 0.0; }
-    if (TRANS_B) { return load_b(col * p.k + kk); }
-    return load_b(kk * p.n + col);
+    return load_b(b_index(kk, col));
 }
 
 // Stage A[r0.., k0..] as (BK, TILE) in as_. Invocation t loads one run of 4 along A's

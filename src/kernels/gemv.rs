@@ -5,7 +5,7 @@
 //! weights, same CPU reference `cpu::matmul::gemm`); `gemm` routes small M here.
 
 use super::Shader;
-use super::matmul::{Gemm, Params, Weight};
+use super::matmul::{Gemm, Weight, dispatch};
 use crate::gpu::{Commands, Tensor};
 
 /// Most rows of C the kernel handles (its partial sums hold 4 rows).
@@ -40,36 +40,21 @@ pub fn gemv(
     if g.m == 0 || g.n == 0 {
         return;
     }
-    let gpu = cmd.gpu();
-    let pipeline = gpu.kernels().pipeline(
-        shader(b),
-        "gemv",
-        &[
-            ("TRANS_A", g.trans_a as u32 as f64),
-            ("TRANS_B", g.trans_b as u32 as f64),
-        ],
-    );
     // B's runs of 4 go along K when transposed, along N otherwise; NF4 needs them 4-aligned
-    // so that a run is one half-word within one 64-block.
+    // so that a run is one half-word within one 64-block. A is read by scalars.
     let b_run = if g.trans_b { g.k } else { g.n };
-    let params = Params {
-        m: g.m as u32,
-        n: g.n as u32,
-        k: g.k as u32,
-        has_bias: bias.is_some() as u32,
-        alpha: g.alpha,
-        beta: g.beta,
-        ldc: ldc as u32,
-        vec_ok: b_run.is_multiple_of(4) as u32,
-    };
-    let bias = bias.unwrap_or(gpu.dummy());
     let groups = [g.n.div_ceil(COLS_PER_GROUP) as u32, 1, 1];
-    match b {
-        Weight::F32(w) | Weight::F16(w) => {
-            cmd.dispatch(&pipeline, &params, &[c, a, w, bias], groups)
-        }
-        Weight::Nf4 { packed, absmax } => {
-            cmd.dispatch(&pipeline, &params, &[c, a, packed, bias, absmax], groups)
-        }
-    }
+    let vec_ok = b_run.is_multiple_of(4) as u32;
+    dispatch(
+        cmd,
+        (shader(b), "gemv"),
+        c,
+        a,
+        b,
+        bias,
+        &g,
+        ldc,
+        vec_ok,
+        groups,
+    );
 }

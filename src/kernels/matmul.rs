@@ -163,18 +163,18 @@ impl Gemm {
     }
 }
 
-/// The uniform of every matmul kernel (matmul_common.wgsl; matmul_tiled.wgsl declares the same).
+/// The uniform of every matmul kernel (matmul_common.wgsl).
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
-pub(super) struct Params {
-    pub(super) m: u32,
-    pub(super) n: u32,
-    pub(super) k: u32,
-    pub(super) has_bias: u32,
-    pub(super) alpha: f32,
-    pub(super) beta: f32,
-    pub(super) ldc: u32,
-    pub(super) vec_ok: u32,
+struct Params {
+    m: u32,
+    n: u32,
+    k: u32,
+    has_bias: u32,
+    alpha: f32,
+    beta: f32,
+    ldc: u32,
+    vec_ok: u32,
 }
 
 /// Outputs per workgroup: 8×8 invocations of 8 rows × 4 columns each.
@@ -284,10 +284,40 @@ pub fn gemm_with(
             "gemm: f16 math needs the shader-f16 feature"
         );
     }
-    let (shader, entry) = match variant {
-        MatmulVariant::Register(math) => (b.shader(math), "matmul"),
-        MatmulVariant::Tiled => (b.tiled_shader(), "matmul_tiled"),
+    let (kernel, vec_ok, (tile_m, tile_n)) = match variant {
+        MatmulVariant::Register(math) => (
+            (b.shader(math), "matmul"),
+            runs_of_4_aligned(&g) as u32,
+            (TILE_M, TILE_N),
+        ),
+        MatmulVariant::Tiled => {
+            let (a_ok, b_ok) = runs_aligned(&g);
+            (
+                (b.tiled_shader(), "matmul_tiled"),
+                a_ok as u32 | (b_ok as u32) << 1,
+                (TILED_TILE, TILED_TILE),
+            )
+        }
     };
+    let groups = [g.n.div_ceil(tile_n) as u32, g.m.div_ceil(tile_m) as u32, 1];
+    dispatch(cmd, kernel, c, a, b, bias, &g, ldc, vec_ok, groups);
+}
+
+/// Record `entry` of `shader`, one of the kernels over matmul_common.wgsl's Params and
+/// bindings (C, A, B in its format, bias), with B's alignment flags `vec_ok`.
+pub(super) fn dispatch(
+    cmd: &mut Commands,
+    (shader, entry): (Shader, &'static str),
+    c: &Tensor,
+    a: &Tensor,
+    b: &Weight,
+    bias: Option<&Tensor>,
+    g: &Gemm,
+    ldc: usize,
+    vec_ok: u32,
+    groups: [u32; 3],
+) {
+    let gpu = cmd.gpu();
     let pipeline = gpu.kernels().pipeline(
         shader,
         entry,
@@ -304,20 +334,9 @@ pub fn gemm_with(
         alpha: g.alpha,
         beta: g.beta,
         ldc: ldc as u32,
-        vec_ok: match variant {
-            MatmulVariant::Register(_) => runs_of_4_aligned(&g) as u32,
-            MatmulVariant::Tiled => {
-                let (a_ok, b_ok) = runs_aligned(&g);
-                a_ok as u32 | (b_ok as u32) << 1
-            }
-        },
+        vec_ok,
     };
     let bias = bias.unwrap_or(gpu.dummy());
-    let (tile_m, tile_n) = match variant {
-        MatmulVariant::Register(_) => (TILE_M, TILE_N),
-        MatmulVariant::Tiled => (TILED_TILE, TILED_TILE),
-    };
-    let groups = [g.n.div_ceil(tile_n) as u32, g.m.div_ceil(tile_m) as u32, 1];
     match b {
         Weight::F32(w) | Weight::F16(w) => {
             cmd.dispatch(&pipeline, &params, &[c, a, w, bias], groups)

@@ -63,7 +63,7 @@ impl Shader {
         const MATMUL: &str = include_str!("../../shaders/matmul.wgsl");
         const TILED: &str = include_str!("../../shaders/matmul_tiled.wgsl");
         const GEMV: &str = include_str!("../../shaders/gemv.wgsl");
-        // Params, bindings and index helpers shared by MATMUL and GEMV.
+        // Params, bindings and index helpers shared by MATMUL, TILED and GEMV.
         const COMMON: &str = include_str!("../../shaders/matmul_common.wgsl");
         const B_F32: &str = include_str!("../../shaders/matmul_b_f32.wgsl");
         const B_F16: &str = include_str!("../../shaders/matmul_b_f16.wgsl");
@@ -90,9 +90,9 @@ impl Shader {
             Shader::MatmulNf4 => [MATH_F32, B_NF4, COMMON, MATMUL].concat(),
             Shader::MatmulF16Math16 => [MATH_F16, B_F16, COMMON, MATMUL].concat(),
             Shader::MatmulNf4Math16 => [MATH_F16, B_NF4, COMMON, MATMUL].concat(),
-            Shader::MatmulTiledF32 => [B_F32, TILED].concat(),
-            Shader::MatmulTiledF16 => [B_F16, TILED].concat(),
-            Shader::MatmulTiledNf4 => [B_NF4, TILED].concat(),
+            Shader::MatmulTiledF32 => [B_F32, COMMON, TILED].concat(),
+            Shader::MatmulTiledF16 => [B_F16, COMMON, TILED].concat(),
+            Shader::MatmulTiledNf4 => [B_NF4, COMMON, TILED].concat(),
             Shader::GemvF32 => [B_F32, COMMON, GEMV].concat(),
             Shader::GemvF16 => [B_F16, COMMON, GEMV].concat(),
             Shader::GemvNf4 => [B_NF4, COMMON, GEMV].concat(),
