@@ -1,16 +1,20 @@
 //! The page: its reactive state and the six sections, Model → Data → Settings → Train → Try →
-//! Export. Signals carry only plain display values; GPU objects stay in `engine`.
+//! Export. Signals carry only plain display values; GPU objects stay in the engine's worker,
+//! which holds a mirror of the same state (`mirror`) and runs what the sections ask
+//! (`port::Command`).
 
 use leptos::prelude::*;
+use serde::{Deserialize, Serialize};
 
 use super::settings::{SampleSettings, Settings};
 use super::store::{AdapterMeta, CheckpointMeta};
 use super::{
-    browser, data_panel, export_panel, model_panel, settings_panel, train_panel, try_panel,
+    browser, data_panel, export_panel, mirror, model_panel, port, settings_panel, train_panel,
+    try_panel,
 };
 
 /// What the page shows about the loaded model.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ModelInfo {
     pub name: String,
     pub n_layer: usize,
@@ -24,7 +28,7 @@ pub struct ModelInfo {
 }
 
 /// One row of the data preview: the untrained (prompt) and trained parts of a line.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PreviewRow {
     pub line: usize,
     pub parts: Vec<(String, bool)>,
@@ -32,7 +36,7 @@ pub struct PreviewRow {
 }
 
 /// What the page shows about the dataset.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DataInfo {
     pub name: String,
     pub format: String,
@@ -42,7 +46,7 @@ pub struct DataInfo {
     pub preview: Vec<PreviewRow>,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Phase {
     #[default]
     Idle,
@@ -53,7 +57,7 @@ pub enum Phase {
 }
 
 /// The training section's view of a run.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct TrainView {
     pub phase: Phase,
     pub status: String,
@@ -68,7 +72,8 @@ pub struct TrainView {
     pub trainable: String,
 }
 
-/// The page's reactive state, shared by the sections (all fields are cheap `Copy` handles).
+/// The page's reactive state, shared by the sections (all fields are cheap `Copy` handles);
+/// every field is mirrored in the engine's worker (`mirror`).
 #[derive(Clone, Copy)]
 pub struct Ui {
     pub gpu_line: RwSignal<String>,
@@ -80,9 +85,13 @@ pub struct Ui {
     pub data: RwSignal<Option<DataInfo>>,
     pub data_errors: RwSignal<Vec<String>>,
     pub settings: RwSignal<Settings>,
+    /// The trainable-parameters line and memory estimate for the settings and model.
+    pub settings_summary: RwSignal<String>,
     pub train: RwSignal<TrainView>,
     pub adapter_ready: RwSignal<bool>,
     pub sample: RwSignal<SampleSettings>,
+    /// A generation is running.
+    pub gen_busy: RwSignal<bool>,
     pub gen_base: RwSignal<String>,
     pub gen_tuned: RwSignal<String>,
     pub gen_status: RwSignal<String>,
@@ -90,10 +99,14 @@ pub struct Ui {
     pub checkpoint: RwSignal<Option<CheckpointMeta>>,
     /// The finished adapter kept in browser storage (this visit's or an earlier one's).
     pub kept: RwSignal<Option<AdapterMeta>>,
+    pub export_status: RwSignal<String>,
+    pub merge_status: RwSignal<String>,
+    pub merge_progress: RwSignal<Option<f64>>,
+    pub merging: RwSignal<bool>,
 }
 
 impl Ui {
-    fn new() -> Self {
+    pub fn new() -> Self {
         Self {
             gpu_line: RwSignal::new("Opening WebGPU…".into()),
             webgpu: RwSignal::new(None),
@@ -104,14 +117,22 @@ impl Ui {
             data: RwSignal::new(None),
             data_errors: RwSignal::new(Vec::new()),
             settings: RwSignal::new(Settings::default()),
+            settings_summary: RwSignal::new(
+                "Load a model to see the trainable parameters and the memory estimate.".into(),
+            ),
             train: RwSignal::new(TrainView::default()),
             adapter_ready: RwSignal::new(false),
             sample: RwSignal::new(SampleSettings::default()),
+            gen_busy: RwSignal::new(false),
             gen_base: RwSignal::new(String::new()),
             gen_tuned: RwSignal::new(String::new()),
             gen_status: RwSignal::new(String::new()),
             checkpoint: RwSignal::new(None),
             kept: RwSignal::new(None),
+            export_status: RwSignal::new(String::new()),
+            merge_status: RwSignal::new(String::new()),
+            merge_progress: RwSignal::new(None),
+            merging: RwSignal::new(false),
         }
     }
 }
@@ -120,37 +141,7 @@ impl Ui {
 pub fn App() -> impl IntoView {
     let ui = Ui::new();
     if browser::has_webgpu() {
-        leptos::task::spawn_local(async move {
-            match super::engine::gpu().await {
-                Ok(gpu) => {
-                    let i = &gpu.adapter_info;
-                    let l = &gpu.limits;
-                    // Browsers may hide the adapter's name (wgpu's web backend reports none).
-                    let name = if i.name.is_empty() {
-                        "WebGPU adapter"
-                    } else {
-                        &i.name
-                    };
-                    ui.gpu_line.set(format!(
-                        "{name} ({:?}, {:?}) · max buffer {} MiB · max binding {} MiB · shader-f16 {}",
-                        i.backend,
-                        i.device_type,
-                        l.max_buffer_size >> 20,
-                        l.max_storage_buffer_binding_size >> 20,
-                        if gpu.features.contains(wgpu::Features::SHADER_F16) {
-                            "yes"
-                        } else {
-                            "no"
-                        },
-                    ));
-                    ui.webgpu.set(Some(Ok(())));
-                }
-                Err(e) => {
-                    ui.gpu_line.set(format!("No WebGPU adapter: {e}"));
-                    ui.webgpu.set(Some(Err(e)));
-                }
-            }
-        });
+        start_engine(ui);
     } else {
         let msg = "This browser has no WebGPU (navigator.gpu is missing). Use a recent Chrome, \
                    Edge or Safari, or Firefox with WebGPU enabled; wgtune trains on your GPU \
@@ -158,16 +149,6 @@ pub fn App() -> impl IntoView {
         ui.gpu_line.set(msg.into());
         ui.webgpu.set(Some(Err(msg.into())));
     }
-    // What an earlier visit left: a finished adapter, an interrupted run's checkpoint.
-    leptos::task::spawn_local(async move {
-        if let Some(a) = super::store::kept_adapter().await {
-            super::engine::set_adapter_files(a.weights, a.config);
-            ui.kept.set(Some(a.meta));
-            ui.adapter_ready.set(true);
-        }
-        ui.checkpoint
-            .set(super::store::kept_checkpoint_meta().await);
-    });
     view! {
         <header>
             <h1>"wgtune"</h1>
@@ -186,5 +167,30 @@ pub fn App() -> impl IntoView {
             {try_panel::view(ui)}
             {export_panel::view(ui)}
         </main>
+    }
+}
+
+/// Start the engine's worker and mirror the page state with it. It opens the GPU (its
+/// adapter line, or why not, arrives as `gpu_line` / `webgpu`) and restores what an earlier
+/// visit kept.
+fn start_engine(ui: Ui) {
+    let on_message = move |m| match m {
+        port::Message::Field { name, json } => mirror::apply(ui, &name, &json),
+        port::Message::Download { name, blob } => {
+            if let Err(e) = browser::offer_download(&name, &blob) {
+                browser::console_error(&e);
+            }
+        }
+        port::Message::Log(text) => browser::console_error(&format!("engine: {text}")),
+        port::Message::Ready | port::Message::Command { .. } => {}
+    };
+    let on_error = move |e: String| {
+        browser::console_error(&e);
+        ui.gpu_line.set(e.clone());
+        ui.webgpu.set(Some(Err(e)));
+    };
+    match port::spawn(on_message, on_error) {
+        Ok(()) => mirror::connect(ui),
+        Err(e) => on_error(e),
     }
 }

@@ -1,5 +1,7 @@
-//! Browser plumbing the page needs: reading picked files, fetching with progress through the
-//! Cache API (so a model downloads once), saving bytes as a download, time and yielding.
+//! Browser plumbing: reading picked files, fetching with progress through the Cache API (so a
+//! model downloads once), making and offering downloads, time and yielding. Everything but
+//! the page-only helpers (`query_param`, `offer_download`) works in the page and in the
+//! engine's worker alike: both scopes have fetch, the Cache API, timers and performance.
 
 use js_sys::{Array, Reflect, Uint8Array};
 use wasm_bindgen::{JsCast, JsValue};
@@ -21,8 +23,41 @@ fn js_err(what: &str, e: JsValue) -> String {
     format!("{what}: {detail}")
 }
 
+/// The global scope this code runs in: the page's window or the engine's dedicated worker.
+enum Scope {
+    Window(web_sys::Window),
+    Worker(web_sys::WorkerGlobalScope),
+}
+
+fn scope() -> Scope {
+    let global = js_sys::global();
+    match global.dyn_into::<web_sys::Window>() {
+        Ok(w) => Scope::Window(w),
+        Err(g) => Scope::Worker(g.unchecked_into()),
+    }
+}
+
+/// Whether this code runs in a worker rather than the page.
+pub fn in_worker() -> bool {
+    matches!(scope(), Scope::Worker(_))
+}
+
 fn window() -> web_sys::Window {
     web_sys::window().expect("the page runs in a window")
+}
+
+fn caches() -> Result<web_sys::CacheStorage, JsValue> {
+    match scope() {
+        Scope::Window(w) => w.caches(),
+        Scope::Worker(w) => w.caches(),
+    }
+}
+
+fn fetch(url: &str) -> js_sys::Promise {
+    match scope() {
+        Scope::Window(w) => w.fetch_with_str(url),
+        Scope::Worker(w) => w.fetch_with_str(url),
+    }
 }
 
 /// The page's query parameter `key` (`?hub=...`), decoded.
@@ -37,23 +72,36 @@ pub fn query_param(key: &str) -> Option<String> {
     })
 }
 
-/// Whether the browser exposes WebGPU at all (`navigator.gpu`).
+/// Whether this scope exposes WebGPU at all (`navigator.gpu`).
 pub fn has_webgpu() -> bool {
-    Reflect::get(&window().navigator(), &"gpu".into()).is_ok_and(|g| !g.is_undefined())
+    Reflect::get(&js_sys::global(), &"navigator".into())
+        .and_then(|n| Reflect::get(&n, &"gpu".into()))
+        .is_ok_and(|g| !g.is_undefined())
 }
 
-/// Milliseconds since the page loaded, for tokens/s and ETA.
+/// Milliseconds since this scope started, for tokens/s and ETA.
 pub fn now_ms() -> f64 {
-    window()
-        .performance()
+    let performance = match scope() {
+        Scope::Window(w) => w.performance(),
+        Scope::Worker(w) => w.performance(),
+    };
+    performance
         .map(|p| p.now())
         .unwrap_or_else(js_sys::Date::now)
 }
 
-/// Let the browser run its event loop (render, handle clicks) before continuing.
+/// Let the event loop run (render and handle clicks in the page; take the page's messages
+/// in the worker) before continuing.
 pub async fn yield_now(ms: i32) {
     let promise = js_sys::Promise::new(&mut |resolve, _| {
-        let _ = window().set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms);
+        let _ = match scope() {
+            Scope::Window(w) => {
+                w.set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms)
+            }
+            Scope::Worker(w) => {
+                w.set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms)
+            }
+        };
     });
     let _ = JsFuture::from(promise).await;
 }
@@ -74,7 +122,7 @@ pub fn files_of(list: Option<web_sys::FileList>) -> Vec<web_sys::File> {
 
 async fn open_cache() -> Option<Cache> {
     // The Cache API exists only in secure contexts (https, localhost); without it, download.
-    let caches = window().caches().ok()?;
+    let caches = caches().ok()?;
     JsFuture::from(caches.open(MODEL_CACHE))
         .await
         .ok()?
@@ -201,7 +249,7 @@ pub async fn open_cached(url: &str) -> Result<Option<Download>, String> {
             }));
         }
     }
-    let resp: Response = JsFuture::from(window().fetch_with_str(url))
+    let resp: Response = JsFuture::from(fetch(url))
         .await
         .map_err(|e| {
             js_err(
@@ -260,8 +308,8 @@ pub async fn fetch_cached(url: &str, progress: Progress<'_>) -> Result<Option<Ve
     Ok(Some(out))
 }
 
-/// Bytes of wasm linear memory the page holds (it grows and never shrinks: the high-water
-/// mark of the host side).
+/// Bytes of wasm linear memory this scope's instance holds (it grows and never shrinks: the
+/// high-water mark of the host side).
 pub fn wasm_memory_bytes() -> f64 {
     let memory: js_sys::WebAssembly::Memory = wasm_bindgen::memory().unchecked_into();
     memory
@@ -270,22 +318,26 @@ pub fn wasm_memory_bytes() -> f64 {
         .byte_length() as f64
 }
 
-/// Offer `bytes` to the user as a file download named `name`.
-pub fn download(name: &str, bytes: &[u8], mime: &str) -> Result<(), String> {
+/// `bytes` as a Blob (outside wasm memory), to be offered as a download.
+pub fn blob_of(bytes: &[u8], mime: &str) -> Result<Blob, String> {
     let parts = Array::new();
     parts.push(&Uint8Array::from(bytes));
-    download_parts(name, &parts, mime)
+    blob_of_parts(&parts, mime)
 }
 
-/// Offer the concatenation of `parts` (JS `Uint8Array`s, which live outside wasm memory) as
-/// a file download named `name`: the Blob is assembled by the browser, so a file larger
-/// than wasm memory (a merged gpt2-xl) can be offered.
-pub fn download_parts(name: &str, parts: &Array, mime: &str) -> Result<(), String> {
+/// The concatenation of `parts` (JS `Uint8Array`s, which live outside wasm memory) as a
+/// Blob assembled by the browser, so that a file larger than wasm memory (a merged gpt2-xl)
+/// can be offered.
+pub fn blob_of_parts(parts: &Array, mime: &str) -> Result<Blob, String> {
     let opts = BlobPropertyBag::new();
     opts.set_type(mime);
-    let blob =
-        Blob::new_with_u8_array_sequence_and_options(parts, &opts).map_err(|e| js_err(name, e))?;
-    let url = Url::create_object_url_with_blob(&blob).map_err(|e| js_err(name, e))?;
+    Blob::new_with_u8_array_sequence_and_options(parts, &opts)
+        .map_err(|e| js_err("cannot make the download", e))
+}
+
+/// Offer `blob` to the user as a file download named `name` (page only: it clicks a link).
+pub fn offer_download(name: &str, blob: &Blob) -> Result<(), String> {
+    let url = Url::create_object_url_with_blob(blob).map_err(|e| js_err(name, e))?;
     let doc = window().document().expect("a document");
     let a: web_sys::HtmlAnchorElement = doc
         .create_element("a")
@@ -299,18 +351,21 @@ pub fn download_parts(name: &str, parts: &Array, mime: &str) -> Result<(), Strin
     Ok(())
 }
 
-/// Log to the browser console (errors the page also shows, for whoever debugs it).
+/// Log to the page's browser console (errors the page also shows, for whoever debugs it);
+/// from the worker, through the page.
 pub fn console_error(msg: &str) {
-    web_sys::console::error_1(&msg.into());
+    if in_worker() {
+        super::port::post(super::port::Message::Log(msg.to_string()));
+    } else {
+        web_sys::console::error_1(&msg.into());
+    }
 }
 
 /// The Cache API bucket of what the page keeps between visits (adapter, checkpoint).
 const KEEP_CACHE: &str = "wgtune-kept-v1";
 
 async fn open_keep() -> Result<Cache, String> {
-    let caches = window()
-        .caches()
-        .map_err(|e| js_err("browser storage (Cache API) is unavailable", e))?;
+    let caches = caches().map_err(|e| js_err("browser storage (Cache API) is unavailable", e))?;
     JsFuture::from(caches.open(KEEP_CACHE))
         .await
         .map_err(|e| js_err("cannot open browser storage", e))?

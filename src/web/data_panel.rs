@@ -1,39 +1,19 @@
 //! Section 2, Data: a JSONL file chosen or dropped; its detected format, a preview of the
 //! first lines as the model sees them (prompt part vs trained part), token counts, and
-//! line-numbered errors.
+//! line-numbered errors. The engine worker parses the file and computes the preview
+//! (`preview`).
 
 use leptos::prelude::*;
-use wgtune::data::Format;
-use wgtune::train::prepare::{PrepareConfig, prepare};
 
-use super::app::{DataInfo, PreviewRow, Ui};
+use super::app::{DataInfo, Ui};
 use super::browser;
-use super::engine;
-
-const PREVIEW_ROWS: usize = 5;
+use super::port::{self, Command};
 
 pub fn view(ui: Ui) -> impl IntoView {
     let format = RwSignal::new("auto".to_string());
     let take = move |file: web_sys::File| {
-        leptos::task::spawn_local(async move {
-            ui.data_errors.set(Vec::new());
-            let name = file.name();
-            let fmt = match format.get_untracked().as_str() {
-                "auto" => None,
-                f => f.parse::<Format>().ok(),
-            };
-            let result = match browser::read_file(&file).await {
-                Ok(bytes) => engine::install_data(&name, &bytes, fmt),
-                Err(e) => Err(vec![e]),
-            };
-            match result {
-                Ok(_) => refresh(ui),
-                Err(errors) => {
-                    ui.data.set(None);
-                    ui.data_errors.set(errors);
-                }
-            }
-        });
+        let format = Some(format.get_untracked()).filter(|f| f != "auto");
+        port::send(Command::Data { format }, vec![file]);
     };
     let on_pick = move |ev: leptos::ev::Event| {
         let input: web_sys::HtmlInputElement = event_target(&ev);
@@ -135,60 +115,4 @@ fn summary(d: &DataInfo) -> impl IntoView + use<> {
             <tbody>{rows}</tbody>
         </table>
     }
-}
-
-/// Recompute what the Data section shows from the parsed file, the model's tokenizer (when
-/// one is loaded) and the sequence-length settings.
-pub fn refresh(ui: Ui) {
-    let Some(data) = engine::data() else { return };
-    let model = engine::model();
-    let s = ui.settings.get_untracked();
-    let ds = &data.dataset;
-    let mut info = DataInfo {
-        name: data.name.clone(),
-        format: ds.format.name().to_string(),
-        lines: ds.rows.len(),
-        tokens: None,
-        preview: ds
-            .rows
-            .iter()
-            .take(PREVIEW_ROWS)
-            .map(|(line, segs)| PreviewRow {
-                line: *line,
-                parts: segs
-                    .iter()
-                    .map(|(t, trained)| (t.clone(), *trained || s.train_on_prompt))
-                    .collect(),
-                tokens: None,
-            })
-            .collect(),
-    };
-    if let Some(m) = model {
-        let cfg = PrepareConfig {
-            seq_len: s.seq_len_for(m.model.config.n_positions),
-            train_on_prompt: s.train_on_prompt,
-            packing: false,
-            eos: m.tokenizer.eos_id().unwrap_or(m.model.config.eos()),
-        };
-        match prepare(ds, &m.tokenizer, &cfg) {
-            Ok(p) => {
-                let tokens = p.examples.iter().map(|e| e.ids.len()).sum();
-                let trained = p
-                    .examples
-                    .iter()
-                    .map(|e| e.labels.iter().skip(1).filter(|&&l| l >= 0).count())
-                    .sum();
-                for row in &mut info.preview {
-                    row.tokens = p
-                        .examples
-                        .iter()
-                        .find(|e| e.line == row.line)
-                        .map(|e| e.ids.len());
-                }
-                info.tokens = Some((tokens, trained, p.examples.len(), p.skipped));
-            }
-            Err(e) => ui.data_errors.set(vec![e.to_string()]),
-        }
-    }
-    ui.data.set(Some(info));
 }

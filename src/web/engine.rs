@@ -1,7 +1,7 @@
-//! What the page holds besides its UI: the GPU, the loaded model and tokenizer, the parsed
-//! dataset and the trained adapter. These are not `Send` (GPU handles), so they live in a
-//! thread-local of the page's one thread rather than in reactive signals, which carry only
-//! plain values for display.
+//! What the engine worker holds besides its mirror of the page state: the GPU, the loaded
+//! model and tokenizer, the parsed dataset and the trained adapter. These are not `Send`
+//! (GPU handles), so they live in a thread-local of the worker's one thread rather than in
+//! reactive signals, which carry only plain values for display.
 
 use std::cell::{Cell, RefCell};
 use std::path::Path;
@@ -15,6 +15,7 @@ use wgtune::model::{Gpt2, Gpt2Config, Quant, check_tokenizer};
 use wgtune::tokenizer::Tokenizer;
 
 use super::browser::{self, Chunks};
+use super::port::Control;
 
 /// A model ready to train or generate with.
 pub struct LoadedModel {
@@ -67,14 +68,6 @@ struct State {
     /// The PEFT files of the last finished adapter (this session's, or kept from an earlier
     /// visit): what Export downloads.
     adapter_files: Option<Rc<(Vec<u8>, Vec<u8>)>>,
-}
-
-/// What the user asked the running training loop to do.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Control {
-    Run,
-    Pause,
-    Stop,
 }
 
 thread_local! {

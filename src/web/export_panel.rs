@@ -8,42 +8,15 @@ use leptos::prelude::*;
 use wgtune::adapter::{CONFIG_FILE, WEIGHTS_FILE};
 
 use super::app::Ui;
-use super::browser;
-use super::engine;
-use super::merged;
-
-/// Which of the adapter's files to download.
-#[derive(Clone, Copy)]
-enum Which {
-    Both,
-    Weights,
-    Config,
-}
-
-fn save(which: Which) -> Result<(), String> {
-    let files = engine::adapter_files().ok_or("train an adapter first (section 4)")?;
-    if matches!(which, Which::Both | Which::Weights) {
-        browser::download(WEIGHTS_FILE, &files.0, "application/octet-stream")?;
-    }
-    if matches!(which, Which::Both | Which::Config) {
-        browser::download(CONFIG_FILE, &files.1, "application/json")?;
-    }
-    Ok(())
-}
+use super::port::{self, AdapterFiles, Command};
 
 pub fn view(ui: Ui) -> impl IntoView {
-    let status = RwSignal::new(String::new());
-    let click = move |which: Which| {
-        move |_| {
-            match save(which) {
-            Ok(()) => status.set("saved: put both files in one folder and load it with PeftModel.from_pretrained(model, folder) or wgtune eval --adapter folder".into()),
-            Err(e) => status.set(format!("error: {e}")),
-        }
-        }
-    };
-    let merge_status = RwSignal::new(String::new());
-    let merge_progress = RwSignal::new(None::<f64>);
-    let merging = RwSignal::new(false);
+    let status = ui.export_status;
+    let click =
+        move |which: AdapterFiles| move |_| port::send(Command::SaveAdapter(which), Vec::new());
+    let merge_status = ui.merge_status;
+    let merge_progress = ui.merge_progress;
+    let merging = ui.merging;
     // The adapter belongs to the loaded model (trained on it, or kept and adopted for it).
     let merge_ready = move || {
         ui.adapter_ready.get()
@@ -52,52 +25,22 @@ pub fn view(ui: Ui) -> impl IntoView {
             && matches!((ui.kept.get(), ui.model.get()), (Some(k), Some(m)) if k.model == m.name)
     };
     let merge = move |_| {
-        if merging.get_untracked() {
-            return;
+        if !merging.get_untracked() {
+            port::send(Command::Merge, Vec::new());
         }
-        merging.set(true);
-        merge_progress.set(Some(0.0));
-        merge_status.set("Merging: reading model.safetensors again…".into());
-        leptos::task::spawn_local(async move {
-            let progress = |p: merged::MergeProgress| {
-                if let Some(t) = p.total.filter(|&t| t > 0) {
-                    merge_progress.set(Some(p.written as f64 / t as f64));
-                }
-                merge_status.set(format!(
-                    "Merging: {:.1} MiB read, {:.1}{} MiB of the merged model.safetensors made",
-                    mib(p.read),
-                    mib(p.written),
-                    p.total
-                        .map(|t| format!(" of {:.1}", mib(t)))
-                        .unwrap_or_default()
-                ));
-            };
-            match merged::download(progress).await {
-                Ok(size) => merge_status.set(format!(
-                    "saved model.safetensors ({:.1} MiB, F32): put it in one folder with the base model's config.json and tokenizer files (tokenizer.json, or vocab.json + merges.txt), then load it with GPT2LMHeadModel.from_pretrained(folder) or wgtune eval --model folder",
-                    mib(size)
-                )),
-                Err(e) => {
-                    browser::console_error(&e);
-                    merge_status.set(format!("error: {e}"));
-                }
-            }
-            merge_progress.set(None);
-            merging.set(false);
-        });
     };
     view! {
         <section id="export">
             <h2>"6 · Export"</h2>
             <p>"A PEFT LoRA adapter: " <code>{WEIGHTS_FILE}</code> " and " <code>{CONFIG_FILE}</code> "."</p>
             <div class="row">
-                <button data-testid="download-adapter" on:click=click(Which::Both) disabled=move || !ui.adapter_ready.get()>
+                <button data-testid="download-adapter" on:click=click(AdapterFiles::Both) disabled=move || !ui.adapter_ready.get()>
                     "Download the adapter"
                 </button>
-                <button data-testid="download-adapter-weights" on:click=click(Which::Weights) disabled=move || !ui.adapter_ready.get()>
+                <button data-testid="download-adapter-weights" on:click=click(AdapterFiles::Weights) disabled=move || !ui.adapter_ready.get()>
                     {WEIGHTS_FILE}
                 </button>
-                <button data-testid="download-adapter-config" on:click=click(Which::Config) disabled=move || !ui.adapter_ready.get()>
+                <button data-testid="download-adapter-config" on:click=click(AdapterFiles::Config) disabled=move || !ui.adapter_ready.get()>
                     {CONFIG_FILE}
                 </button>
             </div>
@@ -132,8 +75,4 @@ pub fn view(ui: Ui) -> impl IntoView {
             <p class="status" data-testid="merged-status">{move || merge_status.get()}</p>
         </section>
     }
-}
-
-fn mib(b: u64) -> f64 {
-    b as f64 / (1 << 20) as f64
 }

@@ -1,7 +1,8 @@
 //! "Download merged model": the base model.safetensors streamed again from where it came
 //! (the Cache API / URL, or the picked file), through `merge::MergeStream`, into a Blob.
 //! The output chunks are copied into JS `Uint8Array`s as they come, so wasm memory holds
-//! about one tensor at a time however large the model; the Blob is the browser's.
+//! about one tensor at a time however large the model; the Blob is the browser's, handed to
+//! the page to offer.
 
 use std::path::Path;
 
@@ -10,6 +11,7 @@ use wgtune::merge::MergeStream;
 
 use super::browser;
 use super::engine;
+use super::port;
 
 /// How far the merge got: input bytes read, output bytes made, the output's size once known.
 #[derive(Clone, Copy, Debug)]
@@ -58,6 +60,10 @@ pub async fn download(mut progress: impl FnMut(MergeProgress)) -> Result<u64, St
     let size = merge.emitted();
     merge.finish().map_err(|e| e.to_string())?;
     input.stored().await;
-    browser::download_parts("model.safetensors", &parts, "application/octet-stream")?;
+    let blob = browser::blob_of_parts(&parts, "application/octet-stream")?;
+    port::post(port::Message::Download {
+        name: "model.safetensors".into(),
+        blob,
+    });
     Ok(size)
 }

@@ -3,9 +3,14 @@
 //! downloads a PEFT adapter. Layering: this module drives the core library (`wgtune::*`); the
 //! core never depends on it.
 //!
-//! `app` holds the page's reactive state (`Ui`) and layout; one file per section
-//! (`model_panel` … `export_panel`); `run` is the training loop; `engine` keeps the GPU-side
-//! objects; `store` what survives a reload (adapter, checkpoint); `browser` wraps the web APIs; `chart` draws the loss curves.
+//! Two threads run this module. The page (`app`, one file per section `model_panel` …
+//! `export_panel`, `chart`) renders the reactive state (`Ui`) and handles input; the engine,
+//! in a dedicated worker (`worker`), does all GPU and heavy CPU work so the page never
+//! stalls: `tasks` runs the page's commands, `load` loads models, `preview` the data
+//! preview and settings summary, `run` the training loop, `merged` the merged download;
+//! `engine` keeps the GPU-side objects, `store` what survives a reload. `port` carries the
+//! messages between them and `mirror` keeps both copies of `Ui` equal; `browser` wraps the
+//! web APIs for either scope.
 
 mod app;
 mod browser;
@@ -13,18 +18,28 @@ mod chart;
 mod data_panel;
 mod engine;
 mod export_panel;
+mod load;
 mod merged;
+mod mirror;
 mod model_panel;
+mod port;
+mod preview;
 mod run;
 mod settings;
 mod settings_panel;
 mod store;
+mod tasks;
 mod train_panel;
 mod try_panel;
+mod worker;
 
-/// Mount the page. Panics are printed to the browser console (and shown in the training
-/// status when they happen there) instead of an opaque "unreachable".
+/// Mount the page, or, in the engine's worker (the same module, loaded by `worker.js`), run
+/// the engine. Panics are printed to the page's console instead of an opaque "unreachable".
 pub fn start() {
     std::panic::set_hook(Box::new(|info| browser::console_error(&info.to_string())));
-    leptos::mount::mount_to_body(app::App);
+    if browser::in_worker() {
+        worker::start();
+    } else {
+        leptos::mount::mount_to_body(app::App);
+    }
 }

@@ -19,7 +19,8 @@ use wgtune::train::{Batch, LoraTrainer, OptimConfig};
 
 use super::app::{Phase, Ui};
 use super::browser::{self, now_ms, yield_now};
-use super::engine::{self, Control, TrainedAdapter};
+use super::engine::{self, TrainedAdapter};
+use super::port::Control;
 use super::store;
 
 /// Sequences per batch when evaluating the whole file (as `wgtune eval`'s default).

@@ -119,7 +119,7 @@ impl Settings {
 }
 
 /// Sampling settings of the Try section.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SampleSettings {
     pub max_new_tokens: usize,
     pub temperature: f32,

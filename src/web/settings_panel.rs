@@ -2,12 +2,8 @@
 //! GPU memory estimate that follow every change.
 
 use leptos::prelude::*;
-use wgtune::lora::{Layout, trainable_line};
-use wgtune::train::memory::estimate;
 
 use super::app::Ui;
-use super::data_panel;
-use super::engine;
 use super::settings::Settings;
 
 /// A labelled input bound to one field of [`Settings`]; unparsable text is refused with a
@@ -33,7 +29,6 @@ fn field(
                         Ok(()) => {
                             error.set(String::new());
                             ui.settings.set(s);
-                            data_panel::refresh(ui);
                         }
                         Err(e) => error.set(e),
                     }
@@ -60,7 +55,6 @@ fn checkbox(
                 on:change=move |ev| {
                     let on = event_target_checked(&ev);
                     ui.settings.update(|s| set(s, on));
-                    data_panel::refresh(ui);
                 }
             />
             <span>{label}</span>
@@ -89,46 +83,6 @@ macro_rules! num_field {
 }
 
 pub fn view(ui: Ui) -> impl IntoView {
-    let summary = move || {
-        let s = ui.settings.get();
-        let Some(info) = ui.model.get() else {
-            return "Load a model to see the trainable parameters and the memory estimate."
-                .to_string();
-        };
-        let Some(m) = engine::model() else {
-            return String::new();
-        };
-        let problems = s.problems(info.n_layer);
-        if !problems.is_empty() {
-            return format!("error: {}", problems.join("; "));
-        }
-        let layout = Layout::new(&m.model.config, &s.lora());
-        let t = s.seq_len_for(info.n_positions);
-        let Some(gpu) = engine::gpu_now() else {
-            return String::new();
-        };
-        let est = estimate(
-            &gpu,
-            &m.model,
-            &layout,
-            s.rank,
-            s.batch_size,
-            t,
-            s.grad_checkpoint,
-        );
-        format!(
-            "{} · batches of {} × {} tokens{} · {}",
-            trainable_line(layout.trainable, info.params),
-            s.batch_size,
-            t,
-            if s.grad_checkpoint {
-                " with gradient checkpointing"
-            } else {
-                ""
-            },
-            est.line()
-        )
-    };
     view! {
         <section id="settings">
             <h2>"3 · Settings"</h2>
@@ -173,7 +127,7 @@ pub fn view(ui: Ui) -> impl IntoView {
                 {checkbox(ui, "gradient checkpointing", "setting-grad-checkpoint", |s| s.grad_checkpoint, |s, v| s.grad_checkpoint = v)}
                 {checkbox(ui, "train on prompt tokens too", "setting-train-on-prompt", |s| s.train_on_prompt, |s, v| s.train_on_prompt = v)}
             </div>
-            <p data-testid="settings-summary" class="status">{summary}</p>
+            <p data-testid="settings-summary" class="status">{move || ui.settings_summary.get()}</p>
         </section>
     }
 }

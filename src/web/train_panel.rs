@@ -1,60 +1,30 @@
 //! Section 4, Train: start / pause / stop, progress, tokens/s, ETA, the loss chart, and the
-//! adapter, backend and limits in use.
+//! adapter, backend and limits in use. The run itself is the engine worker's (`run`).
 
 use leptos::prelude::*;
 
 use super::app::{Phase, Ui};
-use super::engine::{self, Control};
-use super::{browser, chart, run, store};
+use super::chart;
+use super::port::{self, Command, Control};
 
 pub fn view(ui: Ui) -> impl IntoView {
     let running = move || matches!(ui.train.with(|v| v.phase), Phase::Running | Phase::Paused);
     let launch = move |resume: bool| {
-        if running() {
-            return;
+        if !running() {
+            port::send(Command::Train { resume }, Vec::new());
         }
-        engine::set_control(Control::Run);
-        ui.train.set(super::app::TrainView {
-            phase: Phase::Running,
-            status: "preparing the data…".into(),
-            ..Default::default()
-        });
-        leptos::task::spawn_local(async move {
-            if let Err(e) = run::train(ui, resume).await {
-                browser::console_error(&e);
-                let kept = ui
-                    .checkpoint
-                    .get_untracked()
-                    .map(|c| {
-                        format!(
-                            " · the checkpoint of step {} is kept: press Resume to go on from it",
-                            c.state.step
-                        )
-                    })
-                    .unwrap_or_default();
-                ui.train.update(|v| {
-                    v.phase = Phase::Failed;
-                    v.status = format!("error: {e}{kept}");
-                });
-            }
-        });
     };
     let start = move |_| launch(false);
     let resume = move |_| launch(true);
-    let discard = move |_| {
-        leptos::task::spawn_local(async move {
-            store::forget_checkpoint().await;
-            ui.checkpoint.set(None);
-        });
-    };
+    let discard = move |_| port::send(Command::DiscardCheckpoint, Vec::new());
     let pause = move |_| {
-        let next = match engine::control() {
-            Control::Pause => Control::Run,
+        let next = match ui.train.with_untracked(|v| v.phase) {
+            Phase::Paused => Control::Run,
             _ => Control::Pause,
         };
-        engine::set_control(next);
+        port::send(Command::Control(next), Vec::new());
     };
-    let stop = move |_| engine::set_control(Control::Stop);
+    let stop = move |_| port::send(Command::Control(Control::Stop), Vec::new());
     let can_start =
         move || ui.model.with(|m| m.is_some()) && ui.data.with(|d| d.is_some()) && !running();
     view! {

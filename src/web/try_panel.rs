@@ -1,14 +1,10 @@
 //! Section 5, Try: one prompt, the base model's and the tuned model's continuations side by
-//! side, streamed as they are generated.
+//! side, streamed as they are generated (by the engine worker: `tasks::generate`).
 
 use leptos::prelude::*;
-use wgtune::model::forward::GpuAdapter;
-use wgtune::model::generate::{GenerateConfig, generate};
-use wgtune::sample::Sampling;
 
 use super::app::Ui;
-use super::browser::{self, yield_now};
-use super::engine;
+use super::port::{self, Command};
 use super::settings::SampleSettings;
 
 fn sample_field(
@@ -40,19 +36,12 @@ fn sample_field(
 
 pub fn view(ui: Ui) -> impl IntoView {
     let prompt = RwSignal::new("Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n### Instruction:\nName three primary colors.\n\n### Response:\n".to_string());
-    let busy = RwSignal::new(false);
+    let busy = ui.gen_busy;
     let run = move |_| {
-        if busy.get_untracked() {
-            return;
+        if !busy.get_untracked() {
+            let prompt = prompt.get_untracked();
+            port::send(Command::Generate { prompt }, Vec::new());
         }
-        busy.set(true);
-        leptos::task::spawn_local(async move {
-            if let Err(e) = generate_both(ui, &prompt.get_untracked()).await {
-                browser::console_error(&e);
-                ui.gen_status.set(format!("error: {e}"));
-            }
-            busy.set(false);
-        });
     };
     view! {
         <section id="try">
@@ -90,49 +79,4 @@ pub fn view(ui: Ui) -> impl IntoView {
             </div>
         </section>
     }
-}
-
-async fn generate_both(ui: Ui, prompt: &str) -> Result<(), String> {
-    let gpu = engine::gpu().await?;
-    let m = engine::model().ok_or("load a model first (section 1)")?;
-    let s = ui.sample.get_untracked();
-    let cfg = GenerateConfig {
-        max_new_tokens: s.max_new_tokens,
-        sampling: Sampling {
-            temperature: s.temperature,
-            top_k: s.top_k,
-            top_p: s.top_p,
-        },
-        seed: s.seed,
-    };
-    ui.gen_base.set(String::new());
-    ui.gen_tuned.set(String::new());
-    ui.gen_status.set("generating with the base model…".into());
-    generate(&gpu, &m.model, &m.tokenizer, None, prompt, &cfg, |piece| {
-        ui.gen_base.update(|t| t.push_str(piece))
-    })
-    .await
-    .map_err(|e| e.to_string())?;
-    yield_now(0).await;
-    let Some(trained) = engine::adapter() else {
-        ui.gen_tuned
-            .set("(no adapter yet: train one in section 4)".into());
-        ui.gen_status.set("done (base only)".into());
-        return Ok(());
-    };
-    ui.gen_status.set("generating with the adapter…".into());
-    let adapter = GpuAdapter::new(&gpu, &m.model.config, trained.lora.clone(), &trained.params);
-    generate(
-        &gpu,
-        &m.model,
-        &m.tokenizer,
-        Some(&adapter.as_ref()),
-        prompt,
-        &cfg,
-        |piece| ui.gen_tuned.update(|t| t.push_str(piece)),
-    )
-    .await
-    .map_err(|e| e.to_string())?;
-    ui.gen_status.set("done".into());
-    Ok(())
 }
