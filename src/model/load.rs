@@ -170,8 +170,14 @@ pub(crate) fn upload_table(gpu: &Gpu, w: &[f32], quant: Quant) -> Weight {
     match quant {
         Quant::F32 => Weight::F32(gpu.upload_f32(w)),
         _ => {
-            let h: Vec<half::f16> = w.iter().map(|&v| half::f16::from_f32(v)).collect();
-            Weight::F16(gpu.upload_bytes(bytemuck::cast_slice(&h)))
+            // Converted straight into the upload's words (two f16 per word): the host holds
+            // the f32 table plus half of it, not a second f16 copy (wte is the largest tensor).
+            let mut words = vec![0u32; w.len().div_ceil(2)];
+            let h = &mut bytemuck::cast_slice_mut::<u32, half::f16>(&mut words)[..w.len()];
+            for (h, &v) in h.iter_mut().zip(w) {
+                *h = half::f16::from_f32(v);
+            }
+            Weight::F16(gpu.upload_u32(&words))
         }
     }
 }

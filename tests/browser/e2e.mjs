@@ -121,6 +121,9 @@ async function main() {
     await gpuReady();
     log(`GPU: ${await byId("gpu-info").textContent()}`);
     if (await byId("gpu-info").evaluate((e) => e.classList.contains("bad"))) fail("the page found no WebGPU adapter");
+    // The engine (GPU, model, training) runs in its dedicated worker, not on the page's thread.
+    const workers = page.workers().map((w) => w.url());
+    if (!workers.some((u) => u.endsWith("/worker.js"))) fail(`no engine worker (workers: ${JSON.stringify(workers)})`);
 
     // Model: local files from the file picker (read in slices and streamed into the GPU like
     // a download), then the picker cleared so that Load takes the URL below.

@@ -1,7 +1,8 @@
 // Measure loading a model folder into the built page (dist/) in headless Chromium: the time
-// from clicking Load to "Loaded", and the page's wasm memory (linear memory byteLength, the
-// host-side high-water mark) before and after, and the page thread's long tasks during the
-// load (how long input could wait). Not a test: it prints figures for the README.
+// from clicking Load to "Loaded", the page's wasm memory (linear memory byteLength, the
+// host-side high-water mark) before and after (the engine worker's own is in the status
+// line: "engine memory"), and the page thread's long tasks during the load (how long input
+// could wait). Not a test: it prints figures for the README.
 //
 // Usage: MODEL_DIR=/tmp/gpt2-large-random [QUANT=nf4] [LOADS=2] [SOURCE=url|files] node tests/browser/measure-load.mjs
 // (env: DIST = built page, CHROMIUM = browser path). The folder is served at /model/ with a
@@ -98,7 +99,7 @@ try {
       await page.waitForTimeout(1000);
     }
     const secs = ((Date.now() - t0) / 1000).toFixed(1);
-    console.log(`load ${n}: ${secs} s; wasm memory ${before} MiB before, ${await mib()} MiB after; model.safetensors requests so far: ${modelRequests}`);
+    console.log(`load ${n}: ${secs} s; page wasm memory ${before} MiB before, ${await mib()} MiB after; model.safetensors requests so far: ${modelRequests}`);
     console.log(`  ${last}`);
     const tasks = await page.evaluate(() => window.__longTasks.slice().sort((a, b) => a - b));
     const q = (f) => (tasks.length ? tasks[Math.min(tasks.length - 1, Math.floor(f * tasks.length))] : 0).toFixed(0);
