@@ -164,11 +164,16 @@ pub(crate) fn upload_weight(
     }
 }
 
+/// Whether the token embedding is kept in f16 (every base format but f32).
+pub(crate) fn f16_table(quant: Quant) -> bool {
+    !matches!(quant, Quant::F32)
+}
+
 /// Upload the token embedding `(V,C)`: f32 with an f32 base, f16 otherwise (as QLoRA keeps
 /// the modules it does not quantize in a 16-bit dtype).
 pub(crate) fn upload_table(gpu: &Gpu, w: &[f32], quant: Quant) -> Weight {
     match quant {
-        Quant::F32 => Weight::F32(gpu.upload_f32(w)),
+        _ if !f16_table(quant) => Weight::F32(gpu.upload_f32(w)),
         _ => {
             // Converted straight into the upload's words (two f16 per word): the host holds
             // the f32 table plus half of it, not a second f16 copy (wte is the largest tensor).
@@ -216,6 +221,17 @@ impl Parts {
             _ => Part::F32(gpu.upload_f32(values)),
         };
         self.got.insert(name.to_string(), part);
+    }
+
+    /// Whether [`upload_table`] keeps the token embedding in f16 for this quantization.
+    pub(crate) fn table_is_f16(&self) -> bool {
+        f16_table(self.quant)
+    }
+
+    /// The token embedding already converted to f16 (two per word).
+    pub(crate) fn insert_f16_table(&mut self, gpu: &Gpu, name: &str, words: &[u32]) {
+        let table = Weight::F16(gpu.upload_u32(words));
+        self.got.insert(name.to_string(), Part::Table(table));
     }
 
     fn take(&mut self, name: &str, path: &Path) -> Result<Part> {

@@ -50,6 +50,60 @@ struct Plan {
     /// that an F32 tensor is converted in place.
     buf: Vec<u32>,
     filled: usize,
+    /// The token embedding, when it is kept in f16: converted as its bytes arrive.
+    table: Option<F16Table>,
+}
+
+/// The f16 token-embedding table, converted from the file's dtype chunk by chunk: `wte` is the
+/// largest tensor, and this way the host never holds it in f32 (half the memory).
+struct F16Table {
+    /// Two f16 per word, as the upload wants them.
+    words: Vec<u32>,
+    /// Elements converted so far.
+    done: usize,
+    /// The start of an element split across chunks.
+    carry: Vec<u8>,
+}
+
+impl F16Table {
+    fn new(elements: usize) -> Self {
+        Self {
+            words: vec![0; elements.div_ceil(2)],
+            done: 0,
+            carry: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, mut bytes: &[u8], slot: &Slot, path: &Path) -> Result<()> {
+        let size = slot.dtype.size();
+        if !self.carry.is_empty() {
+            let more = (size - self.carry.len()).min(bytes.len());
+            self.carry.extend_from_slice(&bytes[..more]);
+            bytes = &bytes[more..];
+            if self.carry.len() < size {
+                return Ok(());
+            }
+            let element = std::mem::take(&mut self.carry);
+            self.convert(&element, slot, path)?;
+        }
+        let whole = bytes.len() / size * size;
+        self.convert(&bytes[..whole], slot, path)?;
+        self.carry.extend_from_slice(&bytes[whole..]);
+        Ok(())
+    }
+
+    fn convert(&mut self, raw: &[u8], slot: &Slot, path: &Path) -> Result<()> {
+        let values = to_f32(raw, slot.dtype, path, &slot.full)?;
+        let table = bytemuck::cast_slice_mut::<u32, half::f16>(&mut self.words);
+        for (h, &v) in table[self.done..self.done + values.len()]
+            .iter_mut()
+            .zip(values.iter())
+        {
+            *h = half::f16::from_f32(v);
+        }
+        self.done += values.len();
+        Ok(())
+    }
 }
 
 /// One header entry. Offsets are u64: on wasm32 `usize` is 32 bits, and the safetensors
@@ -224,7 +278,17 @@ impl<'g> StreamLoader<'g> {
             let take = chunk.len().min((slot.end - self.received) as usize);
             let (bytes, rest) = chunk.split_at(take);
             if let Some(name) = &slot.wanted {
-                if plan.filled == 0 && take == len {
+                if name == "wte.weight" && self.parts.table_is_f16() {
+                    let elements = slot.shape.iter().product();
+                    let table = plan.table.get_or_insert_with(|| F16Table::new(elements));
+                    table.push(bytes, slot, &self.path)?;
+                    plan.filled += take;
+                    if plan.filled == len {
+                        let table = plan.table.take().expect("the table being converted");
+                        self.parts.insert_f16_table(self.gpu, name, &table.words);
+                        plan.filled = 0;
+                    }
+                } else if plan.filled == 0 && take == len {
                     // The whole tensor is inside this chunk: convert it from there.
                     let values = to_f32(bytes, slot.dtype, &self.path, &slot.full)?;
                     self.parts.upload(self.gpu, name, &slot.shape, &values);
@@ -290,6 +354,7 @@ impl<'g> StreamLoader<'g> {
             next: 0,
             buf: Vec::new(),
             filled: 0,
+            table: None,
         })
     }
 

@@ -83,6 +83,14 @@ async function main() {
   });
   const downloads = await mkdtemp(path.join(tmpdir(), "wgtune-e2e-"));
   const context = await browser.newContext({ acceptDownloads: true, viewport: { width: 1100, height: 900 } });
+  // The page thread's long tasks (over 50 ms), logged for training: the engine's worker does
+  // the work, so the page should have next to none (a figure, not an assertion).
+  await context.addInitScript(() => {
+    window.__longTasks = [];
+    new PerformanceObserver((list) => {
+      for (const e of list.getEntries()) window.__longTasks.push(e.duration);
+    }).observe({ type: "longtask", buffered: true });
+  });
   const page = await context.newPage();
   const errors = [];
   page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
@@ -173,6 +181,7 @@ async function main() {
     if (!/trainable params/.test(settings)) fail(`no trainable-parameters line: ${settings}`);
 
     // Train: start, pause mid-run (screenshot), resume, wait for done.
+    await page.evaluate(() => { window.__longTasks.length = 0; });
     await byId("train-start").click();
     await page.waitForFunction(() => Number(document.querySelector('[data-testid="loss-chart"]').getAttribute("data-points")) >= 3, null, { timeout: 300000 });
     await byId("train-pause").click();
@@ -185,7 +194,9 @@ async function main() {
     await byId("train-pause").click();
     await page.waitForFunction(() => /done|error/.test(document.querySelector('[data-testid="train-status"]').textContent), null, { timeout: 600000 });
     const status = await byId("train-status").textContent();
+    const longTasks = await page.evaluate(() => window.__longTasks.slice());
     log(`train: ${status}`);
+    log(`page-thread long tasks while training: ${longTasks.length}${longTasks.length ? `, max ${Math.max(...longTasks).toFixed(0)} ms` : ""}`);
     if (/error/.test(status)) fail(`training failed: ${status}`);
     const points = Number(await byId("loss-chart").getAttribute("data-points"));
     if (points !== STEPS) fail(`the chart has ${points} points, expected ${STEPS}`);
