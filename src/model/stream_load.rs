@@ -75,7 +75,7 @@ impl F16Table {
     }
 
     fn push(&mut self, mut bytes: &[u8], slot: &Slot, path: &Path) -> Result<()> {
-        let size = slot.dtype.size();
+        let size = slot.dtype.bitsize() / 8;
         if !self.carry.is_empty() {
             let more = (size - self.carry.len()).min(bytes.len());
             self.carry.extend_from_slice(&bytes[..more]);
