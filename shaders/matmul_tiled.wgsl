@@ -105,13 +105,10 @@ fn stage_b(t: u32, k0: u32, c0: u32) {
     }
 }
 
-@compute @workgroup_size(16, 16)
-fn matmul_tiled(@builtin(workgroup_id) wid: vec3<u32>,
-                @builtin(local_invocation_id) lid: vec3<u32>,
-                @builtin(local_invocation_index) t: u32) {
-    let r0 = wid.y * TILE;
-    let c0 = wid.x * TILE;
-    var acc: array<vec4<f32>, 4>;   // rows r0 + 4·lid.y + i, columns c0 + 4·lid.x ..+4
+// This invocation's 4×4 block of op(A)·op(B): rows r0 + 4·lid.y + i, columns c0 + 4·lid.x ..+4
+// of the workgroup's tile at (r0, c0). Every invocation must call it (barriers).
+fn tile_product(r0: u32, c0: u32, lid: vec3<u32>, t: u32) -> array<vec4<f32>, 4> {
+    var acc: array<vec4<f32>, 4>;
     for (var k0 = 0u; k0 < p.k; k0 += BK) {
         stage_a(t, r0, k0);
         stage_b(t, k0, c0);
@@ -126,19 +123,51 @@ fn matmul_tiled(@builtin(workgroup_id) wid: vec3<u32>,
         }
         workgroupBarrier();
     }
+    return acc;
+}
 
-    let row0 = r0 + lid.y * 4u;
-    let col0 = c0 + lid.x * 4u;
-    if (row0 >= p.m || col0 >= p.n) { return; }
-    let rows = min(4u, p.m - row0);
-    let cols = min(4u, p.n - col0);
+// C = alpha · acc + beta · C + bias over the block's rows × cols.
+fn store_block(row0: u32, col0: u32, rows: u32, cols: u32, acc: array<vec4<f32>, 4>,
+               alpha: f32) {
     for (var i = 0u; i < rows; i++) {
         for (var j = 0u; j < cols; j++) {
             let idx = (row0 + i) * p.ldc + col0 + j;
-            var v = p.alpha * acc[i][j];
+            var v = alpha * acc[i][j];
             if (p.beta != 0.0) { v += p.beta * c[idx]; }
             if (p.has_bias != 0u) { v += bias[col0 + j]; }
             c[idx] = v;
         }
     }
+}
+
+@compute @workgroup_size(16, 16)
+fn matmul_tiled(@builtin(workgroup_id) wid: vec3<u32>,
+                @builtin(local_invocation_id) lid: vec3<u32>,
+                @builtin(local_invocation_index) t: u32) {
+    let acc = tile_product(wid.y * TILE, wid.x * TILE, lid, t);
+    let row0 = wid.y * TILE + lid.y * 4u;
+    let col0 = wid.x * TILE + lid.x * 4u;
+    if (row0 >= p.m || col0 >= p.n) { return; }
+    store_block(row0, col0, min(4u, p.m - row0), min(4u, p.n - col0), acc, p.alpha);
+}
+
+// matmul_tiled plus lr_scale · U·Lᵀ (matmul_common.wgsl) in the epilogue, read straight from
+// storage: r is small next to K (LoRA ranks 1..64 typically), so staging U and L through
+// workgroup memory would cost two barriers per 16 steps of r for little reuse.
+@compute @workgroup_size(16, 16)
+fn matmul_tiled_low_rank(@builtin(workgroup_id) wid: vec3<u32>,
+                         @builtin(local_invocation_id) lid: vec3<u32>,
+                         @builtin(local_invocation_index) t: u32) {
+    var acc = tile_product(wid.y * TILE, wid.x * TILE, lid, t);
+    let row0 = wid.y * TILE + lid.y * 4u;
+    let col0 = wid.x * TILE + lid.x * 4u;
+    if (row0 >= p.m || col0 >= p.n) { return; }
+    let rows = min(4u, p.m - row0);
+    let cols = min(4u, p.n - col0);
+    for (var i = 0u; i < 4u; i++) { acc[i] *= p.alpha; }
+    for (var j = 0u; j < p.rank; j++) {
+        let l = low_rank_l4(col0, cols, j);
+        for (var i = 0u; i < rows; i++) { acc[i] += low_rank_u(row0 + i, j) * l; }
+    }
+    store_block(row0, col0, rows, cols, acc, 1.0);
 }

@@ -20,7 +20,7 @@ const U16: f32 = 1.0 / 2048.0;
 /// roundings per K step of 4 (4 A and 4 B conversions, 4 products, 3 sums), each of a value
 /// at most max(1, |B|) = 1 here, times the scale s ≤ max|A|: 4·K·2⁻²⁵·max|A|.
 /// A worst-case bound: on lavapipe the largest error of these cases is 10% of it.
-fn tolerance_f16(abs_sum: &[f32], k: usize, a_max: f32) -> Vec<f32> {
+pub(crate) fn tolerance_f16(abs_sum: &[f32], k: usize, a_max: f32) -> Vec<f32> {
     tolerance(abs_sum, k)
         .iter()
         .zip(abs_sum)
@@ -29,7 +29,7 @@ fn tolerance_f16(abs_sum: &[f32], k: usize, a_max: f32) -> Vec<f32> {
 }
 
 /// `w` (row-major storage of B) as an f16 or NF4 weight, and the values the GPU sees.
-fn weight(gpu: &Gpu, format: &str, w: &[f32]) -> (Weight, Vec<f32>) {
+pub(crate) fn weight(gpu: &Gpu, format: &str, w: &[f32]) -> (Weight, Vec<f32>) {
     if format == "f16" {
         let h: Vec<half::f16> = w.iter().map(|&v| half::f16::from_f32(v)).collect();
         let back = h.iter().map(|v| v.to_f32()).collect();
