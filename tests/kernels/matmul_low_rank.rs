@@ -120,7 +120,7 @@ async fn check_low_rank_epilogue(gpu: &Gpu) {
                         let lr_tol = tolerance(&abs_lr, r);
                         let (mut want, mut tol) = (c0.clone(), vec![0.0; m * ldc]);
                         for i in 0..m {
-                            for j in 0..n {
+                            for (j, bias_j) in bias.iter().enumerate() {
                                 let (o, e) = (i * ldc + j, i * n + j);
                                 want[o] = block[e];
                                 // Each part's accumulation bound, plus the roundings of the
@@ -128,7 +128,7 @@ async fn check_low_rank_epilogue(gpu: &Gpu) {
                                 let parts = alpha.abs() * abs[e]
                                     + scale * abs_lr[e]
                                     + beta * c0[o].abs()
-                                    + if with_bias { bias[j].abs() } else { 0.0 };
+                                    + if with_bias { bias_j.abs() } else { 0.0 };
                                 tol[o] = alpha.abs() * base_tol[e]
                                     + scale * lr_tol[e]
                                     + 4.0 * f32::EPSILON * (parts + 1.0);
