@@ -3,7 +3,8 @@
 //     C[M,N] = alpha * op(A)[M,K] · op(B)[K,N] + beta * C + bias[N]
 //
 // (TRANS_A / TRANS_B override constants, A row-major f32, B read through the loader that the
-// registry prepends: one of matmul_b_{f32,f16,nf4}.wgsl with `load_b` and `load_b_run4`.)
+// registry prepends: one of matmul_b_{f32,f16,nf4}.wgsl with `load_b` and `load_b_run4`; the
+// inner loop's block arithmetic from matmul_math_{f32,f16}.wgsl, as in matmul.wgsl.)
 //
 // The classic shared-memory kernel: a workgroup of 16×16 invocations owns a 64×64 tile of C
 // and walks K in steps of BK = 16. Each step, all 256 invocations stage a 64×BK slice of A and
@@ -113,13 +114,19 @@ fn tile_product(r0: u32, c0: u32, lid: vec3<u32>, t: u32) -> array<vec4<f32>, 4>
         stage_a(t, r0, k0);
         stage_b(t, k0, c0);
         workgroupBarrier();
-        for (var kk = 0u; kk < BK; kk++) {
-            let av = as_[kk * 16u + lid.y];
-            let bv = bs[kk * 16u + lid.x];
-            acc[0] += av.x * bv;
-            acc[1] += av.y * bv;
-            acc[2] += av.z * bv;
-            acc[3] += av.w * bv;
+        // Four k at a time: the 4×4 block of B (k rows × this invocation's 4 columns) is
+        // prepared once (f16 under matmul_math_f16.wgsl) and shared by the 4 rows.
+        for (var kq = 0u; kq < BK; kq += 4u) {
+            let blk = prep_b(mat4x4<f32>(bs[kq * 16u + lid.x], bs[(kq + 1u) * 16u + lid.x],
+                                         bs[(kq + 2u) * 16u + lid.x], bs[(kq + 3u) * 16u + lid.x]));
+            let a0 = as_[kq * 16u + lid.y];
+            let a1 = as_[(kq + 1u) * 16u + lid.y];
+            let a2 = as_[(kq + 2u) * 16u + lid.y];
+            let a3 = as_[(kq + 3u) * 16u + lid.y];
+            acc[0] += block_times(blk, vec4<f32>(a0.x, a1.x, a2.x, a3.x));
+            acc[1] += block_times(blk, vec4<f32>(a0.y, a1.y, a2.y, a3.y));
+            acc[2] += block_times(blk, vec4<f32>(a0.z, a1.z, a2.z, a3.z));
+            acc[3] += block_times(blk, vec4<f32>(a0.w, a1.w, a2.w, a3.w));
         }
         workgroupBarrier();
     }

@@ -8,8 +8,8 @@
 //! [`gemm_lr`] / [`gemm_lr_with`] add a rank-r term `scale · U·Lᵀ` ([`LowRank`]) in the
 //! kernels' epilogue: LoRA's up-projection fused into the base layer's matmul.
 //!
-//! f16 and NF4 weights can also run with f16 arithmetic in the inner loop ([`Math::F16`],
-//! `shaders/matmul_math_f16.wgsl`) where the device has `shader-f16`; [`gemm`] uses it when
+//! f16 and NF4 weights can also run with f16 arithmetic in the inner loop of either kernel
+//! ([`Math::F16`], `shaders/matmul_math_f16.wgsl`) where the device has `shader-f16`; [`gemm`] uses it when
 //! `gpu.tuning.f16_math` is on, [`gemm_with`] takes the choice from the caller.
 
 use bytemuck::{Pod, Zeroable};
@@ -90,11 +90,13 @@ impl Weight {
         }
     }
 
-    fn tiled_shader(&self) -> Shader {
-        match self {
-            Weight::F32(_) => Shader::MatmulTiledF32,
-            Weight::F16(_) => Shader::MatmulTiledF16,
-            Weight::Nf4 { .. } => Shader::MatmulTiledNf4,
+    fn tiled_shader(&self, math: Math) -> Shader {
+        match (self, math) {
+            (Weight::F32(_), _) => Shader::MatmulTiledF32,
+            (Weight::F16(_), Math::F32) => Shader::MatmulTiledF16,
+            (Weight::Nf4 { .. }, Math::F32) => Shader::MatmulTiledNf4,
+            (Weight::F16(_), Math::F16) => Shader::MatmulTiledF16Math16,
+            (Weight::Nf4 { .. }, Math::F16) => Shader::MatmulTiledNf4Math16,
         }
     }
 
@@ -259,13 +261,22 @@ pub enum MatmulVariant {
     /// `matmul.wgsl`: 8×4 register blocks, no workgroup memory (suits CPU adapters), with the
     /// given inner-loop arithmetic.
     Register(Math),
-    /// `matmul_tiled.wgsl`: 64×64 tiles staged in workgroup memory (suits real GPUs); f32 math.
-    Tiled,
+    /// `matmul_tiled.wgsl`: 64×64 tiles staged in workgroup memory (suits real GPUs), with the
+    /// given inner-loop arithmetic.
+    Tiled(Math),
 }
 
 impl MatmulVariant {
     /// The register kernel with f32 arithmetic.
     pub const REGISTER: Self = MatmulVariant::Register(Math::F32);
+    /// The tiled kernel with f32 arithmetic.
+    pub const TILED: Self = MatmulVariant::Tiled(Math::F32);
+
+    fn math(self) -> Math {
+        match self {
+            MatmulVariant::Register(m) | MatmulVariant::Tiled(m) => m,
+        }
+    }
 }
 
 /// Tile of C that one workgroup of the tiled kernel covers (square).
@@ -277,8 +288,8 @@ const TILED_TILE: usize = 64;
 const TILED_MIN_SIDE: usize = 32;
 
 /// `C[M,N] = alpha·op(A)·op(B) + beta·C + bias[N]`, with the kernel that the device's tuning
-/// picks: tiled (`gpu.tuning.tiled_matmul`, for C at least 32×32), else the register kernel
-/// with f16 arithmetic where `gpu.tuning.f16_math` is on.
+/// picks: tiled (`gpu.tuning.tiled_matmul`, for C at least 32×32), else the register kernel;
+/// either with f16 arithmetic where `gpu.tuning.f16_math` is on.
 pub fn gemm(
     cmd: &mut Commands,
     c: &Tensor,
@@ -306,16 +317,17 @@ pub fn gemm_lr(
         return super::gemv::gemv_lr(cmd, c, a, b, bias, low_rank, g);
     }
     let big = g.m.min(g.n) >= TILED_MIN_SIDE;
+    let math = Math::of(cmd.gpu());
     let variant = if cmd.gpu().tuning.tiled_matmul && big {
-        MatmulVariant::Tiled
+        MatmulVariant::Tiled(math)
     } else {
-        MatmulVariant::Register(Math::of(cmd.gpu()))
+        MatmulVariant::Register(math)
     };
     gemm_lr_with(cmd, c, a, b, bias, low_rank, g, variant);
 }
 
 /// [`gemm`] with an explicit kernel, so that tests and benchmarks check every variant in one
-/// process. `Register(Math::F16)` needs the device's `shader-f16` feature.
+/// process. `Math::F16` needs the device's `shader-f16` feature.
 pub fn gemm_with(
     cmd: &mut Commands,
     c: &Tensor,
@@ -341,12 +353,10 @@ pub fn gemm_lr_with(
 ) {
     let ldc = check_operands("gemm", c, a, &g);
     let gpu = cmd.gpu();
-    if let MatmulVariant::Register(math) = variant {
-        assert!(
-            math == Math::F32 || gpu.features.contains(wgpu::Features::SHADER_F16),
-            "gemm: f16 math needs the shader-f16 feature"
-        );
-    }
+    assert!(
+        variant.math() == Math::F32 || gpu.features.contains(wgpu::Features::SHADER_F16),
+        "gemm: f16 math needs the shader-f16 feature"
+    );
     let lr = low_rank.is_some();
     let (kernel, vec_ok, (tile_m, tile_n)) = match variant {
         MatmulVariant::Register(math) => (
@@ -357,11 +367,11 @@ pub fn gemm_lr_with(
             runs_of_4_aligned(&g) as u32,
             (TILE_M, TILE_N),
         ),
-        MatmulVariant::Tiled => {
+        MatmulVariant::Tiled(math) => {
             let (a_ok, b_ok) = runs_aligned(&g);
             (
                 (
-                    b.tiled_shader(),
+                    b.tiled_shader(math),
                     if lr {
                         "matmul_tiled_low_rank"
                     } else {

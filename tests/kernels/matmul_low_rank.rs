@@ -74,10 +74,11 @@ async fn check_low_rank_epilogue(gpu: &Gpu) {
                 let bias = rng.vec(n, 1.0);
                 let mut kernels = vec![
                     Kernel::Gemm(MatmulVariant::REGISTER),
-                    Kernel::Gemm(MatmulVariant::Tiled),
+                    Kernel::Gemm(MatmulVariant::TILED),
                 ];
                 if f16 && format != "f32" {
                     kernels.push(Kernel::Gemm(MatmulVariant::Register(Math::F16)));
+                    kernels.push(Kernel::Gemm(MatmulVariant::Tiled(Math::F16)));
                 }
                 if m <= GEMV_MAX_ROWS {
                     kernels.push(Kernel::Gemv);
@@ -110,8 +111,13 @@ async fn check_low_rank_epilogue(gpu: &Gpu) {
                         .accumulate(acc)
                         .ldc(ldc);
                     for &kernel in &kernels {
-                        let f16_math =
-                            matches!(kernel, Kernel::Gemm(MatmulVariant::Register(Math::F16)));
+                        let f16_math = matches!(
+                            kernel,
+                            Kernel::Gemm(
+                                MatmulVariant::Register(Math::F16)
+                                    | MatmulVariant::Tiled(Math::F16)
+                            )
+                        );
                         let base_tol = if f16_math {
                             tolerance_f16(&abs, k, a_max)
                         } else {
