@@ -27,17 +27,14 @@ fn a_row4(row: u32, kk: u32) -> vec4<f32> {
                      load_a(row, kk + 3u));
 }
 
-@compute @workgroup_size(16, 4)
-fn gemv(@builtin(local_invocation_id) lid: vec3<u32>,
-        @builtin(workgroup_id) wid: vec3<u32>) {
-    let ks = lid.x;
-    let cg = lid.y;
-    let col0 = (wid.x * GROUPS + cg) * 4u;
-    let rows = min(p.m, MAX_ROWS);
-    // No early return: every invocation must reach the barrier.
-    var cols = 0u;
-    if (col0 < p.n) { cols = min(4u, p.n - col0); }
+// Columns of C (0..4) in invocation (ks, cg)'s column group col0 = 4·(4·wg + cg).
+fn group_cols(col0: u32) -> u32 {
+    if (col0 < p.n) { return min(4u, p.n - col0); }
+    return 0u;
+}
 
+// Invocation ks's share of op(A)·op(B) for rows 0..rows and columns col0..col0+cols.
+fn partial_product(ks: u32, col0: u32, cols: u32, rows: u32) -> array<vec4<f32>, 4> {
     var acc: array<vec4<f32>, 4>;
     var k_done = 0u;
     if (p.vec_ok != 0u && cols == 4u) {
@@ -56,7 +53,13 @@ fn gemv(@builtin(local_invocation_id) lid: vec3<u32>,
             for (var i = 0u; i < rows; i++) { acc[i] += load_a(i, kk) * bv; }
         }
     }
+    return acc;
+}
 
+// Sum the KSPLIT partial sums of each column group and write C = alpha · sum + beta · C +
+// bias. Every invocation must call it (barrier).
+fn finish(ks: u32, cg: u32, col0: u32, cols: u32, rows: u32, acc: array<vec4<f32>, 4>,
+          alpha: f32) {
     for (var i = 0u; i < MAX_ROWS; i++) {
         partial[(i * GROUPS + cg) * KSPLIT + ks] = acc[i];
     }
@@ -69,10 +72,42 @@ fn gemv(@builtin(local_invocation_id) lid: vec3<u32>,
         for (var s = 0u; s < KSPLIT; s++) { sum += partial[base + s]; }
         for (var j = 0u; j < cols; j++) {
             let idx = ks * p.ldc + col0 + j;
-            var v = p.alpha * sum[j];
+            var v = alpha * sum[j];
             if (p.beta != 0.0) { v += p.beta * c[idx]; }
             if (p.has_bias != 0u) { v += bias[col0 + j]; }
             c[idx] = v;
         }
     }
+}
+
+@compute @workgroup_size(16, 4)
+fn gemv(@builtin(local_invocation_id) lid: vec3<u32>,
+        @builtin(workgroup_id) wid: vec3<u32>) {
+    let col0 = (wid.x * GROUPS + lid.y) * 4u;
+    let cols = group_cols(col0);
+    let rows = min(p.m, MAX_ROWS);
+    // No early return: every invocation must reach the barrier in finish.
+    let acc = partial_product(lid.x, col0, cols, rows);
+    finish(lid.x, lid.y, col0, cols, rows, acc, p.alpha);
+}
+
+// gemv plus lr_scale · U·Lᵀ (matmul_common.wgsl): the r steps are split across the KSPLIT
+// invocations like K is (invocation ks takes j = ks, ks + 16, ...) and join the partial sums
+// after alpha has scaled them, so one reduction covers both.
+@compute @workgroup_size(16, 4)
+fn gemv_low_rank(@builtin(local_invocation_id) lid: vec3<u32>,
+                 @builtin(workgroup_id) wid: vec3<u32>) {
+    let ks = lid.x;
+    let col0 = (wid.x * GROUPS + lid.y) * 4u;
+    let cols = group_cols(col0);
+    let rows = min(p.m, MAX_ROWS);
+    var acc = partial_product(ks, col0, cols, rows);
+    for (var i = 0u; i < MAX_ROWS; i++) { acc[i] *= p.alpha; }
+    if (cols > 0u) {
+        for (var j = ks; j < p.rank; j += KSPLIT) {
+            let l = low_rank_l4(col0, cols, j);
+            for (var i = 0u; i < rows; i++) { acc[i] += low_rank_u(i, j) * l; }
+        }
+    }
+    finish(ks, lid.y, col0, cols, rows, acc, 1.0);
 }

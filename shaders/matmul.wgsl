@@ -51,14 +51,8 @@ fn a_block(row0: u32, kk: u32) -> mat4x4<f32> {
         a_run4((row0 + 3u) * p.k + kk));
 }
 
-@compute @workgroup_size(8, 8)
-fn matmul(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let row0 = gid.y * 8u;
-    let col0 = gid.x * 4u;
-    if (row0 >= p.m || col0 >= p.n) { return; }
-    let rows = min(8u, p.m - row0);
-    let cols = min(4u, p.n - col0);
-
+// The 8×4 block of op(A)·op(B) at (row0, col0), of which rows × cols lie inside C.
+fn block_product(row0: u32, col0: u32, rows: u32, cols: u32) -> array<vec4<f32>, 8> {
     var acc: array<vec4<f32>, 8>;
     var k_done = 0u;
     if (p.vec_ok != 0u && cols == 4u) {
@@ -90,14 +84,48 @@ fn matmul(@builtin(global_invocation_id) gid: vec3<u32>) {
             acc[i] += load_a(row0 + i, kk) * bv;
         }
     }
+    return acc;
+}
 
+// C = alpha · acc + beta · C + bias over the block's rows × cols.
+fn store_block(row0: u32, col0: u32, rows: u32, cols: u32, acc: array<vec4<f32>, 8>,
+               alpha: f32) {
     for (var i = 0u; i < rows; i++) {
         for (var j = 0u; j < cols; j++) {
             let idx = (row0 + i) * p.ldc + col0 + j;
-            var v = p.alpha * acc[i][j];
+            var v = alpha * acc[i][j];
             if (p.beta != 0.0) { v += p.beta * c[idx]; }
             if (p.has_bias != 0u) { v += bias[col0 + j]; }
             c[idx] = v;
         }
     }
+}
+
+@compute @workgroup_size(8, 8)
+fn matmul(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let row0 = gid.y * 8u;
+    let col0 = gid.x * 4u;
+    if (row0 >= p.m || col0 >= p.n) { return; }
+    let rows = min(8u, p.m - row0);
+    let cols = min(4u, p.n - col0);
+    store_block(row0, col0, rows, cols, block_product(row0, col0, rows, cols), p.alpha);
+}
+
+// matmul plus lr_scale · U·Lᵀ (matmul_common.wgsl) in the epilogue: alpha scales the product
+// first, then each of the r steps adds one column of U times one row of L to the block (one
+// more K step's worth of work, without a dispatch or a pass over C of its own).
+@compute @workgroup_size(8, 8)
+fn matmul_low_rank(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let row0 = gid.y * 8u;
+    let col0 = gid.x * 4u;
+    if (row0 >= p.m || col0 >= p.n) { return; }
+    let rows = min(8u, p.m - row0);
+    let cols = min(4u, p.n - col0);
+    var acc = block_product(row0, col0, rows, cols);
+    for (var i = 0u; i < 8u; i++) { acc[i] *= p.alpha; }
+    for (var j = 0u; j < p.rank; j++) {
+        let l = low_rank_l4(col0, cols, j);
+        for (var i = 0u; i < rows; i++) { acc[i] += low_rank_u(row0 + i, j) * l; }
+    }
+    store_block(row0, col0, rows, cols, acc, 1.0);
 }

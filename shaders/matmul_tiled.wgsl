@@ -3,7 +3,8 @@
 //     C[M,N] = alpha * op(A)[M,K] · op(B)[K,N] + beta * C + bias[N]
 //
 // (TRANS_A / TRANS_B override constants, A row-major f32, B read through the loader that the
-// registry prepends: one of matmul_b_{f32,f16,nf4}.wgsl with `load_b` and `load_b_run4`.)
+// registry prepends: one of matmul_b_{f32,f16,nf4}.wgsl with `load_b` and `load_b_run4`; the
+// inner loop's block arithmetic from matmul_math_{f32,f16}.wgsl, as in matmul.wgsl.)
 //
 // The classic shared-memory kernel: a workgroup of 16×16 invocations owns a 64×64 tile of C
 // and walks K in steps of BK = 16. Each step, all 256 invocations stage a 64×BK slice of A and
@@ -105,40 +106,75 @@ fn stage_b(t: u32, k0: u32, c0: u32) {
     }
 }
 
-@compute @workgroup_size(16, 16)
-fn matmul_tiled(@builtin(workgroup_id) wid: vec3<u32>,
-                @builtin(local_invocation_id) lid: vec3<u32>,
-                @builtin(local_invocation_index) t: u32) {
-    let r0 = wid.y * TILE;
-    let c0 = wid.x * TILE;
-    var acc: array<vec4<f32>, 4>;   // rows r0 + 4·lid.y + i, columns c0 + 4·lid.x ..+4
+// This invocation's 4×4 block of op(A)·op(B): rows r0 + 4·lid.y + i, columns c0 + 4·lid.x ..+4
+// of the workgroup's tile at (r0, c0). Every invocation must call it (barriers).
+fn tile_product(r0: u32, c0: u32, lid: vec3<u32>, t: u32) -> array<vec4<f32>, 4> {
+    var acc: array<vec4<f32>, 4>;
     for (var k0 = 0u; k0 < p.k; k0 += BK) {
         stage_a(t, r0, k0);
         stage_b(t, k0, c0);
         workgroupBarrier();
-        for (var kk = 0u; kk < BK; kk++) {
-            let av = as_[kk * 16u + lid.y];
-            let bv = bs[kk * 16u + lid.x];
-            acc[0] += av.x * bv;
-            acc[1] += av.y * bv;
-            acc[2] += av.z * bv;
-            acc[3] += av.w * bv;
+        // Four k at a time: the 4×4 block of B (k rows × this invocation's 4 columns) is
+        // prepared once (f16 under matmul_math_f16.wgsl) and shared by the 4 rows.
+        for (var kq = 0u; kq < BK; kq += 4u) {
+            let blk = prep_b(mat4x4<f32>(bs[kq * 16u + lid.x], bs[(kq + 1u) * 16u + lid.x],
+                                         bs[(kq + 2u) * 16u + lid.x], bs[(kq + 3u) * 16u + lid.x]));
+            let a0 = as_[kq * 16u + lid.y];
+            let a1 = as_[(kq + 1u) * 16u + lid.y];
+            let a2 = as_[(kq + 2u) * 16u + lid.y];
+            let a3 = as_[(kq + 3u) * 16u + lid.y];
+            acc[0] += block_times(blk, vec4<f32>(a0.x, a1.x, a2.x, a3.x));
+            acc[1] += block_times(blk, vec4<f32>(a0.y, a1.y, a2.y, a3.y));
+            acc[2] += block_times(blk, vec4<f32>(a0.z, a1.z, a2.z, a3.z));
+            acc[3] += block_times(blk, vec4<f32>(a0.w, a1.w, a2.w, a3.w));
         }
         workgroupBarrier();
     }
+    return acc;
+}
 
-    let row0 = r0 + lid.y * 4u;
-    let col0 = c0 + lid.x * 4u;
-    if (row0 >= p.m || col0 >= p.n) { return; }
-    let rows = min(4u, p.m - row0);
-    let cols = min(4u, p.n - col0);
+// C = alpha · acc + beta · C + bias over the block's rows × cols.
+fn store_block(row0: u32, col0: u32, rows: u32, cols: u32, acc: array<vec4<f32>, 4>,
+               alpha: f32) {
     for (var i = 0u; i < rows; i++) {
         for (var j = 0u; j < cols; j++) {
             let idx = (row0 + i) * p.ldc + col0 + j;
-            var v = p.alpha * acc[i][j];
+            var v = alpha * acc[i][j];
             if (p.beta != 0.0) { v += p.beta * c[idx]; }
             if (p.has_bias != 0u) { v += bias[col0 + j]; }
             c[idx] = v;
         }
     }
+}
+
+@compute @workgroup_size(16, 16)
+fn matmul_tiled(@builtin(workgroup_id) wid: vec3<u32>,
+                @builtin(local_invocation_id) lid: vec3<u32>,
+                @builtin(local_invocation_index) t: u32) {
+    let acc = tile_product(wid.y * TILE, wid.x * TILE, lid, t);
+    let row0 = wid.y * TILE + lid.y * 4u;
+    let col0 = wid.x * TILE + lid.x * 4u;
+    if (row0 >= p.m || col0 >= p.n) { return; }
+    store_block(row0, col0, min(4u, p.m - row0), min(4u, p.n - col0), acc, p.alpha);
+}
+
+// matmul_tiled plus lr_scale · U·Lᵀ (matmul_common.wgsl) in the epilogue, read straight from
+// storage: r is small next to K (LoRA ranks 1..64 typically), so staging U and L through
+// workgroup memory would cost two barriers per 16 steps of r for little reuse.
+@compute @workgroup_size(16, 16)
+fn matmul_tiled_low_rank(@builtin(workgroup_id) wid: vec3<u32>,
+                         @builtin(local_invocation_id) lid: vec3<u32>,
+                         @builtin(local_invocation_index) t: u32) {
+    var acc = tile_product(wid.y * TILE, wid.x * TILE, lid, t);
+    let row0 = wid.y * TILE + lid.y * 4u;
+    let col0 = wid.x * TILE + lid.x * 4u;
+    if (row0 >= p.m || col0 >= p.n) { return; }
+    let rows = min(4u, p.m - row0);
+    let cols = min(4u, p.n - col0);
+    for (var i = 0u; i < 4u; i++) { acc[i] *= p.alpha; }
+    for (var j = 0u; j < p.rank; j++) {
+        let l = low_rank_l4(col0, cols, j);
+        for (var i = 0u; i < rows; i++) { acc[i] += low_rank_u(row0 + i, j) * l; }
+    }
+    store_block(row0, col0, rows, cols, acc, 1.0);
 }

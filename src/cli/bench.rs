@@ -12,7 +12,8 @@ use wgtune::kernels::nf4::upload_conv1d_nf4;
 #[derive(Subcommand)]
 pub enum BenchCommand {
     /// Training, prefill and decode speed of a GPT-2-shaped model with random weights
-    /// (no download), as one JSON object.
+    /// (no download) and a LoRA adapter on `--targets` (inference runs with it), as one JSON
+    /// object.
     Model(ModelBench),
     /// Matmul and NF4 matmul GFLOP/s at GPT-2 shapes (768×2304, 768×3072, 3072×768, 768×50257),
     /// with the kernel variants `gpu.tuning` picks: `WGTUNE_KERNELS=f16` runs f16 and NF4
@@ -230,13 +231,11 @@ fn model(a: ModelBench) -> Result<(), Box<dyn std::error::Error>> {
     };
     lora.validate_for(cfg.n_layer)?;
     let layout = Layout::new(&cfg, &lora);
-    let mut trainer = LoraTrainer::new(
-        &gpu,
-        &model,
-        lora,
-        OptimConfig::default(),
-        &init_params(&layout, a.rank, 1),
-    )?;
+    let params = init_params(&layout, a.rank, 1);
+    // Inference below runs with the same adapter applied (its B is zero at initialisation:
+    // the values do not change the work).
+    let adapter = wgtune::model::forward::GpuAdapter::new(&gpu, &cfg, lora.clone(), &params);
+    let mut trainer = LoraTrainer::new(&gpu, &model, lora, OptimConfig::default(), &params)?;
     trainer.grad_checkpoint = a.grad_checkpoint;
     let (b, t) = (a.batch_size, a.seq_len);
     let ids: Vec<u32> = (0..b * t)
@@ -271,19 +270,22 @@ fn model(a: ModelBench) -> Result<(), Box<dyn std::error::Error>> {
     let peak_train = gpu.pool().stats().peak_allocated;
     let flops = train_flops(&cfg, b, t);
 
-    // Inference: prefill the sequence, then decode one token at a time with the KV cache.
+    // Inference with the adapter: prefill the sequence, then decode one token at a time with
+    // the KV cache.
+    let adapter = Some(adapter.as_ref());
     let mut cache = wgtune::model::generate::KvCache::new(&gpu, &model);
     let prompt: Vec<u32> =
         ids[..t.min(cfg.n_positions - a.decode_tokens.min(cfg.n_positions - 1))].to_vec();
     let start = Instant::now();
-    let mut logits = pollster::block_on(model.step(&gpu, &mut cache, &prompt))?;
+    let mut logits =
+        pollster::block_on(model.step_with(&gpu, &mut cache, &prompt, adapter.as_ref()))?;
     let prefill_s = start.elapsed().as_secs_f64();
     let (dd0, ds0) = gpu.counters();
     let start = Instant::now();
     let mut decoded = 0;
     while decoded < a.decode_tokens && cache.len() < cfg.n_positions {
         let id = wgtune::sample::argmax(&logits);
-        logits = pollster::block_on(model.step(&gpu, &mut cache, &[id]))?;
+        logits = pollster::block_on(model.step_with(&gpu, &mut cache, &[id], adapter.as_ref()))?;
         decoded += 1;
     }
     let decode_s = start.elapsed().as_secs_f64();

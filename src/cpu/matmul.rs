@@ -60,3 +60,10 @@ pub fn gemm_abs(
     gemm(&mut c, &aa, &bb, None, m, n, k, trans_a, trans_b, 1.0, 0.0);
     c
 }
+
+/// C[M,N] += scale · U[M,r] · L[N,r]ᵀ: the reference of the matmul's low-rank epilogue
+/// (`kernels::matmul::LowRank`, LoRA's `scale · u · Bᵀ`), in f64 like [`gemm`]. Applied
+/// after [`gemm`] it gives what one fused kernel computes, up to f32 rounding.
+pub fn add_low_rank(c: &mut [f32], u: &[f32], l: &[f32], m: usize, n: usize, r: usize, scale: f32) {
+    gemm(c, u, l, None, m, n, r, false, true, scale, 1.0);
+}

@@ -14,7 +14,8 @@ enum Op {
         pipeline: wgpu::ComputePipeline,
         uniform_offset: usize,
         uniform_size: usize,
-        tensors: Vec<Tensor>,
+        /// (binding, tensor) pairs.
+        tensors: Vec<(u32, Tensor)>,
         groups: [u32; 3],
     },
     Copy {
@@ -60,6 +61,20 @@ impl<'g> Commands<'g> {
         tensors: &[&Tensor],
         groups: [u32; 3],
     ) {
+        let bound: Vec<(u32, &Tensor)> = (1..).zip(tensors.iter().copied()).collect();
+        self.dispatch_bound(pipeline, params, &bound, groups);
+    }
+
+    /// [`dispatch`](Self::dispatch) with explicit binding numbers, for entry points whose
+    /// storage bindings have gaps (e.g. the matmul's low-rank epilogue at 6 and 7, after
+    /// bindings 1..4 of f32 weights, which lack NF4's binding 5).
+    pub fn dispatch_bound<P: bytemuck::Pod>(
+        &mut self,
+        pipeline: &wgpu::ComputePipeline,
+        params: &P,
+        tensors: &[(u32, &Tensor)],
+        groups: [u32; 3],
+    ) {
         if groups.contains(&0) {
             return; // nothing to do (an empty tensor)
         }
@@ -70,7 +85,7 @@ impl<'g> Commands<'g> {
         );
         let max_binding = self.gpu.limits.max_storage_buffer_binding_size;
         let align = self.gpu.limits.min_storage_buffer_offset_alignment as u64;
-        for t in tensors {
+        for (_, t) in tensors {
             assert!(
                 t.size_bytes() <= max_binding,
                 "a {} MiB tensor exceeds this GPU's {} MiB storage binding limit: split it",
@@ -94,7 +109,7 @@ impl<'g> Commands<'g> {
             pipeline: pipeline.clone(),
             uniform_offset,
             uniform_size: bytes.len(),
-            tensors: tensors.iter().map(|&t| t.clone()).collect(),
+            tensors: tensors.iter().map(|&(i, t)| (i, t.clone())).collect(),
             groups,
         });
     }
@@ -167,9 +182,9 @@ impl<'g> Commands<'g> {
                                 size: wgpu::BufferSize::new(*uniform_size as u64),
                             }),
                         }];
-                        for (j, t) in tensors.iter().enumerate() {
+                        for (binding, t) in tensors {
                             entries.push(wgpu::BindGroupEntry {
-                                binding: j as u32 + 1,
+                                binding: *binding,
                                 resource: t.binding(),
                             });
                         }

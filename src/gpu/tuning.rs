@@ -8,13 +8,20 @@ pub struct Tuning {
     /// Matmul tiles staged in workgroup memory (what suits real GPUs), rather than the
     /// register-only kernel that suits CPU adapters such as lavapipe, where barriers are slow.
     pub tiled_matmul: bool,
-    /// f16 arithmetic in the matmul inner loop (needs `shader-f16`; checked against f32).
+    /// f16 arithmetic in the matmul inner loop, register or tiled kernel (needs `shader-f16`;
+    /// checked against f32). Opt-in (`WGTUNE_KERNELS=f16`) until a real GPU shows it pays: its
+    /// per-row scaling adds about as many instructions as it saves, and on lavapipe the tiled
+    /// kernel ran at half speed with it.
     pub f16_math: bool,
     /// Subgroup reductions (needs `subgroups`, native only: wgpu's web backend lacks them).
     pub subgroups: bool,
     /// A matrix-vector kernel for products of at most 4 rows (decoding), on every adapter;
     /// `-gemv` keeps the general matmul there (to compare the two).
     pub gemv: bool,
+    /// LoRA's up-projection `scale·u·Bᵀ` added in the base matmul's epilogue (one dispatch
+    /// and one pass over y less per adapted layer) rather than by a gemm of its own; `-fuse`
+    /// keeps the separate gemm (to compare the two).
+    pub fused_lora: bool,
 }
 
 impl Tuning {
@@ -23,9 +30,10 @@ impl Tuning {
         let gpu = !matches!(device_type, wgpu::DeviceType::Cpu);
         Self {
             tiled_matmul: gpu,
-            f16_math: gpu && features.contains(wgpu::Features::SHADER_F16),
+            f16_math: false,
             subgroups: gpu && features.contains(wgpu::Features::SUBGROUP),
             gemv: true,
+            fused_lora: true,
         }
     }
 
@@ -42,9 +50,10 @@ impl Tuning {
                 "f16" => self.f16_math = on && features.contains(wgpu::Features::SHADER_F16),
                 "subgroups" => self.subgroups = on && features.contains(wgpu::Features::SUBGROUP),
                 "gemv" => self.gemv = on,
+                "fuse" => self.fused_lora = on,
                 _ => {
                     return Err(format!(
-                        "WGTUNE_KERNELS: unknown kernel variant {name:?}; use tiled, f16, subgroups, gemv (prefix - to turn one off)"
+                        "WGTUNE_KERNELS: unknown kernel variant {name:?}; use tiled, f16, subgroups, gemv, fuse (prefix - to turn one off)"
                     ));
                 }
             }
@@ -58,11 +67,12 @@ impl std::fmt::Display for Tuning {
         let on = |b: bool| if b { "on" } else { "off" };
         write!(
             f,
-            "tiled matmul {}, f16 math {}, subgroups {}, gemv {}",
+            "tiled matmul {}, f16 math {}, subgroups {}, gemv {}, fused lora {}",
             on(self.tiled_matmul),
             on(self.f16_math),
             on(self.subgroups),
-            on(self.gemv)
+            on(self.gemv),
+            on(self.fused_lora)
         )
     }
 }
@@ -77,11 +87,12 @@ mod tests {
         let cpu = Tuning::auto(wgpu::DeviceType::Cpu, all);
         assert!(!cpu.tiled_matmul && !cpu.f16_math && !cpu.subgroups);
         let gpu = Tuning::auto(wgpu::DeviceType::DiscreteGpu, all);
-        assert!(gpu.tiled_matmul && gpu.f16_math && gpu.subgroups);
+        assert!(gpu.tiled_matmul && !gpu.f16_math && gpu.subgroups);
         let no_f16 = Tuning::auto(wgpu::DeviceType::IntegratedGpu, wgpu::Features::empty());
         assert!(no_f16.tiled_matmul && !no_f16.f16_math && !no_f16.subgroups);
         let t = cpu.with_overrides("tiled, f16, -gemv", all).unwrap();
-        assert!(t.tiled_matmul && t.f16_math && !t.subgroups && !t.gemv);
+        assert!(t.tiled_matmul && t.f16_math && !t.subgroups && !t.gemv && t.fused_lora);
+        assert!(!cpu.with_overrides("-fuse", all).unwrap().fused_lora);
         let t = gpu
             .with_overrides("-tiled,subgroups", wgpu::Features::empty())
             .unwrap();

@@ -5,7 +5,7 @@
 //! weights, same CPU reference `cpu::matmul::gemm`); `gemm` routes small M here.
 
 use super::Shader;
-use super::matmul::{Gemm, Weight, dispatch};
+use super::matmul::{Gemm, LowRank, Weight, dispatch};
 use crate::gpu::{Commands, Tensor};
 
 /// Most rows of C the kernel handles (its partial sums hold 4 rows).
@@ -31,6 +31,20 @@ pub fn gemv(
     bias: Option<&Tensor>,
     g: Gemm,
 ) {
+    gemv_lr(cmd, c, a, b, bias, None, g);
+}
+
+/// [`gemv`] plus an optional rank-r term in the epilogue (see
+/// [`gemm_lr`](super::matmul::gemm_lr)); its r steps are split across a workgroup like K.
+pub fn gemv_lr(
+    cmd: &mut Commands,
+    c: &Tensor,
+    a: &Tensor,
+    b: &Weight,
+    bias: Option<&Tensor>,
+    low_rank: Option<&LowRank>,
+    g: Gemm,
+) {
     assert!(
         g.m <= GEMV_MAX_ROWS,
         "gemv: {} rows, at most {GEMV_MAX_ROWS}",
@@ -47,11 +61,19 @@ pub fn gemv(
     let vec_ok = b_run.is_multiple_of(4) as u32;
     dispatch(
         cmd,
-        (shader(b), "gemv"),
+        (
+            shader(b),
+            if low_rank.is_some() {
+                "gemv_low_rank"
+            } else {
+                "gemv"
+            },
+        ),
         c,
         a,
         b,
         bias,
+        low_rank,
         &g,
         ldc,
         vec_ok,

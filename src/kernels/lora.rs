@@ -2,11 +2,13 @@
 //! `y += scale · dropout(x) · Aᵀ · Bᵀ` with `A (r,in)`, `B (out,r)`, and its backward to
 //! dA, dB and the LoRA part of dx. Built from [`gemm`] plus the seeded dropout kernel; the
 //! dropout mask is recomputed from the seed in the backward pass instead of being stored.
+//! [`lora_linear_forward`] runs the base layer and its LoRA together, the up-projection in
+//! the base matmul's epilogue ([`LowRank`]).
 
 use bytemuck::{Pod, Zeroable};
 
 use super::Shader;
-use super::matmul::{Gemm, Weight, gemm};
+use super::matmul::{Gemm, LowRank, Weight, gemm, gemm_lr, linear_forward};
 use crate::gpu::{Commands, Tensor, grid_1d};
 
 /// Sizes and scalars of one LoRA-adapted layer in one step.
@@ -90,6 +92,51 @@ pub fn lora_forward(
             .alpha(d.scale)
             .accumulate(true),
     );
+}
+
+/// A LoRA-adapted Conv1D: `y (M,out) (+)= x·W + bias + scale · h·Aᵀ·Bᵀ` with `h = dropout(x)`,
+/// saving `u = h·Aᵀ (M,r)` as [`lora_forward`] does. With `gpu.tuning.fused_lora` (the
+/// default), u is computed first and the base matmul adds `scale · u·Bᵀ` in its epilogue: the
+/// up-projection's dispatch and its second read and write of y disappear. Otherwise the base
+/// layer ([`linear_forward`]) and [`lora_forward`] run one after the other.
+pub fn lora_linear_forward(
+    cmd: &mut Commands,
+    y: &Tensor,
+    u: &Tensor,
+    h_scratch: &Tensor,
+    x: &Tensor,
+    w: &Weight,
+    bias: Option<&Tensor>,
+    a: &Tensor,
+    b: &Tensor,
+    d: &LoraDims,
+    accumulate: bool,
+) {
+    if !cmd.gpu().tuning.fused_lora {
+        linear_forward(cmd, y, x, w, bias, d.m, d.k_in, d.n_out, accumulate);
+        lora_forward(cmd, y, u, h_scratch, x, a, b, d);
+        return;
+    }
+    let h = dropped_input(cmd, h_scratch, x, d);
+    // u (M,r) = h · Aᵀ
+    gemm(
+        cmd,
+        u,
+        h,
+        &Weight::F32(a.clone()),
+        None,
+        Gemm::new(d.m, d.rank, d.k_in).trans_b(true),
+    );
+    let low_rank = LowRank {
+        u,
+        l: b,
+        rank: d.rank,
+        scale: d.scale,
+    };
+    let g = Gemm::new(d.m, d.n_out, d.k_in)
+        .trans_b(w.is_linear_layout())
+        .accumulate(accumulate);
+    gemm_lr(cmd, y, x, w, bias, Some(&low_rank), g);
 }
 
 /// Backward: `dA (r,in) += duᵀ·h`, `dB (out,r) += scale·dyᵀ·u`, `dx (M,in) += dropout'(du·A)`

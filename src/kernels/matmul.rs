@@ -5,8 +5,11 @@
 //! know each weight format's storage layout: f32/f16 keep GPT-2's Conv1D `[in,out]`, NF4 keeps
 //! bitsandbytes' nn.Linear `[out,in]`.
 //!
-//! f16 and NF4 weights can also run with f16 arithmetic in the inner loop ([`Math::F16`],
-//! `shaders/matmul_math_f16.wgsl`) where the device has `shader-f16`; [`gemm`] uses it when
+//! [`gemm_lr`] / [`gemm_lr_with`] add a rank-r term `scale · U·Lᵀ` ([`LowRank`]) in the
+//! kernels' epilogue: LoRA's up-projection fused into the base layer's matmul.
+//!
+//! f16 and NF4 weights can also run with f16 arithmetic in the inner loop of either kernel
+//! ([`Math::F16`], `shaders/matmul_math_f16.wgsl`) where the device has `shader-f16`; [`gemm`] uses it when
 //! `gpu.tuning.f16_math` is on, [`gemm_with`] takes the choice from the caller.
 
 use bytemuck::{Pod, Zeroable};
@@ -87,11 +90,13 @@ impl Weight {
         }
     }
 
-    fn tiled_shader(&self) -> Shader {
-        match self {
-            Weight::F32(_) => Shader::MatmulTiledF32,
-            Weight::F16(_) => Shader::MatmulTiledF16,
-            Weight::Nf4 { .. } => Shader::MatmulTiledNf4,
+    fn tiled_shader(&self, math: Math) -> Shader {
+        match (self, math) {
+            (Weight::F32(_), _) => Shader::MatmulTiledF32,
+            (Weight::F16(_), Math::F32) => Shader::MatmulTiledF16,
+            (Weight::Nf4 { .. }, Math::F32) => Shader::MatmulTiledNf4,
+            (Weight::F16(_), Math::F16) => Shader::MatmulTiledF16Math16,
+            (Weight::Nf4 { .. }, Math::F16) => Shader::MatmulTiledNf4Math16,
         }
     }
 
@@ -163,6 +168,35 @@ impl Gemm {
     }
 }
 
+/// A rank-r term that the matmul adds in its epilogue, `C += scale · U·Lᵀ` after alpha has
+/// scaled op(A)·op(B) (beta and bias apply as usual): LoRA's `scale · u · Bᵀ` with `u = h·Aᵀ`,
+/// so that the up-projection needs neither a dispatch nor a pass over C of its own.
+#[derive(Clone, Copy)]
+pub struct LowRank<'t> {
+    /// (M, rank), row-major.
+    pub u: &'t Tensor,
+    /// (N, rank), row-major: LoRA's B (out, r), e.g. a slice of the flat parameter buffer.
+    pub l: &'t Tensor,
+    pub rank: usize,
+    pub scale: f32,
+}
+
+impl LowRank<'_> {
+    /// Check that U and L hold the words `g` needs (internal callers size them: a failure is a
+    /// wgtune bug, hence a panic naming the kernel).
+    fn check(&self, kernel: &str, g: &Gemm) {
+        assert!(
+            self.u.len() >= g.m * self.rank && self.l.len() >= g.n * self.rank,
+            "{kernel}: low-rank U has {} words, L {}, need {}x{r} and {}x{r}",
+            self.u.len(),
+            self.l.len(),
+            g.m,
+            g.n,
+            r = self.rank
+        );
+    }
+}
+
 /// The uniform of every matmul kernel (matmul_common.wgsl).
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -175,6 +209,9 @@ struct Params {
     beta: f32,
     ldc: u32,
     vec_ok: u32,
+    /// Rank of the low-rank epilogue (0 without one) and its scale.
+    rank: u32,
+    lr_scale: f32,
 }
 
 /// Outputs per workgroup: 8×8 invocations of 8 rows × 4 columns each.
@@ -224,13 +261,22 @@ pub enum MatmulVariant {
     /// `matmul.wgsl`: 8×4 register blocks, no workgroup memory (suits CPU adapters), with the
     /// given inner-loop arithmetic.
     Register(Math),
-    /// `matmul_tiled.wgsl`: 64×64 tiles staged in workgroup memory (suits real GPUs); f32 math.
-    Tiled,
+    /// `matmul_tiled.wgsl`: 64×64 tiles staged in workgroup memory (suits real GPUs), with the
+    /// given inner-loop arithmetic.
+    Tiled(Math),
 }
 
 impl MatmulVariant {
     /// The register kernel with f32 arithmetic.
     pub const REGISTER: Self = MatmulVariant::Register(Math::F32);
+    /// The tiled kernel with f32 arithmetic.
+    pub const TILED: Self = MatmulVariant::Tiled(Math::F32);
+
+    fn math(self) -> Math {
+        match self {
+            MatmulVariant::Register(m) | MatmulVariant::Tiled(m) => m,
+        }
+    }
 }
 
 /// Tile of C that one workgroup of the tiled kernel covers (square).
@@ -242,8 +288,8 @@ const TILED_TILE: usize = 64;
 const TILED_MIN_SIDE: usize = 32;
 
 /// `C[M,N] = alpha·op(A)·op(B) + beta·C + bias[N]`, with the kernel that the device's tuning
-/// picks: tiled (`gpu.tuning.tiled_matmul`, for C at least 32×32), else the register kernel
-/// with f16 arithmetic where `gpu.tuning.f16_math` is on.
+/// picks: tiled (`gpu.tuning.tiled_matmul`, for C at least 32×32), else the register kernel;
+/// either with f16 arithmetic where `gpu.tuning.f16_math` is on.
 pub fn gemm(
     cmd: &mut Commands,
     c: &Tensor,
@@ -252,21 +298,36 @@ pub fn gemm(
     bias: Option<&Tensor>,
     g: Gemm,
 ) {
+    gemm_lr(cmd, c, a, b, bias, None, g);
+}
+
+/// [`gemm`] plus an optional rank-r term in the epilogue: `C = alpha·op(A)·op(B) + beta·C +
+/// bias + scale·U·Lᵀ`. Same kernel choice (gemv, tiled or register).
+pub fn gemm_lr(
+    cmd: &mut Commands,
+    c: &Tensor,
+    a: &Tensor,
+    b: &Weight,
+    bias: Option<&Tensor>,
+    low_rank: Option<&LowRank>,
+    g: Gemm,
+) {
     if g.m <= super::gemv::GEMV_MAX_ROWS && cmd.gpu().tuning.gemv {
         // Decoding (M = 1): a matrix-vector kernel that splits K across a workgroup.
-        return super::gemv::gemv(cmd, c, a, b, bias, g);
+        return super::gemv::gemv_lr(cmd, c, a, b, bias, low_rank, g);
     }
     let big = g.m.min(g.n) >= TILED_MIN_SIDE;
+    let math = Math::of(cmd.gpu());
     let variant = if cmd.gpu().tuning.tiled_matmul && big {
-        MatmulVariant::Tiled
+        MatmulVariant::Tiled(math)
     } else {
-        MatmulVariant::Register(Math::of(cmd.gpu()))
+        MatmulVariant::Register(math)
     };
-    gemm_with(cmd, c, a, b, bias, g, variant);
+    gemm_lr_with(cmd, c, a, b, bias, low_rank, g, variant);
 }
 
 /// [`gemm`] with an explicit kernel, so that tests and benchmarks check every variant in one
-/// process. `Register(Math::F16)` needs the device's `shader-f16` feature.
+/// process. `Math::F16` needs the device's `shader-f16` feature.
 pub fn gemm_with(
     cmd: &mut Commands,
     c: &Tensor,
@@ -276,35 +337,61 @@ pub fn gemm_with(
     g: Gemm,
     variant: MatmulVariant,
 ) {
+    gemm_lr_with(cmd, c, a, b, bias, None, g, variant);
+}
+
+/// [`gemm_lr`] with an explicit kernel (every variant has a `*_low_rank` entry point).
+pub fn gemm_lr_with(
+    cmd: &mut Commands,
+    c: &Tensor,
+    a: &Tensor,
+    b: &Weight,
+    bias: Option<&Tensor>,
+    low_rank: Option<&LowRank>,
+    g: Gemm,
+    variant: MatmulVariant,
+) {
     let ldc = check_operands("gemm", c, a, &g);
     let gpu = cmd.gpu();
-    if let MatmulVariant::Register(math) = variant {
-        assert!(
-            math == Math::F32 || gpu.features.contains(wgpu::Features::SHADER_F16),
-            "gemm: f16 math needs the shader-f16 feature"
-        );
-    }
+    assert!(
+        variant.math() == Math::F32 || gpu.features.contains(wgpu::Features::SHADER_F16),
+        "gemm: f16 math needs the shader-f16 feature"
+    );
+    let lr = low_rank.is_some();
     let (kernel, vec_ok, (tile_m, tile_n)) = match variant {
         MatmulVariant::Register(math) => (
-            (b.shader(math), "matmul"),
+            (
+                b.shader(math),
+                if lr { "matmul_low_rank" } else { "matmul" },
+            ),
             runs_of_4_aligned(&g) as u32,
             (TILE_M, TILE_N),
         ),
-        MatmulVariant::Tiled => {
+        MatmulVariant::Tiled(math) => {
             let (a_ok, b_ok) = runs_aligned(&g);
             (
-                (b.tiled_shader(), "matmul_tiled"),
+                (
+                    b.tiled_shader(math),
+                    if lr {
+                        "matmul_tiled_low_rank"
+                    } else {
+                        "matmul_tiled"
+                    },
+                ),
                 a_ok as u32 | (b_ok as u32) << 1,
                 (TILED_TILE, TILED_TILE),
             )
         }
     };
     let groups = [g.n.div_ceil(tile_n) as u32, g.m.div_ceil(tile_m) as u32, 1];
-    dispatch(cmd, kernel, c, a, b, bias, &g, ldc, vec_ok, groups);
+    dispatch(
+        cmd, kernel, c, a, b, bias, low_rank, &g, ldc, vec_ok, groups,
+    );
 }
 
 /// Record `entry` of `shader`, one of the kernels over matmul_common.wgsl's Params and
-/// bindings (C, A, B in its format, bias), with B's alignment flags `vec_ok`.
+/// bindings (C, A, B in its format, bias, and U, L for a `*_low_rank` entry point), with B's
+/// alignment flags `vec_ok`.
 pub(super) fn dispatch(
     cmd: &mut Commands,
     (shader, entry): (Shader, &'static str),
@@ -312,6 +399,7 @@ pub(super) fn dispatch(
     a: &Tensor,
     b: &Weight,
     bias: Option<&Tensor>,
+    low_rank: Option<&LowRank>,
     g: &Gemm,
     ldc: usize,
     vec_ok: u32,
@@ -335,16 +423,24 @@ pub(super) fn dispatch(
         beta: g.beta,
         ldc: ldc as u32,
         vec_ok,
+        rank: low_rank.map_or(0, |lr| lr.rank as u32),
+        lr_scale: low_rank.map_or(0.0, |lr| lr.scale),
     };
     let bias = bias.unwrap_or(gpu.dummy());
+    let mut bound: Vec<(u32, &Tensor)> = vec![(1, c), (2, a), (4, bias)];
     match b {
-        Weight::F32(w) | Weight::F16(w) => {
-            cmd.dispatch(&pipeline, &params, &[c, a, w, bias], groups)
-        }
-        Weight::Nf4 { packed, absmax } => {
-            cmd.dispatch(&pipeline, &params, &[c, a, packed, bias, absmax], groups)
-        }
+        Weight::F32(w) | Weight::F16(w) => bound.push((3, w)),
+        Weight::Nf4 { packed, absmax } => bound.extend([(3, packed), (5, absmax)]),
     }
+    if let Some(lr) = low_rank {
+        assert!(
+            entry.ends_with("_low_rank"),
+            "{entry}: a low-rank term needs a *_low_rank entry point"
+        );
+        lr.check(entry, g);
+        bound.extend([(6, lr.u), (7, lr.l)]);
+    }
+    cmd.dispatch_bound(&pipeline, &params, &bound, groups);
 }
 
 /// `y (M,N) = x (M,K) · W + bias`, for a GPT-2 Conv1D weight `W` with `K` inputs, `N` outputs.

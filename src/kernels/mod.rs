@@ -43,6 +43,8 @@ pub enum Shader {
     /// (`enable f16;`: only for devices with `shader-f16`, see [`Shader::needs_f16`]).
     MatmulF16Math16,
     MatmulNf4Math16,
+    MatmulTiledF16Math16,
+    MatmulTiledNf4Math16,
     /// gemv.wgsl (C with at most 4 rows, e.g. decoding) with the same B loaders.
     GemvF32,
     GemvF16,
@@ -90,9 +92,11 @@ impl Shader {
             Shader::MatmulNf4 => [MATH_F32, B_NF4, COMMON, MATMUL].concat(),
             Shader::MatmulF16Math16 => [MATH_F16, B_F16, COMMON, MATMUL].concat(),
             Shader::MatmulNf4Math16 => [MATH_F16, B_NF4, COMMON, MATMUL].concat(),
-            Shader::MatmulTiledF32 => [B_F32, COMMON, TILED].concat(),
-            Shader::MatmulTiledF16 => [B_F16, COMMON, TILED].concat(),
-            Shader::MatmulTiledNf4 => [B_NF4, COMMON, TILED].concat(),
+            Shader::MatmulTiledF32 => [MATH_F32, B_F32, COMMON, TILED].concat(),
+            Shader::MatmulTiledF16 => [MATH_F32, B_F16, COMMON, TILED].concat(),
+            Shader::MatmulTiledNf4 => [MATH_F32, B_NF4, COMMON, TILED].concat(),
+            Shader::MatmulTiledF16Math16 => [MATH_F16, B_F16, COMMON, TILED].concat(),
+            Shader::MatmulTiledNf4Math16 => [MATH_F16, B_NF4, COMMON, TILED].concat(),
             Shader::GemvF32 => [B_F32, COMMON, GEMV].concat(),
             Shader::GemvF16 => [B_F16, COMMON, GEMV].concat(),
             Shader::GemvNf4 => [B_NF4, COMMON, GEMV].concat(),
@@ -107,10 +111,16 @@ impl Shader {
 
     /// Whether the shader text enables f16 (compile it only where the device has `shader-f16`).
     pub fn needs_f16(self) -> bool {
-        matches!(self, Shader::MatmulF16Math16 | Shader::MatmulNf4Math16)
+        matches!(
+            self,
+            Shader::MatmulF16Math16
+                | Shader::MatmulNf4Math16
+                | Shader::MatmulTiledF16Math16
+                | Shader::MatmulTiledNf4Math16
+        )
     }
 
-    pub const ALL: [Shader; 21] = [
+    pub const ALL: [Shader; 23] = [
         Shader::Embedding,
         Shader::LayerNorm,
         Shader::LayerNormSubgroups,
@@ -123,6 +133,8 @@ impl Shader {
         Shader::MatmulTiledNf4,
         Shader::MatmulF16Math16,
         Shader::MatmulNf4Math16,
+        Shader::MatmulTiledF16Math16,
+        Shader::MatmulTiledNf4Math16,
         Shader::GemvF32,
         Shader::GemvF16,
         Shader::GemvNf4,

@@ -6,7 +6,7 @@ use crate::kernels::attention::{AttnDims, attention_forward};
 use crate::kernels::elementwise::gelu_forward;
 use crate::kernels::embedding::embedding_forward;
 use crate::kernels::layernorm::layernorm_forward;
-use crate::kernels::lora::{LoraDims, lora_forward};
+use crate::kernels::lora::{LoraDims, lora_linear_forward};
 use crate::lora::{Layout, Module, Slot};
 use crate::model::gpt2::{Gpt2, Linear, run_linear};
 
@@ -270,29 +270,33 @@ impl Gpt2 {
             c,
             n_head: cfg.n_head,
         };
-        let lora = |cmd: &mut Commands, m: Module, y: &Tensor, x: &Tensor| {
-            if let Some(ad) = adapter
-                && let Some(slot) = ad.layout.slot(l, m)
-            {
-                let u = a.u[m as usize]
-                    .as_ref()
-                    .expect("u allocated for adapted modules");
-                let scratch = lora_scratch.unwrap_or(x);
-                lora_forward(
-                    cmd,
-                    y,
-                    u,
-                    scratch,
-                    x,
-                    &ad.a(slot),
-                    &ad.b(slot),
-                    &ad.dims(slot, rows),
-                );
-            }
-        };
-        let linear = |cmd: &mut Commands, y: &Tensor, x: &Tensor, lin: &Linear, acc: bool| {
-            run_linear(cmd, y, x, lin, rows, acc);
-        };
+        // Conv1D `lin` of module `m`, with its LoRA (keeping u for the backward) if adapted.
+        let linear =
+            |cmd: &mut Commands, m: Module, y: &Tensor, x: &Tensor, lin: &Linear, acc: bool| {
+                if let Some(ad) = adapter
+                    && let Some(slot) = ad.layout.slot(l, m)
+                {
+                    let u = a.u[m as usize]
+                        .as_ref()
+                        .expect("u allocated for adapted modules");
+                    let scratch = lora_scratch.unwrap_or(x);
+                    lora_linear_forward(
+                        cmd,
+                        y,
+                        u,
+                        scratch,
+                        x,
+                        &lin.weight,
+                        Some(&lin.bias),
+                        &ad.a(slot),
+                        &ad.b(slot),
+                        &ad.dims(slot, rows),
+                        acc,
+                    );
+                } else {
+                    run_linear(cmd, y, x, lin, rows, acc);
+                }
+            };
         layernorm_forward(
             cmd,
             &a.ln1,
@@ -305,14 +309,19 @@ impl Gpt2 {
             c,
             eps,
         );
-        linear(cmd, &a.qkv, &a.ln1, &blk.c_attn, false);
-        lora(cmd, Module::CAttn, &a.qkv, &a.ln1);
+        linear(cmd, Module::CAttn, &a.qkv, &a.ln1, &blk.c_attn, false);
         attention_forward(cmd, &a.att, &a.lse, &a.qkv, mask, &dims, 0, t);
         if !a.x_mid.same(&a.x_in) {
             cmd.copy(&a.x_in, &a.x_mid);
         }
-        linear(cmd, &a.x_mid, &a.att, &blk.attn_proj, true);
-        lora(cmd, Module::AttnProj, &a.x_mid, &a.att);
+        linear(
+            cmd,
+            Module::AttnProj,
+            &a.x_mid,
+            &a.att,
+            &blk.attn_proj,
+            true,
+        );
         layernorm_forward(
             cmd,
             &a.ln2,
@@ -325,14 +334,12 @@ impl Gpt2 {
             c,
             eps,
         );
-        linear(cmd, &a.h, &a.ln2, &blk.c_fc, false);
-        lora(cmd, Module::CFc, &a.h, &a.ln2);
+        linear(cmd, Module::CFc, &a.h, &a.ln2, &blk.c_fc, false);
         gelu_forward(cmd, &a.g, &a.h, rows * 4 * c);
         if !a.x_out.same(&a.x_mid) {
             cmd.copy(&a.x_mid, &a.x_out);
         }
-        linear(cmd, &a.x_out, &a.g, &blk.mlp_proj, true);
-        lora(cmd, Module::MlpProj, &a.x_out, &a.g);
+        linear(cmd, Module::MlpProj, &a.x_out, &a.g, &blk.mlp_proj, true);
     }
 }
 

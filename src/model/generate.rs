@@ -8,10 +8,10 @@ use crate::kernels::attention::{AttnDims, attention_forward};
 use crate::kernels::elementwise::gelu_forward;
 use crate::kernels::embedding::embedding_forward;
 use crate::kernels::layernorm::layernorm_forward;
-use crate::kernels::lora::{LoraDims, lora_forward};
+use crate::kernels::lora::{LoraDims, lora_linear_forward};
 use crate::lora::Module;
 use crate::model::forward::AdapterRef;
-use crate::model::gpt2::{Gpt2, run_linear};
+use crate::model::gpt2::{Gpt2, Linear, run_linear};
 
 /// Per layer, the c_attn output (q|k|v) of every position so far: (n_positions, 3C).
 pub struct KvCache {
@@ -94,8 +94,15 @@ impl Gpt2 {
             n_head: cfg.n_head,
         };
         let u = adapter.map(|a| gpu.tensor(n * a.rank));
-        // LoRA (no dropout) on module `m` of block `l`: y += scale · x·Aᵀ·Bᵀ.
-        let lora = |cmd: &mut Commands, l: usize, m: Module, y: &Tensor, x: &Tensor| {
+        // Conv1D `lin` (module `m` of block `l`), with its LoRA (no dropout) if adapted:
+        // y (+)= x·W + bias + scale · x·Aᵀ·Bᵀ.
+        let linear = |cmd: &mut Commands,
+                      l: usize,
+                      m: Module,
+                      y: &Tensor,
+                      x: &Tensor,
+                      lin: &Linear,
+                      acc: bool| {
             if let (Some(a), Some(u)) = (adapter, &u)
                 && let Some(slot) = a.layout.slot(l, m)
             {
@@ -103,7 +110,10 @@ impl Gpt2 {
                     p_drop: 0.0,
                     ..a.dims(slot, n)
                 };
-                lora_forward(cmd, y, u, x, x, &a.a(slot), &a.b(slot), &d);
+                let (w, bias) = (&lin.weight, Some(&lin.bias));
+                lora_linear_forward(cmd, y, u, x, x, w, bias, &a.a(slot), &a.b(slot), &d, acc);
+            } else {
+                run_linear(cmd, y, x, lin, n, acc);
             }
         };
         let mut cmd = gpu.commands();
@@ -132,14 +142,20 @@ impl Gpt2 {
                 c,
                 eps,
             );
-            run_linear(&mut cmd, &qkv, &ln, &blk.c_attn, n, false);
-            lora(&mut cmd, l, Module::CAttn, &qkv, &ln);
+            linear(&mut cmd, l, Module::CAttn, &qkv, &ln, &blk.c_attn, false);
             // Append this step's q/k/v rows to the cache (a copy: row offsets need not be
             // binding-aligned).
             cmd.copy(&qkv, &kv.slice(pos0 * 3 * c, n * 3 * c));
             attention_forward(&mut cmd, &att, &lse, kv, &cache.mask, &dims, pos0, n);
-            run_linear(&mut cmd, &x, &att, &blk.attn_proj, n, true);
-            lora(&mut cmd, l, Module::AttnProj, &x, &att);
+            linear(
+                &mut cmd,
+                l,
+                Module::AttnProj,
+                &x,
+                &att,
+                &blk.attn_proj,
+                true,
+            );
             layernorm_forward(
                 &mut cmd,
                 &ln,
@@ -152,11 +168,9 @@ impl Gpt2 {
                 c,
                 eps,
             );
-            run_linear(&mut cmd, &h, &ln, &blk.c_fc, n, false);
-            lora(&mut cmd, l, Module::CFc, &h, &ln);
+            linear(&mut cmd, l, Module::CFc, &h, &ln, &blk.c_fc, false);
             gelu_forward(&mut cmd, &g, &h, n * 4 * c);
-            run_linear(&mut cmd, &x, &g, &blk.mlp_proj, n, true);
-            lora(&mut cmd, l, Module::MlpProj, &x, &g);
+            linear(&mut cmd, l, Module::MlpProj, &x, &g, &blk.mlp_proj, true);
         }
         cmd.copy(&x.slice((n - 1) * c, c), &last);
         let (m1, r1) = (gpu.tensor(1), gpu.tensor(1));

@@ -17,6 +17,7 @@ mod layernorm;
 mod lora;
 mod matmul;
 mod matmul_f16;
+mod matmul_low_rank;
 mod nf4;
 mod optim;
 

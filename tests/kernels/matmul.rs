@@ -32,7 +32,7 @@ pub(crate) fn tolerance(abs_sum: &[f32], k: usize) -> Vec<f32> {
         .collect()
 }
 
-const VARIANTS: [MatmulVariant; 2] = [MatmulVariant::REGISTER, MatmulVariant::Tiled];
+const VARIANTS: [MatmulVariant; 2] = [MatmulVariant::REGISTER, MatmulVariant::TILED];
 
 /// Epilogues: (alpha, beta, with bias, extra columns of C beyond N, i.e. ldc = N + extra).
 const EPILOGUES: [(f32, f32, bool, usize); 4] = [
@@ -157,7 +157,7 @@ async fn check_gemm_overwrite_ignores_nan_in_output(gpu: &Gpu) {
     for variant in [
         None,
         Some(MatmulVariant::REGISTER),
-        Some(MatmulVariant::Tiled),
+        Some(MatmulVariant::TILED),
     ] {
         let c = gpu.upload_f32(&vec![f32::NAN; m * n]);
         let (a_t, b_w) = (gpu.upload_f32(&a), Weight::F32(gpu.upload_f32(&b)));

@@ -1,5 +1,5 @@
-//! The matmul with f16 arithmetic (`Math::F16`, `shaders/matmul_math_f16.wgsl`) for f16 and
-//! NF4 weights, against the f64 CPU reference over the same (dequantized) weights.
+//! The matmuls (register and tiled kernels) with f16 arithmetic (`Math::F16`,
+//! `shaders/matmul_math_f16.wgsl`) for f16 and NF4 weights, against the f64 CPU reference over the same (dequantized) weights.
 
 use crate::common::{Rng, assert_within, has_feature, read_f32};
 use crate::gpu_test;
@@ -7,6 +7,12 @@ use crate::matmul::{SHAPES, tolerance};
 use wgtune::gpu::Gpu;
 use wgtune::kernels::matmul::{Gemm, Math, MatmulVariant, Weight, gemm_with};
 use wgtune::{cpu, kernels, nf4};
+
+/// Both matmul kernels with f16 arithmetic (same block arithmetic, same tolerance).
+const F16_VARIANTS: [MatmulVariant; 2] = [
+    MatmulVariant::Register(Math::F16),
+    MatmulVariant::Tiled(Math::F16),
+];
 
 /// f16's unit roundoff, 2⁻¹¹.
 const U16: f32 = 1.0 / 2048.0;
@@ -20,7 +26,7 @@ const U16: f32 = 1.0 / 2048.0;
 /// roundings per K step of 4 (4 A and 4 B conversions, 4 products, 3 sums), each of a value
 /// at most max(1, |B|) = 1 here, times the scale s ≤ max|A|: 4·K·2⁻²⁵·max|A|.
 /// A worst-case bound: on lavapipe the largest error of these cases is 10% of it.
-fn tolerance_f16(abs_sum: &[f32], k: usize, a_max: f32) -> Vec<f32> {
+pub(crate) fn tolerance_f16(abs_sum: &[f32], k: usize, a_max: f32) -> Vec<f32> {
     tolerance(abs_sum, k)
         .iter()
         .zip(abs_sum)
@@ -29,7 +35,7 @@ fn tolerance_f16(abs_sum: &[f32], k: usize, a_max: f32) -> Vec<f32> {
 }
 
 /// `w` (row-major storage of B) as an f16 or NF4 weight, and the values the GPU sees.
-fn weight(gpu: &Gpu, format: &str, w: &[f32]) -> (Weight, Vec<f32>) {
+pub(crate) fn weight(gpu: &Gpu, format: &str, w: &[f32]) -> (Weight, Vec<f32>) {
     if format == "f16" {
         let h: Vec<half::f16> = w.iter().map(|&v| half::f16::from_f32(v)).collect();
         let back = h.iter().map(|v| v.to_f32()).collect();
@@ -100,47 +106,41 @@ async fn check_gemm_f16_math(gpu: &Gpu) {
                         }
                     }
 
-                    let c = gpu.upload_f32(&c0);
-                    let bias_t = gpu.upload_f32(&bias);
-                    let mut cmd = gpu.commands();
-                    let g = Gemm::new(m, n, k)
-                        .trans_a(ta)
-                        .trans_b(tb)
-                        .alpha(alpha)
-                        .accumulate(beta != 0.0)
-                        .ldc(ldc);
-                    let bias_arg = with_bias.then_some(&bias_t);
-                    gemm_with(
-                        &mut cmd,
-                        &c,
-                        &gpu.upload_f32(&a),
-                        &b,
-                        bias_arg,
-                        g,
-                        MatmulVariant::Register(Math::F16),
-                    );
-                    cmd.submit();
-                    let got = read_f32(gpu, &c).await;
-                    // NaN == NaN for the untouched columns past N.
-                    let (got, want): (Vec<f32>, Vec<f32>) = got
-                        .iter()
-                        .zip(&want)
-                        .map(|(&g, &w)| {
-                            if g.is_nan() && w.is_nan() {
-                                (0.0, 0.0)
-                            } else {
-                                (g, w)
-                            }
-                        })
-                        .unzip();
-                    assert_within(
-                        &format!(
-                            "f16-math {format} gemm {m}x{n}x{k} ta={ta} tb={tb} epilogue {epilogue}"
-                        ),
-                        &got,
-                        &want,
-                        &tol,
-                    );
+                    for variant in F16_VARIANTS {
+                        let c = gpu.upload_f32(&c0);
+                        let bias_t = gpu.upload_f32(&bias);
+                        let mut cmd = gpu.commands();
+                        let g = Gemm::new(m, n, k)
+                            .trans_a(ta)
+                            .trans_b(tb)
+                            .alpha(alpha)
+                            .accumulate(beta != 0.0)
+                            .ldc(ldc);
+                        let bias_arg = with_bias.then_some(&bias_t);
+                        gemm_with(&mut cmd, &c, &gpu.upload_f32(&a), &b, bias_arg, g, variant);
+                        cmd.submit();
+                        let got = read_f32(gpu, &c).await;
+                        // NaN == NaN for the untouched columns past N.
+                        let (got, want): (Vec<f32>, Vec<f32>) = got
+                            .iter()
+                            .zip(&want)
+                            .map(|(&g, &w)| {
+                                if g.is_nan() && w.is_nan() {
+                                    (0.0, 0.0)
+                                } else {
+                                    (g, w)
+                                }
+                            })
+                            .unzip();
+                        assert_within(
+                            &format!(
+                                "f16-math {variant:?} {format} gemm {m}x{n}x{k} ta={ta} tb={tb} epilogue {epilogue}"
+                            ),
+                            &got,
+                            &want,
+                            &tol,
+                        );
+                    }
                 }
             }
         }
@@ -168,24 +168,18 @@ async fn check_gemm_f16_math_range(gpu: &Gpu) {
         let abs = cpu::matmul::gemm_abs(&a, &b_eff, m, n, k, false, true);
         let a_max = a.iter().fold(0.0f32, |x, v| x.max(v.abs()));
         let tol = tolerance_f16(&abs, k, a_max);
-        let c = gpu.tensor(m * n);
-        let mut cmd = gpu.commands();
-        let g = Gemm::new(m, n, k).trans_b(true);
-        gemm_with(
-            &mut cmd,
-            &c,
-            &gpu.upload_f32(&a),
-            &b,
-            None,
-            g,
-            MatmulVariant::Register(Math::F16),
-        );
-        cmd.submit();
-        assert_within(
-            &format!("f16-math A scale {scale}"),
-            &read_f32(gpu, &c).await,
-            &want,
-            &tol,
-        );
+        for variant in F16_VARIANTS {
+            let c = gpu.tensor(m * n);
+            let mut cmd = gpu.commands();
+            let g = Gemm::new(m, n, k).trans_b(true);
+            gemm_with(&mut cmd, &c, &gpu.upload_f32(&a), &b, None, g, variant);
+            cmd.submit();
+            assert_within(
+                &format!("f16-math {variant:?} A scale {scale}"),
+                &read_f32(gpu, &c).await,
+                &want,
+                &tol,
+            );
+        }
     }
 }
