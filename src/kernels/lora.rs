@@ -72,15 +72,7 @@ pub fn lora_forward(
     b: &Tensor,
     d: &LoraDims,
 ) {
-    let h = dropped_input(cmd, h_scratch, x, d);
-    gemm(
-        cmd,
-        u,
-        h,
-        &Weight::F32(a.clone()),
-        None,
-        Gemm::new(d.m, d.rank, d.k_in).trans_b(true),
-    );
+    down_projection(cmd, u, h_scratch, x, a, d);
     gemm(
         cmd,
         y,
@@ -117,16 +109,7 @@ pub fn lora_linear_forward(
         lora_forward(cmd, y, u, h_scratch, x, a, b, d);
         return;
     }
-    let h = dropped_input(cmd, h_scratch, x, d);
-    // u (M,r) = h · Aᵀ
-    gemm(
-        cmd,
-        u,
-        h,
-        &Weight::F32(a.clone()),
-        None,
-        Gemm::new(d.m, d.rank, d.k_in).trans_b(true),
-    );
+    down_projection(cmd, u, h_scratch, x, a, d);
     let low_rank = LowRank {
         u,
         l: b,
@@ -214,6 +197,26 @@ pub fn lora_backward(
 }
 
 /// `dropout(x)` into the scratch, or `x` itself when dropout is off.
+/// `u (M,r) = dropout(x) · Aᵀ`, LoRA's down-projection (kept for the backward pass).
+fn down_projection(
+    cmd: &mut Commands,
+    u: &Tensor,
+    h_scratch: &Tensor,
+    x: &Tensor,
+    a: &Tensor,
+    d: &LoraDims,
+) {
+    let h = dropped_input(cmd, h_scratch, x, d);
+    gemm(
+        cmd,
+        u,
+        h,
+        &Weight::F32(a.clone()),
+        None,
+        Gemm::new(d.m, d.rank, d.k_in).trans_b(true),
+    );
+}
+
 fn dropped_input<'t>(
     cmd: &mut Commands,
     h_scratch: &'t Tensor,

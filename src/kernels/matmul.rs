@@ -51,13 +51,21 @@ impl Math {
 }
 
 impl Weight {
-    fn shader(&self, math: Math) -> Shader {
-        match (self, math) {
-            (Weight::F32(_), _) => Shader::MatmulF32,
-            (Weight::F16(_), Math::F32) => Shader::MatmulF16,
-            (Weight::Nf4 { .. }, Math::F32) => Shader::MatmulNf4,
-            (Weight::F16(_), Math::F16) => Shader::MatmulF16Math16,
-            (Weight::Nf4 { .. }, Math::F16) => Shader::MatmulNf4Math16,
+    /// The shader of `variant` for this weight format (f32 weights always keep f32 math).
+    fn shader(&self, variant: MatmulVariant) -> Shader {
+        use MatmulVariant::{Register, Tiled};
+        let f16 = variant.math() == Math::F16;
+        match (variant, self) {
+            (Register(_), Weight::F32(_)) => Shader::MatmulF32,
+            (Register(_), Weight::F16(_)) if f16 => Shader::MatmulF16Math16,
+            (Register(_), Weight::F16(_)) => Shader::MatmulF16,
+            (Register(_), Weight::Nf4 { .. }) if f16 => Shader::MatmulNf4Math16,
+            (Register(_), Weight::Nf4 { .. }) => Shader::MatmulNf4,
+            (Tiled(_), Weight::F32(_)) => Shader::MatmulTiledF32,
+            (Tiled(_), Weight::F16(_)) if f16 => Shader::MatmulTiledF16Math16,
+            (Tiled(_), Weight::F16(_)) => Shader::MatmulTiledF16,
+            (Tiled(_), Weight::Nf4 { .. }) if f16 => Shader::MatmulTiledNf4Math16,
+            (Tiled(_), Weight::Nf4 { .. }) => Shader::MatmulTiledNf4,
         }
     }
 
@@ -87,16 +95,6 @@ impl Weight {
             Weight::F32(t) => (t, false),
             Weight::F16(t) => (t, true),
             Weight::Nf4 { .. } => panic!("Weight::dense: NF4 weights have no dense storage"),
-        }
-    }
-
-    fn tiled_shader(&self, math: Math) -> Shader {
-        match (self, math) {
-            (Weight::F32(_), _) => Shader::MatmulTiledF32,
-            (Weight::F16(_), Math::F32) => Shader::MatmulTiledF16,
-            (Weight::Nf4 { .. }, Math::F32) => Shader::MatmulTiledNf4,
-            (Weight::F16(_), Math::F16) => Shader::MatmulTiledF16Math16,
-            (Weight::Nf4 { .. }, Math::F16) => Shader::MatmulTiledNf4Math16,
         }
     }
 
@@ -359,19 +357,19 @@ pub fn gemm_lr_with(
     );
     let lr = low_rank.is_some();
     let (kernel, vec_ok, (tile_m, tile_n)) = match variant {
-        MatmulVariant::Register(math) => (
+        MatmulVariant::Register(_) => (
             (
-                b.shader(math),
+                b.shader(variant),
                 if lr { "matmul_low_rank" } else { "matmul" },
             ),
             runs_of_4_aligned(&g) as u32,
             (TILE_M, TILE_N),
         ),
-        MatmulVariant::Tiled(math) => {
+        MatmulVariant::Tiled(_) => {
             let (a_ok, b_ok) = runs_aligned(&g);
             (
                 (
-                    b.tiled_shader(math),
+                    b.shader(variant),
                     if lr {
                         "matmul_tiled_low_rank"
                     } else {
