@@ -7,6 +7,7 @@ use wgtune::data::{self, Format};
 use wgtune::error::Result;
 use wgtune::model::Quant;
 use wgtune::model::eval::{EvalLoss, eval_loss};
+use wgtune::train::settings::BatchCap;
 
 #[derive(Args)]
 pub struct EvalArgs {
@@ -34,6 +35,10 @@ pub struct EvalArgs {
     /// Count the prompt tokens in the loss too.
     #[arg(long)]
     pub train_on_prompt: bool,
+    /// Evaluate only the first N batches of --batch-size sequences (as `train
+    /// --val-batches`), or "all".
+    #[arg(long, default_value_t = BatchCap::ALL)]
+    pub val_batches: BatchCap,
 }
 
 pub fn run(a: EvalArgs) -> Result<()> {
@@ -60,8 +65,9 @@ pub fn run(a: EvalArgs) -> Result<()> {
     let tok = &files.tokenizer;
     let adapter_ref = adapter.as_ref().map(|x| x.as_ref());
     let eos = tok.eos_id().unwrap_or(model.config.eos());
-    let mut examples = Vec::with_capacity(dataset.rows.len());
-    for (line, segs) in &dataset.rows {
+    let rows = a.val_batches.take(&dataset.rows, a.batch_size);
+    let mut examples = Vec::with_capacity(rows.len());
+    for (line, segs) in rows {
         examples.push(data::tokenize(
             tok,
             segs,

@@ -7,7 +7,8 @@ mod hub;
 mod interrupt;
 mod train;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use wgtune::train::settings::{Given, TrainSettings};
 
 #[derive(Parser)]
 #[command(
@@ -55,9 +56,14 @@ enum Command {
 
 /// Run the command; Ok holds the exit status (non-zero after an interrupted training run).
 pub fn run() -> Result<i32, Box<dyn std::error::Error>> {
-    match Cli::parse().command {
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    match cli.command {
         Command::Info => info().map(|_| 0),
-        Command::Train(a) => Ok(train::run(*a)?),
+        Command::Train(a) => {
+            let given = given_settings(matches.subcommand_matches("train").expect("train"));
+            Ok(train::run(*a, given)?)
+        }
         Command::Eval(a) => Ok(eval::run(a).map(|_| 0)?),
         Command::Generate(a) => Ok(generate::run(a).map(|_| 0)?),
         Command::Merge {
@@ -79,6 +85,21 @@ pub fn run() -> Result<i32, Box<dyn std::error::Error>> {
             bench::run(what.unwrap_or(bench::BenchCommand::Model(model))).map(|_| 0)
         }
     }
+}
+
+/// The training settings given on the command line (the others hold their defaults, which an
+/// adapter or checkpoint to continue from may replace).
+fn given_settings(m: &clap::ArgMatches) -> Given {
+    let names = match serde_json::to_value(TrainSettings::default()) {
+        Ok(serde_json::Value::Object(o)) => o.keys().cloned().collect::<Vec<_>>(),
+        _ => Vec::new(),
+    };
+    Given::Only(
+        names
+            .into_iter()
+            .filter(|n| m.value_source(n) == Some(clap::parser::ValueSource::CommandLine))
+            .collect(),
+    )
 }
 
 fn info() -> Result<(), Box<dyn std::error::Error>> {

@@ -44,6 +44,13 @@ impl std::fmt::Display for Quant {
     }
 }
 
+impl Quant {
+    /// Whether the base is bitsandbytes NF4 (with or without double quantization).
+    pub fn is_nf4(self) -> bool {
+        matches!(self, Quant::Nf4 { .. })
+    }
+}
+
 impl std::str::FromStr for Quant {
     type Err = String;
     fn from_str(s: &str) -> std::result::Result<Self, String> {

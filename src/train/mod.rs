@@ -5,10 +5,13 @@
 pub mod backward;
 pub mod batches;
 pub mod checkpoint;
+pub mod job;
 pub mod memory;
+pub mod plan;
 pub mod prepare;
 pub mod schedule;
 pub mod session;
+pub mod settings;
 
 use crate::error::Result;
 use crate::gpu::{Gpu, Tensor};

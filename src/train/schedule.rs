@@ -8,6 +8,16 @@ pub enum Scheduler {
     Constant,
 }
 
+impl std::fmt::Display for Scheduler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Linear => "linear",
+            Self::Cosine => "cosine",
+            Self::Constant => "constant",
+        })
+    }
+}
+
 impl std::str::FromStr for Scheduler {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {

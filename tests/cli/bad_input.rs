@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use wgtune::lora::{Layout, LoraConfig, init_params};
 use wgtune::model::Gpt2Config;
-use wgtune::train::checkpoint::{self, TrainerState};
+use wgtune::train::checkpoint::{self, Checkpoint, TrainerState};
+use wgtune::train::settings::TrainSettings;
 
 use crate::harness::{Scratch, check_failure, fixture, run};
 

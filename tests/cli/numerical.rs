@@ -1,5 +1,6 @@
 //! A non-finite loss or gradient stops training with a clear message that names the step,
-//! suggests a lower --lr and points to the last good checkpoint, which stays intact.
+//! suggests a lower --lr and points to the last good checkpoint, which stays intact (resuming
+//! it as it is would diverge again: the way on is its adapter, with a lower --lr).
 
 use wgtune::lora::{Layout, LoraConfig};
 use wgtune::model::Gpt2Config;
@@ -71,7 +72,7 @@ fn an_overflowing_adapter_stops_training_and_keeps_the_existing_adapter() {
 }
 
 /// A NaN at step 5 (the test hook WGTUNE_TEST_NAN_AT_STEP places it) with checkpoints every
-/// 2 steps: the message names checkpoint-4, which loads and resumes.
+/// 2 steps: the message names checkpoint-4, whose adapter training continues from.
 #[test]
 fn a_nan_loss_points_to_the_last_good_checkpoint() {
     let _gpu = crate::gpu_or_skip!();
@@ -84,7 +85,7 @@ fn a_nan_loss_points_to_the_last_good_checkpoint() {
         &[
             "step 5:",
             "the loss became NaN",
-            &format!("--resume {ck}"),
+            &format!("--init-adapter {ck}"),
             "lower --lr",
         ],
     ) {
@@ -97,7 +98,7 @@ fn a_nan_loss_points_to_the_last_good_checkpoint() {
     assert!(!s.path("out/adapter_model.safetensors").exists());
     let mut resume = a.clone();
     resume.extend([
-        "--resume".to_string(),
+        "--init-adapter".to_string(),
         ck,
         "--lr".to_string(),
         "1e-4".to_string(),

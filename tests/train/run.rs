@@ -116,19 +116,17 @@ fn resume_reproduces_the_uninterrupted_run() {
         let state = s2.state.clone();
         let p = pollster::block_on(s2.trainer.params_host(gpu)).unwrap();
         let (ma, va) = pollster::block_on(s2.trainer.optimizer_state(gpu)).unwrap();
-        checkpoint::save(
-            &ck,
-            &lora(),
-            &layout,
-            &p,
-            &ma,
-            &va,
-            &state,
-            "tiny",
-            &m.config,
-            false,
-        )
-        .unwrap();
+        let c = checkpoint::Checkpoint {
+            lora: lora(),
+            params: p,
+            exp_avg: ma,
+            exp_avg_sq: va,
+            state,
+            settings: Default::default(),
+            data_fingerprint: String::new(),
+            base_model: "tiny".into(),
+        };
+        checkpoint::save(&ck, &c, &m.config).unwrap();
     }
     drop(t2);
 

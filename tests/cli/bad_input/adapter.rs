@@ -130,23 +130,39 @@ pub(super) fn cases() -> Vec<Case> {
                 let layout = Layout::new(&cfg, &l);
                 let p = init_params(&layout, l.r, 1);
                 let zeros = vec![0.0; layout.len];
-                let state = TrainerState {
-                    step: 2,
-                    epoch: 0,
-                    cursor: 4,
-                    seed: 42,
-                    total_steps: 4,
-                    tokens_seen: 100,
-                    train_examples: 17,
+                let c = Checkpoint {
+                    lora: l.clone(),
+                    params: p,
+                    exp_avg: zeros.clone(),
+                    exp_avg_sq: zeros,
+                    state: TrainerState {
+                        step: 2,
+                        epoch: 0,
+                        cursor: 4,
+                        seed: 42,
+                        total_steps: 4,
+                        tokens_seen: 100,
+                        train_examples: 17,
+                    },
+                    // The settings of the command below: only the data differs.
+                    settings: TrainSettings {
+                        batch_size: 2,
+                        seq_len: Some(32),
+                        max_steps: Some(4),
+                        ..Default::default()
+                    },
+                    data_fingerprint: "0123456789abcdef".into(),
+                    base_model: "tiny".into(),
                 };
                 let ck = s.path("ck");
-                checkpoint::save(
-                    &ck, &l, &layout, &p, &zeros, &zeros, &state, "tiny", &cfg, false,
-                )
-                .unwrap();
+                checkpoint::save(&ck, &c, &cfg).unwrap();
                 train_flags(s, &["--resume", &ck.display().to_string()])
             },
-            expect: &["ck", "17 training examples", "same --data and --seed"],
+            expect: &[
+                "ck",
+                "other training data (17 examples",
+                "resume with the same data file",
+            ],
         },
     ]
 }
