@@ -38,7 +38,7 @@ pub fn run(a: TrainArgs, given: Given) -> Result<i32> {
     let start = match (&a.resume, &a.init_adapter) {
         (Some(dir), _) => Start::Resume {
             name: dir.display().to_string(),
-            checkpoint: checkpoint::load(dir, &cfg)?,
+            checkpoint: Box::new(checkpoint::load(dir, &cfg)?),
         },
         (None, Some(dir)) => {
             let (lora, params) = adapter::load_dir(dir, &cfg)?;
@@ -75,12 +75,12 @@ pub fn run(a: TrainArgs, given: Given) -> Result<i32> {
     let gpu = Gpu::new_blocking()?;
     let model = super::upload_model(&gpu, &a.model, &files, plan.settings.quant)?;
     let resumed_at = plan.resume.as_ref().map(|r| r.state.step);
+    eprintln!("{}", plan.trainable_line(&cfg));
+    eprintln!("{}", TrainJob::estimate(&gpu, &model, &plan).line());
     let mut job = TrainJob::new(&gpu, &model, plan)?;
     job.nan_at_step = std::env::var("WGTUNE_TEST_NAN_AT_STEP")
         .ok()
         .and_then(|v| v.parse().ok());
-    eprintln!("{}", job.trainable_line());
-    eprintln!("{}", job.estimate.line());
     eprintln!("{}, {}", job.plan.describe(), gpu.adapter_info.name);
     let total = job.plan.total_steps;
     if let Some(step) = resumed_at {

@@ -10,7 +10,6 @@ use serde::{Deserialize, Serialize};
 use crate::bail;
 use crate::error::Result;
 use crate::gpu::Gpu;
-use crate::lora::trainable_line;
 use crate::model::Gpt2;
 use crate::train::LoraTrainer;
 use crate::train::checkpoint::Checkpoint;
@@ -100,30 +99,31 @@ pub struct TrainJob<'m> {
 }
 
 impl<'m> TrainJob<'m> {
+    /// The GPU memory a plan's run needs (what [`TrainJob::new`] checks against the limits).
+    pub fn estimate(gpu: &Gpu, model: &Gpt2, plan: &Plan) -> MemoryEstimate {
+        let (b, t) = plan.max_batch;
+        let layout = crate::lora::Layout::new(&model.config, &plan.lora);
+        let s = &plan.settings;
+        memory::estimate(gpu, model, &layout, plan.lora.r, b, t, s.grad_checkpoint)
+    }
+
     /// Put the plan's trainer on the GPU, after checking that its largest batch fits the
     /// adapter's limits.
     pub fn new(gpu: &Gpu, model: &'m Gpt2, plan: Plan) -> Result<Self> {
         let s = &plan.settings;
         if model.quant != s.quant {
             bail!(
-                "the model is loaded as {} but the run asks for --quant {}",
+                "the model is loaded as {} but the run asks for --quant {}: load it again as {}",
                 model.quant,
+                s.quant,
                 s.quant
             );
         }
+        let estimate = Self::estimate(gpu, model, &plan);
+        let (b, t) = plan.max_batch;
+        memory::check(gpu, model, &estimate, b, t)?;
         let mut trainer = LoraTrainer::new(gpu, model, plan.lora.clone(), s.optim(), &plan.params)?;
         trainer.grad_checkpoint = s.grad_checkpoint;
-        let (b, t) = plan.max_batch;
-        let estimate = memory::estimate(
-            gpu,
-            model,
-            &trainer.layout,
-            plan.lora.r,
-            b,
-            t,
-            s.grad_checkpoint,
-        );
-        memory::check(gpu, model, &estimate, b, t)?;
         if let Some(r) = &plan.resume {
             trainer.set_optimizer_state(gpu, &r.exp_avg, &r.exp_avg_sq, r.state.step)?;
         }
@@ -133,14 +133,6 @@ impl<'m> TrainJob<'m> {
             estimate,
             nan_at_step: None,
         })
-    }
-
-    /// PEFT's trainable-parameters line for this run.
-    pub fn trainable_line(&self) -> String {
-        trainable_line(
-            self.trainer.layout.trainable,
-            self.trainer.model.config.num_params(),
-        )
     }
 
     /// Run every remaining step, reporting each to `obs`; evaluate and save checkpoints as

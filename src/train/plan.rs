@@ -5,7 +5,7 @@
 use crate::bail;
 use crate::data::Example;
 use crate::error::Result;
-use crate::lora::{Layout, LoraConfig, init_params};
+use crate::lora::{Layout, LoraConfig, init_params, trainable_line};
 use crate::model::Gpt2Config;
 use crate::train::Batch;
 use crate::train::batches::make_batch;
@@ -27,7 +27,7 @@ pub enum Start {
     /// A checkpoint: the adapter, the AdamW moments and the position in the data.
     Resume {
         name: String,
-        checkpoint: Checkpoint,
+        checkpoint: Box<Checkpoint>,
     },
 }
 
@@ -131,6 +131,7 @@ impl Plan {
                         data.fingerprint
                     );
                 }
+                let ck = *ck;
                 let resume = Continuation {
                     state: ck.state,
                     exp_avg: ck.exp_avg,
@@ -171,6 +172,11 @@ impl Plan {
             base_model: base_model.to_string(),
             pad,
         })
+    }
+
+    /// PEFT's trainable-parameters line for this run on a model of `cfg`.
+    pub fn trainable_line(&self, cfg: &Gpt2Config) -> String {
+        trainable_line(Layout::new(cfg, &self.lora).trainable, cfg.num_params())
     }
 
     /// One line on what the run does, for the user.

@@ -161,6 +161,7 @@ pub struct TrainSettings {
     pub save_every: usize,
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 fn defaults() -> TrainSettings {
     TrainSettings::default()
 }
@@ -255,16 +256,13 @@ impl TrainSettings {
         if self.max_steps.is_none() && self.epochs == 0 {
             bail!("--epochs must be at least 1 (or give --max-steps)");
         }
-        if !(self.lr > 0.0 && self.lr <= 1.0) {
+        if self.lr.is_nan() || self.lr <= 0.0 || self.lr > 1.0 {
             bail!("--lr {} is out of range (0, 1]", self.lr);
         }
-        if !(self.weight_decay >= 0.0 && self.weight_decay.is_finite()) {
-            bail!(
-                "--weight-decay must be a number >= 0, got {}",
-                self.weight_decay
-            );
+        if !self.weight_decay.is_finite() || self.weight_decay < 0.0 {
+            bail!("--weight-decay must be >= 0, got {}", self.weight_decay);
         }
-        if !(self.max_grad_norm >= 0.0) {
+        if self.max_grad_norm.is_nan() || self.max_grad_norm < 0.0 {
             bail!(
                 "--max-grad-norm must be a number >= 0 (0 turns clipping off), got {}",
                 self.max_grad_norm

@@ -1,52 +1,22 @@
-//! The page: its reactive state and the six sections, Model → Data → Settings → Train → Try →
-//! Export. Signals carry only plain display values; GPU objects stay in the engine's worker,
-//! which holds a mirror of the same state (`mirror`) and runs what the sections ask
-//! (`port::Command`).
+//! The page: its reactive state, folded from the engine's events in one match ([`fold`]),
+//! and the six sections, Model → Data → Settings → Train → Try → Export. Signals carry only
+//! plain display values; GPU objects stay in the engine's worker, which runs what the
+//! sections ask (`port::Command`).
 
 use leptos::prelude::*;
-use serde::{Deserialize, Serialize};
+use wgtune::train::job::StepRecord;
+use wgtune::train::settings::TrainSettings;
 
-use super::settings::{SampleSettings, Settings};
+use super::port::{
+    self, AdapterInfo, Command, DataInfo, Evaluation, Event, Message, ModelInfo, TrainEvent,
+};
+use super::settings::SampleSettings;
 use super::store::{AdapterMeta, CheckpointMeta};
 use super::{
-    browser, data_panel, export_panel, mirror, model_panel, port, settings_panel, train_panel,
-    try_panel,
+    browser, data_panel, export_panel, model_panel, settings_panel, train_panel, try_panel,
 };
 
-/// What the page shows about the loaded model.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ModelInfo {
-    pub name: String,
-    pub n_layer: usize,
-    pub n_embd: usize,
-    pub n_head: usize,
-    pub n_positions: usize,
-    pub vocab_size: usize,
-    pub params: usize,
-    pub quant: String,
-    pub weight_bytes: u64,
-}
-
-/// One row of the data preview: the untrained (prompt) and trained parts of a line.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct PreviewRow {
-    pub line: usize,
-    pub parts: Vec<(String, bool)>,
-    pub tokens: Option<usize>,
-}
-
-/// What the page shows about the dataset.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct DataInfo {
-    pub name: String,
-    pub format: String,
-    pub lines: usize,
-    /// (tokens, trained tokens, examples kept, lines skipped) once a model's tokenizer is known.
-    pub tokens: Option<(usize, usize, usize, Vec<usize>)>,
-    pub preview: Vec<PreviewRow>,
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Phase {
     #[default]
     Idle,
@@ -56,84 +26,229 @@ pub enum Phase {
     Failed,
 }
 
-/// The training section's view of a run.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// The Train section's view of a run.
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct TrainView {
     pub phase: Phase,
     pub status: String,
-    pub step: u32,
     pub total: u32,
-    pub losses: Vec<(u32, f32)>,
-    pub val_losses: Vec<(u32, f32)>,
-    pub tokens_per_s: f64,
-    pub eta_s: f64,
-    /// Mean token loss over the data file with the final adapter (as `wgtune eval`).
-    pub eval_loss: Option<(f64, usize)>,
-    pub trainable: String,
+    /// Every step reported (what the chart draws and the metrics download holds).
+    pub records: Vec<StepRecord>,
+    /// The first step this page saw run (a resumed run's earlier steps came with it).
+    pub first_step: u32,
+    /// The trainable-parameters line, the plan and the memory estimate.
+    pub summary: String,
 }
 
-/// The page's reactive state, shared by the sections (all fields are cheap `Copy` handles);
-/// every field is mirrored in the engine's worker (`mirror`).
+impl TrainView {
+    fn apply(&mut self, e: TrainEvent) {
+        match e {
+            TrainEvent::Started {
+                total,
+                summary,
+                history,
+            } => {
+                let first_step = history.last().map_or(0, |r| r.step);
+                *self = TrainView {
+                    phase: Phase::Running,
+                    status: format!("step {} of {total}…", first_step + 1),
+                    total,
+                    records: history,
+                    first_step,
+                    summary,
+                };
+            }
+            TrainEvent::Step(r) => {
+                self.status = step_line(&r, self.total);
+                self.records.push(r);
+                if self.phase != Phase::Paused {
+                    self.phase = Phase::Running;
+                }
+            }
+            TrainEvent::Paused(true) => {
+                self.phase = Phase::Paused;
+                self.status = format!("paused at step {} of {}", self.step(), self.total);
+            }
+            TrainEvent::Paused(false) => self.phase = Phase::Running,
+            TrainEvent::Finished(status) => {
+                self.phase = Phase::Done;
+                self.status = status;
+            }
+            TrainEvent::Failed(status) => {
+                self.phase = Phase::Failed;
+                self.status = status;
+            }
+        }
+    }
+
+    pub fn step(&self) -> u32 {
+        self.records.last().map_or(0, |r| r.step)
+    }
+
+    pub fn running(&self) -> bool {
+        matches!(self.phase, Phase::Running | Phase::Paused)
+    }
+
+    /// Seconds left, from this page's pace so far.
+    pub fn eta_s(&self) -> Option<f64> {
+        let last = self.records.last()?;
+        let done = last.step.checked_sub(self.first_step).filter(|&d| d > 0)?;
+        Some(last.elapsed_s / done as f64 * (self.total as f64 - last.step as f64))
+    }
+
+    /// The records as the `--metrics` file holds them: one JSON object a line.
+    pub fn metrics_jsonl(&self) -> String {
+        self.records
+            .iter()
+            .map(|r| serde_json::to_string(r).expect("a step record serializes") + "\n")
+            .collect()
+    }
+}
+
+fn step_line(r: &StepRecord, total: u32) -> String {
+    format!(
+        "step {} of {total} · loss {:.4}{} · lr {:.2e} · grad norm {:.3}",
+        r.step,
+        r.loss,
+        r.val_loss
+            .map(|l| format!(" · val {l:.4}"))
+            .unwrap_or_default(),
+        r.lr,
+        r.grad_norm
+    )
+}
+
+/// A status line with an optional progress fraction.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Progress {
+    pub text: String,
+    pub fraction: Option<f64>,
+    pub busy: bool,
+}
+
+/// The page's reactive state, shared by the sections (all fields are cheap `Copy` handles).
 #[derive(Clone, Copy)]
 pub struct Ui {
-    pub gpu_line: RwSignal<String>,
-    pub webgpu: RwSignal<Option<Result<(), String>>>,
-    pub model_status: RwSignal<String>,
-    pub model_progress: RwSignal<Option<f64>>,
-    pub model: RwSignal<Option<ModelInfo>>,
+    /// The GPU in use, or why there is none (`None`: still opening).
+    pub gpu: RwSignal<Option<Result<String, String>>>,
+    pub model_status: RwSignal<Progress>,
     pub loading: RwSignal<bool>,
-    pub data: RwSignal<Option<DataInfo>>,
-    pub data_errors: RwSignal<Vec<String>>,
-    pub settings: RwSignal<Settings>,
+    pub model: RwSignal<Option<ModelInfo>>,
+    pub data: RwSignal<Result<Option<DataInfo>, Vec<String>>>,
+    pub val_data: RwSignal<Result<Option<DataInfo>, Vec<String>>>,
+    /// A data file being tokenized: (file, rows done, rows).
+    pub preparing: RwSignal<Option<(String, usize, usize)>>,
+    pub settings: RwSignal<TrainSettings>,
     /// The trainable-parameters line and memory estimate for the settings and model.
     pub settings_summary: RwSignal<String>,
-    pub train: RwSignal<TrainView>,
-    pub adapter_ready: RwSignal<bool>,
-    pub sample: RwSignal<SampleSettings>,
-    /// A generation is running.
-    pub gen_busy: RwSignal<bool>,
-    pub gen_base: RwSignal<String>,
-    pub gen_tuned: RwSignal<String>,
-    pub gen_status: RwSignal<String>,
-    /// The checkpoint kept in browser storage, if a run was interrupted.
-    pub checkpoint: RwSignal<Option<CheckpointMeta>>,
+    pub adapter: RwSignal<Option<AdapterInfo>>,
     /// The finished adapter kept in browser storage (this visit's or an earlier one's).
     pub kept: RwSignal<Option<AdapterMeta>>,
+    /// The checkpoint kept in browser storage, if a run was interrupted.
+    pub checkpoint: RwSignal<Option<CheckpointMeta>>,
+    pub train: RwSignal<TrainView>,
+    pub evaluation: RwSignal<Option<Result<Evaluation, String>>>,
+    pub sample: RwSignal<SampleSettings>,
+    pub gen_base: RwSignal<String>,
+    pub gen_tuned: RwSignal<String>,
+    pub gen_status: RwSignal<Progress>,
     pub export_status: RwSignal<String>,
-    pub merge_status: RwSignal<String>,
-    pub merge_progress: RwSignal<Option<f64>>,
-    pub merging: RwSignal<bool>,
+    pub merge: RwSignal<Progress>,
 }
 
 impl Ui {
     pub fn new() -> Self {
         Self {
-            gpu_line: RwSignal::new("Opening WebGPU…".into()),
-            webgpu: RwSignal::new(None),
-            model_status: RwSignal::new("No model loaded.".into()),
-            model_progress: RwSignal::new(None),
-            model: RwSignal::new(None),
+            gpu: RwSignal::new(None),
+            model_status: RwSignal::new(Progress {
+                text: "No model loaded.".into(),
+                ..Default::default()
+            }),
             loading: RwSignal::new(false),
-            data: RwSignal::new(None),
-            data_errors: RwSignal::new(Vec::new()),
-            settings: RwSignal::new(Settings::default()),
+            model: RwSignal::new(None),
+            data: RwSignal::new(Ok(None)),
+            val_data: RwSignal::new(Ok(None)),
+            preparing: RwSignal::new(None),
+            settings: RwSignal::new(TrainSettings::default()),
             settings_summary: RwSignal::new(
                 "Load a model to see the trainable parameters and the memory estimate.".into(),
             ),
+            adapter: RwSignal::new(None),
+            kept: RwSignal::new(None),
+            checkpoint: RwSignal::new(None),
             train: RwSignal::new(TrainView::default()),
-            adapter_ready: RwSignal::new(false),
+            evaluation: RwSignal::new(None),
             sample: RwSignal::new(SampleSettings::default()),
-            gen_busy: RwSignal::new(false),
             gen_base: RwSignal::new(String::new()),
             gen_tuned: RwSignal::new(String::new()),
-            gen_status: RwSignal::new(String::new()),
-            checkpoint: RwSignal::new(None),
-            kept: RwSignal::new(None),
+            gen_status: RwSignal::new(Progress::default()),
             export_status: RwSignal::new(String::new()),
-            merge_status: RwSignal::new(String::new()),
-            merge_progress: RwSignal::new(None),
-            merging: RwSignal::new(false),
+            merge: RwSignal::new(Progress::default()),
         }
+    }
+
+    /// Whether the engine has a GPU (actions that need one are disabled otherwise).
+    pub fn gpu_ok(&self) -> bool {
+        self.gpu.with(|g| matches!(g, Some(Ok(_))))
+    }
+
+    /// Change the settings and tell the engine.
+    pub fn edit_settings(&self, edit: impl FnOnce(&mut TrainSettings)) {
+        let mut s = self.settings.get_untracked();
+        edit(&mut s);
+        self.settings.set(s.clone());
+        port::send(Command::Settings(s), Vec::new());
+    }
+}
+
+/// Fold one engine event into the page state.
+pub fn fold(ui: Ui, e: Event) {
+    match e {
+        Event::Gpu(g) => ui.gpu.set(Some(g)),
+        Event::ModelStatus { text, progress } => ui.model_status.set(Progress {
+            text,
+            fraction: progress,
+            busy: false,
+        }),
+        Event::Loading(b) => ui.loading.set(b),
+        Event::Model(m) => ui.model.set(m),
+        Event::Data { validation, info } => {
+            if validation {
+                ui.val_data.set(info)
+            } else {
+                ui.data.set(info)
+            }
+        }
+        Event::Preparing { what, done, total } => ui
+            .preparing
+            .set((done < total).then_some((what, done, total))),
+        Event::Settings(s) => ui.settings.set(s),
+        Event::Summary(s) => ui.settings_summary.set(s),
+        Event::Adapter(a) => ui.adapter.set(a),
+        Event::Kept(k) => ui.kept.set(k),
+        Event::Checkpoint(c) => ui.checkpoint.set(c),
+        Event::Train(t) => ui.train.update(|v| v.apply(t)),
+        Event::Evaluation(r) => ui.evaluation.set(Some(r)),
+        Event::Generated { tuned, piece } => {
+            let out = if tuned { ui.gen_tuned } else { ui.gen_base };
+            out.update(|t| t.push_str(&piece));
+        }
+        Event::GenerateStatus { text, busy } => ui.gen_status.set(Progress {
+            text,
+            fraction: None,
+            busy,
+        }),
+        Event::ExportStatus(s) => ui.export_status.set(s),
+        Event::MergeStatus {
+            text,
+            progress,
+            busy,
+        } => ui.merge.set(Progress {
+            text,
+            fraction: progress,
+            busy,
+        }),
+        Event::Log(text) => browser::console_error(&format!("engine: {text}")),
     }
 }
 
@@ -143,20 +258,23 @@ pub fn App() -> impl IntoView {
     if browser::has_webgpu() {
         start_engine(ui);
     } else {
-        let msg = "This browser has no WebGPU (navigator.gpu is missing). Use a recent Chrome, \
-                   Edge or Safari, or Firefox with WebGPU enabled; wgtune trains on your GPU \
-                   through WebGPU and cannot run without it.";
-        ui.gpu_line.set(msg.into());
-        ui.webgpu.set(Some(Err(msg.into())));
+        ui.gpu.set(Some(Err(format!(
+            "This browser has no WebGPU (navigator.gpu is missing). {}",
+            browser::NO_WEBGPU_HELP
+        ))));
     }
+    let gpu_line = move || match ui.gpu.get() {
+        None => "Opening WebGPU…".to_string(),
+        Some(Ok(line)) | Some(Err(line)) => line,
+    };
     view! {
         <header>
             <h1>"wgtune"</h1>
             <p class="lead">
                 "Fine-tune GPT-2 with LoRA / QLoRA on your own GPU, in this page. Nothing leaves your machine."
             </p>
-            <p class="gpu" data-testid="gpu-info" class:bad=move || matches!(ui.webgpu.get(), Some(Err(_)))>
-                {move || ui.gpu_line.get()}
+            <p class="gpu" data-testid="gpu-info" class:bad=move || matches!(ui.gpu.get(), Some(Err(_)))>
+                {gpu_line}
             </p>
         </header>
         <main>
@@ -170,27 +288,24 @@ pub fn App() -> impl IntoView {
     }
 }
 
-/// Start the engine's worker and mirror the page state with it. It opens the GPU (its
-/// adapter line, or why not, arrives as `gpu_line` / `webgpu`) and restores what an earlier
-/// visit kept.
+/// Start the engine's worker and fold its events into the page state. It opens the GPU (its
+/// adapter line, or why not, arrives as [`Event::Gpu`]) and restores what an earlier visit
+/// kept.
 fn start_engine(ui: Ui) {
     let on_message = move |m| match m {
-        port::Message::Field { name, json } => mirror::apply(ui, &name, &json),
-        port::Message::Download { name, blob } => {
+        Message::Event(e) => fold(ui, e),
+        Message::Download { name, blob } => {
             if let Err(e) = browser::offer_download(&name, &blob) {
                 browser::console_error(&e);
             }
         }
-        port::Message::Log(text) => browser::console_error(&format!("engine: {text}")),
-        port::Message::Ready | port::Message::Command { .. } => {}
+        Message::Ready | Message::Command { .. } => {}
     };
     let on_error = move |e: String| {
         browser::console_error(&e);
-        ui.gpu_line.set(e.clone());
-        ui.webgpu.set(Some(Err(e)));
+        ui.gpu.set(Some(Err(e)));
     };
-    match port::spawn(on_message, on_error) {
-        Ok(()) => mirror::connect(ui),
-        Err(e) => on_error(e),
+    if let Err(e) = port::spawn(on_message, on_error) {
+        on_error(e);
     }
 }

@@ -72,6 +72,9 @@ pub fn query_param(key: &str) -> Option<String> {
     })
 }
 
+/// Where WebGPU runs, and how to check it: what the page says when it finds none.
+pub const NO_WEBGPU_HELP: &str = "wgtune trains on your GPU through WebGPU, which Chrome and Edge (113 or newer, on Windows, macOS, ChromeOS and Android; on Linux behind chrome://flags/#enable-unsafe-webgpu), Safari 26 or newer, and Firefox 141 or newer on Windows provide. To check, open chrome://gpu (edge://gpu) and look for \"WebGPU: Hardware accelerated\"; a blocklisted GPU or driver shows there too.";
+
 /// Whether this scope exposes WebGPU at all (`navigator.gpu`).
 pub fn has_webgpu() -> bool {
     Reflect::get(&js_sys::global(), &"navigator".into())
@@ -355,7 +358,7 @@ pub fn offer_download(name: &str, blob: &Blob) -> Result<(), String> {
 /// from the worker, through the page.
 pub fn console_error(msg: &str) {
     if in_worker() {
-        super::port::post(super::port::Message::Log(msg.to_string()));
+        super::port::emit(super::port::Event::Log(msg.to_string()));
     } else {
         web_sys::console::error_1(&msg.into());
     }

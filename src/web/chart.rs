@@ -23,16 +23,22 @@ fn points(data: &[(u32, f32)], total: u32, lo: f32, hi: f32) -> Vec<(f64, f64)> 
 pub fn view(ui: Ui) -> impl IntoView {
     let drawing = move || {
         ui.train.with(|v| {
-            let all = v.losses.iter().chain(&v.val_losses).map(|p| p.1);
+            let losses: Vec<(u32, f32)> = v.records.iter().map(|r| (r.step, r.loss)).collect();
+            let val_losses: Vec<(u32, f32)> = v
+                .records
+                .iter()
+                .filter_map(|r| r.val_loss.map(|l| (r.step, l)))
+                .collect();
+            let all = losses.iter().chain(&val_losses).map(|p| p.1);
             let lo = all.clone().fold(f32::INFINITY, f32::min);
             let hi = all.fold(f32::NEG_INFINITY, f32::max);
             let (lo, hi) = if lo.is_finite() { (lo, hi) } else { (0.0, 1.0) };
-            let line = points(&v.losses, v.total, lo, hi)
+            let line = points(&losses, v.total, lo, hi)
                 .iter()
                 .map(|(x, y)| format!("{x:.1},{y:.1}"))
                 .collect::<Vec<_>>()
                 .join(" ");
-            let dots = points(&v.val_losses, v.total, lo, hi)
+            let dots = points(&val_losses, v.total, lo, hi)
                 .into_iter()
                 .map(|(x, y)| view! { <circle cx=x cy=y r="3.5" class="val" /> })
                 .collect_view();
@@ -48,7 +54,7 @@ pub fn view(ui: Ui) -> impl IntoView {
     view! {
         <svg
             data-testid="loss-chart"
-            data-points=move || ui.train.with(|v| v.losses.len())
+            data-points=move || ui.train.with(|v| v.records.len())
             viewBox=format!("0 0 {W} {H}")
             class="chart"
             role="img"

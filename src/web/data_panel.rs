@@ -1,19 +1,19 @@
-//! Section 2, Data: a JSONL file chosen or dropped; its detected format, a preview of the
-//! first lines as the model sees them (prompt part vs trained part), token counts, and
-//! line-numbered errors. The engine worker parses the file and computes the preview
-//! (`preview`).
+//! Section 2, Data: the training JSONL file chosen or dropped (`--data`), its format
+//! (`--format`) and an optional validation file (`--val-data`); for each, the detected
+//! format, a preview of the first lines as the model sees them (prompt part vs trained
+//! part), token counts, tokenizing progress and line-numbered errors. The engine worker
+//! parses and tokenizes the files (`preview`).
 
 use leptos::prelude::*;
 
-use super::app::{DataInfo, Ui};
+use super::app::Ui;
 use super::browser;
-use super::port::{self, Command};
+use super::port::{self, Command, DataInfo};
 
-pub fn view(ui: Ui) -> impl IntoView {
-    let format = RwSignal::new("auto".to_string());
+/// A file input (with drop zone) that sends the file as training or validation data.
+fn file_input(ui: Ui, validation: bool) -> impl IntoView {
     let take = move |file: web_sys::File| {
-        let format = Some(format.get_untracked()).filter(|f| f != "auto");
-        port::send(Command::Data { format }, vec![file]);
+        port::send(Command::Data { validation }, vec![file]);
     };
     let on_pick = move |ev: leptos::ev::Event| {
         let input: web_sys::HtmlInputElement = event_target(&ev);
@@ -31,48 +31,89 @@ pub fn view(ui: Ui) -> impl IntoView {
             take(f);
         }
     };
+    let testid = if validation {
+        "val-data-file"
+    } else {
+        "data-file"
+    };
+    view! {
+        <div
+            class="drop"
+            on:dragover=|ev: leptos::ev::DragEvent| ev.prevent_default()
+            on:drop=on_drop
+        >
+            <p>{if validation { "Validation data (optional, --val-data): drop a JSONL file here, or " } else { "Drop a JSONL file here, or " }}</p>
+            <input data-testid=testid type="file" accept=".jsonl,.json,.txt" on:change=on_pick disabled=move || !ui.gpu_ok() />
+        </div>
+    }
+}
+
+fn errors(list: Vec<String>) -> impl IntoView {
+    list.into_iter()
+        .map(|e| view! { <li>{e}</li> })
+        .collect_view()
+}
+
+pub fn view(ui: Ui) -> impl IntoView {
+    let set_format = move |ev: leptos::ev::Event| {
+        let f = event_target_value(&ev);
+        ui.edit_settings(|s| s.format = f);
+    };
+    let clear_val = move |_| port::send(Command::ClearValidation, Vec::new());
     view! {
         <section id="data">
             <h2>"2 · Data"</h2>
-            <div
-                class="drop"
-                on:dragover=|ev: leptos::ev::DragEvent| ev.prevent_default()
-                on:drop=on_drop
-            >
-                <p>"Drop a JSONL file here, or "</p>
-                <input data-testid="data-file" type="file" accept=".jsonl,.json,.txt" on:change=on_pick />
-                <label>
-                    " format "
-                    <select data-testid="data-format" on:change=move |ev| format.set(event_target_value(&ev))>
-                        <option value="auto" selected=true>"auto-detect"</option>
-                        <option value="text">"text"</option>
-                        <option value="prompt-completion">"prompt-completion"</option>
-                        <option value="messages">"messages"</option>
-                        <option value="alpaca">"alpaca"</option>
-                    </select>
-                </label>
-                <p class="hint">
-                    "One JSON object per line: " <code>"{\"text\"}"</code> ", " <code>"{\"prompt\",\"completion\"}"</code>
-                    ", " <code>"{\"messages\":[{\"role\",\"content\"}]}"</code> " or "
-                    <code>"{\"instruction\",\"input\",\"output\"}"</code> "."
-                </p>
-            </div>
+            {file_input(ui, false)}
+            <label>
+                <code>"--format"</code> " "
+                <select data-testid="data-format" on:change=set_format>
+                    {["auto", "text", "prompt-completion", "messages", "alpaca"]
+                        .into_iter()
+                        .map(|f| view! { <option value=f selected=move || ui.settings.with(|s| s.format == f)>{f}</option> })
+                        .collect_view()}
+                </select>
+            </label>
+            <p class="hint">
+                "One JSON object per line: " <code>"{\"text\"}"</code> ", " <code>"{\"prompt\",\"completion\"}"</code>
+                ", " <code>"{\"messages\":[{\"role\",\"content\"}]}"</code> " or "
+                <code>"{\"instruction\",\"input\",\"output\"}"</code> "."
+            </p>
             <ul class="errors" data-testid="data-errors">
-                {move || ui.data_errors.get().into_iter().map(|e| view! { <li>{e}</li> }).collect_view()}
+                {move || ui.data.get().err().map(errors)}
             </ul>
-            {move || ui.data.get().map(|d| summary(&d))}
+            <Show when=move || ui.preparing.with(|p| p.is_some())>
+                <p class="small" data-testid="data-preparing">
+                    {move || ui.preparing.get().map(|(f, done, total)| format!("tokenizing {f}: {done} of {total} lines")).unwrap_or_default()}
+                </p>
+                <progress
+                    max=move || ui.preparing.with(|p| p.as_ref().map_or(1, |p| p.2.max(1)))
+                    value=move || ui.preparing.with(|p| p.as_ref().map_or(0, |p| p.1))
+                ></progress>
+            </Show>
+            {move || ui.data.get().ok().flatten().map(|d| summary(&d, "data"))}
+            {file_input(ui, true)}
+            <ul class="errors" data-testid="val-data-errors">
+                {move || ui.val_data.get().err().map(errors)}
+            </ul>
+            <Show when=move || ui.val_data.with(|v| matches!(v, Ok(Some(_))))>
+                {move || ui.val_data.get().ok().flatten().map(|d| summary(&d, "val-data"))}
+                <button data-testid="val-data-clear" on:click=clear_val>"Use no validation file"</button>
+            </Show>
         </section>
     }
 }
 
-fn summary(d: &DataInfo) -> impl IntoView + use<> {
+fn summary(d: &DataInfo, testid: &str) -> impl IntoView + use<> {
     let counts = match &d.tokens {
-        Some((tokens, trained, kept, skipped)) => {
-            let mut s = format!("{tokens} tokens, {trained} of them trained; {kept} examples");
-            if let Some(first) = skipped.first() {
+        Some(c) => {
+            let mut s = format!(
+                "{} tokens, {} of them trained; {} examples",
+                c.tokens, c.trained, c.examples
+            );
+            if let Some(first) = c.skipped.first() {
                 s.push_str(&format!(
                     "; {} line(s) skipped: no trained token within the sequence length (e.g. line {first})",
-                    skipped.len()
+                    c.skipped.len()
                 ));
             }
             s
@@ -101,10 +142,10 @@ fn summary(d: &DataInfo) -> impl IntoView + use<> {
         })
         .collect_view();
     view! {
-        <p data-testid="data-summary" class="status">
+        <p data-testid=format!("{testid}-summary") class="status">
             {format!("{}: {} format, {} lines; {counts}.", d.name, d.format, d.lines)}
         </p>
-        <table class="preview" data-testid="data-preview">
+        <table class="preview" data-testid=format!("{testid}-preview")>
             <thead>
                 <tr>
                     <th>"line"</th>

@@ -1,7 +1,7 @@
-//! What the engine worker holds besides its mirror of the page state: the GPU, the loaded
-//! model and tokenizer, the parsed dataset and the trained adapter. These are not `Send`
-//! (GPU handles), so they live in a thread-local of the worker's one thread rather than in
-//! reactive signals, which carry only plain values for display.
+//! What the engine worker holds: the GPU, the loaded model and tokenizer, the data files
+//! (parsed, and tokenized for the current settings), the settings the page shows and the
+//! adapter in use. These are not `Send` (GPU handles), so they live in a thread-local of
+//! the worker's one thread.
 
 use std::cell::{Cell, RefCell};
 use std::path::Path;
@@ -13,9 +13,12 @@ use wgtune::lora::LoraConfig;
 use wgtune::model::stream_load::StreamLoader;
 use wgtune::model::{Gpt2, Gpt2Config, Quant, check_tokenizer};
 use wgtune::tokenizer::Tokenizer;
+use wgtune::train::job::Control;
+use wgtune::train::prepare::{PrepareConfig, Prepared};
+use wgtune::train::settings::TrainSettings;
 
 use super::browser::{self, Chunks};
-use super::port::Control;
+use super::port::AdapterInfo;
 
 /// A model ready to train or generate with.
 pub struct LoadedModel {
@@ -25,6 +28,12 @@ pub struct LoadedModel {
     pub name: String,
     /// Where its model.safetensors came from, to be read again for the merged download.
     pub weights: WeightsSource,
+}
+
+impl LoadedModel {
+    pub fn eos(&self) -> u32 {
+        self.tokenizer.eos_id().unwrap_or(self.model.config.eos())
+    }
 }
 
 /// Where a loaded model's model.safetensors can be streamed from again: the URL (served by
@@ -47,16 +56,56 @@ impl WeightsSource {
     }
 }
 
-/// A JSONL file the user gave, parsed.
+/// Examples of a file for one (format, preparation).
+pub type PreparedFor = (Option<Format>, PrepareConfig, Rc<Prepared>);
+
+/// A JSONL file the user gave: its bytes, parsed in the format asked, and its examples for
+/// the last preparation asked (both kept until a setting they depend on changes).
 pub struct LoadedData {
     pub name: String,
-    pub dataset: Dataset,
+    pub bytes: Vec<u8>,
+    pub parsed: RefCell<Option<(Option<Format>, Rc<Dataset>)>>,
+    pub prepared: RefCell<Option<PreparedFor>>,
 }
 
-/// The result of a finished (or stopped) training run.
-pub struct TrainedAdapter {
+impl LoadedData {
+    pub fn new(name: String, bytes: Vec<u8>) -> Self {
+        Self {
+            name,
+            bytes,
+            parsed: RefCell::new(None),
+            prepared: RefCell::new(None),
+        }
+    }
+
+    /// The file parsed as `format` says (`None`: detected); on failure, every bad line's
+    /// error (up to [`MAX_LISTED_ERRORS`]).
+    pub fn dataset(&self, format: Option<Format>) -> Result<Rc<Dataset>, Vec<String>> {
+        if let Some((f, d)) = &*self.parsed.borrow()
+            && *f == format
+        {
+            return Ok(d.clone());
+        }
+        let d = Rc::new(
+            parse_jsonl_bytes(&self.bytes, &self.name, format).map_err(|first| {
+                match std::str::from_utf8(&self.bytes) {
+                    Ok(text) => jsonl_errors(text, &self.name, format, MAX_LISTED_ERRORS),
+                    Err(_) => vec![first.to_string()],
+                }
+            })?,
+        );
+        *self.parsed.borrow_mut() = Some((format, d.clone()));
+        Ok(d)
+    }
+}
+
+/// The adapter that Try, Evaluate, Merge and Export use.
+pub struct Adapter {
     pub lora: LoraConfig,
     pub params: Vec<f32>,
+    /// Its PEFT files (adapter_model.safetensors, adapter_config.json): what Export offers.
+    pub files: Rc<(Vec<u8>, Vec<u8>)>,
+    pub info: AdapterInfo,
 }
 
 #[derive(Default)]
@@ -64,10 +113,9 @@ struct State {
     gpu: Option<Rc<Gpu>>,
     model: Option<Rc<LoadedModel>>,
     data: Option<Rc<LoadedData>>,
-    adapter: Option<Rc<TrainedAdapter>>,
-    /// The PEFT files of the last finished adapter (this session's, or kept from an earlier
-    /// visit): what Export downloads.
-    adapter_files: Option<Rc<(Vec<u8>, Vec<u8>)>>,
+    val_data: Option<Rc<LoadedData>>,
+    settings: TrainSettings,
+    adapter: Option<Rc<Adapter>>,
 }
 
 thread_local! {
@@ -106,41 +154,28 @@ pub fn data() -> Option<Rc<LoadedData>> {
     STATE.with(|s| s.borrow().data.clone())
 }
 
-pub fn adapter() -> Option<Rc<TrainedAdapter>> {
+pub fn val_data() -> Option<Rc<LoadedData>> {
+    STATE.with(|s| s.borrow().val_data.clone())
+}
+
+pub fn set_val_data(d: Option<Rc<LoadedData>>) {
+    STATE.with(|s| s.borrow_mut().val_data = d);
+}
+
+pub fn settings() -> TrainSettings {
+    STATE.with(|s| s.borrow().settings.clone())
+}
+
+pub fn set_settings(settings: TrainSettings) {
+    STATE.with(|s| s.borrow_mut().settings = settings);
+}
+
+pub fn adapter() -> Option<Rc<Adapter>> {
     STATE.with(|s| s.borrow().adapter.clone())
 }
 
-pub fn set_adapter(a: Option<TrainedAdapter>) {
+pub fn set_adapter(a: Option<Adapter>) {
     STATE.with(|s| s.borrow_mut().adapter = a.map(Rc::new));
-}
-
-/// (adapter_model.safetensors, adapter_config.json) of the last finished adapter.
-pub fn adapter_files() -> Option<Rc<(Vec<u8>, Vec<u8>)>> {
-    STATE.with(|s| s.borrow().adapter_files.clone())
-}
-
-pub fn set_adapter_files(weights: Vec<u8>, config: Vec<u8>) {
-    STATE.with(|s| s.borrow_mut().adapter_files = Some(Rc::new((weights, config))));
-}
-
-/// Make the kept adapter files usable for generation with the loaded model (after a reload,
-/// once the model it was trained on is loaded again). Returns whether it was adopted.
-pub fn adopt_adapter_files(model: &LoadedModel) -> Result<bool, String> {
-    let Some(files) = adapter_files() else {
-        return Ok(false);
-    };
-    let config = std::str::from_utf8(&files.1).map_err(|e| e.to_string())?;
-    let path = Path::new("adapter_config.json");
-    let lora = wgtune::adapter::parse_config(config, path).map_err(|e| e.to_string())?;
-    let params = wgtune::adapter::params_from_weights(
-        &files.0,
-        Path::new("adapter_model.safetensors"),
-        &model.model.config,
-        &lora,
-    )
-    .map_err(|e| e.to_string())?;
-    set_adapter(Some(TrainedAdapter { lora, params }));
-    Ok(true)
 }
 
 /// The tokenizer files of a model: tokenizer.json, or GPT-2's older vocab.json + merges.txt.
@@ -191,13 +226,13 @@ pub struct BuildProgress {
     pub built: u64,
 }
 
-/// Let the page paint at least this often (ms) while weights stream in.
+/// Report progress (and give the event loop a turn) at least this often (ms).
 pub const PAINT_EVERY_MS: f64 = 50.0;
 
 /// Build the model on the GPU from `weights` (model.safetensors, streamed chunk by chunk so
 /// that the host holds about one tensor at a time), quantizing as asked, and keep it,
-/// replacing any earlier one and the adapter trained on it. `name` labels errors and the
-/// exported adapter; `progress` is called (and the event loop given a turn) every
+/// replacing any earlier one and the adapter in use. `name` labels errors and the exported
+/// adapter; `progress` is called (and the event loop given a turn) every
 /// [`PAINT_EVERY_MS`]. `source` is where `weights` came from.
 #[allow(clippy::too_many_arguments)]
 pub async fn build_model(
@@ -247,24 +282,7 @@ pub async fn build_model(
 /// Bad lines listed at most, so that a wrong file does not flood the page.
 const MAX_LISTED_ERRORS: usize = 20;
 
-/// Parse a JSONL file and keep it as the training data; on failure, every bad line's error
-/// (up to [`MAX_LISTED_ERRORS`]).
-pub fn install_data(
-    name: &str,
-    bytes: &[u8],
-    format: Option<Format>,
-) -> Result<Rc<LoadedData>, Vec<String>> {
-    let dataset =
-        parse_jsonl_bytes(bytes, name, format).map_err(|first| {
-            match std::str::from_utf8(bytes) {
-                Ok(text) => jsonl_errors(text, name, format, MAX_LISTED_ERRORS),
-                Err(_) => vec![first.to_string()],
-            }
-        })?;
-    let data = Rc::new(LoadedData {
-        name: name.to_string(),
-        dataset,
-    });
-    STATE.with(|s| s.borrow_mut().data = Some(data.clone()));
-    Ok(data)
+/// Keep `data` as the training data.
+pub fn set_data(data: Rc<LoadedData>) {
+    STATE.with(|s| s.borrow_mut().data = Some(data));
 }

@@ -1,4 +1,4 @@
-//! Section 6, Export: the trained adapter as PEFT's two files, byte for byte what
+//! Section 6, Export: the adapter in use (trained, picked or kept) as PEFT's two files, byte for byte what
 //! `wgtune train` writes (`adapter::encode`), so `PeftModel.from_pretrained` and
 //! `wgtune eval --adapter` load them as they are. The files are also kept in browser storage
 //! (`store`), so a reload does not lose a finished adapter. Optionally the merged model
@@ -14,18 +14,14 @@ pub fn view(ui: Ui) -> impl IntoView {
     let status = ui.export_status;
     let click =
         move |which: AdapterFiles| move |_| port::send(Command::SaveAdapter(which), Vec::new());
-    let merge_status = ui.merge_status;
-    let merge_progress = ui.merge_progress;
-    let merging = ui.merging;
-    // The adapter belongs to the loaded model (trained on it, or kept and adopted for it).
-    let merge_ready = move || {
-        ui.adapter_ready.get()
-            && !ui.loading.get()
-            && !merging.get()
-            && matches!((ui.kept.get(), ui.model.get()), (Some(k), Some(m)) if k.model == m.name)
-    };
+    let merging = move || ui.merge.with(|p| p.busy);
+    // The adapter in use belongs to the loaded model (trained on it, picked for it, or kept
+    // and adopted for it).
+    let ready = move || ui.adapter.with(|a| a.is_some());
+    let merge_ready =
+        move || ready() && !ui.loading.get() && !merging() && ui.model.with(|m| m.is_some());
     let merge = move |_| {
-        if !merging.get_untracked() {
+        if !ui.merge.with_untracked(|p| p.busy) {
             port::send(Command::Merge, Vec::new());
         }
     };
@@ -34,13 +30,13 @@ pub fn view(ui: Ui) -> impl IntoView {
             <h2>"6 · Export"</h2>
             <p>"A PEFT LoRA adapter: " <code>{WEIGHTS_FILE}</code> " and " <code>{CONFIG_FILE}</code> "."</p>
             <div class="row">
-                <button data-testid="download-adapter" on:click=click(AdapterFiles::Both) disabled=move || !ui.adapter_ready.get()>
+                <button data-testid="download-adapter" on:click=click(AdapterFiles::Both) disabled=move || !ready()>
                     "Download the adapter"
                 </button>
-                <button data-testid="download-adapter-weights" on:click=click(AdapterFiles::Weights) disabled=move || !ui.adapter_ready.get()>
+                <button data-testid="download-adapter-weights" on:click=click(AdapterFiles::Weights) disabled=move || !ready()>
                     {WEIGHTS_FILE}
                 </button>
-                <button data-testid="download-adapter-config" on:click=click(AdapterFiles::Config) disabled=move || !ui.adapter_ready.get()>
+                <button data-testid="download-adapter-config" on:click=click(AdapterFiles::Config) disabled=move || !ready()>
                     {CONFIG_FILE}
                 </button>
             </div>
@@ -50,8 +46,8 @@ pub fn view(ui: Ui) -> impl IntoView {
                         .get()
                         .map(|k| {
                             format!(
-                                "Kept in this browser: the adapter trained on {} with {} ({} steps, loss {:.6}); it survives a reload.",
-                                k.model, k.data, k.steps, k.loss
+                                "Kept in this browser: the adapter trained on {} with {} ({} steps); it survives a reload.",
+                                k.model, k.data, k.steps
                             )
                         })
                         .unwrap_or_default()
@@ -69,10 +65,10 @@ pub fn view(ui: Ui) -> impl IntoView {
                     "Download merged model"
                 </button>
             </div>
-            <Show when=move || merge_progress.get().is_some()>
-                <progress max="1" value=move || merge_progress.get().unwrap_or(0.0)></progress>
+            <Show when=move || ui.merge.with(|p| p.fraction.is_some())>
+                <progress max="1" value=move || ui.merge.with(|p| p.fraction.unwrap_or(0.0))></progress>
             </Show>
-            <p class="status" data-testid="merged-status">{move || merge_status.get()}</p>
+            <p class="status" data-testid="merged-status">{move || ui.merge.with(|p| p.text.clone())}</p>
         </section>
     }
 }

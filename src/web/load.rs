@@ -3,13 +3,14 @@
 //! config.json and the tokenizer are read whole, model.safetensors is streamed into the GPU
 //! and quantized tensor by tensor.
 
-use leptos::prelude::*;
+use std::cell::Cell;
+
 use wgtune::model::Quant;
 
-use super::app::{ModelInfo, Ui};
 use super::browser;
 use super::engine::{self, ModelBytes, TokenizerBytes, WeightsSource};
-use super::preview;
+use super::port::{Event, ModelInfo, emit};
+use super::{preview, tasks};
 
 /// Where to take model files from.
 pub enum Source {
@@ -17,57 +18,70 @@ pub enum Source {
     Files(Vec<web_sys::File>),
 }
 
-/// Load a model from `src`, quantized as `quant` says, reporting in the Model section; one
-/// load at a time.
-pub fn start(ui: Ui, src: Source, quant: &str) {
-    if ui.loading.get_untracked() {
+thread_local! {
+    static LOADING: Cell<bool> = const { Cell::new(false) };
+}
+
+fn status(text: String, progress: Option<f64>) {
+    emit(Event::ModelStatus { text, progress });
+}
+
+/// Load a model from `src`, quantized as the settings' `--quant` says, reporting in the
+/// Model section; one load at a time.
+pub fn start(src: Source) {
+    if LOADING.with(|l| l.replace(true)) {
         return;
     }
-    let q: Quant = quant.parse().unwrap_or(Quant::Nf4 {
-        double_quant: false,
-    });
-    ui.loading.set(true);
-    ui.model_progress.set(Some(0.0));
-    leptos::task::spawn_local(async move {
-        match load_model(ui, src, q).await {
+    let quant = engine::settings().quant;
+    emit(Event::Loading(true));
+    status("Loading…".into(), Some(0.0));
+    wasm_bindgen_futures::spawn_local(async move {
+        emit(Event::Adapter(None));
+        match load_model(src, quant).await {
             Ok(info) => {
-                ui.model_status.set(format!(
-                    "Loaded {}: {} layers, {} embd, {} heads, {} positions, {} parameters; base weights {} on the GPU: {:.1} MiB; engine memory {:.0} MiB.",
-                    info.name,
-                    info.n_layer,
-                    info.n_embd,
-                    info.n_head,
-                    info.n_positions,
-                    info.params,
-                    info.quant,
-                    info.weight_bytes as f64 / (1 << 20) as f64,
-                    browser::wasm_memory_bytes() / (1 << 20) as f64
-                ));
-                ui.model.set(Some(info));
-                adopt_kept_adapter(ui);
-                preview::refresh(ui);
+                status(
+                    format!(
+                        "Loaded {}: {} layers, {} embd, {} heads, {} positions, {} parameters; base weights {} on the GPU: {:.1} MiB; engine memory {:.0} MiB.",
+                        info.name,
+                        info.n_layer,
+                        info.n_embd,
+                        info.n_head,
+                        info.n_positions,
+                        info.params,
+                        info.quant,
+                        info.weight_bytes as f64 / (1 << 20) as f64,
+                        browser::wasm_memory_bytes() / (1 << 20) as f64
+                    ),
+                    None,
+                );
+                emit(Event::Model(Some(info)));
+                tasks::adopt_kept_adapter().await;
+                preview::refresh();
             }
             Err(e) => {
                 browser::console_error(&e);
-                ui.model_status.set(format!("error: {e}"));
+                status(format!("error: {e}"), None);
+                if engine::model().is_none() {
+                    emit(Event::Model(None));
+                }
             }
         }
-        ui.model_progress.set(None);
-        ui.loading.set(false);
+        LOADING.with(|l| l.set(false));
+        emit(Event::Loading(false));
     });
 }
 
-async fn load_model(ui: Ui, src: Source, quant: Quant) -> Result<ModelInfo, String> {
+async fn load_model(src: Source, quant: Quant) -> Result<ModelInfo, String> {
     let gpu = engine::gpu().await?;
     let (name, files, mut weights, source) = match src {
         Source::Url(base) => {
             let base = base.trim_end_matches('/').to_string();
-            let (files, weights) = fetch_folder(ui, &base).await?;
+            let (files, weights) = fetch_folder(&base).await?;
             let source = WeightsSource::Url(format!("{base}/model.safetensors"));
             (base, files, weights, source)
         }
         Source::Files(list) => {
-            let (files, weights) = read_picked(ui, &list).await?;
+            let (files, weights) = read_picked(&list).await?;
             let file = list
                 .iter()
                 .find(|f| f.name() == "model.safetensors")
@@ -77,23 +91,28 @@ async fn load_model(ui: Ui, src: Source, quant: Quant) -> Result<ModelInfo, Stri
         }
     };
     let parsed = engine::parse_model_files(&name, &files)?;
-    ui.model_status
-        .set(format!("Loading model.safetensors into the GPU ({quant})…"));
-    ui.model_progress.set(Some(0.0));
+    status(
+        format!("Loading model.safetensors into the GPU ({quant})…"),
+        Some(0.0),
+    );
     // Chunk by chunk, letting the page paint between chunks.
     let progress = |p: engine::BuildProgress| {
-        if let Some(t) = p.total.filter(|&t| t > 0) {
-            ui.model_progress.set(Some(p.built as f64 / t as f64));
-        }
+        let fraction = p
+            .total
+            .filter(|&t| t > 0)
+            .map(|t| p.built as f64 / t as f64);
         let total = p
             .total
             .map(|t| format!(" of {:.1}", mib(t)))
             .unwrap_or_default();
-        ui.model_status.set(format!(
-            "Loading model.safetensors ({quant}): {:.1}{total} MiB read, {:.1} MiB built on the GPU",
-            mib(p.received),
-            mib(p.built)
-        ));
+        status(
+            format!(
+                "Loading model.safetensors ({quant}): {:.1}{total} MiB read, {:.1} MiB built on the GPU",
+                mib(p.received),
+                mib(p.built)
+            ),
+            fraction,
+        );
     };
     let total = weights.total;
     let loaded = engine::build_model(
@@ -125,18 +144,17 @@ async fn load_model(ui: Ui, src: Source, quant: Quant) -> Result<ModelInfo, Stri
 
 /// Download (or take from the cache) the small files of a Hugging Face–layout folder, and
 /// open its model.safetensors as a stream.
-async fn fetch_folder(ui: Ui, base: &str) -> Result<(ModelBytes, browser::Download), String> {
+async fn fetch_folder(base: &str) -> Result<(ModelBytes, browser::Download), String> {
     let get = async |file: &str, required: bool| -> Result<Option<Vec<u8>>, String> {
         let url = format!("{base}/{file}");
-        ui.model_status.set(format!("Downloading {url}…"));
+        status(format!("Downloading {url}…"), None);
         let mut progress = |done: u64, total: Option<u64>| {
-            if let Some(t) = total.filter(|&t| t > 0) {
-                ui.model_progress.set(Some(done as f64 / t as f64));
-            }
-            ui.model_status.set(match total {
+            let fraction = total.filter(|&t| t > 0).map(|t| done as f64 / t as f64);
+            let text = match total {
                 Some(t) => format!("Downloading {file}: {:.1} / {:.1} MiB", mib(done), mib(t)),
                 None => format!("Downloading {file}: {:.1} MiB", mib(done)),
-            });
+            };
+            status(text, fraction);
         };
         let got = browser::fetch_cached(&url, &mut progress).await?;
         if got.is_none() && required {
@@ -154,7 +172,7 @@ async fn fetch_folder(ui: Ui, base: &str) -> Result<(ModelBytes, browser::Downlo
         }
     };
     let url = format!("{base}/model.safetensors");
-    ui.model_status.set(format!("Downloading {url}…"));
+    status(format!("Downloading {url}…"), None);
     let weights = browser::open_cached(&url)
         .await?
         .ok_or_else(|| format!("{url}: not found (404)"))?;
@@ -163,10 +181,7 @@ async fn fetch_folder(ui: Ui, base: &str) -> Result<(ModelBytes, browser::Downlo
 
 /// Read the small model files the user picked (recognised by their names) and open
 /// model.safetensors to be read in slices.
-async fn read_picked(
-    ui: Ui,
-    list: &[web_sys::File],
-) -> Result<(ModelBytes, browser::Download), String> {
+async fn read_picked(list: &[web_sys::File]) -> Result<(ModelBytes, browser::Download), String> {
     let find = |name: &str| list.iter().find(|f| f.name() == name);
     let need = |name: &str| {
         find(name).ok_or_else(|| {
@@ -174,7 +189,7 @@ async fn read_picked(
         })
     };
     let read = async |f: &web_sys::File| {
-        ui.model_status.set(format!("Reading {}…", f.name()));
+        status(format!("Reading {}…", f.name()), None);
         browser::read_file(f).await
     };
     let config = read(need("config.json")?).await?;
@@ -195,18 +210,4 @@ fn tokenizer_missing() -> String {
 
 fn mib(b: u64) -> f64 {
     b as f64 / (1 << 20) as f64
-}
-
-/// After a reload, the kept adapter becomes usable for generation again once the model it
-/// was trained on is loaded.
-fn adopt_kept_adapter(ui: Ui) {
-    let (Some(m), Some(meta)) = (engine::model(), ui.kept.get_untracked()) else {
-        return;
-    };
-    if meta.model != m.name {
-        return;
-    }
-    if let Err(e) = engine::adopt_adapter_files(&m) {
-        browser::console_error(&format!("the kept adapter does not fit {}: {e}", m.name));
-    }
 }

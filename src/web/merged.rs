@@ -27,7 +27,7 @@ pub async fn download(mut progress: impl FnMut(MergeProgress)) -> Result<u64, St
     let model =
         engine::model().ok_or("load the model the adapter was trained on first (section 1)")?;
     let adapter = engine::adapter().ok_or(
-        "no adapter for the loaded model: train one (section 4), or load the model the kept adapter was trained on",
+        "no adapter for the loaded model: train or pick one (section 4), or load the model the kept adapter was trained on",
     )?;
     let mut input = model.weights.open().await?;
     let path = Path::new(&model.name).join("model.safetensors");
@@ -61,9 +61,6 @@ pub async fn download(mut progress: impl FnMut(MergeProgress)) -> Result<u64, St
     merge.finish().map_err(|e| e.to_string())?;
     input.stored().await;
     let blob = browser::blob_of_parts(&parts, "application/octet-stream")?;
-    port::post(port::Message::Download {
-        name: "model.safetensors".into(),
-        blob,
-    });
+    port::offer("model.safetensors", blob);
     Ok(size)
 }

@@ -6,11 +6,12 @@
 //! Two threads run this module. The page (`app`, one file per section `model_panel` …
 //! `export_panel`, `chart`) renders the reactive state (`Ui`) and handles input; the engine,
 //! in a dedicated worker (`worker`), does all GPU and heavy CPU work so the page never
-//! stalls: `tasks` runs the page's commands, `load` loads models, `preview` the data
-//! preview and settings summary, `run` the training loop, `merged` the merged download;
-//! `engine` keeps the GPU-side objects, `store` what survives a reload. `port` carries the
-//! messages between them and `mirror` keeps both copies of `Ui` equal; `browser` wraps the
-//! web APIs for either scope.
+//! stalls: `tasks` runs the page's commands, `load` loads models, `preview` tokenizes the
+//! data and sums up the settings, `run` trains (the core's `TrainJob`) and evaluates,
+//! `merged` makes the merged download; `engine` keeps the GPU-side objects, `store` what
+//! survives a reload. `port` carries typed commands (page → worker) and events (worker →
+//! page), which `app::fold` turns into the page state; `browser` wraps the web APIs for
+//! either scope.
 
 mod app;
 mod browser;
@@ -20,7 +21,6 @@ mod engine;
 mod export_panel;
 mod load;
 mod merged;
-mod mirror;
 mod model_panel;
 mod port;
 mod preview;

@@ -13,7 +13,6 @@ use super::port::{self, Command};
 pub fn view(ui: Ui) -> impl IntoView {
     let url: NodeRef<html::Input> = NodeRef::new();
     let files: NodeRef<html::Input> = NodeRef::new();
-    let quant = RwSignal::new("nf4".to_string());
     let preset = RwSignal::new("gpt2".to_string());
     let load = move |command: Command, files: Vec<web_sys::File>| {
         if !ui.loading.get_untracked() {
@@ -26,27 +25,25 @@ pub fn view(ui: Ui) -> impl IntoView {
             .map(|i| browser::files_of(i.files()))
             .unwrap_or_default();
         let base = url.get_untracked().map(|i| i.value()).unwrap_or_default();
-        let quant = quant.get_untracked();
         if !picked.is_empty() {
-            load(Command::LoadFiles { quant }, picked);
+            load(Command::LoadFiles, picked);
         } else if !base.trim().is_empty() {
             let base = base.trim().to_string();
-            load(Command::LoadUrl { base, quant }, Vec::new());
+            load(Command::LoadUrl { base }, Vec::new());
         } else {
             ui.model_status
-                .set("error: choose model files or enter a base URL first".into());
+                .update(|p| p.text = "error: choose model files or enter a base URL first".into());
         }
     };
     let load_preset = move |_| {
         let id = hub_id(&preset.get_untracked()).to_string();
         let base = format!("{}/{id}/resolve/main", hub_base());
-        load(
-            Command::LoadUrl {
-                base,
-                quant: quant.get_untracked(),
-            },
-            Vec::new(),
-        );
+        load(Command::LoadUrl { base }, Vec::new());
+    };
+    let set_quant = move |ev: leptos::ev::Event| {
+        if let Ok(q) = event_target_value(&ev).parse() {
+            ui.edit_settings(|s| s.quant = q);
+        }
     };
     view! {
         <section id="model">
@@ -63,7 +60,7 @@ pub fn view(ui: Ui) -> impl IntoView {
                             .collect_view()}
                     </select>
                 </label>
-                <button data-testid="model-preset-load" on:click=load_preset disabled=move || ui.loading.get()>
+                <button data-testid="model-preset-load" on:click=load_preset disabled=move || ui.loading.get() || !ui.gpu_ok()>
                     "Download and load"
                 </button>
             </div>
@@ -84,25 +81,28 @@ pub fn view(ui: Ui) -> impl IntoView {
                     "or local files "
                     <input data-testid="model-files" node_ref=files type="file" multiple=true accept=".json,.safetensors,.txt" />
                 </label>
-                <button data-testid="model-load" on:click=load_from_inputs disabled=move || ui.loading.get()>
+                <button data-testid="model-load" on:click=load_from_inputs disabled=move || ui.loading.get() || !ui.gpu_ok()>
                     "Load"
                 </button>
             </div>
             <div class="row">
                 <label>
-                    "Base weights on the GPU "
-                    <select data-testid="model-quant" on:change=move |ev| quant.set(event_target_value(&ev))>
-                        <option value="nf4" selected=true>"NF4 (QLoRA)"</option>
-                        <option value="nf4-dq">"NF4 + double quant"</option>
-                        <option value="f16">"f16"</option>
-                        <option value="f32">"f32"</option>
+                    "Base weights on the GPU " <code>"--quant"</code> " "
+                    <select data-testid="model-quant" on:change=set_quant>
+                        {[("nf4", "NF4 (QLoRA)"), ("nf4-dq", "NF4 + double quant"), ("f16", "f16"), ("f32", "f32")]
+                            .into_iter()
+                            .map(|(q, label)| {
+                                view! { <option value=q selected=move || ui.settings.with(|s| s.quant.to_string() == q)>{label}</option> }
+                            })
+                            .collect_view()}
                     </select>
                 </label>
+                <span class="small">"(applies to the next load)"</span>
             </div>
-            <Show when=move || ui.model_progress.get().is_some()>
-                <progress max="1" value=move || ui.model_progress.get().unwrap_or(0.0)></progress>
+            <Show when=move || ui.model_status.with(|p| p.fraction.is_some())>
+                <progress max="1" value=move || ui.model_status.with(|p| p.fraction.unwrap_or(0.0))></progress>
             </Show>
-            <p data-testid="model-status" class="status">{move || ui.model_status.get()}</p>
+            <p data-testid="model-status" class="status">{move || ui.model_status.with(|p| p.text.clone())}</p>
         </section>
     }
 }

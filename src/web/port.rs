@@ -1,11 +1,10 @@
-//! The channel between the page and the engine's dedicated worker. The page's thread only
-//! renders and handles input; loading, quantizing, training, generating and merging run in
-//! the worker (`worker.rs`), so none of them can make the page stall. Messages are plain JS
-//! objects: serde JSON for values, and `File`s / `Blob`s passed by the browser's structured
-//! clone (a picked model file is a handle, never copied through wasm memory).
+//! The typed channel between the page and the engine's dedicated worker. Commands go page →
+//! worker, events worker → page, each a serde enum sent as JSON; `File`s (a picked model or
+//! data file) and `Blob`s (a download) travel beside them by the browser's structured clone,
+//! so a picked file is a handle, never copied through wasm memory. The page folds events
+//! into its state in one exhaustive match (`app::fold`); nothing is synced by name.
 //!
-//! `post` sends to the other side from either one; the page queues what it posts until the
-//! worker says it is listening ([`Message::Ready`]).
+//! The page queues what it posts until the worker says it is listening ([`Message::Ready`]).
 
 use std::cell::RefCell;
 
@@ -14,39 +13,47 @@ use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::{JsCast, JsValue};
 use web_sys::{Blob, File, MessageEvent, Worker, WorkerOptions, WorkerType};
+use wgtune::train::job::{Control, StepRecord};
+use wgtune::train::settings::TrainSettings;
 
 use super::browser;
+use super::settings::SampleSettings;
+use super::store::{AdapterMeta, CheckpointMeta};
 
-/// What the user asked to run. The worker answers through the mirrored [`super::app::Ui`]
-/// state (status lines, progress, results), so a command has no reply of its own.
+/// What the user asked the engine to do. Files ride beside the command (see [`Message`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Command {
     /// Load the Hugging Face–layout folder at this base URL (a preset's or the user's).
-    LoadUrl { base: String, quant: String },
+    LoadUrl { base: String },
     /// Load the model files attached to the message.
-    LoadFiles { quant: String },
-    /// Take the attached JSONL file as the training data (`None`: detect the format).
-    Data { format: Option<String> },
+    LoadFiles,
+    /// Take the attached JSONL file as the training data, or as the validation data.
+    Data { validation: bool },
+    /// Forget the validation file.
+    ClearValidation,
+    /// The settings the page shows, after every edit.
+    Settings(TrainSettings),
+    /// Take the attached PEFT adapter files (adapter_config.json, adapter_model.safetensors).
+    PickAdapter,
+    /// Forget the picked adapter: training starts from a fresh one.
+    ForgetAdapter,
     /// Start training, or resume the kept checkpoint.
     Train { resume: bool },
     /// Pause, resume or stop the run between optimizer steps.
     Control(Control),
     /// Forget the kept checkpoint.
     DiscardCheckpoint,
-    /// Generate from `prompt` with the base model and with the adapter.
-    Generate { prompt: String },
+    /// The loss of the base model and of the adapter in use on the data.
+    Evaluate,
+    /// Generate from `prompt` with the base model and with the adapter in use.
+    Generate {
+        prompt: String,
+        sample: SampleSettings,
+    },
     /// Download the adapter's files.
     SaveAdapter(AdapterFiles),
     /// Download the merged model.
     Merge,
-}
-
-/// What the user asked the running training loop to do.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Control {
-    Run,
-    Pause,
-    Stop,
 }
 
 /// Which of the adapter's files to download.
@@ -57,18 +64,160 @@ pub enum AdapterFiles {
     Config,
 }
 
+/// What the page shows about the loaded model.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    pub name: String,
+    pub n_layer: usize,
+    pub n_embd: usize,
+    pub n_head: usize,
+    pub n_positions: usize,
+    pub vocab_size: usize,
+    pub params: usize,
+    pub quant: String,
+    pub weight_bytes: u64,
+}
+
+/// One row of the data preview: the untrained (prompt) and trained parts of a line.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PreviewRow {
+    pub line: usize,
+    pub parts: Vec<(String, bool)>,
+    pub tokens: Option<usize>,
+}
+
+/// Token counts of a data file with the model's tokenizer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TokenCounts {
+    pub tokens: usize,
+    pub trained: usize,
+    pub examples: usize,
+    /// Lines with no trained token within the sequence length.
+    pub skipped: Vec<usize>,
+}
+
+/// What the page shows about a data file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DataInfo {
+    pub name: String,
+    pub format: String,
+    pub lines: usize,
+    /// Once a model's tokenizer is known.
+    pub tokens: Option<TokenCounts>,
+    pub preview: Vec<PreviewRow>,
+}
+
+/// The adapter that Try, Evaluate, Merge and Export use, and where it came from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AdapterInfo {
+    /// "trained here", "picked: folder", "kept from an earlier visit".
+    pub source: String,
+    pub r: usize,
+    pub alpha: f32,
+    pub targets: Vec<String>,
+    pub rslora: bool,
+    /// Training starts from it (a picked adapter), as `--init-adapter`.
+    pub continues: bool,
+}
+
+/// A loss and the tokens it was counted over.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LossFigure {
+    pub loss: f64,
+    pub tokens: usize,
+}
+
+/// An evaluation of the base model and the adapter on the data, with the command that
+/// gives the same figure for the downloaded adapter.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Evaluation {
+    /// What was evaluated, e.g. "the first 200 examples of alpaca.jsonl".
+    pub over: String,
+    pub base: Option<LossFigure>,
+    pub tuned: LossFigure,
+    /// `wgtune eval ...` on the downloaded adapter.
+    pub command: String,
+}
+
+/// A run's progress, as the Train section shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum TrainEvent {
+    /// The run begins (or resumes, with the steps it had reported).
+    Started {
+        total: u32,
+        summary: String,
+        history: Vec<StepRecord>,
+    },
+    /// One optimizer step, that step only.
+    Step(StepRecord),
+    Paused(bool),
+    /// The run ended (done, or stopped): a status line.
+    Finished(String),
+    Failed(String),
+}
+
+/// What the engine reports, each as it happens.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Event {
+    /// The GPU in use, or why there is none.
+    Gpu(Result<String, String>),
+    ModelStatus {
+        text: String,
+        progress: Option<f64>,
+    },
+    Loading(bool),
+    Model(Option<ModelInfo>),
+    /// The training data (or the validation data), or its bad lines.
+    Data {
+        validation: bool,
+        info: Result<Option<DataInfo>, Vec<String>>,
+    },
+    /// Tokenizing a data file: rows done of all (`done == total` at the end).
+    Preparing {
+        what: String,
+        done: usize,
+        total: usize,
+    },
+    /// The settings in force, when the engine changed them (an adapter fixes the LoRA ones).
+    Settings(TrainSettings),
+    /// The trainable-parameters line and the memory estimate for the settings.
+    Summary(String),
+    Adapter(Option<AdapterInfo>),
+    /// The adapter kept in browser storage.
+    Kept(Option<AdapterMeta>),
+    /// The checkpoint kept in browser storage.
+    Checkpoint(Option<CheckpointMeta>),
+    Train(TrainEvent),
+    Evaluation(Result<Evaluation, String>),
+    /// Generated text: base or tuned, a piece at a time.
+    Generated {
+        tuned: bool,
+        piece: String,
+    },
+    GenerateStatus {
+        text: String,
+        busy: bool,
+    },
+    ExportStatus(String),
+    MergeStatus {
+        text: String,
+        progress: Option<f64>,
+        busy: bool,
+    },
+    /// An error for the page's console too.
+    Log(String),
+}
+
 /// One message either way.
 pub enum Message {
     /// Worker → page: it is listening.
     Ready,
-    /// Either way: a mirrored field of the page state changed (see `mirror`).
-    Field { name: String, json: String },
     /// Page → worker: run this, with these files.
     Command { command: Command, files: Vec<File> },
+    /// Worker → page.
+    Event(Event),
     /// Worker → page: offer this file to the user.
     Download { name: String, blob: Blob },
-    /// Worker → page: log an error in the page's console too.
-    Log(String),
 }
 
 fn set(o: &Object, key: &str, v: &JsValue) {
@@ -81,25 +230,28 @@ fn get(v: &JsValue, key: &str) -> Option<JsValue> {
         .filter(|x| !x.is_undefined())
 }
 
+fn parse<T: serde::de::DeserializeOwned>(json: &str) -> Result<T, String> {
+    serde_json::from_str(json).map_err(|e| format!("{json}: {e}"))
+}
+
+fn json<T: Serialize>(v: &T) -> String {
+    serde_json::to_string(v).expect("messages serialize")
+}
+
 impl Message {
     fn to_js(&self) -> JsValue {
         let o = Object::new();
         match self {
             Message::Ready => set(&o, "ready", &true.into()),
-            Message::Field { name, json } => {
-                set(&o, "field", &name.into());
-                set(&o, "json", &json.into());
-            }
             Message::Command { command, files } => {
-                let json = serde_json::to_string(command).expect("commands serialize");
-                set(&o, "command", &json.into());
+                set(&o, "command", &json(command).into());
                 set(&o, "files", &files.iter().collect::<Array>());
             }
+            Message::Event(e) => set(&o, "event", &json(e).into()),
             Message::Download { name, blob } => {
                 set(&o, "download", &name.into());
                 set(&o, "blob", blob);
             }
-            Message::Log(text) => set(&o, "log", &text.into()),
         }
         o.into()
     }
@@ -108,21 +260,21 @@ impl Message {
         let text = |key| get(v, key).and_then(|x| x.as_string());
         if get(v, "ready").is_some() {
             Ok(Message::Ready)
-        } else if let (Some(name), Some(json)) = (text("field"), text("json")) {
-            Ok(Message::Field { name, json })
         } else if let Some(json) = text("command") {
-            let command = serde_json::from_str(&json).map_err(|e| format!("{json}: {e}"))?;
             let files = get(v, "files")
                 .map(|f| Array::from(&f).iter().map(|x| x.unchecked_into()).collect())
                 .unwrap_or_default();
-            Ok(Message::Command { command, files })
+            Ok(Message::Command {
+                command: parse(&json)?,
+                files,
+            })
+        } else if let Some(json) = text("event") {
+            Ok(Message::Event(parse(&json)?))
         } else if let (Some(name), Some(blob)) = (text("download"), get(v, "blob")) {
             Ok(Message::Download {
                 name,
                 blob: blob.unchecked_into(),
             })
-        } else if let Some(text) = text("log") {
-            Ok(Message::Log(text))
         } else {
             Err(format!("unknown message {v:?}"))
         }
@@ -201,40 +353,48 @@ fn post_js(worker: &Worker, m: &JsValue) {
     }
 }
 
-/// Listen to the page (worker side); `on_message` gets every message. Tells the page it
+/// Listen to the page (worker side); `on_command` gets every command. Tells the page it
 /// may send.
-pub fn listen(on_message: impl Fn(Message) + 'static) {
+pub fn listen(on_command: impl Fn(Command, Vec<File>) + 'static) {
     let scope: web_sys::DedicatedWorkerGlobalScope = js_sys::global().unchecked_into();
     let onmessage = Closure::<dyn Fn(MessageEvent)>::new(move |ev: MessageEvent| {
         match Message::from_js(&ev.data()) {
-            Ok(m) => on_message(m),
+            Ok(Message::Command { command, files }) => on_command(command, files),
+            Ok(_) => browser::console_error("engine worker: the page sent a non-command"),
             Err(e) => browser::console_error(&format!("engine worker: {e}")),
         }
     });
     scope.set_onmessage(Some(onmessage.as_ref().unchecked_ref()));
     onmessage.forget();
-    post(Message::Ready);
+    post_from_worker(&Message::Ready);
 }
 
-/// Send `m` to the other side: from the worker to the page, or from the page to the worker
-/// (queued until it listens).
-pub fn post(m: Message) {
-    let js = m.to_js();
-    if browser::in_worker() {
-        let scope: web_sys::DedicatedWorkerGlobalScope = js_sys::global().unchecked_into();
-        if let Err(e) = scope.post_message(&js) {
-            web_sys::console::error_1(&e);
-        }
-        return;
+fn post_from_worker(m: &Message) {
+    let scope: web_sys::DedicatedWorkerGlobalScope = js_sys::global().unchecked_into();
+    if let Err(e) = scope.post_message(&m.to_js()) {
+        web_sys::console::error_1(&e);
     }
+}
+
+/// Report `event` to the page (worker side).
+pub fn emit(event: Event) {
+    post_from_worker(&Message::Event(event));
+}
+
+/// Offer `blob` to the user as the file `name` (worker side).
+pub fn offer(name: &str, blob: Blob) {
+    post_from_worker(&Message::Download {
+        name: name.to_string(),
+        blob,
+    });
+}
+
+/// Ask the worker to run `command` with `files` (page side; queued until it listens).
+pub fn send(command: Command, files: Vec<File>) {
+    let js = Message::Command { command, files }.to_js();
     PAGE_END.with(|p| match p.borrow_mut().as_mut() {
         Some(end) if end.ready => post_js(&end.worker, &js),
         Some(end) => end.queue.push(js),
         None => browser::console_error("the engine worker is not running"),
     });
-}
-
-/// Ask the worker to run `command` (page side).
-pub fn send(command: Command, files: Vec<File>) {
-    post(Message::Command { command, files });
 }

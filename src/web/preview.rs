@@ -1,89 +1,153 @@
-//! What the Data and Settings sections show that needs the model (engine worker): the
-//! data file parsed, its preview and token counts with the model's tokenizer, and the
-//! trainable-parameters line with the GPU memory estimate. Both follow the settings: the
-//! worker watches its mirror of them.
+//! What the Data and Settings sections show that needs the model (engine worker): the data
+//! files parsed, tokenized with the model's tokenizer for the current settings (once per
+//! file and settings: training reuses the examples), their preview and token counts, and
+//! the trainable-parameters line with the GPU memory estimate.
 
-use leptos::prelude::*;
-use wgtune::data::Format;
+use std::cell::Cell;
+use std::rc::Rc;
+
 use wgtune::lora::{Layout, trainable_line};
 use wgtune::train::memory::estimate;
-use wgtune::train::prepare::{PrepareConfig, prepare};
+use wgtune::train::plan::max_batch;
+use wgtune::train::prepare::{PrepareConfig, Prepared, prepare};
+use wgtune::train::settings::TrainSettings;
 
-use super::app::{DataInfo, PreviewRow, Ui};
 use super::browser;
-use super::engine;
+use super::engine::{self, LoadedData, LoadedModel};
+use super::port::{DataInfo, Event, PreviewRow, TokenCounts, emit};
 
 const PREVIEW_ROWS: usize = 5;
 
-/// Read and parse a JSONL file the user gave (`format` names one, else it is detected) and
-/// show it, or its bad lines.
-pub fn take_data(ui: Ui, file: web_sys::File, format: Option<String>) {
-    leptos::task::spawn_local(async move {
-        ui.data_errors.set(Vec::new());
-        let name = file.name();
-        let fmt = format.and_then(|f| f.parse::<Format>().ok());
-        let result = match browser::read_file(&file).await {
-            Ok(bytes) => engine::install_data(&name, &bytes, fmt),
-            Err(e) => Err(vec![e]),
-        };
-        match result {
-            Ok(_) => refresh(ui),
-            Err(errors) => {
-                ui.data.set(None);
-                ui.data_errors.set(errors);
+/// Read a JSONL file the user gave and keep it as the training (or validation) data; show
+/// it, or its bad lines.
+pub fn take_data(file: web_sys::File, validation: bool) {
+    wasm_bindgen_futures::spawn_local(async move {
+        let data = match browser::read_file(&file).await {
+            Ok(bytes) => Rc::new(LoadedData::new(file.name(), bytes)),
+            Err(e) => {
+                emit(Event::Data {
+                    validation,
+                    info: Err(vec![e]),
+                });
+                return;
             }
+        };
+        let format = engine::settings()
+            .data_format()
+            .map_err(|e| vec![e.to_string()]);
+        if let Err(errors) = format.and_then(|f| data.dataset(f)) {
+            emit(Event::Data {
+                validation,
+                info: Err(errors),
+            });
+            return;
         }
+        if validation {
+            engine::set_val_data(Some(data));
+        } else {
+            engine::set_data(data);
+        }
+        refresh();
     });
 }
 
-/// Keep the data preview and the settings summary in step with the settings the page
-/// edits (the preview depends only on the sequence length and what is trained).
-pub fn watch(ui: Ui) {
-    let shaping = Memo::new(move |_| {
-        let s = ui.settings.get();
-        (s.seq_len, s.train_on_prompt)
-    });
-    Effect::new(move |first: Option<()>| {
-        shaping.track();
-        if first.is_some() {
-            refresh(ui);
+/// The prepared examples of `data` for the current settings and `model`, tokenized once per
+/// (format, preparation) and reported as [`Event::Preparing`] while it runs.
+pub fn prepared(
+    data: &LoadedData,
+    model: &LoadedModel,
+    s: &TrainSettings,
+) -> Result<Rc<Prepared>, String> {
+    let format = s.data_format().map_err(|e| e.to_string())?;
+    let seq_len = s
+        .seq_len_for(&model.model.config)
+        .map_err(|e| e.to_string())?;
+    let cfg = PrepareConfig::new(s, seq_len, model.eos());
+    if let Some((f, c, p)) = &*data.prepared.borrow()
+        && (*f, *c) == (format, cfg)
+    {
+        return Ok(p.clone());
+    }
+    let ds = data.dataset(format).map_err(|e| e.join("; "))?;
+    let mut reported = browser::now_ms();
+    let mut progress = |done: usize, total: usize| {
+        if done == total || browser::now_ms() - reported > engine::PAINT_EVERY_MS {
+            reported = browser::now_ms();
+            emit(Event::Preparing {
+                what: data.name.clone(),
+                done,
+                total,
+            });
         }
-    });
-    Effect::new(move |_| {
-        let line = summary(ui);
-        ui.settings_summary.set(line);
+    };
+    let p =
+        Rc::new(prepare(&ds, &model.tokenizer, &cfg, &mut progress).map_err(|e| e.to_string())?);
+    *data.prepared.borrow_mut() = Some((format, cfg, p.clone()));
+    Ok(p)
+}
+
+thread_local! {
+    static REFRESH_PENDING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Take the page's settings; the preview and summary follow.
+pub fn take_settings(s: TrainSettings) {
+    engine::set_settings(s);
+    refresh();
+}
+
+/// Recompute what the Data and Settings sections show, once for a burst of changes (a
+/// tokenization of a large file is not repeated for each settings edit queued behind it).
+pub fn refresh() {
+    if REFRESH_PENDING.with(|p| p.replace(true)) {
+        return;
+    }
+    wasm_bindgen_futures::spawn_local(async {
+        browser::yield_now(0).await;
+        REFRESH_PENDING.with(|p| p.set(false));
+        let s = engine::settings();
+        for (validation, data) in [(false, engine::data()), (true, engine::val_data())] {
+            if let Some(d) = data {
+                emit(Event::Data {
+                    validation,
+                    info: info(&d, &s).map(Some),
+                });
+            }
+        }
+        emit(Event::Summary(summary(&s)));
     });
 }
 
 /// The trainable-parameters line and memory estimate for the settings and loaded model.
-fn summary(ui: Ui) -> String {
-    let s = ui.settings.get();
-    let Some(info) = ui.model.get() else {
+fn summary(s: &TrainSettings) -> String {
+    let (Some(m), Some(gpu)) = (engine::model(), engine::gpu_now()) else {
         return "Load a model to see the trainable parameters and the memory estimate.".into();
     };
-    let (Some(m), Some(gpu)) = (engine::model(), engine::gpu_now()) else {
-        return String::new();
+    let cfg = &m.model.config;
+    let checked = s
+        .check()
+        .and_then(|_| s.lora().validate_for(cfg.n_layer))
+        .and_then(|_| s.seq_len_for(cfg));
+    let seq_len = match checked {
+        Ok(t) => t,
+        Err(e) => return format!("error: {e}"),
     };
-    let problems = s.problems(info.n_layer);
-    if !problems.is_empty() {
-        return format!("error: {}", problems.join("; "));
-    }
-    let layout = Layout::new(&m.model.config, &s.lora());
-    let t = s.seq_len_for(info.n_positions);
-    let est = estimate(
-        &gpu,
-        &m.model,
-        &layout,
-        s.rank,
-        s.batch_size,
-        t,
-        s.grad_checkpoint,
-    );
+    let layout = Layout::new(cfg, &s.lora());
+    // The batch shape the run will use: capped by the data once it is tokenized.
+    let examples = |d: Option<Rc<LoadedData>>| {
+        d.and_then(|d| d.prepared.borrow().as_ref().map(|p| p.2.examples.clone()))
+            .unwrap_or_default()
+    };
+    let (train, val) = (examples(engine::data()), examples(engine::val_data()));
+    let (b, t) = if train.is_empty() {
+        (s.batch_size, seq_len)
+    } else {
+        max_batch(s, seq_len, &train, &val)
+    };
+    let est = estimate(&gpu, &m.model, &layout, s.rank, b, t, s.grad_checkpoint);
     format!(
-        "{} · batches of {} × {} tokens{} · {}",
-        trainable_line(layout.trainable, info.params),
-        s.batch_size,
-        t,
+        "{} · largest batch {b} × {t} tokens{} · {}",
+        trainable_line(layout.trainable, cfg.num_params()),
         if s.grad_checkpoint {
             " with gradient checkpointing"
         } else {
@@ -93,13 +157,11 @@ fn summary(ui: Ui) -> String {
     )
 }
 
-/// Recompute what the Data section shows from the parsed file, the model's tokenizer (when
-/// one is loaded) and the sequence-length settings.
-pub fn refresh(ui: Ui) {
-    let Some(data) = engine::data() else { return };
-    let model = engine::model();
-    let s = ui.settings.get_untracked();
-    let ds = &data.dataset;
+/// What the Data section shows of a file: the format, the first lines as the model sees
+/// them and, with a model loaded, the token counts.
+fn info(data: &LoadedData, s: &TrainSettings) -> Result<DataInfo, Vec<String>> {
+    let format = s.data_format().map_err(|e| vec![e.to_string()])?;
+    let ds = data.dataset(format)?;
     let mut info = DataInfo {
         name: data.name.clone(),
         format: ds.format.name().to_string(),
@@ -119,32 +181,25 @@ pub fn refresh(ui: Ui) {
             })
             .collect(),
     };
-    if let Some(m) = model {
-        let cfg = PrepareConfig {
-            seq_len: s.seq_len_for(m.model.config.n_positions),
-            train_on_prompt: s.train_on_prompt,
-            packing: false,
-            eos: m.tokenizer.eos_id().unwrap_or(m.model.config.eos()),
-        };
-        match prepare(ds, &m.tokenizer, &cfg) {
-            Ok(p) => {
-                let tokens = p.examples.iter().map(|e| e.ids.len()).sum();
-                let trained = p
-                    .examples
-                    .iter()
-                    .map(|e| e.labels.iter().skip(1).filter(|&&l| l >= 0).count())
-                    .sum();
-                for row in &mut info.preview {
-                    row.tokens = p
-                        .examples
-                        .iter()
-                        .find(|e| e.line == row.line)
-                        .map(|e| e.ids.len());
-                }
-                info.tokens = Some((tokens, trained, p.examples.len(), p.skipped));
-            }
-            Err(e) => ui.data_errors.set(vec![e.to_string()]),
+    if let Some(m) = engine::model() {
+        let p = prepared(data, &m, s).map_err(|e| vec![e])?;
+        for row in &mut info.preview {
+            row.tokens = p
+                .examples
+                .iter()
+                .find(|e| e.line == row.line)
+                .map(|e| e.ids.len());
         }
+        info.tokens = Some(TokenCounts {
+            tokens: p.examples.iter().map(|e| e.ids.len()).sum(),
+            trained: p
+                .examples
+                .iter()
+                .map(|e| e.labels.iter().skip(1).filter(|&&l| l >= 0).count())
+                .sum(),
+            examples: p.examples.len(),
+            skipped: p.skipped.clone(),
+        });
     }
-    ui.data.set(Some(info));
+    Ok(info)
 }

@@ -1,290 +1,121 @@
-//! The training loop as the page runs it: the same core `Session` the CLI drives, one
-//! optimizer step per turn of the browser's event loop so the page stays responsive, with
-//! pause / stop between steps, validation losses for the chart, and at the end the loss over
-//! the whole data file with the trained adapter (the figure `wgtune eval --adapter` gives).
-//! Every validation step it keeps a checkpoint in browser storage, so a run interrupted by a
-//! reload, a crashed tab or a lost device resumes where it was, with the same losses.
+//! Training in the engine worker: the core's `TrainJob`, as `wgtune train` runs it, with an
+//! observer that posts each step to the page, yields to the worker's event loop between
+//! steps (so Pause and Stop arrive), and keeps `--save-every` checkpoints in browser storage
+//! so that a run interrupted by a reload or a crashed tab resumes with the same losses. At
+//! the end the adapter is kept, and evaluated as `wgtune eval --adapter` would.
 
-use leptos::prelude::*;
 use wgtune::adapter::encode;
-use wgtune::lora::{Layout, init_params, trainable_line};
-use wgtune::model::Quant;
+use wgtune::model::Gpt2Config;
 use wgtune::model::eval::eval_loss;
 use wgtune::model::forward::GpuAdapter;
-use wgtune::train::batches::make_batch;
-use wgtune::train::memory;
-use wgtune::train::prepare::{PrepareConfig, prepare, split_validation};
-use wgtune::train::session::{RunConfig, Session};
-use wgtune::train::{Batch, LoraTrainer, OptimConfig};
+use wgtune::train::checkpoint::Checkpoint;
+use wgtune::train::job::{Control, Observer, StepRecord, TrainJob};
+use wgtune::train::plan::{Plan, Start};
+use wgtune::train::prepare::TrainData;
+use wgtune::train::settings::{Given, TrainSettings};
 
-use super::app::{Phase, Ui};
 use super::browser::{self, now_ms, yield_now};
-use super::engine::{self, TrainedAdapter};
-use super::port::Control;
-use super::store;
+use super::engine::{self, Adapter};
+use super::port::{AdapterInfo, Evaluation, Event, LossFigure, TrainEvent, emit};
+use super::preview;
+use super::store::{self, AdapterMeta, CheckpointMeta, KeptAdapter};
 
-/// Sequences per batch when evaluating the whole file (as `wgtune eval`'s default).
+/// Sequences per batch of the end-of-run evaluation (`wgtune eval`'s default).
 pub const EVAL_BATCH: usize = 8;
 
-pub async fn train(ui: Ui, resume: bool) -> Result<(), String> {
+/// Train as the settings say, from the adapter in use when it continues, or from the kept
+/// checkpoint (`resume`).
+pub async fn train(resume: bool) -> Result<(), String> {
     let gpu = engine::gpu().await?;
     let m = engine::model().ok_or("load a model first (section 1)")?;
     let d = engine::data().ok_or("choose a JSONL file first (section 2)")?;
-    let ckpt = if resume {
-        let c = store::kept_checkpoint()
-            .await
-            .ok_or("no checkpoint is kept in this browser")?;
-        if c.meta.model != m.name || c.meta.data != d.name {
+    let cfg = &m.model.config;
+    let mut s = engine::settings();
+    let (start, given, history, kept_step) = if resume {
+        let (meta, ck, records) = store::kept_checkpoint(cfg).await?;
+        if meta.model != m.name || meta.data != d.name {
             return Err(format!(
                 "the checkpoint is of a run on model {} with data {}: load those to resume (loaded: {} and {})",
-                c.meta.model, c.meta.data, m.name, d.name
+                meta.model, meta.data, m.name, d.name
             ));
         }
-        ui.settings.set(c.meta.settings.clone());
-        Some(c)
-    } else {
-        None
-    };
-    let s = ui.settings.get_untracked();
-    let cfg = &m.model.config;
-    let problems = s.problems(cfg.n_layer);
-    if !problems.is_empty() {
-        return Err(problems.join("; "));
-    }
-    let t = s.seq_len_for(cfg.n_positions);
-    let eos = m.tokenizer.eos_id().unwrap_or(cfg.eos());
-    let prep = PrepareConfig {
-        seq_len: t,
-        train_on_prompt: s.train_on_prompt,
-        packing: false,
-        eos,
-    };
-    let all = prepare(&d.dataset, &m.tokenizer, &prep)
-        .map_err(|e| e.to_string())?
-        .examples;
-    if all.is_empty() {
-        return Err(format!(
-            "{}: no line has a trained token within the sequence length {t} (prompts too long?)",
-            d.name
-        ));
-    }
-    let (train, val) = split_validation(all.clone(), s.val_split, s.seed);
-    let lora = s.lora();
-    let layout = Layout::new(cfg, &lora);
-    let est = memory::estimate(
-        &gpu,
-        &m.model,
-        &layout,
-        lora.r,
-        s.batch_size,
-        t,
-        s.grad_checkpoint,
-    );
-    memory::check(&gpu, &m.model, &est, s.batch_size, t).map_err(|e| e.to_string())?;
-    let params = match &ckpt {
-        Some(c) => c.params.clone(),
-        None => init_params(&layout, lora.r, s.seed),
-    };
-    let optim = OptimConfig {
-        weight_decay: s.weight_decay,
-        max_grad_norm: s.max_grad_norm,
-        ..OptimConfig::default()
-    };
-    let mut trainer = LoraTrainer::new(&gpu, &m.model, lora.clone(), optim, &params)
-        .map_err(|e| e.to_string())?;
-    trainer.grad_checkpoint = s.grad_checkpoint;
-    let micro_per_epoch = train.len().div_ceil(s.batch_size);
-    let total = if s.max_steps > 0 {
-        s.max_steps
-    } else {
-        (s.epochs * micro_per_epoch).div_ceil(s.grad_accum)
-    };
-    let eval_every = if s.eval_every > 0 {
-        s.eval_every
-    } else {
-        (total / 10).max(1)
-    } as u32;
-    let val_batches: Vec<Batch> = val
-        .chunks(s.batch_size)
-        .map(|c| make_batch(&c.iter().collect::<Vec<_>>(), eos))
-        .collect();
-    let run = RunConfig {
-        batch_size: s.batch_size,
-        grad_accum: s.grad_accum,
-        lr: s.lr,
-        scheduler: s.scheduler()?,
-        warmup_steps: s.warmup_steps,
-        total_steps: total,
-        seed: s.seed,
-        shuffle: true,
-        pad: eos,
-    };
-    let trainable = trainable_line(layout.trainable, cfg.num_params());
-    ui.train.update(|v| {
-        v.total = total as u32;
-        v.trainable = format!(
-            "{trainable} · {} training / {} validation examples · {total} steps of {} × {} sequences of ≤ {t} tokens",
-            train.len(),
-            val.len(),
-            s.grad_accum,
-            s.batch_size
-        );
-    });
-
-    let mut resume_state = None;
-    if let Some(c) = &ckpt {
-        if c.meta.state.train_examples != train.len() {
-            return Err(format!(
-                "the checkpoint was made with {} training examples; {} now has {}",
-                c.meta.state.train_examples,
-                d.name,
-                train.len()
-            ));
-        }
-        trainer
-            .set_optimizer_state(&gpu, &c.exp_avg, &c.exp_avg_sq, c.meta.state.step)
-            .map_err(|e| e.to_string())?;
-        resume_state = Some(c.meta.state.clone());
-        ui.train.update(|v| {
-            v.step = c.meta.state.step;
-            v.losses = c.meta.losses.clone();
-            v.val_losses = c.meta.val_losses.clone();
-        });
-    }
-    let mut kept_step = resume_state.as_ref().map(|st| st.step);
-    let mut session = Session::new(&mut trainer, &train, run, resume_state);
-    let start = now_ms();
-    let first_step = session.state.step;
-    let mut paused_ms = 0.0;
-    let mut tokens = 0u64;
-    while !session.finished() {
-        match engine::control() {
-            Control::Stop => break,
-            Control::Pause => {
-                ui.train.update(|v| {
-                    v.phase = Phase::Paused;
-                    v.status = format!("paused at step {} of {total}", v.step);
-                });
-                let t0 = now_ms();
-                yield_now(100).await;
-                paused_ms += now_ms() - t0;
-                continue;
-            }
-            Control::Run => {}
-        }
-        let due = |step: u32| step.is_multiple_of(eval_every) || step as usize == total;
-        let r = session
-            .next_report(&gpu, |step| due(step) || engine::control() != Control::Run)
-            .await
-            .map_err(|e| e.to_string())?;
-        if !r.loss.is_finite() || !r.grad_norm.is_finite() {
-            return Err(format!(
-                "step {}: the loss or gradient is not finite (loss {}, grad norm {}); lower the learning rate (now {}) and start again",
-                r.step, r.loss, r.grad_norm, s.lr
-            ));
-        }
-        tokens += r.tokens;
-        let val_loss = if !val_batches.is_empty() && due(r.step) {
-            Some(
-                session
-                    .trainer
-                    .evaluate(&gpu, &val_batches)
-                    .await
-                    .map_err(|e| e.to_string())?,
-            )
-        } else {
-            None
+        let start = Start::Resume {
+            name: "the checkpoint kept in this browser".into(),
+            checkpoint: Box::new(ck),
         };
-        let elapsed = (now_ms() - start - paused_ms).max(1.0) / 1000.0;
-        ui.train.update(|v| {
-            v.phase = Phase::Running;
-            v.step = r.step;
-            v.losses.push((r.step, r.loss));
-            if let Some(l) = val_loss {
-                v.val_losses.push((r.step, l));
-            }
-            v.tokens_per_s = tokens as f64 / elapsed;
-            let done_here = (r.step - first_step).max(1) as f64;
-            v.eta_s = elapsed / done_here * (total as f64 - r.step as f64);
-            v.status = format!(
-                "step {} of {total} · loss {:.4}{} · lr {:.2e} · grad norm {:.3}",
-                r.step,
-                r.loss,
-                val_loss
-                    .map(|l| format!(" · val {l:.4}"))
-                    .unwrap_or_default(),
-                r.lr,
-                r.grad_norm
-            );
-        });
-        if due(r.step) && !session.finished() {
-            let (exp_avg, exp_avg_sq) = session
-                .trainer
-                .optimizer_state(&gpu)
-                .await
-                .map_err(|e| e.to_string())?;
-            let params = session
-                .trainer
-                .params_host(&gpu)
-                .await
-                .map_err(|e| e.to_string())?;
-            let (losses, val_losses) = ui
-                .train
-                .with_untracked(|v| (v.losses.clone(), v.val_losses.clone()));
-            let c = store::Checkpoint {
-                meta: store::CheckpointMeta {
-                    model: m.name.clone(),
-                    data: d.name.clone(),
-                    settings: s.clone(),
-                    state: session.state.clone(),
-                    losses,
-                    val_losses,
-                },
-                params,
-                exp_avg,
-                exp_avg_sq,
-            };
-            // A full browser storage only costs the ability to resume.
-            match store::keep_checkpoint(&c, kept_step).await {
-                Ok(()) => {
-                    kept_step = Some(r.step);
-                    ui.checkpoint.set(Some(c.meta));
-                }
-                Err(e) => browser::console_error(&e),
-            }
-        }
-        yield_now(0).await;
+        // The checkpoint's settings, all of them: the page then shows what the run uses.
+        (start, Given::Only(Vec::new()), records, Some(meta.step))
+    } else if let Some(a) = engine::adapter().filter(|a| a.info.continues) {
+        let start = Start::Adapter {
+            name: a.info.source.clone(),
+            lora: a.lora.clone(),
+            params: a.params.clone(),
+        };
+        (start, Given::All, Vec::new(), None)
+    } else {
+        (Start::Fresh, Given::All, Vec::new(), None)
+    };
+    let err = |e: wgtune::error::Error| e.to_string();
+    start.resolve(&mut s, &given, cfg).map_err(err)?;
+    if s != engine::settings() {
+        engine::set_settings(s.clone());
+        emit(Event::Settings(s.clone()));
     }
-    let stopped = !session.finished();
-    let steps = session.state.step;
-    let params = session
-        .trainer
-        .params_host(&gpu)
-        .await
-        .map_err(|e| e.to_string())?;
-    ui.train.update(|v| {
-        v.status = format!("evaluating the adapter on {}…", d.name);
-    });
-    let adapter = GpuAdapter::new(&gpu, cfg, lora.clone(), &params);
-    let ev = eval_loss(
-        &gpu,
-        &m.model,
-        Some(&adapter.as_ref()),
-        &all,
-        EVAL_BATCH,
-        eos,
+    let seq_len = s.seq_len_for(cfg).map_err(err)?;
+    let train = preview::prepared(&d, &m, &s)?;
+    let val = match engine::val_data() {
+        Some(v) => Some((v.name.clone(), preview::prepared(&v, &m, &s)?)),
+        None => None,
+    };
+    let data = TrainData::new(
+        &s,
+        seq_len,
+        (&d.name, (*train).clone()),
+        val.as_ref().map(|(n, p)| (n.as_str(), (**p).clone())),
     )
-    .await
-    .map_err(|e| format!("{}: {e}", d.name))?;
-    let nf4_base = matches!(m.model.quant, Quant::Nf4 { .. });
-    let (weights, config) = encode(&lora, &layout, &params, &m.name, cfg.n_layer, nf4_base)
-        .map_err(|e| e.to_string())?;
-    let kept = store::KeptAdapter {
-        meta: store::AdapterMeta {
+    .map_err(err)?;
+    let plan = Plan::new(s, cfg, &m.name, m.eos(), data, start).map_err(err)?;
+    let mut job = TrainJob::new(&gpu, &m.model, plan).map_err(err)?;
+    let mut notes = job.plan.data.notes.clone();
+    notes.extend([
+        job.plan.trainable_line(cfg),
+        job.plan.describe(),
+        job.estimate.line(),
+    ]);
+    emit(Event::Train(TrainEvent::Started {
+        total: job.plan.total_steps as u32,
+        summary: notes.join(" · "),
+        history: history.clone(),
+    }));
+    let mut obs = PageObserver {
+        records: history,
+        kept_step,
+        paused: false,
+        meta: CheckpointMeta {
             model: m.name.clone(),
             data: d.name.clone(),
-            steps,
-            loss: ev.loss,
+            step: 0,
+            total_steps: job.plan.total_steps,
+            settings: job.plan.settings.clone(),
+        },
+        config: cfg.clone(),
+    };
+    let o = job.run(&gpu, &mut obs).await.map_err(err)?;
+    let p = &job.plan;
+    let (weights, config) = encode(
+        &p.lora,
+        &job.trainer.layout,
+        &o.params,
+        &m.name,
+        cfg.n_layer,
+        p.settings.quant.is_nf4(),
+    )
+    .map_err(err)?;
+    let kept = KeptAdapter {
+        meta: AdapterMeta {
+            model: m.name.clone(),
+            data: d.name.clone(),
+            steps: o.steps,
         },
         weights,
         config,
@@ -293,21 +124,176 @@ pub async fn train(ui: Ui, resume: bool) -> Result<(), String> {
         browser::console_error(&format!("the adapter is not kept for the next visit: {e}"));
     }
     store::forget_checkpoint().await;
-    ui.checkpoint.set(None);
-    engine::set_adapter_files(kept.weights, kept.config);
-    ui.kept.set(Some(kept.meta));
-    engine::set_adapter(Some(TrainedAdapter { lora, params }));
-    ui.adapter_ready.set(true);
-    ui.train.update(|v| {
-        v.phase = Phase::Done;
-        v.eval_loss = Some((ev.loss, ev.tokens));
-        v.status = format!(
-            "{} after {steps} of {total} steps · loss over {} with the adapter: {:.6} ({} tokens)",
-            if stopped { "stopped; done" } else { "done" },
-            d.name,
-            ev.loss,
-            ev.tokens
-        );
-    });
+    emit(Event::Checkpoint(None));
+    emit(Event::Kept(Some(kept.meta.clone())));
+    let info = AdapterInfo::of(&p.lora, "trained here", false);
+    engine::set_adapter(Some(Adapter {
+        lora: p.lora.clone(),
+        params: o.params.clone(),
+        files: std::rc::Rc::new((kept.weights, kept.config)),
+        info: info.clone(),
+    }));
+    emit(Event::Adapter(Some(info)));
+    let val = o
+        .val_loss
+        .map(|v| format!(" · validation loss {v:.4}"))
+        .unwrap_or_default();
+    let timing = format!(
+        "{:.0} tokens/s over {:.1} s of training, {:.1} s of evaluation",
+        o.tokens_per_s, o.train_s, o.eval_s
+    );
+    let ending = if o.stopped { "stopped; done" } else { "done" };
+    emit(Event::Train(TrainEvent::Finished(format!(
+        "{ending} after {} of {} steps · loss {:.4}{val} · {timing}",
+        o.steps, o.total_steps, o.final_loss
+    ))));
+    emit(Event::Evaluation(evaluate().await));
     Ok(())
+}
+
+impl AdapterInfo {
+    pub fn of(lora: &wgtune::lora::LoraConfig, source: &str, continues: bool) -> Self {
+        Self {
+            source: source.to_string(),
+            r: lora.r,
+            alpha: lora.lora_alpha,
+            targets: lora.target_modules.clone(),
+            rslora: lora.use_rslora,
+            continues,
+        }
+    }
+}
+
+/// The page's view of a run: each step posted (that step only), checkpoints in browser
+/// storage, the event loop given a turn between steps and while paused.
+struct PageObserver {
+    /// Every step so far (what a checkpoint keeps for the chart after a reload).
+    records: Vec<StepRecord>,
+    kept_step: Option<u32>,
+    paused: bool,
+    meta: CheckpointMeta,
+    config: Gpt2Config,
+}
+
+impl Observer for PageObserver {
+    fn now_s(&self) -> f64 {
+        now_ms() / 1000.0
+    }
+
+    fn control(&self) -> Control {
+        engine::control()
+    }
+
+    fn step(&mut self, r: &StepRecord) -> wgtune::error::Result<()> {
+        if std::mem::take(&mut self.paused) {
+            emit(Event::Train(TrainEvent::Paused(false)));
+        }
+        self.records.push(r.clone());
+        emit(Event::Train(TrainEvent::Step(r.clone())));
+        Ok(())
+    }
+
+    async fn checkpoint(&mut self, ck: Checkpoint) -> wgtune::error::Result<String> {
+        let meta = CheckpointMeta {
+            step: ck.state.step,
+            ..self.meta.clone()
+        };
+        // A full browser storage only costs the ability to resume.
+        match store::keep_checkpoint(&meta, &ck, &self.config, &self.records, self.kept_step).await
+        {
+            Ok(()) => {
+                self.kept_step = Some(meta.step);
+                emit(Event::Checkpoint(Some(meta.clone())));
+            }
+            Err(e) => browser::console_error(&format!("the checkpoint is not kept: {e}")),
+        }
+        Ok(format!(
+            "the checkpoint of step {} kept in this browser",
+            meta.step
+        ))
+    }
+
+    async fn idle(&mut self, paused: bool) {
+        if paused && !self.paused {
+            self.paused = true;
+            emit(Event::Train(TrainEvent::Paused(true)));
+        }
+        yield_now(if paused { 100 } else { 0 }).await;
+    }
+}
+
+/// The loss of the base model and of the adapter in use on the training file's first
+/// `--val-batches` batches of 8 lines (all of them with "all"), tokenized as `wgtune eval`
+/// does, with the command line that gives the same figure for the downloaded adapter.
+pub async fn evaluate() -> Result<Evaluation, String> {
+    let gpu = engine::gpu().await?;
+    let m = engine::model().ok_or("load a model first (section 1)")?;
+    let d = engine::data().ok_or("choose a JSONL file first (section 2)")?;
+    let a = engine::adapter().ok_or("train or pick an adapter first")?;
+    let s = engine::settings();
+    let cfg = &m.model.config;
+    let seq_len = s.seq_len_for(cfg).map_err(|e| e.to_string())?;
+    let ds = d
+        .dataset(s.data_format().map_err(|e| e.to_string())?)
+        .map_err(|e| e.join("; "))?;
+    let rows = s.val_batches.take(&ds.rows, EVAL_BATCH);
+    let eos = m.eos();
+    let examples = rows
+        .iter()
+        .map(|(line, segs)| {
+            wgtune::data::tokenize(&m.tokenizer, segs, eos, s.train_on_prompt, seq_len, *line)
+        })
+        .collect::<wgtune::error::Result<Vec<_>>>()
+        .map_err(|e| format!("{}: {e}", d.name))?;
+    let figure = |l: wgtune::model::eval::EvalLoss| LossFigure {
+        loss: l.loss,
+        tokens: l.tokens,
+    };
+    let base = eval_loss(&gpu, &m.model, None, &examples, EVAL_BATCH, eos)
+        .await
+        .map_err(|e| format!("{}: {e}", d.name))?;
+    yield_now(0).await;
+    let adapter = GpuAdapter::new(&gpu, cfg, a.lora.clone(), &a.params);
+    let tuned = eval_loss(
+        &gpu,
+        &m.model,
+        Some(&adapter.as_ref()),
+        &examples,
+        EVAL_BATCH,
+        eos,
+    )
+    .await
+    .map_err(|e| format!("{}: {e}", d.name))?;
+    let over = if rows.len() < ds.rows.len() {
+        format!(
+            "the first {} of {} lines of {} (--val-batches {} of {EVAL_BATCH})",
+            rows.len(),
+            ds.rows.len(),
+            d.name,
+            s.val_batches
+        )
+    } else {
+        format!("all {} lines of {}", rows.len(), d.name)
+    };
+    Ok(Evaluation {
+        over,
+        base: Some(figure(base)),
+        tuned: figure(tuned),
+        command: eval_command(&s, &m.name, &d.name, seq_len, &m.model.quant.to_string()),
+    })
+}
+
+/// `wgtune eval` with the settings of [`evaluate`], for the downloaded adapter.
+fn eval_command(s: &TrainSettings, model: &str, data: &str, seq_len: usize, quant: &str) -> String {
+    let mut c = format!(
+        "wgtune eval --model {model} --adapter ADAPTER_DIR --data {data} --seq-len {seq_len} --quant {quant} --batch-size {EVAL_BATCH} --val-batches {}",
+        s.val_batches
+    );
+    if s.format != "auto" {
+        c.push_str(&format!(" --format {}", s.format));
+    }
+    if s.train_on_prompt {
+        c.push_str(" --train-on-prompt");
+    }
+    c
 }

@@ -1,14 +1,17 @@
 //! What the page keeps in browser storage (the Cache API) so that a reload or a crashed tab
 //! loses nothing: the last finished adapter (its two PEFT files) and the last checkpoint of a
-//! training run (LoRA parameters, AdamW moments, position, settings, the loss curve so far).
-//! Each is written blobs first and its `meta.json` last; a checkpoint's blobs are named by
-//! step, so the meta always points at a complete set, as the CLI's rename-into-place does.
+//! training run (the files of `wgtune train --save-every`'s checkpoint directories, plus the
+//! metrics so far for the chart). Each is written files first and its `meta.json` last; a
+//! checkpoint's files are named by step, so the meta always points at a complete set, as the
+//! CLI's rename-into-place does.
 
 use serde::{Deserialize, Serialize};
-use wgtune::train::checkpoint::TrainerState;
+use wgtune::model::Gpt2Config;
+use wgtune::train::checkpoint::{self, Checkpoint};
+use wgtune::train::job::StepRecord;
+use wgtune::train::settings::TrainSettings;
 
 use super::browser::{forget, keep, kept};
-use super::settings::Settings;
 
 const ADAPTER_META: &str = "/wgtune/adapter/meta.json";
 const ADAPTER_WEIGHTS: &str = "/wgtune/adapter/adapter_model.safetensors";
@@ -21,7 +24,6 @@ pub struct AdapterMeta {
     pub model: String,
     pub data: String,
     pub steps: u32,
-    pub loss: f64,
 }
 
 pub struct KeptAdapter {
@@ -46,42 +48,43 @@ pub async fn kept_adapter() -> Option<KeptAdapter> {
     })
 }
 
-/// A training run's state at the end of an optimizer step.
+/// Which run a kept checkpoint belongs to.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CheckpointMeta {
     pub model: String,
     pub data: String,
-    pub settings: Settings,
-    pub state: TrainerState,
-    pub losses: Vec<(u32, f32)>,
-    pub val_losses: Vec<(u32, f32)>,
+    pub step: u32,
+    pub total_steps: usize,
+    /// The run's settings, which the page shows again after a reload (a resume needs them,
+    /// `--quant` before the model loads).
+    pub settings: TrainSettings,
 }
 
-pub struct Checkpoint {
-    pub meta: CheckpointMeta,
-    pub params: Vec<f32>,
-    pub exp_avg: Vec<f32>,
-    pub exp_avg_sq: Vec<f32>,
+fn file_key(step: u32, name: &str) -> String {
+    format!("/wgtune/checkpoint/step-{step}/{name}")
 }
 
-fn blob_key(step: u32, what: &str) -> String {
-    format!("/wgtune/checkpoint/step-{step}/{what}.f32")
-}
+const METRICS: &str = "metrics.json";
 
-const BLOBS: [&str; 3] = ["params", "exp_avg", "exp_avg_sq"];
-
-/// Keep `c`, replacing the checkpoint of `previous_step` (whose blobs are then dropped).
-pub async fn keep_checkpoint(c: &Checkpoint, previous_step: Option<u32>) -> Result<(), String> {
-    let step = c.meta.state.step;
-    for (what, v) in BLOBS.iter().zip([&c.params, &c.exp_avg, &c.exp_avg_sq]) {
-        keep(&blob_key(step, what), bytemuck::cast_slice(v)).await?;
+/// Keep `c` with the run's step records so far, replacing the checkpoint of
+/// `previous_step` (whose files are then dropped).
+pub async fn keep_checkpoint(
+    meta: &CheckpointMeta,
+    c: &Checkpoint,
+    config: &Gpt2Config,
+    records: &[StepRecord],
+    previous_step: Option<u32>,
+) -> Result<(), String> {
+    let step = meta.step;
+    for (name, bytes) in c.encode(config).map_err(|e| e.to_string())? {
+        keep(&file_key(step, name), &bytes).await?;
     }
-    let meta = serde_json::to_vec(&c.meta).map_err(|e| e.to_string())?;
-    keep(CHECKPOINT_META, &meta).await?;
+    let metrics = serde_json::to_vec(records).map_err(|e| e.to_string())?;
+    keep(&file_key(step, METRICS), &metrics).await?;
+    let m = serde_json::to_vec(meta).map_err(|e| e.to_string())?;
+    keep(CHECKPOINT_META, &m).await?;
     if let Some(p) = previous_step.filter(|&p| p != step) {
-        for what in BLOBS {
-            forget(&blob_key(p, what)).await;
-        }
+        forget_files(p).await;
     }
     Ok(())
 }
@@ -90,27 +93,45 @@ pub async fn kept_checkpoint_meta() -> Option<CheckpointMeta> {
     serde_json::from_slice(&kept(CHECKPOINT_META).await?).ok()
 }
 
-pub async fn kept_checkpoint() -> Option<Checkpoint> {
-    let meta = kept_checkpoint_meta().await?;
-    let step = meta.state.step;
-    let floats = |b: Vec<u8>| -> Vec<f32> {
-        b.chunks_exact(4)
-            .map(|w| f32::from_le_bytes([w[0], w[1], w[2], w[3]]))
-            .collect()
+/// The kept checkpoint, read for a model of `config`, and the step records up to it.
+pub async fn kept_checkpoint(
+    config: &Gpt2Config,
+) -> Result<(CheckpointMeta, Checkpoint, Vec<StepRecord>), String> {
+    let meta = kept_checkpoint_meta()
+        .await
+        .ok_or("no checkpoint is kept in this browser")?;
+    let mut files = Vec::new();
+    for name in checkpoint::FILES {
+        let bytes = kept(&file_key(meta.step, name))
+            .await
+            .ok_or_else(|| format!("the kept checkpoint has no {name}"))?;
+        files.push((name, bytes));
+    }
+    let read = |name: &str| {
+        files
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, b)| b.clone())
+            .ok_or_else(|| wgtune::err!("{name}: missing"))
     };
-    Some(Checkpoint {
-        params: floats(kept(&blob_key(step, "params")).await?),
-        exp_avg: floats(kept(&blob_key(step, "exp_avg")).await?),
-        exp_avg_sq: floats(kept(&blob_key(step, "exp_avg_sq")).await?),
-        meta,
-    })
+    let label = |name: &str| format!("kept checkpoint of step {}/{name}", meta.step);
+    let ck = Checkpoint::decode(&read, &label, config).map_err(|e| e.to_string())?;
+    let records = match kept(&file_key(meta.step, METRICS)).await {
+        Some(b) => serde_json::from_slice(&b).map_err(|e| e.to_string())?,
+        None => Vec::new(),
+    };
+    Ok((meta, ck, records))
+}
+
+async fn forget_files(step: u32) {
+    for name in checkpoint::FILES.into_iter().chain([METRICS]) {
+        forget(&file_key(step, name)).await;
+    }
 }
 
 pub async fn forget_checkpoint() {
     if let Some(meta) = kept_checkpoint_meta().await {
         forget(CHECKPOINT_META).await;
-        for what in BLOBS {
-            forget(&blob_key(meta.state.step, what)).await;
-        }
+        forget_files(meta.step).await;
     }
 }

@@ -1,134 +1,255 @@
 //! The commands the page sends (`port::Command`), run in the engine worker. Each reports
-//! through the mirrored page state; downloads go back to the page as Blobs.
+//! through events; downloads go back to the page as Blobs.
 
-use leptos::prelude::*;
-use wgtune::adapter::{CONFIG_FILE, WEIGHTS_FILE};
+use std::cell::Cell;
+use std::path::Path;
+use std::rc::Rc;
+
+use wgtune::adapter::{CONFIG_FILE, WEIGHTS_FILE, params_from_weights, parse_config};
 use wgtune::model::forward::GpuAdapter;
 use wgtune::model::generate::{GenerateConfig, generate};
 use wgtune::sample::Sampling;
+use wgtune::train::job::Control;
+use wgtune::train::settings::Given;
 
-use super::app::{Phase, TrainView, Ui};
 use super::browser::{self, yield_now};
-use super::engine;
+use super::engine::{self, Adapter};
 use super::load::{self, Source};
 use super::merged;
-use super::port::{self, AdapterFiles, Command, Control, Message};
+use super::port::{self, AdapterFiles, AdapterInfo, Command, Event, TrainEvent, emit};
+use super::settings::SampleSettings;
 use super::{preview, run, store};
 
+thread_local! {
+    static TRAINING: Cell<bool> = const { Cell::new(false) };
+    static BUSY: Cell<bool> = const { Cell::new(false) };
+}
+
 /// Run `command` (with the files the page attached).
-pub fn execute(ui: Ui, command: Command, files: Vec<web_sys::File>) {
+pub fn execute(command: Command, files: Vec<web_sys::File>) {
     match command {
-        Command::LoadUrl { base, quant } => load::start(ui, Source::Url(base), &quant),
-        Command::LoadFiles { quant } => load::start(ui, Source::Files(files), &quant),
-        Command::Data { format } => {
+        Command::LoadUrl { base } => load::start(Source::Url(base)),
+        Command::LoadFiles => load::start(Source::Files(files)),
+        Command::Data { validation } => {
             if let Some(file) = files.into_iter().next() {
-                preview::take_data(ui, file, format);
+                preview::take_data(file, validation);
             }
         }
-        Command::Train { resume } => train(ui, resume),
-        Command::Control(c) => engine::set_control(c),
-        Command::DiscardCheckpoint => leptos::task::spawn_local(async move {
-            store::forget_checkpoint().await;
-            ui.checkpoint.set(None);
+        Command::ClearValidation => {
+            engine::set_val_data(None);
+            emit(Event::Data {
+                validation: true,
+                info: Ok(None),
+            });
+            preview::refresh();
+        }
+        Command::Settings(s) => preview::take_settings(s),
+        Command::PickAdapter => wasm_bindgen_futures::spawn_local(async move {
+            if let Err(e) = pick_adapter(files).await {
+                emit(Event::ExportStatus(format!("error: {e}")));
+                emit(Event::Log(e));
+            }
         }),
-        Command::Generate { prompt } => generate_both(ui, prompt),
-        Command::SaveAdapter(which) => match save_adapter(which) {
-            Ok(()) => ui.export_status.set("saved: put both files in one folder and load it with PeftModel.from_pretrained(model, folder) or wgtune eval --adapter folder".into()),
-            Err(e) => ui.export_status.set(format!("error: {e}")),
-        },
-        Command::Merge => merge(ui),
+        Command::ForgetAdapter => {
+            engine::set_adapter(None);
+            emit(Event::Adapter(None));
+            preview::refresh();
+        }
+        Command::Train { resume } => train(resume),
+        Command::Control(c) => engine::set_control(c),
+        Command::DiscardCheckpoint => wasm_bindgen_futures::spawn_local(async move {
+            store::forget_checkpoint().await;
+            emit(Event::Checkpoint(None));
+        }),
+        Command::Evaluate => exclusive(async {
+            emit(Event::Evaluation(run::evaluate().await));
+        }),
+        Command::Generate { prompt, sample } => generate_both(prompt, sample),
+        Command::SaveAdapter(which) => emit(Event::ExportStatus(match save_adapter(which) {
+            Ok(()) => "saved: put both files in one folder and load it with PeftModel.from_pretrained(model, folder) or wgtune eval --adapter folder".into(),
+            Err(e) => format!("error: {e}"),
+        })),
+        Command::Merge => merge(),
     }
 }
 
-fn train(ui: Ui, resume: bool) {
-    if matches!(
-        ui.train.with_untracked(|v| v.phase),
-        Phase::Running | Phase::Paused
-    ) {
+/// Run `task` unless a run, a generation or an evaluation is going on (they share the GPU
+/// and the model).
+fn exclusive(task: impl std::future::Future<Output = ()> + 'static) {
+    if TRAINING.with(|t| t.get()) || BUSY.with(|b| b.replace(true)) {
+        return;
+    }
+    wasm_bindgen_futures::spawn_local(async move {
+        task.await;
+        BUSY.with(|b| b.set(false));
+    });
+}
+
+fn train(resume: bool) {
+    if BUSY.with(|b| b.get()) || TRAINING.with(|t| t.replace(true)) {
         return;
     }
     engine::set_control(Control::Run);
-    ui.train.set(TrainView {
-        phase: Phase::Running,
-        status: "preparing the data…".into(),
-        ..Default::default()
-    });
-    leptos::task::spawn_local(async move {
-        if let Err(e) = run::train(ui, resume).await {
+    wasm_bindgen_futures::spawn_local(async move {
+        if let Err(e) = run::train(resume).await {
             browser::console_error(&e);
-            let kept = ui
-                .checkpoint
-                .get_untracked()
+            let kept = store::kept_checkpoint_meta()
+                .await
                 .map(|c| {
                     format!(
                         " · the checkpoint of step {} is kept: press Resume to go on from it",
-                        c.state.step
+                        c.step
                     )
                 })
                 .unwrap_or_default();
-            ui.train.update(|v| {
-                v.phase = Phase::Failed;
-                v.status = format!("error: {e}{kept}");
-            });
+            emit(Event::Train(TrainEvent::Failed(format!(
+                "error: {e}{kept}"
+            ))));
         }
+        TRAINING.with(|t| t.set(false));
     });
 }
 
-/// Offer `bytes` to the user as the file `name`.
-pub fn offer(name: &str, bytes: &[u8], mime: &str) -> Result<(), String> {
-    let blob = browser::blob_of(bytes, mime)?;
-    port::post(Message::Download {
-        name: name.to_string(),
-        blob,
-    });
+/// Take a PEFT adapter the user picked (its two files) as the adapter in use: Try,
+/// Evaluate and Merge use it, and training continues from it (`--init-adapter`), with the
+/// LoRA settings it fixes.
+async fn pick_adapter(files: Vec<web_sys::File>) -> Result<(), String> {
+    let m = engine::model().ok_or("load the model the adapter belongs to first (section 1)")?;
+    let find = |name: &str| {
+        files.iter().find(|f| f.name() == name).ok_or_else(|| {
+            format!("{name} is missing among the chosen files: choose {CONFIG_FILE} and {WEIGHTS_FILE} together")
+        })
+    };
+    let config = browser::read_file(find(CONFIG_FILE)?).await?;
+    let weights = browser::read_file(find(WEIGHTS_FILE)?).await?;
+    let cfg = &m.model.config;
+    let text =
+        std::str::from_utf8(&config).map_err(|_| format!("{CONFIG_FILE}: not UTF-8 text"))?;
+    let lora = parse_config(text, Path::new(CONFIG_FILE)).map_err(|e| e.to_string())?;
+    lora.validate_for(cfg.n_layer)
+        .map_err(|e| format!("{CONFIG_FILE}: {e}"))?;
+    let params = params_from_weights(&weights, Path::new(WEIGHTS_FILE), cfg, &lora)
+        .map_err(|e| e.to_string())?;
+    let mut s = engine::settings();
+    s.adopt_lora(
+        &lora,
+        &Given::Only(Vec::new()),
+        cfg.n_layer,
+        "the picked adapter",
+    )
+    .map_err(|e| e.to_string())?;
+    engine::set_settings(s.clone());
+    emit(Event::Settings(s));
+    let info = AdapterInfo::of(&lora, "picked", true);
+    engine::set_adapter(Some(Adapter {
+        lora,
+        params,
+        files: Rc::new((weights, config)),
+        info: info.clone(),
+    }));
+    emit(Event::Adapter(Some(info)));
+    preview::refresh();
     Ok(())
+}
+
+/// After a reload, the kept adapter becomes the adapter in use again once the model it was
+/// trained on is loaded.
+pub async fn adopt_kept_adapter() {
+    let (Some(m), Some(kept)) = (engine::model(), store::kept_adapter().await) else {
+        return;
+    };
+    if kept.meta.model != m.name {
+        return;
+    }
+    let adopt = || -> Result<Adapter, String> {
+        let text = std::str::from_utf8(&kept.config).map_err(|e| e.to_string())?;
+        let lora = parse_config(text, Path::new(CONFIG_FILE)).map_err(|e| e.to_string())?;
+        let params = params_from_weights(
+            &kept.weights,
+            Path::new(WEIGHTS_FILE),
+            &m.model.config,
+            &lora,
+        )
+        .map_err(|e| e.to_string())?;
+        let info = AdapterInfo::of(&lora, "kept from an earlier run in this browser", false);
+        Ok(Adapter {
+            lora,
+            params,
+            files: Rc::new((kept.weights.clone(), kept.config.clone())),
+            info,
+        })
+    };
+    match adopt() {
+        Ok(a) => {
+            emit(Event::Adapter(Some(a.info.clone())));
+            engine::set_adapter(Some(a));
+        }
+        Err(e) => browser::console_error(&format!("the kept adapter does not fit {}: {e}", m.name)),
+    }
 }
 
 fn save_adapter(which: AdapterFiles) -> Result<(), String> {
-    let files = engine::adapter_files().ok_or("train an adapter first (section 4)")?;
+    let a = engine::adapter().ok_or("train or pick an adapter first (section 4)")?;
+    let (weights, config) = &*a.files;
     if matches!(which, AdapterFiles::Both | AdapterFiles::Weights) {
-        offer(WEIGHTS_FILE, &files.0, "application/octet-stream")?;
+        port::offer(
+            WEIGHTS_FILE,
+            browser::blob_of(weights, "application/octet-stream")?,
+        );
     }
     if matches!(which, AdapterFiles::Both | AdapterFiles::Config) {
-        offer(CONFIG_FILE, &files.1, "application/json")?;
+        port::offer(CONFIG_FILE, browser::blob_of(config, "application/json")?);
     }
     Ok(())
 }
 
-fn merge(ui: Ui) {
-    if ui.merging.get_untracked() {
-        return;
-    }
-    ui.merging.set(true);
-    ui.merge_progress.set(Some(0.0));
-    ui.merge_status
-        .set("Merging: reading model.safetensors again…".into());
-    leptos::task::spawn_local(async move {
+fn merge() {
+    exclusive(async move {
+        let status = |text: String, progress: Option<f64>, busy: bool| {
+            emit(Event::MergeStatus {
+                text,
+                progress,
+                busy,
+            })
+        };
+        status(
+            "Merging: reading model.safetensors again…".into(),
+            Some(0.0),
+            true,
+        );
         let progress = |p: merged::MergeProgress| {
-            if let Some(t) = p.total.filter(|&t| t > 0) {
-                ui.merge_progress.set(Some(p.written as f64 / t as f64));
-            }
-            ui.merge_status.set(format!(
-                "Merging: {:.1} MiB read, {:.1}{} MiB of the merged model.safetensors made",
-                mib(p.read),
-                mib(p.written),
-                p.total
-                    .map(|t| format!(" of {:.1}", mib(t)))
-                    .unwrap_or_default()
-            ));
+            let fraction = p
+                .total
+                .filter(|&t| t > 0)
+                .map(|t| p.written as f64 / t as f64);
+            let total = p
+                .total
+                .map(|t| format!(" of {:.1}", mib(t)))
+                .unwrap_or_default();
+            status(
+                format!(
+                    "Merging: {:.1} MiB read, {:.1}{total} MiB of the merged model.safetensors made",
+                    mib(p.read),
+                    mib(p.written)
+                ),
+                fraction,
+                true,
+            );
         };
         match merged::download(progress).await {
-            Ok(size) => ui.merge_status.set(format!(
-                "saved model.safetensors ({:.1} MiB, F32): put it in one folder with the base model's config.json and tokenizer files (tokenizer.json, or vocab.json + merges.txt), then load it with GPT2LMHeadModel.from_pretrained(folder) or wgtune eval --model folder",
-                mib(size)
-            )),
+            Ok(size) => status(
+                format!(
+                    "saved model.safetensors ({:.1} MiB, F32): put it in one folder with the base model's config.json and tokenizer files (tokenizer.json, or vocab.json + merges.txt), then load it with GPT2LMHeadModel.from_pretrained(folder) or wgtune eval --model folder",
+                    mib(size)
+                ),
+                None,
+                false,
+            ),
             Err(e) => {
                 browser::console_error(&e);
-                ui.merge_status.set(format!("error: {e}"));
+                status(format!("error: {e}"), None, false);
             }
         }
-        ui.merge_progress.set(None);
-        ui.merging.set(false);
     });
 }
 
@@ -136,24 +257,21 @@ fn mib(b: u64) -> f64 {
     b as f64 / (1 << 20) as f64
 }
 
-fn generate_both(ui: Ui, prompt: String) {
-    if ui.gen_busy.get_untracked() {
-        return;
-    }
-    ui.gen_busy.set(true);
-    leptos::task::spawn_local(async move {
-        if let Err(e) = generate_pair(ui, &prompt).await {
+fn generate_both(prompt: String, sample: SampleSettings) {
+    exclusive(async move {
+        if let Err(e) = generate_pair(&prompt, &sample).await {
             browser::console_error(&e);
-            ui.gen_status.set(format!("error: {e}"));
+            emit(Event::GenerateStatus {
+                text: format!("error: {e}"),
+                busy: false,
+            });
         }
-        ui.gen_busy.set(false);
     });
 }
 
-async fn generate_pair(ui: Ui, prompt: &str) -> Result<(), String> {
+async fn generate_pair(prompt: &str, s: &SampleSettings) -> Result<(), String> {
     let gpu = engine::gpu().await?;
     let m = engine::model().ok_or("load a model first (section 1)")?;
-    let s = ui.sample.get_untracked();
     let cfg = GenerateConfig {
         max_new_tokens: s.max_new_tokens,
         sampling: Sampling {
@@ -163,23 +281,32 @@ async fn generate_pair(ui: Ui, prompt: &str) -> Result<(), String> {
         },
         seed: s.seed,
     };
-    ui.gen_base.set(String::new());
-    ui.gen_tuned.set(String::new());
-    ui.gen_status.set("generating with the base model…".into());
+    let status = |text: &str, busy: bool| {
+        emit(Event::GenerateStatus {
+            text: text.into(),
+            busy,
+        })
+    };
+    status("generating with the base model…", true);
     generate(&gpu, &m.model, &m.tokenizer, None, prompt, &cfg, |piece| {
-        ui.gen_base.update(|t| t.push_str(piece))
+        emit(Event::Generated {
+            tuned: false,
+            piece: piece.to_string(),
+        })
     })
     .await
     .map_err(|e| e.to_string())?;
     yield_now(0).await;
-    let Some(trained) = engine::adapter() else {
-        ui.gen_tuned
-            .set("(no adapter yet: train one in section 4)".into());
-        ui.gen_status.set("done (base only)".into());
+    let Some(a) = engine::adapter() else {
+        emit(Event::Generated {
+            tuned: true,
+            piece: "(no adapter yet: train or pick one in section 4)".into(),
+        });
+        status("done (base only)", false);
         return Ok(());
     };
-    ui.gen_status.set("generating with the adapter…".into());
-    let adapter = GpuAdapter::new(&gpu, &m.model.config, trained.lora.clone(), &trained.params);
+    status("generating with the adapter…", true);
+    let adapter = GpuAdapter::new(&gpu, &m.model.config, a.lora.clone(), &a.params);
     generate(
         &gpu,
         &m.model,
@@ -187,10 +314,15 @@ async fn generate_pair(ui: Ui, prompt: &str) -> Result<(), String> {
         Some(&adapter.as_ref()),
         prompt,
         &cfg,
-        |piece| ui.gen_tuned.update(|t| t.push_str(piece)),
+        |piece| {
+            emit(Event::Generated {
+                tuned: true,
+                piece: piece.to_string(),
+            })
+        },
     )
     .await
     .map_err(|e| e.to_string())?;
-    ui.gen_status.set("done".into());
+    status("done", false);
     Ok(())
 }

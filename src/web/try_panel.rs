@@ -26,7 +26,7 @@ fn sample_field(
                     if set(&mut s, text.trim()) {
                         ui.sample.set(s);
                     } else {
-                        ui.gen_status.set(format!("error: {label}: {text:?} is not valid"));
+                        ui.gen_status.update(|p| p.text = format!("error: {label}: {text:?} is not valid"));
                     }
                 }
             />
@@ -36,11 +36,14 @@ fn sample_field(
 
 pub fn view(ui: Ui) -> impl IntoView {
     let prompt = RwSignal::new("Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n### Instruction:\nName three primary colors.\n\n### Response:\n".to_string());
-    let busy = ui.gen_busy;
+    let busy = move || ui.gen_status.with(|p| p.busy);
     let run = move |_| {
-        if !busy.get_untracked() {
+        if !ui.gen_status.with_untracked(|p| p.busy) {
+            ui.gen_base.set(String::new());
+            ui.gen_tuned.set(String::new());
             let prompt = prompt.get_untracked();
-            port::send(Command::Generate { prompt }, Vec::new());
+            let sample = ui.sample.get_untracked();
+            port::send(Command::Generate { prompt, sample }, Vec::new());
         }
     };
     view! {
@@ -62,18 +65,18 @@ pub fn view(ui: Ui) -> impl IntoView {
             <button
                 data-testid="generate-run"
                 on:click=run
-                disabled=move || busy.get() || ui.model.with(|m| m.is_none())
+                disabled=move || busy() || ui.model.with(|m| m.is_none())
             >
                 "Generate"
             </button>
-            <p class="status" data-testid="generate-status">{move || ui.gen_status.get()}</p>
+            <p class="status" data-testid="generate-status">{move || ui.gen_status.with(|p| p.text.clone())}</p>
             <div class="side">
                 <div>
                     <h3>"base"</h3>
                     <pre data-testid="generate-base-output">{move || ui.gen_base.get()}</pre>
                 </div>
                 <div>
-                    <h3>"tuned"</h3>
+                    <h3>"tuned (the adapter in use)"</h3>
                     <pre data-testid="generate-tuned-output">{move || ui.gen_tuned.get()}</pre>
                 </div>
             </div>

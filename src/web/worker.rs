@@ -1,42 +1,25 @@
 //! The engine's dedicated worker: the same wasm module as the page, started by `worker.js`.
 //! It opens the GPU, holds the model, data and adapter (`engine`), and runs the page's
-//! commands (`tasks`), writing progress into its mirror of the page state (`mirror`), so
-//! that quantizing a 3 GiB model or encoding a training step never blocks the page's
-//! thread.
+//! commands (`tasks`), reporting through events, so that quantizing a 3 GiB model or
+//! encoding a training step never blocks the page's thread.
 
-use leptos::prelude::*;
+use super::browser::{self, NO_WEBGPU_HELP};
+use super::port::{self, Event, emit};
+use super::{engine, store, tasks};
 
-use super::app::Ui;
-use super::port::{self, Message};
-use super::{browser, engine, mirror, preview, store, tasks};
-
-/// Run the engine: mirror the page state, listen for commands, open the GPU.
+/// Run the engine: listen for commands, open the GPU, restore what an earlier visit kept.
 pub fn start() {
-    let _ = any_spawner::Executor::init_wasm_bindgen();
-    // The owner of the worker's signals and effects, alive as long as the worker.
-    let owner = Owner::new();
-    owner.set();
-    let ui = Ui::new();
-    mirror::connect(ui);
-    preview::watch(ui);
-    port::listen(move |m| match m {
-        Message::Field { name, json } => mirror::apply(ui, &name, &json),
-        Message::Command { command, files } => tasks::execute(ui, command, files),
-        Message::Ready | Message::Download { .. } | Message::Log(_) => {}
-    });
-    leptos::task::spawn_local(open_gpu(ui));
-    leptos::task::spawn_local(restore(ui));
-    std::mem::forget(owner);
+    port::listen(tasks::execute);
+    wasm_bindgen_futures::spawn_local(open_gpu());
+    wasm_bindgen_futures::spawn_local(restore());
 }
 
-/// Open the GPU with the adapter's real limits and describe it, or say why not.
-async fn open_gpu(ui: Ui) {
+/// Open the GPU with the adapter's real limits and describe it, or say plainly why not.
+async fn open_gpu() {
     if !browser::has_webgpu() {
-        let msg = "This browser has no WebGPU in workers (navigator.gpu is missing there). Use \
-                   a recent Chrome, Edge or Safari, or Firefox with WebGPU enabled; wgtune \
-                   trains on your GPU through WebGPU and cannot run without it.";
-        ui.gpu_line.set(msg.into());
-        ui.webgpu.set(Some(Err(msg.into())));
+        emit(Event::Gpu(Err(format!(
+            "This browser has no WebGPU (navigator.gpu is missing in its workers). {NO_WEBGPU_HELP}"
+        ))));
         return;
     }
     match engine::gpu().await {
@@ -49,7 +32,7 @@ async fn open_gpu(ui: Ui) {
             } else {
                 &i.name
             };
-            ui.gpu_line.set(format!(
+            emit(Event::Gpu(Ok(format!(
                 "{name} ({:?}, {:?}) · max buffer {} MiB · max binding {} MiB · shader-f16 {}",
                 i.backend,
                 i.device_type,
@@ -60,22 +43,25 @@ async fn open_gpu(ui: Ui) {
                 } else {
                     "no"
                 },
-            ));
-            ui.webgpu.set(Some(Ok(())));
+            ))));
         }
         Err(e) => {
-            ui.gpu_line.set(format!("No WebGPU adapter: {e}"));
-            ui.webgpu.set(Some(Err(e)));
+            browser::console_error(&format!("no WebGPU adapter: {e}"));
+            emit(Event::Gpu(Err(format!(
+                "This browser has WebGPU but gave no GPU adapter (it may be disabled or the GPU blocklisted). {NO_WEBGPU_HELP}"
+            ))));
         }
     }
 }
 
 /// What an earlier visit left: a finished adapter, an interrupted run's checkpoint.
-async fn restore(ui: Ui) {
-    if let Some(a) = store::kept_adapter().await {
-        engine::set_adapter_files(a.weights, a.config);
-        ui.kept.set(Some(a.meta));
-        ui.adapter_ready.set(true);
+async fn restore() {
+    emit(Event::Kept(store::kept_adapter().await.map(|a| a.meta)));
+    let checkpoint = store::kept_checkpoint_meta().await;
+    if let Some(c) = &checkpoint {
+        // The interrupted run's settings, so that its model loads as it was (--quant).
+        engine::set_settings(c.settings.clone());
+        emit(Event::Settings(c.settings.clone()));
     }
-    ui.checkpoint.set(store::kept_checkpoint_meta().await);
+    emit(Event::Checkpoint(checkpoint));
 }
