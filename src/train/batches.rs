@@ -30,11 +30,12 @@ pub fn pack(examples: &[Example], seq_len: usize) -> Vec<Example> {
 }
 
 /// The order of examples in `epoch`: a Fisher–Yates shuffle seeded by (seed, epoch), or
-/// file order.
-pub fn epoch_order(n: usize, seed: u64, epoch: usize, shuffle: bool) -> Vec<usize> {
+/// file order. `epoch` is a u64 so that the page (wasm32, 32-bit usize) and the CLI draw
+/// the same orders.
+pub fn epoch_order(n: usize, seed: u64, epoch: u64, shuffle: bool) -> Vec<usize> {
     let mut order: Vec<usize> = (0..n).collect();
     if shuffle {
-        let mut rng = Rng::new(seed ^ (epoch as u64).wrapping_mul(0xA24B_AED4_963E_E407));
+        let mut rng = Rng::new(seed ^ epoch.wrapping_mul(0xA24B_AED4_963E_E407));
         for i in (1..n).rev() {
             let j = (rng.next_u64() % (i as u64 + 1)) as usize;
             order.swap(i, j);

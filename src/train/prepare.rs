@@ -82,7 +82,8 @@ pub fn split_validation(
     if n < 2 || fraction <= 0.0 {
         return (examples, Vec::new());
     }
-    let order = epoch_order(n, seed, usize::MAX, true);
+    // Its own stream, apart from every epoch's.
+    let order = epoch_order(n, seed, u64::MAX, true);
     let n_val = ((n as f32 * fraction).round() as usize).clamp(1, n - 1);
     let mut slots: Vec<Option<Example>> = examples.into_iter().map(Some).collect();
     let mut take = |idx: &[usize]| -> Vec<Example> {

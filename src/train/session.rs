@@ -65,7 +65,7 @@ impl<'t, 'm> Session<'t, 'm> {
             tokens_seen: 0,
             train_examples: train.len(),
         });
-        let order = epoch_order(train.len(), cfg.seed, state.epoch, cfg.shuffle);
+        let order = epoch_order(train.len(), cfg.seed, state.epoch as u64, cfg.shuffle);
         Self {
             trainer,
             train,
@@ -100,7 +100,7 @@ impl<'t, 'm> Session<'t, 'm> {
                 self.order = epoch_order(
                     self.train.len(),
                     self.cfg.seed,
-                    self.state.epoch,
+                    self.state.epoch as u64,
                     self.cfg.shuffle,
                 );
             }

@@ -143,11 +143,12 @@ pub async fn train(resume: bool) -> Result<(), String> {
         o.tokens_per_s, o.train_s, o.eval_s
     );
     let ending = if o.stopped { "stopped; done" } else { "done" };
+    // The evaluation comes first: once the page says "done", all of the run's work is.
+    emit(Event::Evaluation(evaluate().await));
     emit(Event::Train(TrainEvent::Finished(format!(
         "{ending} after {} of {} steps · loss {:.4}{val} · {timing}",
         o.steps, o.total_steps, o.final_loss
     ))));
-    emit(Event::Evaluation(evaluate().await));
     Ok(())
 }
 

@@ -61,9 +61,12 @@ pub fn execute(command: Command, files: Vec<web_sys::File>) {
             store::forget_checkpoint().await;
             emit(Event::Checkpoint(None));
         }),
-        Command::Evaluate => exclusive(async {
-            emit(Event::Evaluation(run::evaluate().await));
-        }),
+        Command::Evaluate => exclusive(
+            async {
+                emit(Event::Evaluation(run::evaluate().await));
+            },
+            |e| emit(Event::Evaluation(Err(e))),
+        ),
         Command::Generate { prompt, sample } => generate_both(prompt, sample),
         Command::SaveAdapter(which) => emit(Event::ExportStatus(match save_adapter(which) {
             Ok(()) => "saved: put both files in one folder and load it with PeftModel.from_pretrained(model, folder) or wgtune eval --adapter folder".into(),
@@ -73,10 +76,13 @@ pub fn execute(command: Command, files: Vec<web_sys::File>) {
     }
 }
 
-/// Run `task` unless a run, a generation or an evaluation is going on (they share the GPU
-/// and the model).
-fn exclusive(task: impl std::future::Future<Output = ()> + 'static) {
+/// Run `task` unless a run, a generation, an evaluation or a merge is going on (they share
+/// the GPU and the model); `refused` tells the user otherwise.
+fn exclusive(task: impl std::future::Future<Output = ()> + 'static, refused: impl FnOnce(String)) {
     if TRAINING.with(|t| t.get()) || BUSY.with(|b| b.replace(true)) {
+        refused(
+            "busy: wait until the run, generation, evaluation or merge in progress ends".into(),
+        );
         return;
     }
     wasm_bindgen_futures::spawn_local(async move {
@@ -86,7 +92,12 @@ fn exclusive(task: impl std::future::Future<Output = ()> + 'static) {
 }
 
 fn train(resume: bool) {
-    if BUSY.with(|b| b.get()) || TRAINING.with(|t| t.replace(true)) {
+    if BUSY.with(|b| b.get()) {
+        let busy = "error: busy: wait until the generation, evaluation or merge in progress ends";
+        emit(Event::Train(TrainEvent::Failed(busy.into())));
+        return;
+    }
+    if TRAINING.with(|t| t.replace(true)) {
         return;
     }
     engine::set_control(Control::Run);
@@ -204,53 +215,62 @@ fn save_adapter(which: AdapterFiles) -> Result<(), String> {
 }
 
 fn merge() {
-    exclusive(async move {
-        let status = |text: String, progress: Option<f64>, busy: bool| {
-            emit(Event::MergeStatus {
-                text,
-                progress,
-                busy,
-            })
-        };
-        status(
-            "Merging: reading model.safetensors again…".into(),
-            Some(0.0),
-            true,
-        );
-        let progress = |p: merged::MergeProgress| {
-            let fraction = p
-                .total
-                .filter(|&t| t > 0)
-                .map(|t| p.written as f64 / t as f64);
-            let total = p
-                .total
-                .map(|t| format!(" of {:.1}", mib(t)))
-                .unwrap_or_default();
+    exclusive(
+        async move {
+            let status = |text: String, progress: Option<f64>, busy: bool| {
+                emit(Event::MergeStatus {
+                    text,
+                    progress,
+                    busy,
+                })
+            };
             status(
-                format!(
-                    "Merging: {:.1} MiB read, {:.1}{total} MiB of the merged model.safetensors made",
-                    mib(p.read),
-                    mib(p.written)
-                ),
-                fraction,
+                "Merging: reading model.safetensors again…".into(),
+                Some(0.0),
                 true,
             );
-        };
-        match merged::download(progress).await {
-            Ok(size) => status(
-                format!(
-                    "saved model.safetensors ({:.1} MiB, F32): put it in one folder with the base model's config.json and tokenizer files (tokenizer.json, or vocab.json + merges.txt), then load it with GPT2LMHeadModel.from_pretrained(folder) or wgtune eval --model folder",
-                    mib(size)
+            let progress = |p: merged::MergeProgress| {
+                let fraction = p
+                    .total
+                    .filter(|&t| t > 0)
+                    .map(|t| p.written as f64 / t as f64);
+                let total = p
+                    .total
+                    .map(|t| format!(" of {:.1}", mib(t)))
+                    .unwrap_or_default();
+                status(
+                    format!(
+                        "Merging: {:.1} MiB read, {:.1}{total} MiB of the merged model.safetensors made",
+                        mib(p.read),
+                        mib(p.written)
+                    ),
+                    fraction,
+                    true,
+                );
+            };
+            match merged::download(progress).await {
+                Ok(size) => status(
+                    format!(
+                        "saved model.safetensors ({:.1} MiB, F32): put it in one folder with the base model's config.json and tokenizer files (tokenizer.json, or vocab.json + merges.txt), then load it with GPT2LMHeadModel.from_pretrained(folder) or wgtune eval --model folder",
+                        mib(size)
+                    ),
+                    None,
+                    false,
                 ),
-                None,
-                false,
-            ),
-            Err(e) => {
-                browser::console_error(&e);
-                status(format!("error: {e}"), None, false);
+                Err(e) => {
+                    browser::console_error(&e);
+                    status(format!("error: {e}"), None, false);
+                }
             }
-        }
-    });
+        },
+        |e| {
+            emit(Event::MergeStatus {
+                text: e,
+                progress: None,
+                busy: false,
+            })
+        },
+    );
 }
 
 fn mib(b: u64) -> f64 {
@@ -258,15 +278,21 @@ fn mib(b: u64) -> f64 {
 }
 
 fn generate_both(prompt: String, sample: SampleSettings) {
-    exclusive(async move {
-        if let Err(e) = generate_pair(&prompt, &sample).await {
-            browser::console_error(&e);
-            emit(Event::GenerateStatus {
-                text: format!("error: {e}"),
-                busy: false,
-            });
-        }
-    });
+    let failed = |e: String| {
+        emit(Event::GenerateStatus {
+            text: format!("error: {e}"),
+            busy: false,
+        })
+    };
+    exclusive(
+        async move {
+            if let Err(e) = generate_pair(&prompt, &sample).await {
+                browser::console_error(&e);
+                failed(e);
+            }
+        },
+        failed,
+    );
 }
 
 async fn generate_pair(prompt: &str, s: &SampleSettings) -> Result<(), String> {

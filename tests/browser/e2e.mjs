@@ -1,14 +1,19 @@
 // End-to-end test of the real built page (trunk build --release → dist/) in Debian's headless
-// Chromium with SwiftShader WebGPU: load the tiny fixture model from picked files and from a
-// local URL, upload a JSONL file, train a few steps (pausing once to check pause and take a
-// screenshot), see the loss chart update, generate with base and tuned models, download the
-// adapter, and check that `wgtune eval --adapter` accepts the download and reports the loss
-// the page showed; download the merged model and check that `wgtune eval` on it (with the
-// base folder's config.json and tokenizer.json) gives the loss of the base model plus the
-// adapter. Then reload: the finished adapter is still offered, byte for byte; and a
-// run interrupted by a reload resumes from its kept checkpoint to the same final loss. First
-// of all, a hub preset loads through the page's `?hub=` override (the server mirrors the
-// hub's `/{id}/resolve/main/{file}` layout) and, after a reload, from the Cache API alone.
+// Chromium with SwiftShader WebGPU, checked against the native CLI on lavapipe:
+// - a hub preset loads through the page's `?hub=` override (the server mirrors the hub's
+//   `/{id}/resolve/main/{file}` layout) and, after a reload, from the Cache API alone;
+// - the tiny fixture model loads from picked files and from a local URL (as --quant f32);
+//   a bad data file lists its bad lines; a good one is previewed;
+// - training with the same settings as a `wgtune train` run (8 steps, f32) gives the same
+//   per-step losses: the page's metrics.jsonl download against the CLI's --metrics; pause
+//   stops it mid-run (screenshot);
+// - the end-of-run evaluation states the `wgtune eval` command that reports the same figure
+//   for the downloaded adapter, and it does; Try changes the continuation; the merged model
+//   evaluates as base + adapter;
+// - a reload keeps the finished adapter, byte for byte; a run interrupted by a reload
+//   resumes from its checkpoint in browser storage with the uninterrupted run's losses;
+// - a PEFT-made adapter from the fixtures is picked: evaluate, Try and merge use it, and
+//   training continues from it with its LoRA settings.
 //
 // Usage: node e2e.mjs   (env: WGTUNE_BIN = the native wgtune binary, DIST = built page,
 // SCREENSHOTS = folder for the two screenshots, CHROMIUM = browser path)
@@ -27,8 +32,10 @@ const wgtune = path.resolve(process.env.WGTUNE_BIN ?? path.join(root, "target/de
 const shots = path.resolve(process.env.SCREENSHOTS ?? path.join(root, "target/e2e"));
 const modelDir = path.join(root, "tests/fixtures/models/tiny");
 const dataFile = path.join(root, "tests/fixtures/data/alpaca.jsonl");
-const SEQ_LEN = 128; // the tiny model's n_positions; the page caps its setting to it
-const STEPS = 16;
+const peftAdapter = path.join(root, "tests/fixtures/peft/attn_r4/adapter_final");
+// One run's settings, given to the page and to `wgtune train` alike (flag → value).
+const RUN = { "max-steps": 8, lr: "0.01", "batch-size": 2, "val-split": "0.25", "eval-every": 4 };
+const STEPS = RUN["max-steps"];
 
 const types = {
   ".html": "text/html", ".js": "text/javascript", ".wasm": "application/wasm",
@@ -68,6 +75,32 @@ function fail(msg) {
   throw new Error(msg);
 }
 
+/// The last line of `wgtune ...`'s stdout, as JSON.
+function cli(args) {
+  return JSON.parse(execFileSync(wgtune, args, { encoding: "utf8" }).trim().split("\n").pop());
+}
+
+function readJsonl(text) {
+  return text.trim().split("\n").map((l) => JSON.parse(l));
+}
+
+/// Per-step losses (and validation losses) equal within `rel` relative.
+function sameLosses(what, page, cliRecords, rel) {
+  if (page.length !== cliRecords.length) fail(`${what}: ${page.length} steps in the page, ${cliRecords.length} in the CLI`);
+  let worst = 0;
+  for (const [p, c] of page.map((p, i) => [p, cliRecords[i]])) {
+    if (p.step !== c.step) fail(`${what}: step ${p.step} against ${c.step}`);
+    if ((p.val_loss === undefined) !== (c.val_loss === undefined)) fail(`${what}: step ${p.step} validated in one run only`);
+    for (const key of ["loss", "val_loss"]) {
+      if (p[key] === undefined) continue;
+      const d = Math.abs(p[key] - c[key]) / Math.max(Math.abs(c[key]), 1e-12);
+      worst = Math.max(worst, d);
+      if (!(d <= rel)) fail(`${what}: step ${p.step} ${key} ${p[key]} in the page, ${c[key]} in the CLI (${d.toExponential(2)} relative)`);
+    }
+  }
+  return worst;
+}
+
 async function main() {
   const server = await serve();
   const base = `http://127.0.0.1:${server.address().port}`;
@@ -95,16 +128,109 @@ async function main() {
   const errors = [];
   page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
   page.on("pageerror", (e) => errors.push(String(e)));
+  const got = [];
+  page.on("download", (d) => got.push(d));
   const byId = (id) => page.getByTestId(id);
+  const text = (id) => byId(id).textContent();
   const setField = async (id, value) => {
     await byId(id).fill(String(value));
     await byId(id).dispatchEvent("change");
   };
+  const waitText = (id, re, timeout = 120000) =>
+    page.waitForFunction(([id, src]) => new RegExp(src).test(document.querySelector(`[data-testid="${id}"]`)?.textContent ?? ""), [id, re.source], { timeout });
   const t0 = Date.now();
   const log = (msg) => console.log(`[e2e ${((Date.now() - t0) / 1000).toFixed(1)}s] ${msg}`);
-  const gpuReady = async () => {
-    await page.waitForFunction(() => !document.querySelector('[data-testid="gpu-info"]')?.textContent.startsWith("Opening"), null, { timeout: 60000 });
+  const gpuReady = () => page.waitForFunction(() => !document.querySelector('[data-testid="gpu-info"]')?.textContent.startsWith("Opening"), null, { timeout: 60000 });
+  // Downloads started by clicking `id`: `n` files saved into `dir`.
+  const download = async (id, n, dir) => {
+    got.length = 0;
+    await byId(id).click();
+    const deadline = Date.now() + 120000;
+    while (got.length < n && Date.now() < deadline) await page.waitForTimeout(100);
+    if (got.length !== n) fail(`${id}: expected ${n} downloads, got ${got.length}`);
+    await mkdir(dir, { recursive: true });
+    for (const d of got) await d.saveAs(path.join(dir, d.suggestedFilename()));
+    return (await readdir(dir)).sort();
   };
+  const loadModel = async (url) => {
+    await byId("model-url").fill(url);
+    await byId("model-load").click();
+    await waitText("model-status", /^(Loaded|error)/);
+    const st = await text("model-status");
+    if (!st.startsWith("Loaded")) fail(`model load: ${st}`);
+    return st;
+  };
+  const loadData = async () => {
+    await byId("data-file").setInputFiles(dataFile);
+    await waitText("data-summary", /examples/, 60000);
+  };
+  const setRun = async (extra = {}) => {
+    for (const [flag, v] of Object.entries({ ...RUN, ...extra })) await setField(`setting-${flag}`, v);
+  };
+  const waitTrained = async () => {
+    await waitText("train-status", /^(done|stopped|error)/, 600000);
+    const st = await text("train-status");
+    if (/^error/.test(st)) fail(`training failed: ${st}`);
+    return st;
+  };
+  // The evaluation the page shows: its figures and the equivalent command.
+  const evaluation = async () => {
+    await waitText("evaluation", /with the adapter|error/, 300000);
+    const ev = await text("evaluation");
+    const m = ev.match(/with the adapter ([0-9.]+) \((\d+) tokens\)/) ?? fail(`evaluation: ${ev}`);
+    const command = (ev.match(/(wgtune eval .*)$/m) ?? fail(`no command in: ${ev}`))[1];
+    return { loss: Number(m[1]), tokens: Number(m[2]), command, text: ev };
+  };
+  // Run the page's `wgtune eval` command on local paths, as a user would on the download.
+  const runEval = (command, adapterDir) => {
+    const args = command.split(" ").slice(1);
+    const set = (flag, v) => { args[args.indexOf(flag) + 1] = v; };
+    set("--model", modelDir);
+    set("--adapter", adapterDir);
+    set("--data", dataFile);
+    return cli(args);
+  };
+  const sameEval = (what, page, local) => {
+    if (local.tokens !== page.tokens) fail(`${what}: token counts differ: cli ${local.tokens}, page ${page.tokens}`);
+    // The page prints 6 decimals; SwiftShader and lavapipe sum in different orders.
+    if (!(Math.abs(local.loss - page.loss) <= 1e-4 * Math.max(1, Math.abs(local.loss)))) fail(`${what}: loss differs: cli ${local.loss}, page ${page.loss}`);
+  };
+  // The merged model next to the base folder's config.json and tokenizer.json evaluates as
+  // base + adapter (both in f32: NF4 of merged weights is not NF4 of base plus adapter).
+  const checkMerged = async (adapterDir, name) => {
+    got.length = 0;
+    await byId("download-merged").click();
+    await waitText("merged-status", /^(saved|error)/);
+    const st = await text("merged-status");
+    if (!st.startsWith("saved")) fail(`${name}: download-merged: ${st}`);
+    const deadline = Date.now() + 30000;
+    while (got.length < 1 && Date.now() < deadline) await page.waitForTimeout(100);
+    const mergedDir = path.join(downloads, name);
+    await mkdir(mergedDir);
+    await got[0].saveAs(path.join(mergedDir, "model.safetensors"));
+    got.length = 0;
+    for (const f of ["config.json", "tokenizer.json"]) await copyFile(path.join(modelDir, f), path.join(mergedDir, f));
+    const evalF32 = (args) => cli(["eval", ...args, "--data", dataFile, "--quant", "f32"]);
+    const plus = evalF32(["--model", modelDir, "--adapter", adapterDir]);
+    const merged = evalF32(["--model", mergedDir]);
+    log(`${name}: merged ${merged.loss} over ${merged.tokens} tokens; base + adapter ${plus.loss}`);
+    if (merged.tokens !== plus.tokens || !(Math.abs(merged.loss - plus.loss) <= 1e-4)) fail(`${name}: the merged model's loss ${merged.loss} is not base + adapter's ${plus.loss}`);
+  };
+  const generate = async () => {
+    await byId("generate-prompt").fill("Give three tips for staying healthy.");
+    await setField("generate-max-new-tokens", 12);
+    await byId("generate-run").click();
+    await waitText("generate-status", /^(done|error)/, 300000);
+    const st = await text("generate-status");
+    const [b, t] = [await text("generate-base-output"), await text("generate-tuned-output")];
+    log(`generate: ${st}; base ${JSON.stringify(b)}; tuned ${JSON.stringify(t)}`);
+    if (st !== "done") fail(`generation: ${st}`);
+    // The tiny random model babbles; what matters is that both ran and the adapter changed
+    // the continuation (its greedy output may be empty: EOS is a trained token).
+    if (!b) fail("the base output is empty");
+    if (t === b) fail("the adapter did not change the generation");
+  };
+
   try {
     // A hub preset through the ?hub= mirror; after a reload, from the Cache API alone.
     await page.goto(`${base}/?hub=${encodeURIComponent(base)}`);
@@ -113,8 +239,8 @@ async function main() {
     const loadPreset = async () => {
       await byId("model-preset").selectOption("gpt2");
       await byId("model-preset-load").click();
-      await page.waitForFunction(() => /^(Loaded|error)/.test(document.querySelector('[data-testid="model-status"]').textContent), null, { timeout: 120000 });
-      const st = await byId("model-status").textContent();
+      await waitText("model-status", /^(Loaded|error)/);
+      const st = await text("model-status");
       if (!st.startsWith(`Loaded ${base}/openai-community/gpt2/resolve/main`)) fail(`preset load: ${st}`);
       return st;
     };
@@ -127,29 +253,24 @@ async function main() {
 
     await page.goto(base + "/");
     await gpuReady();
-    log(`GPU: ${await byId("gpu-info").textContent()}`);
+    log(`GPU: ${await text("gpu-info")}`);
     if (await byId("gpu-info").evaluate((e) => e.classList.contains("bad"))) fail("the page found no WebGPU adapter");
     // The engine (GPU, model, training) runs in its dedicated worker, not on the page's thread.
     const workers = page.workers().map((w) => w.url());
     if (!workers.some((u) => u.endsWith("/worker.js"))) fail(`no engine worker (workers: ${JSON.stringify(workers)})`);
 
-    // Model: local files from the file picker (read in slices and streamed into the GPU like
-    // a download), then the picker cleared so that Load takes the URL below.
+    // Model: --quant f32 (as the CLI run below), from local files from the picker (read in
+    // slices and streamed into the GPU like a download), then the picker cleared so that
+    // Load takes the URL.
+    await byId("model-quant").selectOption("f32");
     await byId("model-files").setInputFiles(["config.json", "model.safetensors", "tokenizer.json"].map((f) => path.join(modelDir, f)));
     await byId("model-load").click();
-    await page.waitForFunction(() => /^(Loaded|error)/.test(document.querySelector('[data-testid="model-status"]').textContent), null, { timeout: 120000 });
-    const filesStatus = await byId("model-status").textContent();
+    await waitText("model-status", /^(Loaded|error)/);
+    const filesStatus = await text("model-status");
     log(`model from picked files: ${filesStatus}`);
     if (!filesStatus.startsWith("Loaded local")) fail(`model load from picked files failed: ${filesStatus}`);
     await byId("model-files").setInputFiles([]);
-
-    // Model: from a local URL serving a Hugging Face–layout folder.
-    await byId("model-url").fill(`${base}/models/tiny`);
-    await byId("model-load").click();
-    await page.waitForFunction(() => /^(Loaded|error)/.test(document.querySelector('[data-testid="model-status"]').textContent), null, { timeout: 120000 });
-    const modelStatus = await byId("model-status").textContent();
-    log(`model: ${modelStatus}`);
-    if (!modelStatus.startsWith("Loaded")) fail(`model load failed: ${modelStatus}`);
+    log(`model: ${await loadModel(`${base}/models/tiny`)}`);
 
     // Data: a file with two bad lines lists both, with their line numbers.
     const bad = path.join(downloads, "bad.jsonl");
@@ -159,165 +280,126 @@ async function main() {
     const badLines = await page.locator('[data-testid="data-errors"] li').allTextContents();
     log(`bad data: ${badLines.join(" | ")}`);
     if (badLines.length !== 2 || !badLines[0].startsWith("bad.jsonl:2:") || !badLines[1].startsWith("bad.jsonl:4:")) fail(`bad-line errors: ${badLines}`);
-
-    // Data: upload a JSONL file.
-    await byId("data-file").setInputFiles(dataFile);
-    await byId("data-summary").waitFor({ timeout: 30000 });
-    const summary = await byId("data-summary").textContent();
+    await loadData();
+    const summary = await text("data-summary");
     log(`data: ${summary}`);
-    if (!/alpaca format/.test(summary) || !/tokens/.test(summary)) fail(`unexpected data summary: ${summary}`);
+    if (!/alpaca format/.test(summary)) fail(`unexpected data summary: ${summary}`);
     if ((await page.locator('[data-testid="data-preview"] tbody tr').count()) < 1) fail("no preview rows");
     if ((await page.locator('[data-testid="data-errors"] li').count()) !== 0) fail("errors of the earlier file are still shown");
 
-    // Settings: a short run at a learning rate that moves the tiny model.
-    await setField("max-steps", STEPS);
-    await setField("setting-lr", "0.01");
-    await setField("setting-batch", 2);
-    await setField("setting-seq-len", SEQ_LEN);
-    await setField("setting-val-split", "0.25");
-    await setField("setting-eval-every", 4);
-    const settings = await byId("settings-summary").textContent();
+    // Settings: the CLI's defaults, and the run's flags.
+    if ((await byId("setting-rank").inputValue()) !== "8" || (await byId("setting-seq-len").inputValue()) !== "") fail("the page's defaults are not the CLI's");
+    await setRun();
+    const settings = await text("settings-summary");
     log(`settings: ${settings}`);
     if (!/trainable params/.test(settings)) fail(`no trainable-parameters line: ${settings}`);
 
-    // Train: start, pause mid-run (screenshot), resume, wait for done.
+    // Train: start, pause mid-run (screenshot), resume, wait for the end.
     await page.evaluate(() => { window.__longTasks.length = 0; });
     await byId("train-start").click();
     await page.waitForFunction(() => Number(document.querySelector('[data-testid="loss-chart"]').getAttribute("data-points")) >= 3, null, { timeout: 300000 });
     await byId("train-pause").click();
-    await page.waitForFunction(() => /paused/.test(document.querySelector('[data-testid="train-status"]').textContent), null, { timeout: 60000 });
+    await waitText("train-status", /paused/, 60000);
     const pointsPaused = Number(await byId("loss-chart").getAttribute("data-points"));
     await page.waitForTimeout(500);
     if (Number(await byId("loss-chart").getAttribute("data-points")) !== pointsPaused) fail("training went on while paused");
     await page.screenshot({ path: path.join(shots, "web-training.png"), fullPage: true });
     log(`paused at ${pointsPaused} points; screenshot taken`);
     await byId("train-pause").click();
-    await page.waitForFunction(() => /done|error/.test(document.querySelector('[data-testid="train-status"]').textContent), null, { timeout: 600000 });
-    const status = await byId("train-status").textContent();
+    log(`train: ${await waitTrained()}`);
     const longTasks = await page.evaluate(() => window.__longTasks.slice());
-    log(`train: ${status}`);
     log(`page-thread long tasks while training: ${longTasks.length}${longTasks.length ? `, max ${Math.max(...longTasks).toFixed(0)} ms` : ""}`);
-    if (/error/.test(status)) fail(`training failed: ${status}`);
     const points = Number(await byId("loss-chart").getAttribute("data-points"));
     if (points !== STEPS) fail(`the chart has ${points} points, expected ${STEPS}`);
-    const m = status.match(/with the adapter: ([0-9.]+) \((\d+) tokens\)/) ?? fail(`no eval loss in: ${status}`);
-    const pageLoss = Number(m[1]);
-    const pageTokens = Number(m[2]);
 
-    // Try: base and tuned side by side.
-    await byId("generate-prompt").fill("Give three tips for staying healthy.");
-    await setField("generate-max-new-tokens", 12);
-    await byId("generate-run").click();
-    await page.waitForFunction(() => /^(done|error)/.test(document.querySelector('[data-testid="generate-status"]').textContent), null, { timeout: 300000 });
-    const genStatus = await byId("generate-status").textContent();
-    const baseOut = await byId("generate-base-output").textContent();
-    const tunedOut = await byId("generate-tuned-output").textContent();
-    log(`generate: ${genStatus}; base ${JSON.stringify(baseOut)}; tuned ${JSON.stringify(tunedOut)}`);
-    if (genStatus !== "done") fail(`generation: ${genStatus}`);
-    // The tiny random model babbles; what matters is that both ran and the adapter changed
-    // the continuation (its greedy output may be empty: EOS is a trained token).
-    if (!baseOut) fail("the base output is empty");
-    if (tunedOut === baseOut) fail("the adapter did not change the generation");
-    await page.screenshot({ path: path.join(shots, "web-generate.png"), fullPage: true });
+    // The page's metrics.jsonl against `wgtune train --metrics` with the same settings.
+    const metricsDir = path.join(downloads, "metrics");
+    await download("download-metrics", 1, metricsDir);
+    const pageRecords = readJsonl(await readFile(path.join(metricsDir, "metrics.jsonl"), "utf8"));
+    const cliMetrics = path.join(downloads, "cli-metrics.jsonl");
+    const flags = Object.entries(RUN).flatMap(([f, v]) => [`--${f}`, String(v)]);
+    cli(["train", "--model", modelDir, "--data", dataFile, "--quant", "f32", ...flags, "--metrics", cliMetrics, "--out", path.join(downloads, "cli-out")]);
+    const cliRecords = readJsonl(await readFile(cliMetrics, "utf8"));
+    const worst = sameLosses("page vs CLI", pageRecords, cliRecords, 1e-5);
+    log(`page vs CLI: ${STEPS} steps, losses within ${worst.toExponential(2)} relative`);
 
-    // Export: both PEFT files from one click.
-    const got = [];
-    page.on("download", (d) => got.push(d));
-    await byId("download-adapter").click();
-    const deadline = Date.now() + 30000;
-    while (got.length < 2 && Date.now() < deadline) await page.waitForTimeout(100);
-    if (got.length !== 2) fail(`expected 2 downloads, got ${got.length}`);
+    // The end-of-run evaluation and its command, run by the CLI on the downloaded adapter.
+    const ev = await evaluation();
+    log(`evaluation: ${ev.text}`);
     const adapterDir = path.join(downloads, "adapter");
-    for (const d of got) await d.saveAs(path.join(adapterDir, d.suggestedFilename()));
-    const names = (await readdir(adapterDir)).sort();
+    const names = await download("download-adapter", 2, adapterDir);
     if (names.join() !== "adapter_config.json,adapter_model.safetensors") fail(`downloaded ${names}`);
     const config = JSON.parse(await readFile(path.join(adapterDir, "adapter_config.json"), "utf8"));
     if (config.peft_type !== "LORA" || config.r !== 8 || config.task_type !== "CAUSAL_LM") fail(`adapter_config.json: ${JSON.stringify(config)}`);
+    const local = runEval(ev.command, adapterDir);
+    log(`${ev.command} → loss ${local.loss} over ${local.tokens} tokens; page ${ev.loss} over ${ev.tokens}`);
+    sameEval("end-of-run evaluation", ev, local);
+    const plain = cli(["eval", "--model", modelDir, "--data", dataFile, "--quant", "f32"]);
+    if (!(local.loss < plain.loss)) fail(`the adapter did not lower the loss: ${local.loss} vs base ${plain.loss}`);
 
-    // The CLI accepts the download and reports the loss the page showed.
-    const out = execFileSync(wgtune, [
-      "eval", "--model", modelDir, "--adapter", adapterDir, "--data", dataFile,
-      "--seq-len", String(SEQ_LEN), "--quant", "nf4",
-    ], { encoding: "utf8" });
-    const cli = JSON.parse(out.trim().split("\n").pop());
-    log(`wgtune eval: loss ${cli.loss} over ${cli.tokens} tokens; page: ${pageLoss} over ${pageTokens}`);
-    if (cli.tokens !== pageTokens) fail(`token counts differ: cli ${cli.tokens}, page ${pageTokens}`);
-    // The page prints 6 decimals; SwiftShader and lavapipe sum in different orders.
-    if (Math.abs(cli.loss - pageLoss) > 1e-4 * Math.max(1, Math.abs(cli.loss))) fail(`loss differs: cli ${cli.loss}, page ${pageLoss}`);
-    const base_ = JSON.parse(execFileSync(wgtune, ["eval", "--model", modelDir, "--data", dataFile, "--seq-len", String(SEQ_LEN)], { encoding: "utf8" }).trim().split("\n").pop());
-    if (!(cli.loss < base_.loss)) fail(`the adapter did not lower the loss: ${cli.loss} vs base ${base_.loss}`);
-
-    // Export: the merged model, streamed from the model's URL (now the Cache API) through the
-    // merge into a Blob. Beside the base folder's config.json and tokenizer.json it is a model
-    // the CLI loads, with the loss of the base model plus the adapter. Both evals in f32: NF4
-    // of the merged weights is not NF4 of the base weights plus the adapter.
-    got.length = 0;
-    await byId("download-merged").click();
-    await page.waitForFunction(() => /^(saved|error)/.test(document.querySelector('[data-testid="merged-status"]').textContent), null, { timeout: 120000 });
-    const mergedStatus = await byId("merged-status").textContent();
-    log(`merged: ${mergedStatus}`);
-    if (!mergedStatus.startsWith("saved")) fail(`download-merged: ${mergedStatus}`);
-    const deadline3 = Date.now() + 30000;
-    while (got.length < 1 && Date.now() < deadline3) await page.waitForTimeout(100);
-    if (got.length !== 1 || got[0].suggestedFilename() !== "model.safetensors") fail(`download-merged gave ${got.map((d) => d.suggestedFilename())}`);
-    const mergedDir = path.join(downloads, "merged");
-    await mkdir(mergedDir);
-    await got[0].saveAs(path.join(mergedDir, "model.safetensors"));
-    for (const f of ["config.json", "tokenizer.json"]) await copyFile(path.join(modelDir, f), path.join(mergedDir, f));
-    const evalF32 = (args) => JSON.parse(execFileSync(wgtune, [
-      "eval", ...args, "--data", dataFile, "--seq-len", String(SEQ_LEN), "--quant", "f32",
-    ], { encoding: "utf8" }).trim().split("\n").pop());
-    const plusAdapter = evalF32(["--model", modelDir, "--adapter", adapterDir]);
-    const merged = evalF32(["--model", mergedDir]);
-    log(`wgtune eval (f32): merged ${merged.loss} over ${merged.tokens} tokens; base + adapter ${plusAdapter.loss} over ${plusAdapter.tokens}`);
-    if (merged.tokens !== plusAdapter.tokens) fail(`token counts differ: merged ${merged.tokens}, base + adapter ${plusAdapter.tokens}`);
-    if (!(Math.abs(merged.loss - plusAdapter.loss) <= 1e-4)) fail(`the merged model's loss ${merged.loss} is not the base + adapter loss ${plusAdapter.loss}`);
-    got.length = 0;
+    await generate();
+    await page.screenshot({ path: path.join(shots, "web-generate.png"), fullPage: true });
+    await checkMerged(adapterDir, "merged");
 
     // A reload keeps the finished adapter: Export offers the same bytes again.
     const firstWeights = await readFile(path.join(adapterDir, "adapter_model.safetensors"));
     await page.reload();
-    await page.waitForFunction(() => /Kept in this browser/.test(document.querySelector('[data-testid="export-kept"]')?.textContent ?? ""), null, { timeout: 60000 });
-    log(`after reload: ${await byId("export-kept").textContent()}`);
-    got.length = 0;
-    await byId("download-adapter").click();
-    const deadline2 = Date.now() + 30000;
-    while (got.length < 2 && Date.now() < deadline2) await page.waitForTimeout(100);
+    await waitText("export-kept", /Kept in this browser/, 60000);
+    log(`after reload: ${await text("export-kept")}`);
+    await byId("model-quant").selectOption("f32");
+    await loadModel(`${base}/models/tiny`);
+    await waitText("adapter-status", /kept from an earlier run/, 30000);
     const again = path.join(downloads, "again");
-    for (const d of got) await d.saveAs(path.join(again, d.suggestedFilename()));
+    await download("download-adapter", 2, again);
     if (!firstWeights.equals(await readFile(path.join(again, "adapter_model.safetensors")))) fail("the kept adapter differs from the one downloaded before the reload");
 
-    // A run interrupted by a reload resumes from the checkpoint kept in browser storage and
-    // ends with the same loss as the uninterrupted run.
-    const loadModelAndData = async () => {
-      await byId("model-url").fill(`${base}/models/tiny`);
-      await byId("model-load").click();
-      await page.waitForFunction(() => /^Loaded/.test(document.querySelector('[data-testid="model-status"]').textContent), null, { timeout: 120000 });
-      await byId("data-file").setInputFiles(dataFile);
-      await byId("data-summary").waitFor({ timeout: 30000 });
-    };
-    await loadModelAndData();
-    for (const [id, v] of [["max-steps", STEPS], ["setting-lr", "0.01"], ["setting-batch", 2], ["setting-seq-len", SEQ_LEN], ["setting-val-split", "0.25"], ["setting-eval-every", 4]]) await setField(id, v);
+    // A run interrupted by a reload resumes from the checkpoint kept in browser storage
+    // (--save-every) with the uninterrupted run's losses; the settings come back with it.
+    await byId("adapter-forget").click();
+    await loadData();
+    await setRun({ "save-every": 2 });
     await byId("train-start").click();
     await byId("checkpoint-status").waitFor({ timeout: 300000 });
-    log(`checkpoint kept: ${await byId("checkpoint-status").textContent()}`);
+    log(`checkpoint kept: ${await text("checkpoint-status")}`);
     await page.reload();
     await byId("checkpoint-status").waitFor({ timeout: 60000 });
-    const kept = await byId("checkpoint-status").textContent();
-    const keptStep = Number((kept.match(/step (\d+) of/) ?? fail(`checkpoint line: ${kept}`))[1]);
+    const keptLine = await text("checkpoint-status");
+    const keptStep = Number((keptLine.match(/step (\d+) of/) ?? fail(`checkpoint line: ${keptLine}`))[1]);
     if (!(keptStep > 0 && keptStep < STEPS)) fail(`unexpected checkpoint step ${keptStep}`);
-    await loadModelAndData();
+    if ((await byId("model-quant").inputValue()) !== "f32" || (await byId("setting-lr").inputValue()) !== "0.01") fail("the checkpoint's settings did not come back after the reload");
+    await loadModel(`${base}/models/tiny`);
+    await loadData();
     await byId("train-resume").click();
-    await page.waitForFunction(() => /done|error/.test(document.querySelector('[data-testid="train-status"]').textContent), null, { timeout: 600000 });
-    const resumed = await byId("train-status").textContent();
-    log(`resumed from step ${keptStep}: ${resumed}`);
-    const m2 = resumed.match(/with the adapter: ([0-9.]+) \((\d+) tokens\)/) ?? fail(`resumed run: ${resumed}`);
-    if (Number(m2[1]) !== pageLoss) fail(`the resumed run ends at loss ${m2[1]}, the uninterrupted one at ${pageLoss}`);
-    if (Number(await byId("loss-chart").getAttribute("data-points")) !== STEPS) fail("the resumed chart does not hold every step");
+    log(`resumed from step ${keptStep}: ${await waitTrained()}`);
+    const resumedDir = path.join(downloads, "metrics-resumed");
+    await download("download-metrics", 1, resumedDir);
+    const resumed = readJsonl(await readFile(path.join(resumedDir, "metrics.jsonl"), "utf8"));
+    sameLosses("resumed vs uninterrupted", resumed, pageRecords, 0);
     if (await byId("checkpoint-status").count()) fail("the checkpoint is still offered after the run finished");
 
+    // A PEFT-made adapter, picked: evaluate, Try and merge use it; training continues from it.
+    const peftFiles = ["adapter_config.json", "adapter_model.safetensors"].map((f) => path.join(peftAdapter, f));
+    await byId("adapter-files").setInputFiles(peftFiles);
+    await byId("adapter-pick").click();
+    await waitText("adapter-status", /picked/, 30000);
+    log(`picked: ${await text("adapter-status")}`);
+    if ((await byId("setting-rank").inputValue()) !== "4" || !(await byId("setting-rank").isDisabled())) fail("the picked adapter's rank is not the setting in force");
+    await byId("evaluate").click();
+    const pev = await evaluation();
+    sameEval("picked adapter evaluation", pev, runEval(pev.command, peftAdapter));
+    log(`picked adapter: ${pev.text}`);
+    await generate();
+    await checkMerged(peftAdapter, "merged-peft");
+    await setField("setting-max-steps", 2);
+    await byId("train-start").click();
+    log(`continued from the PEFT adapter: ${await waitTrained()}`);
+    const contDir = path.join(downloads, "continued");
+    await download("download-adapter", 2, contDir);
+    const cont = JSON.parse(await readFile(path.join(contDir, "adapter_config.json"), "utf8"));
+    if (cont.r !== 4) fail(`the continued adapter has r=${cont.r}, the picked one 4`);
+
     if (errors.length) fail(`console errors: ${errors.join(" | ")}`);
-    log(`PASS: base loss ${base_.loss.toFixed(4)} → tuned ${cli.loss.toFixed(4)}; screenshots in ${shots}`);
+    log(`PASS: base loss ${plain.loss.toFixed(4)} → tuned ${local.loss.toFixed(4)}; screenshots in ${shots}`);
   } catch (e) {
     await page.screenshot({ path: path.join(shots, "web-failure.png"), fullPage: true }).catch(() => {});
     if (errors.length) console.error(`console errors: ${errors.join(" | ")}`);
