@@ -68,7 +68,7 @@ pub fn run(a: TrainArgs) -> Result<i32> {
     check(&a)?;
     let format = match a.format.as_str() {
         "auto" => None,
-        f => Some(f.parse::<Format>().map_err(wgtune::error::Error)?),
+        f => Some(f.parse::<Format>().map_err(wgtune::error::Error::new)?),
     };
     let data_path = a
         .data

@@ -7,10 +7,10 @@
 
 use leptos::prelude::*;
 use wgtune::adapter::encode;
+use wgtune::lora::GpuAdapter;
 use wgtune::lora::{Layout, init_params, trainable_line};
 use wgtune::model::Quant;
 use wgtune::model::eval::eval_loss;
-use wgtune::model::forward::GpuAdapter;
 use wgtune::train::batches::make_batch;
 use wgtune::train::memory;
 use wgtune::train::prepare::{PrepareConfig, prepare, split_validation};

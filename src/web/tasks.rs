@@ -3,7 +3,7 @@
 
 use leptos::prelude::*;
 use wgtune::adapter::{CONFIG_FILE, WEIGHTS_FILE};
-use wgtune::model::forward::GpuAdapter;
+use wgtune::lora::GpuAdapter;
 use wgtune::model::generate::{GenerateConfig, generate};
 use wgtune::sample::Sampling;
 
