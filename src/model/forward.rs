@@ -62,7 +62,8 @@ impl Gpt2 {
                 .map_or([None; 4], |a| u_ranks(a.slots, a.rank, layer));
             BlockActs::sizes(cfg, b, t, u)
         };
-        let x0 = gpu.tensor(rows * c);
+        let all = sizes(None); // the shapes every block shares
+        let x0 = gpu.tensor(all.x_in);
         let (wte, wpe) = (&self.wte, &self.wpe);
         embedding_forward(
             cmd,
@@ -83,10 +84,10 @@ impl Gpt2 {
         // One set of buffers that every block uses, unless every block keeps its own.
         let shared = match keep {
             Keep::All => None,
-            Keep::Nothing => Some(sizes(None).alloc(gpu, x0.clone(), x0.clone(), x0.clone())),
+            Keep::Nothing => Some(all.alloc(gpu, x0.clone(), x0.clone(), x0.clone())),
             Keep::LayerInputs => {
-                let x_mid = gpu.tensor(rows * c);
-                Some(sizes(None).alloc(gpu, x0.clone(), x_mid, x0.clone()))
+                let x_mid = gpu.tensor(all.x_mid);
+                Some(all.alloc(gpu, x0.clone(), x_mid, x0.clone()))
             }
         };
         let mut blocks: Vec<BlockActs> = Vec::with_capacity(cfg.n_layer);
@@ -94,12 +95,13 @@ impl Gpt2 {
             let x_in = blocks.last().map_or(x0.clone(), |p| p.x_out.clone());
             let a = match (&shared, keep) {
                 (None, _) => {
-                    let (x_mid, x_out) = (gpu.tensor(rows * c), gpu.tensor(rows * c));
-                    sizes(Some(l)).alloc(gpu, x_in, x_mid, x_out)
+                    let own = sizes(Some(l));
+                    let (x_mid, x_out) = (gpu.tensor(own.x_mid), gpu.tensor(own.x_out));
+                    own.alloc(gpu, x_in, x_mid, x_out)
                 }
                 (Some(s), Keep::LayerInputs) => BlockActs {
                     x_in,
-                    x_out: gpu.tensor(rows * c),
+                    x_out: gpu.tensor(all.x_out),
                     ..s.clone()
                 },
                 (Some(s), _) => s.clone(),
