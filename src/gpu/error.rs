@@ -51,3 +51,21 @@ impl From<GpuError> for Error {
         Error::new(e.to_string()).with_kind(kind)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn faults_keep_their_kind_and_name_no_flag() {
+        for (fault, kind) in [
+            (GpuError::OutOfMemory("x".into()), Kind::OutOfMemory),
+            (GpuError::Lost("x".into()), Kind::DeviceLost),
+            (GpuError::Fault("x".into()), Kind::Other),
+        ] {
+            let e = Error::from(fault);
+            assert_eq!(e.kind(), kind);
+            assert!(!e.0.contains("--"), "the gpu layer names no flag: {}", e.0);
+        }
+    }
+}
