@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Formatting and lints for both targets (native and wasm32), as CI runs them.
+# Formatting and lints for both targets (native and wasm32), as CI runs them, and the
+# layering rules of README "Architecture" (tests/layers.rs: arrows point down only, no import
+# cycle, the library names no front end).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo fmt --all -- --check
+cargo test --quiet --test layers
 cargo clippy --all-targets -- -D warnings
 # The library, the page's binary and the kernel tests (scripts/test-browser-kernels.sh) must
 # build for the browser too; the other test targets are native-only.

@@ -9,7 +9,7 @@ use std::path::Path;
 use serde_json::{Value, json};
 
 use crate::error::Result;
-use crate::lora::{Layout, LoraConfig};
+use crate::lora::{Layout, LoraConfig, peft_prefix};
 use crate::model::Gpt2Config;
 use crate::{bail, err};
 
@@ -167,7 +167,7 @@ pub fn weights_bytes(layout: &Layout, r: usize, params: &[f32]) -> Result<Vec<u8
     for s in &layout.slots {
         let a = &params[s.a..s.a + r * s.k_in];
         let b = &params[s.b..s.b + s.n_out * r];
-        let prefix = s.peft_prefix();
+        let prefix = peft_prefix(s);
         tensors.push((
             format!("{prefix}.lora_A.weight"),
             vec![r, s.k_in],
@@ -205,7 +205,7 @@ pub fn params_from_weights(
     let mut params = vec![0.0f32; layout.len];
     let mut expected = std::collections::HashSet::new();
     for s in &layout.slots {
-        let prefix = s.peft_prefix();
+        let prefix = peft_prefix(s);
         for (suffix, off, shape) in [
             ("lora_A", s.a, [cfg.r, s.k_in]),
             ("lora_B", s.b, [s.n_out, cfg.r]),

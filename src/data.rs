@@ -18,9 +18,12 @@ use std::path::Path;
 use serde_json::Value;
 
 use crate::error::Result;
-use crate::kernels::cross_entropy::IGNORE_INDEX;
 use crate::tokenizer::Tokenizer;
 use crate::{bail, err};
+
+/// The label of a token that is not trained: it contributes neither loss nor gradient
+/// (torch's default `ignore_index`, which the cross-entropy kernel skips).
+pub const IGNORE_INDEX: i32 = -100;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {

@@ -1,56 +1,17 @@
 //! LoRA adapters with PEFT semantics: which GPT-2 modules are adapted, scale, initialisation,
-//! PEFT's tensor names, and the flat parameter layout the GPU trains.
+//! PEFT's tensor names, the flat parameter layout the GPU trains, and an adapter held on the
+//! GPU for inference.
 //!
 //! Every A (r,in) and B (out,r) lives in one flat f32 buffer (as do their gradients and AdamW
 //! moments), each starting on a 64-float boundary so any of them can be bound on its own.
+//! Of the model, LoRA knows the module paths and shapes ([`Module`]); the passes read an
+//! adapter through [`AdapterRef`].
 
 use crate::bail;
 use crate::error::Result;
-use crate::model::Gpt2Config;
+use crate::gpu::{Gpu, Tensor};
 use crate::model::config::MAX_LAYERS;
-
-/// The Conv1D modules of a GPT-2 block, in PEFT's module order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Module {
-    CAttn,
-    AttnProj,
-    CFc,
-    MlpProj,
-}
-
-impl Module {
-    pub const ALL: [Module; 4] = [
-        Module::CAttn,
-        Module::AttnProj,
-        Module::CFc,
-        Module::MlpProj,
-    ];
-
-    /// Path inside a block, as in Hugging Face names.
-    pub fn path(self) -> &'static str {
-        match self {
-            Module::CAttn => "attn.c_attn",
-            Module::AttnProj => "attn.c_proj",
-            Module::CFc => "mlp.c_fc",
-            Module::MlpProj => "mlp.c_proj",
-        }
-    }
-
-    /// (in, out) features for embedding width `c`.
-    pub fn dims(self, c: usize) -> (usize, usize) {
-        match self {
-            Module::CAttn => (c, 3 * c),
-            Module::AttnProj => (c, c),
-            Module::CFc => (c, 4 * c),
-            Module::MlpProj => (4 * c, c),
-        }
-    }
-
-    /// Its full module name in the base model, as PEFT matches and saves it.
-    pub fn full_name(self, layer: usize) -> String {
-        format!("transformer.h.{layer}.{}", self.path())
-    }
-}
+use crate::model::{AdapterRef, Gpt2Config, LoraSlot, Module};
 
 /// Valid `--targets` names (PEFT also accepts, and saves for all-linear, full module names
 /// such as `transformer.h.0.attn.c_attn`: any suffix of a module name after a dot matches).
@@ -156,34 +117,15 @@ fn matches(target: &str, layer: usize, m: Module) -> bool {
     full == target || full.ends_with(&format!(".{target}"))
 }
 
-/// Where one adapted module's A and B sit in the flat buffer.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Slot {
-    pub layer: usize,
-    pub module: Module,
-    pub k_in: usize,
-    pub n_out: usize,
-    /// Offset of A (r, in), in floats.
-    pub a: usize,
-    /// Offset of B (out, r), in floats.
-    pub b: usize,
-}
-
-impl Slot {
-    /// PEFT's key prefix: `base_model.model.transformer.h.{i}.attn.c_attn`.
-    pub fn peft_prefix(&self) -> String {
-        format!(
-            "base_model.model.transformer.h.{}.{}",
-            self.layer,
-            self.module.path()
-        )
-    }
+/// PEFT's key prefix of an adapted module: `base_model.model.transformer.h.{i}.attn.c_attn`.
+pub fn peft_prefix(s: &LoraSlot) -> String {
+    format!("base_model.model.{}", s.module.full_name(s.layer))
 }
 
 /// The flat layout of all adapted modules.
 #[derive(Clone, Debug)]
 pub struct Layout {
-    pub slots: Vec<Slot>,
+    pub slots: Vec<LoraSlot>,
     /// Floats in the buffer (with alignment padding).
     pub len: usize,
     /// Trainable parameters (without padding).
@@ -208,7 +150,7 @@ impl Layout {
                 let b = align(a + lora.r * k_in);
                 off = align(b + n_out * lora.r);
                 trainable += lora.r * (k_in + n_out);
-                slots.push(Slot {
+                slots.push(LoraSlot {
                     layer,
                     module,
                     k_in,
@@ -225,10 +167,40 @@ impl Layout {
         }
     }
 
-    pub fn slot(&self, layer: usize, module: Module) -> Option<&Slot> {
+    pub fn slot(&self, layer: usize, module: Module) -> Option<&LoraSlot> {
         self.slots
             .iter()
             .find(|s| s.layer == layer && s.module == module)
+    }
+}
+
+/// A LoRA adapter held on the GPU for inference (eval, generate, the web app's Try tab).
+pub struct GpuAdapter {
+    pub config: LoraConfig,
+    pub layout: Layout,
+    pub params: Tensor,
+}
+
+impl GpuAdapter {
+    /// Upload flat parameters (PEFT's tensors laid out by [`Layout`]).
+    pub fn new(gpu: &Gpu, model: &Gpt2Config, config: LoraConfig, params: &[f32]) -> Self {
+        Self {
+            layout: Layout::new(model, &config),
+            params: gpu.upload_f32(params),
+            config,
+        }
+    }
+
+    /// The adapter as the forward passes take it (no dropout).
+    pub fn as_ref(&self) -> AdapterRef<'_> {
+        AdapterRef {
+            slots: &self.layout.slots,
+            params: &self.params,
+            rank: self.config.r,
+            scale: self.config.scale(),
+            p_drop: 0.0,
+            seed: 0,
+        }
     }
 }
 

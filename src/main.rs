@@ -10,7 +10,9 @@ fn main() {
         Ok(0) => {}
         Ok(code) => std::process::exit(code),
         Err(e) => {
-            eprintln!("error: {e}");
+            let kind = e.downcast_ref::<wgtune::error::Error>().map(|e| e.kind());
+            let advice = kind.map_or("", cli::advice);
+            eprintln!("error: {e}{advice}");
             std::process::exit(1);
         }
     }

@@ -15,7 +15,8 @@ use std::path::Path;
 use libfuzzer_sys::fuzz_target;
 use wgtune::adapter::{config_json, parse_config};
 use wgtune::kernels::attention::MAX_HEAD_DIM;
-use wgtune::lora::{Layout, LoraConfig, Module};
+use wgtune::lora::{Layout, LoraConfig};
+use wgtune::model::Module;
 use wgtune::model::Gpt2Config;
 
 fn lora(r: usize, targets: &[&str]) -> LoraConfig {

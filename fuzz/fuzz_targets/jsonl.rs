@@ -13,7 +13,7 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use wgtune::data::{Dataset, Format, Segments, parse_jsonl, parse_jsonl_bytes, tokenize};
-use wgtune::kernels::cross_entropy::IGNORE_INDEX;
+use wgtune::data::IGNORE_INDEX;
 use wgtune::tokenizer::Tokenizer;
 
 const FORMATS: [Format; 4] = [

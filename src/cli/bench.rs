@@ -1,5 +1,5 @@
 //! `wgtune bench kernels`: GFLOP/s of the matmul kernels at GPT-2 shapes. Figures, not tests.
-//! The kernel variants are the device's (`gpu.tuning`; `WGTUNE_KERNELS=tiled` or `-tiled`
+//! The kernel variants are the device's (`kernels::tuning`; `WGTUNE_KERNELS=tiled` or `-tiled`
 //! picks the matmul), printed with the figures.
 
 use std::time::Instant;
@@ -8,6 +8,7 @@ use clap::Subcommand;
 use wgtune::gpu::Gpu;
 use wgtune::kernels::matmul::{Weight, linear_backward_input, linear_forward};
 use wgtune::kernels::nf4::upload_conv1d_nf4;
+use wgtune::kernels::tuning;
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
@@ -16,7 +17,7 @@ pub enum BenchCommand {
     /// object.
     Model(ModelBench),
     /// Matmul and NF4 matmul GFLOP/s at GPT-2 shapes (768×2304, 768×3072, 3072×768, 768×50257),
-    /// with the kernel variants `gpu.tuning` picks: `WGTUNE_KERNELS=f16` runs f16 and NF4
+    /// with the kernel variants the device's tuning picks: `WGTUNE_KERNELS=f16` runs f16 and NF4
     /// weights with f16 arithmetic (where the device has shader-f16), `-f16` with f32.
     Kernels {
         /// Rows of the activation matrix (batch × sequence tokens).
@@ -82,16 +83,19 @@ fn kernels(m: usize, iters: usize, formats: &[String]) -> Result<(), Box<dyn std
     let gpu = Gpu::new_blocking()?;
     println!(
         "adapter: {} ({:?}, {:?}); kernels: {}; M = {m} tokens; {iters} timed runs after a warm-up",
-        gpu.adapter_info.name, gpu.adapter_info.backend, gpu.adapter_info.device_type, gpu.tuning
+        gpu.adapter_info.name,
+        gpu.adapter_info.backend,
+        gpu.adapter_info.device_type,
+        tuning(&gpu)
     );
-    println!("kernels: {} (WGTUNE_KERNELS to change)", gpu.tuning);
+    println!("kernels: {} (WGTUNE_KERNELS to change)", tuning(&gpu));
     println!(
         "{:<6} {:>5} {:>6} {:>6} {:>8} {:>12} {:>12}",
         "format", "math", "in", "out", "pass", "ms", "GFLOP/s"
     );
     for format in formats {
         // f32 weights always run the f32 kernel.
-        let math = if gpu.tuning.f16_math && format != "f32" {
+        let math = if tuning(&gpu).f16_math && format != "f32" {
             "f16"
         } else {
             "f32"
@@ -234,7 +238,7 @@ fn model(a: ModelBench) -> Result<(), Box<dyn std::error::Error>> {
     let params = init_params(&layout, a.rank, 1);
     // Inference below runs with the same adapter applied (its B is zero at initialisation:
     // the values do not change the work).
-    let adapter = wgtune::model::forward::GpuAdapter::new(&gpu, &cfg, lora.clone(), &params);
+    let adapter = wgtune::lora::GpuAdapter::new(&gpu, &cfg, lora.clone(), &params);
     let mut trainer = LoraTrainer::new(&gpu, &model, lora, OptimConfig::default(), &params)?;
     trainer.grad_checkpoint = a.grad_checkpoint;
     let (b, t) = (a.batch_size, a.seq_len);
@@ -253,7 +257,7 @@ fn model(a: ModelBench) -> Result<(), Box<dyn std::error::Error>> {
             "weights_mib": weights_mib,
             "peak_measured": "buffer-pool allocation peak of one recorded and submitted step (not awaited)",
             "adapter": adapter_name(&gpu),
-            "kernels": gpu.tuning.to_string(),
+            "kernels": tuning(&gpu).to_string(),
         });
         println!("{out}");
         // Leave without waiting for the GPU to run the step.
@@ -277,15 +281,14 @@ fn model(a: ModelBench) -> Result<(), Box<dyn std::error::Error>> {
     let prompt: Vec<u32> =
         ids[..t.min(cfg.n_positions - a.decode_tokens.min(cfg.n_positions - 1))].to_vec();
     let start = Instant::now();
-    let mut logits =
-        pollster::block_on(model.step_with(&gpu, &mut cache, &prompt, adapter.as_ref()))?;
+    let mut logits = pollster::block_on(model.step(&gpu, &mut cache, &prompt, adapter.as_ref()))?;
     let prefill_s = start.elapsed().as_secs_f64();
     let (dd0, ds0) = gpu.counters();
     let start = Instant::now();
     let mut decoded = 0;
     while decoded < a.decode_tokens && cache.len() < cfg.n_positions {
         let id = wgtune::sample::argmax(&logits);
-        logits = pollster::block_on(model.step_with(&gpu, &mut cache, &[id], adapter.as_ref()))?;
+        logits = pollster::block_on(model.step(&gpu, &mut cache, &[id], adapter.as_ref()))?;
         decoded += 1;
     }
     let decode_s = start.elapsed().as_secs_f64();
@@ -307,7 +310,7 @@ fn model(a: ModelBench) -> Result<(), Box<dyn std::error::Error>> {
         "dispatches_per_step": (d1 - d0) as f64 / a.steps as f64,
         "submissions_per_step": (s1 - s0) as f64 / a.steps as f64,
         "adapter": adapter_name(&gpu),
-        "kernels": gpu.tuning.to_string(),
+        "kernels": tuning(&gpu).to_string(),
     });
     println!("{out}");
     Ok(())

@@ -44,7 +44,7 @@ pub struct EvalArgs {
 pub fn run(a: EvalArgs) -> Result<()> {
     let format = match a.format.as_str() {
         "auto" => None,
-        f => Some(f.parse::<Format>().map_err(wgtune::error::Error)?),
+        f => Some(f.parse::<Format>().map_err(wgtune::error::Error::new)?),
     };
     if a.batch_size == 0 {
         wgtune::bail!("--batch-size must be at least 1");

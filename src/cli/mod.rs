@@ -58,6 +58,8 @@ enum Command {
 pub fn run() -> Result<i32, Box<dyn std::error::Error>> {
     let matches = Cli::command().get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    // A typo in WGTUNE_KERNELS is an error here, before any work (the library only warns).
+    wgtune::kernels::check_env()?;
     match cli.command {
         Command::Info => info().map(|_| 0),
         Command::Train(a) => {
@@ -111,7 +113,21 @@ fn info() -> Result<(), Box<dyn std::error::Error>> {
     let gpu = wgtune::gpu::Gpu::new_blocking()?;
     println!("in use:");
     println!("{}", wgtune::gpu::describe(&gpu));
+    println!("  kernels: {}", wgtune::kernels::tuning(&gpu));
     Ok(())
+}
+
+/// What the CLI adds to an error of this kind: the flags that help (the library's messages
+/// say what happened, not which flag to change).
+pub fn advice(kind: wgtune::error::Kind) -> &'static str {
+    use wgtune::error::Kind;
+    match kind {
+        Kind::OutOfMemory => {
+            "; lower --batch-size or --seq-len, or use --grad-checkpoint or --quant nf4"
+        }
+        Kind::DeviceLost => ", with a smaller --batch-size if it recurs",
+        Kind::Other => "",
+    }
 }
 
 /// Resolve `--model` and check its files on the host (no GPU yet).
@@ -146,7 +162,7 @@ pub(crate) fn upload_model(
 pub(crate) struct Inference {
     pub gpu: wgtune::gpu::Gpu,
     pub model: wgtune::model::Gpt2,
-    pub adapter: Option<wgtune::model::forward::GpuAdapter>,
+    pub adapter: Option<wgtune::lora::GpuAdapter>,
 }
 
 /// Read the `--adapter` directory (checked on the host first), then open the GPU and upload
@@ -162,9 +178,8 @@ pub(crate) fn open_inference(
         .transpose()?;
     let gpu = wgtune::gpu::Gpu::new_blocking()?;
     let m = upload_model(&gpu, model, files, quant)?;
-    let adapter = host_adapter.map(|(lora, params)| {
-        wgtune::model::forward::GpuAdapter::new(&gpu, &m.config, lora, &params)
-    });
+    let adapter = host_adapter
+        .map(|(lora, params)| wgtune::lora::GpuAdapter::new(&gpu, &m.config, lora, &params));
     Ok(Inference {
         gpu,
         model: m,

@@ -1,6 +1,6 @@
 //! Softmax cross-entropy with ignore_index = -100 over full logits.
 
-pub const IGNORE_INDEX: i32 = -100;
+use crate::data::IGNORE_INDEX;
 
 /// loss (N) = logsumexp(logits[n]) - logits[n, target[n]]; 0 for ignored rows.
 pub fn cross_entropy_forward(

@@ -1,6 +1,7 @@
 //! Plain-Rust CPU references of every GPU kernel, written for clarity rather than speed
 //! (llm.c style: forward/backward pairs, shapes in comments, f64 accumulation where a sum is
-//! long). The GPU kernels are tested against these; these are tested against PyTorch fixtures.
+//! long). The GPU kernels are tested against these (tests/kernels/); PyTorch fixtures check
+//! the model and training built from the kernels (tests/model/, tests/train/), not these.
 
 // References mirror llm.c's signatures (outputs first, then inputs, then sizes).
 #![allow(clippy::too_many_arguments)]

@@ -1,70 +1,32 @@
-//! The GPU layer: device creation, pooled tensors, command recording, read-back.
-//! Nothing here knows about GPT-2; the kernels build on it and the model builds on them.
+//! The GPU layer: device creation, pooled tensors, command recording, read-back, and a
+//! pipeline cache. Nothing here knows about shaders, GPT-2 or the command line: the kernels
+//! build on it and the model builds on them.
 
 mod commands;
 mod context;
+mod error;
 mod fault;
+mod pipelines;
 mod pool;
 mod tensor;
-mod tuning;
 
-use std::sync::Arc;
+use std::any::Any;
+use std::sync::{Arc, OnceLock};
 
 pub use commands::{Commands, grid_1d};
 #[cfg(not(target_arch = "wasm32"))]
 pub use context::list_adapters;
+pub use error::GpuError;
+pub use pipelines::PipelineCache;
 pub use pool::{BufferPool, PoolStats};
 pub use tensor::Tensor;
-pub use tuning::Tuning;
-
-use crate::kernels::Kernels;
-
-/// What can go wrong on the GPU side, as one-line messages for the user.
-#[derive(Clone, Debug)]
-pub enum GpuError {
-    NoAdapter(String),
-    Device(String),
-    Readback(String),
-    TooLarge(String),
-    /// The driver could not allocate memory.
-    OutOfMemory(String),
-    /// The device stopped working (driver reset, GPU removed, a step that ran too long).
-    Lost(String),
-    /// Any other error wgpu reported on the device (a bug in wgtune if it happens).
-    Fault(String),
-}
-
-impl std::fmt::Display for GpuError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            GpuError::NoAdapter(s) => write!(f, "no GPU: {s}"),
-            GpuError::Device(s) => write!(f, "could not open the GPU device: {s}"),
-            GpuError::Readback(s) => write!(f, "reading back from the GPU failed: {s}"),
-            GpuError::TooLarge(s) => write!(f, "tensor too large for this GPU: {s}"),
-            GpuError::OutOfMemory(s) => write!(
-                f,
-                "the GPU ran out of memory ({s}); lower --batch-size or --seq-len, or use --grad-checkpoint or --quant nf4"
-            ),
-            GpuError::Lost(s) => write!(
-                f,
-                "the GPU device was lost ({s}); the driver may have reset it: close other GPU programs and retry, with a smaller --batch-size if it recurs"
-            ),
-            GpuError::Fault(s) => write!(
-                f,
-                "the GPU reported an error: {s} (please report this as a wgtune bug)"
-            ),
-        }
-    }
-}
-
-impl std::error::Error for GpuError {}
 
 /// Usage of every tensor buffer: bound as storage, filled by the queue, copied for read-back.
 const TENSOR_USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
     .union(wgpu::BufferUsages::COPY_DST)
     .union(wgpu::BufferUsages::COPY_SRC);
 
-/// The GPU context: device, queue, limits and features in force, the kernel registry and the
+/// The GPU context: device, queue, limits and features in force, the pipeline cache and the
 /// buffer pool. Built once per process (or per page) and shared.
 pub struct Gpu {
     pub device: wgpu::Device,
@@ -72,10 +34,11 @@ pub struct Gpu {
     pub adapter_info: wgpu::AdapterInfo,
     pub limits: wgpu::Limits,
     pub features: wgpu::Features,
-    /// Kernel variants in force (from the adapter type and features, or `WGTUNE_KERNELS`).
-    pub tuning: Tuning,
     pool: Arc<BufferPool>,
-    kernels: Kernels,
+    pipelines: PipelineCache,
+    /// Per-device state of the layer above, which gpu holds without knowing its type (the
+    /// kernels keep their variant choices here, `kernels::Tuning`).
+    attached: OnceLock<Box<dyn Any + Send + Sync>>,
     faults: Arc<fault::FaultLog>,
     /// Bound where a kernel's optional input is absent (e.g. a matmul without bias).
     dummy: Tensor,
@@ -93,16 +56,8 @@ impl Gpu {
         let limits = b.device.limits();
         let features = b.device.features();
         let info = b.adapter.get_info();
-        let tuning = Tuning::auto(info.device_type, features);
-        #[cfg(not(target_arch = "wasm32"))]
-        let tuning = match std::env::var("WGTUNE_KERNELS") {
-            Ok(list) => tuning
-                .with_overrides(&list, features)
-                .map_err(GpuError::Device)?,
-            Err(_) => tuning,
-        };
         let pool = BufferPool::new(b.device.clone());
-        let kernels = Kernels::new(b.device.clone());
+        let pipelines = PipelineCache::new(b.device.clone());
         let dummy = Tensor::new(pool.take(4, TENSOR_USAGE), 1);
         Ok(Self {
             faults,
@@ -110,13 +65,13 @@ impl Gpu {
             dispatches: Default::default(),
             submissions: Default::default(),
             adapter_info: info,
-            tuning,
             device: b.device,
             queue: b.queue,
             limits,
             features,
             pool,
-            kernels,
+            pipelines,
+            attached: OnceLock::new(),
         })
     }
 
@@ -131,8 +86,27 @@ impl Gpu {
         self.faults.first().map_or(Ok(()), Err)
     }
 
-    pub fn kernels(&self) -> &Kernels {
-        &self.kernels
+    /// Compiled shader modules and pipelines of this device.
+    pub fn pipelines(&self) -> &PipelineCache {
+        &self.pipelines
+    }
+
+    /// The state a layer above attaches to this device, made by `init` on first use. One type
+    /// per device: asking for another is a wgtune bug (a panic).
+    pub fn attached<T: Any + Send + Sync>(&self, init: impl FnOnce(&Gpu) -> T) -> &T {
+        self.attached
+            .get_or_init(|| Box::new(init(self)))
+            .downcast_ref()
+            .expect("Gpu::attached holds one type")
+    }
+
+    /// [`Self::attached`], to change it (tests pin kernel variants this way).
+    pub fn attached_mut<T: Any + Send + Sync>(&mut self, init: impl FnOnce(&Gpu) -> T) -> &mut T {
+        self.attached(init);
+        self.attached
+            .get_mut()
+            .and_then(|b| b.downcast_mut())
+            .expect("Gpu::attached holds one type")
     }
 
     pub(crate) fn dummy(&self) -> &Tensor {
@@ -318,7 +292,6 @@ pub fn describe(gpu: &Gpu) -> String {
         "    min_storage_buffer_offset_alignment: {}",
         l.min_storage_buffer_offset_alignment
     );
-    let _ = writeln!(s, "  kernels: {}", gpu.tuning);
     let _ = writeln!(s, "  features:");
     let _ = writeln!(s, "    shader-f16: {}", has(wgpu::Features::SHADER_F16));
     let _ = writeln!(

@@ -73,10 +73,7 @@ pub fn attention_forward(
     nq: usize,
 ) {
     assert!(q0 + nq <= d.t);
-    let pipeline = cmd
-        .gpu()
-        .kernels()
-        .pipeline(Shader::Attention, "attention_forward", &[]);
+    let pipeline = Shader::Attention.pipeline(cmd.gpu(), "attention_forward", &[]);
     cmd.dispatch(
         &pipeline,
         &params(d, q0, nq),
@@ -98,9 +95,8 @@ pub fn attention_backward(
     mask: &Tensor,
     d: &AttnDims,
 ) {
-    let kernels = cmd.gpu().kernels();
-    let dq = kernels.pipeline(Shader::Attention, "attention_backward_dq", &[]);
-    let dkv = kernels.pipeline(Shader::Attention, "attention_backward_dkv", &[]);
+    let dq = Shader::Attention.pipeline(cmd.gpu(), "attention_backward_dq", &[]);
+    let dkv = Shader::Attention.pipeline(cmd.gpu(), "attention_backward_dkv", &[]);
     let p = params(d, 0, d.t);
     let grid = grid_1d(d.b * d.n_head * d.t, 64);
     cmd.dispatch(&dq, &p, &[dqkv, delta, dout, out, qkv, lse, mask], grid);

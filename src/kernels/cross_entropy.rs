@@ -1,4 +1,5 @@
-//! Softmax cross-entropy with `ignore_index = -100`, over vocabulary chunks
+//! Softmax cross-entropy with `ignore_index = -100` ([`crate::data::IGNORE_INDEX`]: the shader
+//! skips those targets), over vocabulary chunks
 //! (`shaders/cross_entropy.wgsl`). The caller computes each chunk of logits with the LM-head
 //! matmul; see `lm_head_loss` for the whole forward/backward sweep.
 
@@ -7,9 +8,6 @@ use bytemuck::{Pod, Zeroable};
 use super::matmul::{Gemm, Weight, gemm};
 use super::{Reduction, Shader};
 use crate::gpu::{Commands, Tensor, grid_1d};
-
-/// Target value that contributes neither loss nor gradient (torch's default ignore_index).
-pub const IGNORE_INDEX: i32 = -100;
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -24,9 +22,10 @@ struct Params {
 }
 
 fn shader(cmd: &Commands, reduction: Reduction) -> Shader {
-    match reduction.resolve(cmd.gpu()) {
-        Reduction::Workgroup => Shader::CrossEntropy,
-        Reduction::Subgroup => Shader::CrossEntropySubgroups,
+    if reduction.uses_subgroups(cmd.gpu()) {
+        Shader::CrossEntropySubgroups
+    } else {
+        Shader::CrossEntropy
     }
 }
 
@@ -54,10 +53,7 @@ pub fn cross_entropy_stats(
     v0: usize,
     reduction: Reduction,
 ) {
-    let pipeline = cmd
-        .gpu()
-        .kernels()
-        .pipeline(shader(cmd, reduction), "cross_entropy_stats", &[]);
+    let pipeline = shader(cmd, reduction).pipeline(cmd.gpu(), "cross_entropy_stats", &[]);
     cmd.dispatch(
         &pipeline,
         &params(rows, vc, v0, v0 == 0, 0.0),
@@ -74,10 +70,7 @@ pub fn cross_entropy_loss(
     targets: &Tensor,
     rows: usize,
 ) {
-    let pipeline = cmd
-        .gpu()
-        .kernels()
-        .pipeline(Shader::CrossEntropy, "cross_entropy_loss", &[]);
+    let pipeline = Shader::CrossEntropy.pipeline(cmd.gpu(), "cross_entropy_loss", &[]);
     cmd.dispatch(
         &pipeline,
         &params(rows, 0, 0, false, 0.0),
@@ -105,8 +98,8 @@ pub fn cross_entropy_online(
     reduction: Reduction,
 ) {
     let (wte_chunk, f16) = wte_chunk.dense();
-    let pipeline = cmd.gpu().kernels().pipeline(
-        shader(cmd, reduction),
+    let pipeline = shader(cmd, reduction).pipeline(
+        cmd.gpu(),
         "cross_entropy_online",
         &[("WTE_F16", f16 as u32 as f64)],
     );
@@ -136,10 +129,7 @@ pub fn cross_entropy_dx(
     c: usize,
     grad_scale: f32,
 ) {
-    let pipeline = cmd
-        .gpu()
-        .kernels()
-        .pipeline(Shader::CrossEntropy, "cross_entropy_dx", &[]);
+    let pipeline = Shader::CrossEntropy.pipeline(cmd.gpu(), "cross_entropy_dx", &[]);
     let p = Params {
         c: c as u32,
         ..params(rows, 0, 0, false, grad_scale)
@@ -164,43 +154,9 @@ pub fn cross_entropy_dx(
 /// Each chunk's logits are computed once: with `dx` wanted, the softmax-weighted sum of wte
 /// rows is accumulated online (rescaled whenever the running max grows, as flash attention
 /// does), so the LM head costs two matmuls of its size instead of three (logits, logits
-/// recomputed for the gradient, input gradient).
+/// recomputed for the gradient, input gradient). `reduction`: how the row max and sums are
+/// reduced (`Reduction::Auto`: as the device's tuning says).
 pub fn lm_head_loss(
-    cmd: &mut Commands,
-    loss: &Tensor,
-    dx: Option<&Tensor>,
-    logits_chunk: &Tensor,
-    state: &Tensor,
-    x: &Tensor,
-    wte: &Weight,
-    targets: &Tensor,
-    rows: usize,
-    c: usize,
-    vocab: usize,
-    chunk: usize,
-    grad_scale: f32,
-) {
-    let r = Reduction::for_gpu(cmd.gpu());
-    lm_head_loss_with(
-        cmd,
-        loss,
-        dx,
-        logits_chunk,
-        state,
-        x,
-        wte,
-        targets,
-        rows,
-        c,
-        vocab,
-        chunk,
-        grad_scale,
-        r,
-    );
-}
-
-/// [`lm_head_loss`] with an explicit row reduction (tests run both on one device).
-pub fn lm_head_loss_with(
     cmd: &mut Commands,
     loss: &Tensor,
     dx: Option<&Tensor>,

@@ -23,10 +23,7 @@ fn params(n: usize, accumulate: bool) -> Params {
 
 /// `out = gelu(x)` over `n` elements.
 pub fn gelu_forward(cmd: &mut Commands, out: &Tensor, x: &Tensor, n: usize) {
-    let pipeline = cmd
-        .gpu()
-        .kernels()
-        .pipeline(Shader::Elementwise, "gelu_forward", &[]);
+    let pipeline = Shader::Elementwise.pipeline(cmd.gpu(), "gelu_forward", &[]);
     cmd.dispatch(&pipeline, &params(n, false), &[out, x], grid_1d(n, 256));
 }
 
@@ -39,10 +36,7 @@ pub fn gelu_backward(
     n: usize,
     accumulate: bool,
 ) {
-    let pipeline = cmd
-        .gpu()
-        .kernels()
-        .pipeline(Shader::Elementwise, "gelu_backward", &[]);
+    let pipeline = Shader::Elementwise.pipeline(cmd.gpu(), "gelu_backward", &[]);
     cmd.dispatch(
         &pipeline,
         &params(n, accumulate),
@@ -53,9 +47,6 @@ pub fn gelu_backward(
 
 /// `out = a + b` over `n` elements.
 pub fn add(cmd: &mut Commands, out: &Tensor, a: &Tensor, b: &Tensor, n: usize) {
-    let pipeline = cmd
-        .gpu()
-        .kernels()
-        .pipeline(Shader::Elementwise, "add", &[]);
+    let pipeline = Shader::Elementwise.pipeline(cmd.gpu(), "add", &[]);
     cmd.dispatch(&pipeline, &params(n, false), &[out, a, b], grid_1d(n, 256));
 }

@@ -37,8 +37,8 @@ pub fn embedding_forward(
     let rows = b * t;
     assert!(out.len() >= rows * c && ids.len() >= rows);
     let (_, f16) = wte.dense();
-    let pipeline = cmd.gpu().kernels().pipeline(
-        Shader::Embedding,
+    let pipeline = Shader::Embedding.pipeline(
+        cmd.gpu(),
         "embedding_forward",
         &[("WTE_F16", f16 as u32 as f64)],
     );

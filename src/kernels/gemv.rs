@@ -5,7 +5,7 @@
 //! weights, same CPU reference `cpu::matmul::gemm`); `gemm` routes small M here.
 
 use super::Shader;
-use super::matmul::{Gemm, LowRank, Weight, dispatch};
+use super::matmul::{Gemm, Weight, dispatch};
 use crate::gpu::{Commands, Tensor};
 
 /// Most rows of C the kernel handles (its partial sums hold 4 rows).
@@ -22,27 +22,15 @@ fn shader(b: &Weight) -> Shader {
     }
 }
 
-/// `C[M,N] = alpha·op(A)·op(B) + beta·C + bias[N]` for `M <= GEMV_MAX_ROWS`.
+/// `C[M,N] = alpha·op(A)·op(B) + beta·C + bias[N]` for `M <= GEMV_MAX_ROWS`, plus
+/// `g.low_rank`'s term in the epilogue (its r steps are split across a workgroup like K).
+/// `g.variant` does not apply: this is a kernel of its own.
 pub fn gemv(
     cmd: &mut Commands,
     c: &Tensor,
     a: &Tensor,
     b: &Weight,
     bias: Option<&Tensor>,
-    g: Gemm,
-) {
-    gemv_lr(cmd, c, a, b, bias, None, g);
-}
-
-/// [`gemv`] plus an optional rank-r term in the epilogue (see
-/// [`gemm_lr`](super::matmul::gemm_lr)); its r steps are split across a workgroup like K.
-pub fn gemv_lr(
-    cmd: &mut Commands,
-    c: &Tensor,
-    a: &Tensor,
-    b: &Weight,
-    bias: Option<&Tensor>,
-    low_rank: Option<&LowRank>,
     g: Gemm,
 ) {
     assert!(
@@ -59,21 +47,18 @@ pub fn gemv_lr(
     let b_run = if g.trans_b { g.k } else { g.n };
     let groups = [g.n.div_ceil(COLS_PER_GROUP) as u32, 1, 1];
     let vec_ok = b_run.is_multiple_of(4) as u32;
+    let entry = if g.low_rank.is_some() {
+        "gemv_low_rank"
+    } else {
+        "gemv"
+    };
     dispatch(
         cmd,
-        (
-            shader(b),
-            if low_rank.is_some() {
-                "gemv_low_rank"
-            } else {
-                "gemv"
-            },
-        ),
+        (shader(b), entry),
         c,
         a,
         b,
         bias,
-        low_rank,
         &g,
         ldc,
         vec_ok,

@@ -15,47 +15,41 @@ struct Params {
 }
 
 fn shader(cmd: &Commands, reduction: Reduction) -> Shader {
-    match reduction.resolve(cmd.gpu()) {
-        Reduction::Workgroup => Shader::LayerNorm,
-        Reduction::Subgroup => Shader::LayerNormSubgroups,
+    if reduction.uses_subgroups(cmd.gpu()) {
+        Shader::LayerNormSubgroups
+    } else {
+        Shader::LayerNorm
     }
 }
 
-/// `out (N,C) = (x - mean) * rstd * weight + bias`; saves `mean (N)` and `rstd (N)`.
+/// A LayerNorm's parameters: `weight (C)` and `bias (C)`.
+pub struct LayerNorm {
+    pub weight: Tensor,
+    pub bias: Tensor,
+}
+
+impl LayerNorm {
+    /// Bytes its parameters occupy on the GPU.
+    pub fn size_bytes(&self) -> u64 {
+        self.weight.size_bytes() + self.bias.size_bytes()
+    }
+}
+
+/// `out (N,C) = (x - mean) * rstd * ln.weight + ln.bias`; saves `mean (N)` and `rstd (N)`.
+/// `reduction`: how each row is summed (`Reduction::Auto`: as the device's tuning says).
 pub fn layernorm_forward(
     cmd: &mut Commands,
     out: &Tensor,
     mean: &Tensor,
     rstd: &Tensor,
     x: &Tensor,
-    weight: &Tensor,
-    bias: &Tensor,
-    rows: usize,
-    c: usize,
-    eps: f32,
-) {
-    let r = Reduction::for_gpu(cmd.gpu());
-    layernorm_forward_with(cmd, out, mean, rstd, x, weight, bias, rows, c, eps, r);
-}
-
-/// [`layernorm_forward`] with an explicit row reduction (tests run both on one device).
-pub fn layernorm_forward_with(
-    cmd: &mut Commands,
-    out: &Tensor,
-    mean: &Tensor,
-    rstd: &Tensor,
-    x: &Tensor,
-    weight: &Tensor,
-    bias: &Tensor,
+    ln: &LayerNorm,
     rows: usize,
     c: usize,
     eps: f32,
     reduction: Reduction,
 ) {
-    let pipeline = cmd
-        .gpu()
-        .kernels()
-        .pipeline(shader(cmd, reduction), "layernorm_forward", &[]);
+    let pipeline = shader(cmd, reduction).pipeline(cmd.gpu(), "layernorm_forward", &[]);
     let params = Params {
         rows: rows as u32,
         c: c as u32,
@@ -66,35 +60,19 @@ pub fn layernorm_forward_with(
     cmd.dispatch(
         &pipeline,
         &params,
-        &[out, mean, rstd, x, weight, bias],
+        &[out, mean, rstd, x, &ln.weight, &ln.bias],
         grid_1d(rows, 1),
     );
 }
 
-/// `dx (N,C) (+)= dLayerNorm/dx · dout`, from the saved `mean`/`rstd`.
+/// `dx (N,C) (+)= dLayerNorm/dx · dout`, from the saved `mean`/`rstd` (only `ln.weight` is
+/// read: the parameters are frozen, they get no gradient).
 pub fn layernorm_backward(
     cmd: &mut Commands,
     dx: &Tensor,
     dout: &Tensor,
     x: &Tensor,
-    weight: &Tensor,
-    mean: &Tensor,
-    rstd: &Tensor,
-    rows: usize,
-    c: usize,
-    accumulate: bool,
-) {
-    let r = Reduction::for_gpu(cmd.gpu());
-    layernorm_backward_with(cmd, dx, dout, x, weight, mean, rstd, rows, c, accumulate, r);
-}
-
-/// [`layernorm_backward`] with an explicit row reduction.
-pub fn layernorm_backward_with(
-    cmd: &mut Commands,
-    dx: &Tensor,
-    dout: &Tensor,
-    x: &Tensor,
-    weight: &Tensor,
+    ln: &LayerNorm,
     mean: &Tensor,
     rstd: &Tensor,
     rows: usize,
@@ -102,10 +80,7 @@ pub fn layernorm_backward_with(
     accumulate: bool,
     reduction: Reduction,
 ) {
-    let pipeline = cmd
-        .gpu()
-        .kernels()
-        .pipeline(shader(cmd, reduction), "layernorm_backward", &[]);
+    let pipeline = shader(cmd, reduction).pipeline(cmd.gpu(), "layernorm_backward", &[]);
     let params = Params {
         rows: rows as u32,
         c: c as u32,
@@ -115,7 +90,7 @@ pub fn layernorm_backward_with(
     cmd.dispatch(
         &pipeline,
         &params,
-        &[dx, dout, x, weight, mean, rstd],
+        &[dx, dout, x, &ln.weight, mean, rstd],
         grid_1d(rows, 1),
     );
 }

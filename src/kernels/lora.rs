@@ -8,7 +8,7 @@
 use bytemuck::{Pod, Zeroable};
 
 use super::Shader;
-use super::matmul::{Gemm, LowRank, Weight, gemm, gemm_lr, linear_forward};
+use super::matmul::{Gemm, LowRank, Weight, gemm, linear_forward};
 use crate::gpu::{Commands, Tensor, grid_1d};
 
 /// Sizes and scalars of one LoRA-adapted layer in one step.
@@ -46,10 +46,7 @@ pub fn dropout(
     seed: u32,
     accumulate: bool,
 ) {
-    let pipeline = cmd
-        .gpu()
-        .kernels()
-        .pipeline(Shader::Lora, "lora_dropout", &[]);
+    let pipeline = Shader::Lora.pipeline(cmd.gpu(), "lora_dropout", &[]);
     let params = DropoutParams {
         n: n as u32,
         seed,
@@ -87,7 +84,7 @@ pub fn lora_forward(
 }
 
 /// A LoRA-adapted Conv1D: `y (M,out) (+)= x·W + bias + scale · h·Aᵀ·Bᵀ` with `h = dropout(x)`,
-/// saving `u = h·Aᵀ (M,r)` as [`lora_forward`] does. With `gpu.tuning.fused_lora` (the
+/// saving `u = h·Aᵀ (M,r)` as [`lora_forward`] does. With the tuning's `fused_lora` (the
 /// default), u is computed first and the base matmul adds `scale · u·Bᵀ` in its epilogue: the
 /// up-projection's dispatch and its second read and write of y disappear. Otherwise the base
 /// layer ([`linear_forward`]) and [`lora_forward`] run one after the other.
@@ -104,7 +101,7 @@ pub fn lora_linear_forward(
     d: &LoraDims,
     accumulate: bool,
 ) {
-    if !cmd.gpu().tuning.fused_lora {
+    if !super::tuning(cmd.gpu()).fused_lora {
         linear_forward(cmd, y, x, w, bias, d.m, d.k_in, d.n_out, accumulate);
         lora_forward(cmd, y, u, h_scratch, x, a, b, d);
         return;
@@ -118,8 +115,9 @@ pub fn lora_linear_forward(
     };
     let g = Gemm::new(d.m, d.n_out, d.k_in)
         .trans_b(w.is_linear_layout())
-        .accumulate(accumulate);
-    gemm_lr(cmd, y, x, w, bias, Some(&low_rank), g);
+        .accumulate(accumulate)
+        .low_rank(low_rank);
+    gemm(cmd, y, x, w, bias, g);
 }
 
 /// Backward: `dA (r,in) += duᵀ·h`, `dB (out,r) += scale·dyᵀ·u`, `dx (M,in) += dropout'(du·A)`

@@ -1,16 +1,17 @@
 //! Matrix multiply over f32 activations and f32 / f16 / NF4 weights (`shaders/matmul.wgsl`).
 //!
-//! [`gemm`] is the general form `C = alpha·op(A)·op(B) + beta·C + bias`. The layer-level
-//! helpers [`linear_forward`] (`y = x·W + b`) and [`linear_backward_input`] (`dx (+)= dy·Wᵀ`)
-//! know each weight format's storage layout: f32/f16 keep GPT-2's Conv1D `[in,out]`, NF4 keeps
+//! [`gemm`] is the general form `C = alpha·op(A)·op(B) + beta·C + bias`, one entry point whose
+//! options are [`Gemm`]'s builder methods: [`Gemm::low_rank`] adds a rank-r term
+//! `scale · U·Lᵀ` ([`LowRank`]) in the kernels' epilogue (LoRA's up-projection fused into the
+//! base layer's matmul), and [`Gemm::variant`] picks the kernel (tests and benchmarks; by
+//! default the device's [`Tuning`](super::Tuning) picks). The layer-level helpers
+//! [`linear_forward`] (`y = x·W + b`) and [`linear_backward_input`] (`dx (+)= dy·Wᵀ`) know
+//! each weight format's storage layout: f32/f16 keep GPT-2's Conv1D `[in,out]`, NF4 keeps
 //! bitsandbytes' nn.Linear `[out,in]`.
 //!
-//! [`gemm_lr`] / [`gemm_lr_with`] add a rank-r term `scale · U·Lᵀ` ([`LowRank`]) in the
-//! kernels' epilogue: LoRA's up-projection fused into the base layer's matmul.
-//!
 //! f16 and NF4 weights can also run with f16 arithmetic in the inner loop of either kernel
-//! ([`Math::F16`], `shaders/matmul_math_f16.wgsl`) where the device has `shader-f16`; [`gemm`] uses it when
-//! `gpu.tuning.f16_math` is on, [`gemm_with`] takes the choice from the caller.
+//! ([`Math::F16`], `shaders/matmul_math_f16.wgsl`) where the device has `shader-f16`: by
+//! default where the tuning's `f16_math` is on.
 
 use bytemuck::{Pod, Zeroable};
 
@@ -40,9 +41,9 @@ pub enum Math {
 }
 
 impl Math {
-    /// What [`gemm`] uses on this device: f16 where `gpu.tuning.f16_math` is on.
+    /// What [`gemm`] uses on this device: f16 where the tuning's `f16_math` is on.
     pub fn of(gpu: &crate::gpu::Gpu) -> Self {
-        if gpu.tuning.f16_math {
+        if super::tuning(gpu).f16_math {
             Math::F16
         } else {
             Math::F32
@@ -112,9 +113,9 @@ impl Weight {
     }
 }
 
-/// Shape and scalars of one [`gemm`] call.
-#[derive(Clone, Copy, Debug)]
-pub struct Gemm {
+/// Shape, scalars and options of one [`gemm`] call.
+#[derive(Clone, Copy)]
+pub struct Gemm<'t> {
     pub m: usize,
     pub n: usize,
     pub k: usize,
@@ -127,9 +128,13 @@ pub struct Gemm {
     pub beta: f32,
     /// Row stride of C, when C is a column block of a wider matrix (default N).
     pub ldc: Option<usize>,
+    /// A rank-r term added in the epilogue (see [`Self::low_rank`]).
+    pub low_rank: Option<LowRank<'t>>,
+    /// The kernel to run; `None`: the device's tuning picks (see [`gemm`]).
+    pub variant: Option<MatmulVariant>,
 }
 
-impl Gemm {
+impl<'t> Gemm<'t> {
     pub fn new(m: usize, n: usize, k: usize) -> Self {
         Self {
             m,
@@ -140,6 +145,23 @@ impl Gemm {
             alpha: 1.0,
             beta: 0.0,
             ldc: None,
+            low_rank: None,
+            variant: None,
+        }
+    }
+    /// Add `scale · U·Lᵀ` in the epilogue, after alpha has scaled the product.
+    pub fn low_rank(self, lr: LowRank<'t>) -> Self {
+        Self {
+            low_rank: Some(lr),
+            ..self
+        }
+    }
+    /// Run this kernel rather than the one the device's tuning picks (tests and benchmarks
+    /// check every variant in one process). `Math::F16` needs the device's `shader-f16`.
+    pub fn variant(self, v: MatmulVariant) -> Self {
+        Self {
+            variant: Some(v),
+            ..self
         }
     }
     /// Write C with row stride `ldc` (e.g. one vocabulary chunk of full-width logits).
@@ -253,7 +275,7 @@ pub(super) fn check_operands(kernel: &str, c: &Tensor, a: &Tensor, g: &Gemm) -> 
     ldc
 }
 
-/// Which matmul kernel a [`gemm_with`] call runs (all compute the same thing).
+/// Which matmul kernel a [`gemm`] call runs (all compute the same thing; see [`Gemm::variant`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MatmulVariant {
     /// `matmul.wgsl`: 8×4 register blocks, no workgroup memory (suits CPU adapters), with the
@@ -285,9 +307,10 @@ const TILED_TILE: usize = 64;
 /// rank-r products have N = r). In one lavapipe run, decode at M = 1 was 8× slower tiled.
 const TILED_MIN_SIDE: usize = 32;
 
-/// `C[M,N] = alpha·op(A)·op(B) + beta·C + bias[N]`, with the kernel that the device's tuning
-/// picks: tiled (`gpu.tuning.tiled_matmul`, for C at least 32×32), else the register kernel;
-/// either with f16 arithmetic where `gpu.tuning.f16_math` is on.
+/// `C[M,N] = alpha·op(A)·op(B) + beta·C + bias[N]` (+ `scale·U·Lᵀ` with [`Gemm::low_rank`]).
+/// The kernel is `g.variant`, or else the device's tuning picks: gemv for C of at most 4 rows
+/// (decoding), tiled (`tiled_matmul`, for C at least 32×32), else the register kernel; either
+/// of the last two with f16 arithmetic where `f16_math` is on.
 pub fn gemm(
     cmd: &mut Commands,
     c: &Tensor,
@@ -296,100 +319,57 @@ pub fn gemm(
     bias: Option<&Tensor>,
     g: Gemm,
 ) {
-    gemm_lr(cmd, c, a, b, bias, None, g);
-}
-
-/// [`gemm`] plus an optional rank-r term in the epilogue: `C = alpha·op(A)·op(B) + beta·C +
-/// bias + scale·U·Lᵀ`. Same kernel choice (gemv, tiled or register).
-pub fn gemm_lr(
-    cmd: &mut Commands,
-    c: &Tensor,
-    a: &Tensor,
-    b: &Weight,
-    bias: Option<&Tensor>,
-    low_rank: Option<&LowRank>,
-    g: Gemm,
-) {
-    if g.m <= super::gemv::GEMV_MAX_ROWS && cmd.gpu().tuning.gemv {
-        // Decoding (M = 1): a matrix-vector kernel that splits K across a workgroup.
-        return super::gemv::gemv_lr(cmd, c, a, b, bias, low_rank, g);
-    }
-    let big = g.m.min(g.n) >= TILED_MIN_SIDE;
-    let math = Math::of(cmd.gpu());
-    let variant = if cmd.gpu().tuning.tiled_matmul && big {
-        MatmulVariant::Tiled(math)
-    } else {
-        MatmulVariant::Register(math)
+    let variant = match g.variant {
+        Some(v) => v,
+        None => {
+            let tuning = super::tuning(cmd.gpu());
+            if g.m <= super::gemv::GEMV_MAX_ROWS && tuning.gemv {
+                // Decoding (M = 1): a matrix-vector kernel that splits K across a workgroup.
+                return super::gemv::gemv(cmd, c, a, b, bias, g);
+            }
+            let big = g.m.min(g.n) >= TILED_MIN_SIDE;
+            let math = Math::of(cmd.gpu());
+            if tuning.tiled_matmul && big {
+                MatmulVariant::Tiled(math)
+            } else {
+                MatmulVariant::Register(math)
+            }
+        }
     };
-    gemm_lr_with(cmd, c, a, b, bias, low_rank, g, variant);
-}
-
-/// [`gemm`] with an explicit kernel, so that tests and benchmarks check every variant in one
-/// process. `Math::F16` needs the device's `shader-f16` feature.
-pub fn gemm_with(
-    cmd: &mut Commands,
-    c: &Tensor,
-    a: &Tensor,
-    b: &Weight,
-    bias: Option<&Tensor>,
-    g: Gemm,
-    variant: MatmulVariant,
-) {
-    gemm_lr_with(cmd, c, a, b, bias, None, g, variant);
-}
-
-/// [`gemm_lr`] with an explicit kernel (every variant has a `*_low_rank` entry point).
-pub fn gemm_lr_with(
-    cmd: &mut Commands,
-    c: &Tensor,
-    a: &Tensor,
-    b: &Weight,
-    bias: Option<&Tensor>,
-    low_rank: Option<&LowRank>,
-    g: Gemm,
-    variant: MatmulVariant,
-) {
     let ldc = check_operands("gemm", c, a, &g);
     let gpu = cmd.gpu();
     assert!(
         variant.math() == Math::F32 || gpu.features.contains(wgpu::Features::SHADER_F16),
         "gemm: f16 math needs the shader-f16 feature"
     );
-    let lr = low_rank.is_some();
-    let (kernel, vec_ok, (tile_m, tile_n)) = match variant {
+    let lr = g.low_rank.is_some();
+    let (entry, vec_ok, tile) = match variant {
         MatmulVariant::Register(_) => (
-            (
-                b.shader(variant),
-                if lr { "matmul_low_rank" } else { "matmul" },
-            ),
+            if lr { "matmul_low_rank" } else { "matmul" },
             runs_of_4_aligned(&g) as u32,
             (TILE_M, TILE_N),
         ),
         MatmulVariant::Tiled(_) => {
             let (a_ok, b_ok) = runs_aligned(&g);
             (
-                (
-                    b.shader(variant),
-                    if lr {
-                        "matmul_tiled_low_rank"
-                    } else {
-                        "matmul_tiled"
-                    },
-                ),
+                if lr {
+                    "matmul_tiled_low_rank"
+                } else {
+                    "matmul_tiled"
+                },
                 a_ok as u32 | (b_ok as u32) << 1,
                 (TILED_TILE, TILED_TILE),
             )
         }
     };
-    let groups = [g.n.div_ceil(tile_n) as u32, g.m.div_ceil(tile_m) as u32, 1];
-    dispatch(
-        cmd, kernel, c, a, b, bias, low_rank, &g, ldc, vec_ok, groups,
-    );
+    let groups = [g.n.div_ceil(tile.1) as u32, g.m.div_ceil(tile.0) as u32, 1];
+    let kernel = (b.shader(variant), entry);
+    dispatch(cmd, kernel, c, a, b, bias, &g, ldc, vec_ok, groups);
 }
 
 /// Record `entry` of `shader`, one of the kernels over matmul_common.wgsl's Params and
-/// bindings (C, A, B in its format, bias, and U, L for a `*_low_rank` entry point), with B's
-/// alignment flags `vec_ok`.
+/// bindings (C, A, B in its format, bias, and U, L of `g.low_rank` for a `*_low_rank` entry
+/// point), with B's alignment flags `vec_ok`.
 pub(super) fn dispatch(
     cmd: &mut Commands,
     (shader, entry): (Shader, &'static str),
@@ -397,15 +377,15 @@ pub(super) fn dispatch(
     a: &Tensor,
     b: &Weight,
     bias: Option<&Tensor>,
-    low_rank: Option<&LowRank>,
     g: &Gemm,
     ldc: usize,
     vec_ok: u32,
     groups: [u32; 3],
 ) {
     let gpu = cmd.gpu();
-    let pipeline = gpu.kernels().pipeline(
-        shader,
+    let low_rank = g.low_rank.as_ref();
+    let pipeline = shader.pipeline(
+        gpu,
         entry,
         &[
             ("TRANS_A", g.trans_a as u32 as f64),

@@ -2,8 +2,9 @@
 //!
 //! Each module has thin wrappers that record dispatches into [`Commands`](crate::gpu::Commands);
 //! each kernel has a plain-Rust twin in [`crate::cpu`] that the tests compare against.
-//! Shader text lives in `shaders/*.wgsl` and is compiled once per device by [`Kernels`]:
-//! modules and pipelines are built on first use and cached.
+//! Shader text lives in `shaders/*.wgsl`, registered in [`Shader`] and compiled once per device
+//! (on first use, cached by the device's pipeline cache). Which variant of a kernel runs
+//! (tiled or register matmul, subgroup reductions, f16 math, ...) is the device's [`Tuning`].
 
 // Kernel wrappers mirror llm.c's signatures (outputs first, then inputs, then sizes).
 #![allow(clippy::too_many_arguments)]
@@ -18,139 +19,18 @@ pub mod lora;
 pub mod matmul;
 pub mod nf4;
 pub mod optim;
+mod shaders;
+mod tuning;
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-
-/// One compilable shader: a `shaders/` file, or a composition of several.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Shader {
-    Embedding,
-    /// layernorm.wgsl with workgroup-memory reductions (reduce_wg.wgsl).
-    LayerNorm,
-    /// layernorm.wgsl with subgroup reductions (reduce_subgroup.wgsl); native only.
-    LayerNormSubgroups,
-    Elementwise,
-    /// matmul.wgsl with the B loader for f32, f16 or NF4 weights (f32 arithmetic).
-    MatmulF32,
-    MatmulF16,
-    MatmulNf4,
-    /// matmul_tiled.wgsl (workgroup-memory tiles, for real GPUs) with the same B loaders.
-    MatmulTiledF32,
-    MatmulTiledF16,
-    MatmulTiledNf4,
-    /// The same for f16 / NF4 weights with f16 arithmetic in the inner loop
-    /// (`enable f16;`: only for devices with `shader-f16`, see [`Shader::needs_f16`]).
-    MatmulF16Math16,
-    MatmulNf4Math16,
-    MatmulTiledF16Math16,
-    MatmulTiledNf4Math16,
-    /// gemv.wgsl (C with at most 4 rows, e.g. decoding) with the same B loaders.
-    GemvF32,
-    GemvF16,
-    GemvNf4,
-    Nf4,
-    Lora,
-    Attention,
-    /// cross_entropy.wgsl with workgroup-memory reductions.
-    CrossEntropy,
-    /// cross_entropy.wgsl with subgroup reductions; native only.
-    CrossEntropySubgroups,
-    Optim,
-}
-
-impl Shader {
-    /// The WGSL source; the one registry of shader files.
-    pub fn source(self) -> String {
-        const MATMUL: &str = include_str!("../../shaders/matmul.wgsl");
-        const TILED: &str = include_str!("../../shaders/matmul_tiled.wgsl");
-        const GEMV: &str = include_str!("../../shaders/gemv.wgsl");
-        // Params, bindings and index helpers shared by MATMUL, TILED and GEMV.
-        const COMMON: &str = include_str!("../../shaders/matmul_common.wgsl");
-        const B_F32: &str = include_str!("../../shaders/matmul_b_f32.wgsl");
-        const B_F16: &str = include_str!("../../shaders/matmul_b_f16.wgsl");
-        const B_NF4: &str = include_str!("../../shaders/matmul_b_nf4.wgsl");
-        const LAYERNORM: &str = include_str!("../../shaders/layernorm.wgsl");
-        const CROSS_ENTROPY: &str = include_str!("../../shaders/cross_entropy.wgsl");
-        const REDUCE_WG: &str = include_str!("../../shaders/reduce_wg.wgsl");
-        // Browsers require `enable subgroups;`, which naga rejects, and wgpu's web backend has
-        // no subgroups: the web never gets the subgroup text (Reduction::resolve never asks).
-        #[cfg(not(target_arch = "wasm32"))]
-        const REDUCE_SUBGROUP: &str = include_str!("../../shaders/reduce_subgroup.wgsl");
-        #[cfg(target_arch = "wasm32")]
-        const REDUCE_SUBGROUP: &str = REDUCE_WG;
-        const MATH_F32: &str = include_str!("../../shaders/matmul_math_f32.wgsl");
-        // Starts with `enable f16;`, which must open the module.
-        const MATH_F16: &str = include_str!("../../shaders/matmul_math_f16.wgsl");
-        match self {
-            Shader::Embedding => include_str!("../../shaders/embedding.wgsl").into(),
-            Shader::LayerNorm => [REDUCE_WG, LAYERNORM].concat(),
-            Shader::LayerNormSubgroups => [REDUCE_SUBGROUP, LAYERNORM].concat(),
-            Shader::Elementwise => include_str!("../../shaders/elementwise.wgsl").into(),
-            Shader::MatmulF32 => [MATH_F32, B_F32, COMMON, MATMUL].concat(),
-            Shader::MatmulF16 => [MATH_F32, B_F16, COMMON, MATMUL].concat(),
-            Shader::MatmulNf4 => [MATH_F32, B_NF4, COMMON, MATMUL].concat(),
-            Shader::MatmulF16Math16 => [MATH_F16, B_F16, COMMON, MATMUL].concat(),
-            Shader::MatmulNf4Math16 => [MATH_F16, B_NF4, COMMON, MATMUL].concat(),
-            Shader::MatmulTiledF32 => [MATH_F32, B_F32, COMMON, TILED].concat(),
-            Shader::MatmulTiledF16 => [MATH_F32, B_F16, COMMON, TILED].concat(),
-            Shader::MatmulTiledNf4 => [MATH_F32, B_NF4, COMMON, TILED].concat(),
-            Shader::MatmulTiledF16Math16 => [MATH_F16, B_F16, COMMON, TILED].concat(),
-            Shader::MatmulTiledNf4Math16 => [MATH_F16, B_NF4, COMMON, TILED].concat(),
-            Shader::GemvF32 => [B_F32, COMMON, GEMV].concat(),
-            Shader::GemvF16 => [B_F16, COMMON, GEMV].concat(),
-            Shader::GemvNf4 => [B_NF4, COMMON, GEMV].concat(),
-            Shader::Nf4 => include_str!("../../shaders/nf4.wgsl").into(),
-            Shader::Lora => include_str!("../../shaders/lora.wgsl").into(),
-            Shader::Attention => include_str!("../../shaders/attention.wgsl").into(),
-            Shader::CrossEntropy => [REDUCE_WG, CROSS_ENTROPY].concat(),
-            Shader::CrossEntropySubgroups => [REDUCE_SUBGROUP, CROSS_ENTROPY].concat(),
-            Shader::Optim => include_str!("../../shaders/optim.wgsl").into(),
-        }
-    }
-
-    /// Whether the shader text enables f16 (compile it only where the device has `shader-f16`).
-    pub fn needs_f16(self) -> bool {
-        matches!(
-            self,
-            Shader::MatmulF16Math16
-                | Shader::MatmulNf4Math16
-                | Shader::MatmulTiledF16Math16
-                | Shader::MatmulTiledNf4Math16
-        )
-    }
-
-    pub const ALL: [Shader; 23] = [
-        Shader::Embedding,
-        Shader::LayerNorm,
-        Shader::LayerNormSubgroups,
-        Shader::Elementwise,
-        Shader::MatmulF32,
-        Shader::MatmulF16,
-        Shader::MatmulNf4,
-        Shader::MatmulTiledF32,
-        Shader::MatmulTiledF16,
-        Shader::MatmulTiledNf4,
-        Shader::MatmulF16Math16,
-        Shader::MatmulNf4Math16,
-        Shader::MatmulTiledF16Math16,
-        Shader::MatmulTiledNf4Math16,
-        Shader::GemvF32,
-        Shader::GemvF16,
-        Shader::GemvNf4,
-        Shader::Nf4,
-        Shader::Lora,
-        Shader::Attention,
-        Shader::CrossEntropy,
-        Shader::CrossEntropySubgroups,
-        Shader::Optim,
-    ];
-}
+pub use shaders::Shader;
+pub use tuning::{Tuning, check_env, tuning, tuning_mut};
 
 /// How a row kernel (one workgroup per row: layernorm, the cross-entropy row max and sums)
 /// reduces across its workgroup. Both give the same sums up to f32 rounding order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Reduction {
+    /// Whichever the device's [`Tuning`] picks (`subgroups`): what the model runs.
+    Auto,
     /// A tree through workgroup memory (`reduce_wg.wgsl`): every device, and the web.
     Workgroup,
     /// subgroupAdd / subgroupMax, then one step through workgroup memory across subgroups
@@ -159,88 +39,14 @@ pub enum Reduction {
 }
 
 impl Reduction {
-    /// The variant the device's tuning picks (`gpu.tuning.subgroups`).
-    pub fn for_gpu(gpu: &crate::gpu::Gpu) -> Self {
-        if gpu.tuning.subgroups {
-            Reduction::Subgroup
-        } else {
-            Reduction::Workgroup
-        }
-    }
-
-    /// The variant that can run: `Subgroup` falls back to `Workgroup` on a device without the
-    /// feature and on wasm32 (never compiled there).
-    pub fn resolve(self, gpu: &crate::gpu::Gpu) -> Self {
-        let has = !cfg!(target_arch = "wasm32") && gpu.features.contains(wgpu::Features::SUBGROUP);
-        if self == Reduction::Subgroup && has {
-            Reduction::Subgroup
-        } else {
-            Reduction::Workgroup
-        }
-    }
-}
-
-type PipelineKey = (Shader, &'static str, Vec<(&'static str, u64)>);
-
-/// Shader modules and compute pipelines, built once per device and cached.
-/// Bind-group layouts come from the pipelines (`layout: None`), so they are built once too.
-pub struct Kernels {
-    device: wgpu::Device,
-    modules: Mutex<HashMap<Shader, wgpu::ShaderModule>>,
-    pipelines: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
-}
-
-impl Kernels {
-    pub fn new(device: wgpu::Device) -> Self {
-        Self {
-            device,
-            modules: Mutex::default(),
-            pipelines: Mutex::default(),
-        }
-    }
-
-    /// The pipeline for `entry` in `shader` with the given override constants.
-    pub fn pipeline(
-        &self,
-        shader: Shader,
-        entry: &'static str,
-        constants: &[(&'static str, f64)],
-    ) -> wgpu::ComputePipeline {
-        let key: PipelineKey = (
-            shader,
-            entry,
-            constants.iter().map(|&(k, v)| (k, v.to_bits())).collect(),
-        );
-        if let Some(p) = self.pipelines.lock().unwrap().get(&key) {
-            return p.clone();
-        }
-        let module = self
-            .modules
-            .lock()
-            .unwrap()
-            .entry(shader)
-            .or_insert_with(|| {
-                self.device
-                    .create_shader_module(wgpu::ShaderModuleDescriptor {
-                        label: Some(&format!("{shader:?}")),
-                        source: wgpu::ShaderSource::Wgsl(shader.source().into()),
-                    })
-            })
-            .clone();
-        let pipeline = self
-            .device
-            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some(entry),
-                layout: None,
-                module: &module,
-                entry_point: Some(entry),
-                compilation_options: wgpu::PipelineCompilationOptions {
-                    constants,
-                    zero_initialize_workgroup_memory: false,
-                },
-                cache: None,
-            });
-        self.pipelines.lock().unwrap().insert(key, pipeline.clone());
-        pipeline
+    /// Whether the subgroup variant runs: `Auto` as the tuning says; `Subgroup` falls back
+    /// to `Workgroup` on a device without the feature and on wasm32 (never compiled there).
+    pub fn uses_subgroups(self, gpu: &crate::gpu::Gpu) -> bool {
+        let want = match self {
+            Reduction::Auto => tuning(gpu).subgroups,
+            Reduction::Workgroup => false,
+            Reduction::Subgroup => true,
+        };
+        want && !cfg!(target_arch = "wasm32") && gpu.features.contains(wgpu::Features::SUBGROUP)
     }
 }

@@ -45,10 +45,7 @@ pub fn quantize_conv1d(
 ) {
     let numel = k_in * n_out;
     assert!(packed.len() >= numel.div_ceil(8) && absmax.len() >= numel.div_ceil(BLOCK));
-    let pipeline = cmd
-        .gpu()
-        .kernels()
-        .pipeline(Shader::Nf4, "nf4_quantize", &[]);
+    let pipeline = Shader::Nf4.pipeline(cmd.gpu(), "nf4_quantize", &[]);
     let params = Params {
         numel: numel as u32,
         k_in: k_in as u32,

@@ -57,9 +57,8 @@ pub fn grad_norm(
     n: usize,
     max_norm: f32,
 ) {
-    let kernels = cmd.gpu().kernels();
-    let partial = kernels.pipeline(Shader::Optim, "grad_norm_partial", &[]);
-    let finalize = kernels.pipeline(Shader::Optim, "grad_norm_finalize", &[]);
+    let partial = Shader::Optim.pipeline(cmd.gpu(), "grad_norm_partial", &[]);
+    let finalize = Shader::Optim.pipeline(cmd.gpu(), "grad_norm_finalize", &[]);
     let params = Params {
         n: n as u32,
         max_norm,
@@ -86,7 +85,7 @@ pub fn adamw(
     n: usize,
     h: &AdamW,
 ) {
-    let pipeline = cmd.gpu().kernels().pipeline(Shader::Optim, "adamw", &[]);
+    let pipeline = Shader::Optim.pipeline(cmd.gpu(), "adamw", &[]);
     let params = Params {
         n: n as u32,
         lr: h.lr,

@@ -3,12 +3,10 @@
 //! tokens labelled −100 do not count.
 
 use crate::bail;
-use crate::data::Example;
+use crate::data::{Example, IGNORE_INDEX};
 use crate::error::Result;
 use crate::gpu::Gpu;
-use crate::kernels::cross_entropy::IGNORE_INDEX;
-use crate::model::Gpt2;
-use crate::model::forward::AdapterRef;
+use crate::model::{AdapterRef, Gpt2};
 
 /// Summed loss and counted tokens.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -51,7 +49,7 @@ pub async fn eval_loss(
             }
         }
         let losses = model
-            .position_losses_with(gpu, &ids, &mask, &targets, b, t, adapter)
+            .position_losses(gpu, &ids, &mask, &targets, b, t, adapter)
             .await?;
         for (l, &tg) in losses.iter().zip(&targets) {
             if tg != IGNORE_INDEX {

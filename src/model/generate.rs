@@ -3,21 +3,17 @@
 
 use crate::bail;
 use crate::error::Result;
-use crate::gpu::{Commands, Gpu, Tensor};
-use crate::kernels::attention::{AttnDims, attention_forward};
-use crate::kernels::elementwise::gelu_forward;
-use crate::kernels::embedding::embedding_forward;
-use crate::kernels::layernorm::layernorm_forward;
-use crate::kernels::lora::{LoraDims, lora_linear_forward};
-use crate::lora::Module;
-use crate::model::forward::AdapterRef;
-use crate::model::gpt2::{Gpt2, Linear, run_linear};
+use crate::gpu::{Gpu, Tensor};
+use crate::model::AdapterRef;
+use crate::model::acts::Keep;
+use crate::model::forward::{AttnSource, Pass};
+use crate::model::gpt2::Gpt2;
 
 /// Per layer, the c_attn output (q|k|v) of every position so far: (n_positions, 3C).
 pub struct KvCache {
-    layers: Vec<Tensor>,
+    pub(super) layers: Vec<Tensor>,
     /// All-ones mask over the cache rows (generation has no padding).
-    mask: Tensor,
+    pub(super) mask: Tensor,
     len: usize,
 }
 
@@ -45,148 +41,34 @@ impl KvCache {
 }
 
 impl Gpt2 {
-    /// Run `ids` at the next positions of `cache` and return the logits (V) of the last one.
-    pub async fn step(&self, gpu: &Gpu, cache: &mut KvCache, ids: &[u32]) -> Result<Vec<f32>> {
-        self.step_with(gpu, cache, ids, None).await
-    }
-
-    /// [`Self::step`] with LoRA adapters applied (no dropout).
-    pub async fn step_with(
+    /// Run `ids` at the next positions of `cache`, with `adapter` applied if given (no
+    /// dropout), and return the logits (V) of the last one.
+    pub async fn step(
         &self,
         gpu: &Gpu,
         cache: &mut KvCache,
         ids: &[u32],
         adapter: Option<&AdapterRef<'_>>,
     ) -> Result<Vec<f32>> {
-        let cfg = &self.config;
-        let (c, n, pos0, p) = (cfg.n_embd, ids.len(), cache.len, cfg.n_positions);
+        let (c, n) = (self.config.n_embd, ids.len());
         if n == 0 {
             bail!("nothing to run: the prompt is empty");
         }
-        if pos0 + n > p {
-            bail!(
-                "sequence of {} tokens exceeds the model's n_positions {p}",
-                pos0 + n
-            );
-        }
-        if let Some(&bad) = ids.iter().find(|&&id| id as usize >= cfg.vocab_size) {
-            bail!(
-                "token id {bad} is outside the vocabulary of {}",
-                cfg.vocab_size
-            );
-        }
-        let eps = cfg.layer_norm_epsilon as f32;
+        self.check_input(ids, cache.len + n)?;
         let ids_t = gpu.upload_u32(ids);
-        let x = gpu.tensor(n * c);
-        let ln = gpu.tensor(n * c);
-        let (mean, rstd) = (gpu.tensor(n), gpu.tensor(n));
-        let qkv = gpu.tensor(n * 3 * c);
-        let att = gpu.tensor(n * c);
-        let lse = gpu.tensor(cfg.n_head * n);
-        let h = gpu.tensor(n * 4 * c);
-        let g = gpu.tensor(n * 4 * c);
         let last = gpu.tensor(c);
-        let logits = gpu.tensor(cfg.vocab_size);
-        let dims = AttnDims {
-            b: 1,
-            t: p,
-            c,
-            n_head: cfg.n_head,
-        };
-        let u = adapter.map(|a| gpu.tensor(n * a.rank));
-        // Conv1D `lin` (module `m` of block `l`), with its LoRA (no dropout) if adapted:
-        // y (+)= x·W + bias + scale · x·Aᵀ·Bᵀ.
-        let linear = |cmd: &mut Commands,
-                      l: usize,
-                      m: Module,
-                      y: &Tensor,
-                      x: &Tensor,
-                      lin: &Linear,
-                      acc: bool| {
-            if let (Some(a), Some(u)) = (adapter, &u)
-                && let Some(slot) = a.layout.slot(l, m)
-            {
-                let d = LoraDims {
-                    p_drop: 0.0,
-                    ..a.dims(slot, n)
-                };
-                let (w, bias) = (&lin.weight, Some(&lin.bias));
-                lora_linear_forward(cmd, y, u, x, x, w, bias, &a.a(slot), &a.b(slot), &d, acc);
-            } else {
-                run_linear(cmd, y, x, lin, n, acc);
-            }
-        };
+        let logits = gpu.tensor(self.config.vocab_size);
         let mut cmd = gpu.commands();
-        embedding_forward(
-            &mut cmd,
-            &x,
-            &ids_t,
-            &self.wte,
-            &self.wpe,
-            self.config.vocab_size,
-            1,
-            n,
-            c,
-            pos0,
-        );
-        for (l, (blk, kv)) in self.blocks.iter().zip(&cache.layers).enumerate() {
-            layernorm_forward(
-                &mut cmd,
-                &ln,
-                &mean,
-                &rstd,
-                &x,
-                &blk.ln_1.0,
-                &blk.ln_1.1,
-                n,
-                c,
-                eps,
-            );
-            linear(&mut cmd, l, Module::CAttn, &qkv, &ln, &blk.c_attn, false);
-            // Append this step's q/k/v rows to the cache (a copy: row offsets need not be
-            // binding-aligned).
-            cmd.copy(&qkv, &kv.slice(pos0 * 3 * c, n * 3 * c));
-            attention_forward(&mut cmd, &att, &lse, kv, &cache.mask, &dims, pos0, n);
-            linear(
-                &mut cmd,
-                l,
-                Module::AttnProj,
-                &x,
-                &att,
-                &blk.attn_proj,
-                true,
-            );
-            layernorm_forward(
-                &mut cmd,
-                &ln,
-                &mean,
-                &rstd,
-                &x,
-                &blk.ln_2.0,
-                &blk.ln_2.1,
-                n,
-                c,
-                eps,
-            );
-            linear(&mut cmd, l, Module::CFc, &h, &ln, &blk.c_fc, false);
-            gelu_forward(&mut cmd, &g, &h, n * 4 * c);
-            linear(&mut cmd, l, Module::MlpProj, &x, &g, &blk.mlp_proj, true);
-        }
-        cmd.copy(&x.slice((n - 1) * c, c), &last);
-        let (m1, r1) = (gpu.tensor(1), gpu.tensor(1));
-        layernorm_forward(
-            &mut cmd,
-            &ln,
-            &m1,
-            &r1,
-            &last,
-            &self.ln_f.0,
-            &self.ln_f.1,
-            1,
-            c,
-            eps,
-        );
-        self.record_logits(&mut cmd, &logits, &ln, 1);
+        let pass = Pass {
+            b: 1,
+            t: n,
+            src: AttnSource::Cache(cache),
+            adapter,
+        };
+        let acts = self.record_forward(&mut cmd, &ids_t, &pass, Keep::Nothing);
+        // The last row's hidden state, copied: its offset need not be binding-aligned.
+        cmd.copy(&acts.lnf.slice((n - 1) * c, c), &last);
+        self.record_logits(&mut cmd, &logits, &last, 1);
         cmd.submit();
         cache.len += n;
         Ok(gpu.read_f32(&logits).await?)
@@ -235,7 +117,7 @@ pub async fn generate(
         if cache.len() + next.len() > model.config.n_positions {
             break;
         }
-        let logits = model.step_with(gpu, &mut cache, &next, adapter).await?;
+        let logits = model.step(gpu, &mut cache, &next, adapter).await?;
         let id = crate::sample::sample(&logits, &cfg.sampling, &mut rng);
         if id == eos {
             break;

@@ -1,19 +1,26 @@
-//! The GPT-2 model on the GPU: weights keyed by Hugging Face names, and the forward pass.
+//! The GPT-2 model on the GPU: its weights, and what callers run on it (logits, per-position
+//! losses; decoding is in `generate`).
 //!
 //! ```text
 //! x = wte[ids] + wpe[pos]                                   (B,T,C)
-//! for each block:  x += c_proj(attn(c_attn(ln_1(x))))
+//! for each block:  x += c_proj(attn(c_attn(ln_1(x))))      (block.rs)
 //!                  x += mlp.c_proj(gelu(c_fc(ln_2(x))))
 //! logits = ln_f(x) · wteᵀ                                   (B,T,V), tied head
 //! ```
-//! Base weights are f32, f16 or NF4 (QLoRA); embeddings, LayerNorms and biases stay f32.
+//! Base weights are f32, f16 or NF4 (QLoRA); wte is f16 unless the base is f32; wpe,
+//! LayerNorms and biases stay f32.
 
 use crate::error::Result;
 use crate::gpu::{Commands, Gpu, Tensor};
+use crate::kernels::Reduction;
 use crate::kernels::cross_entropy::lm_head_loss;
-use crate::kernels::matmul::{Gemm, Weight, gemm, linear_forward};
+use crate::kernels::layernorm::LayerNorm;
+use crate::kernels::matmul::{Gemm, Weight, gemm};
+use crate::model::AdapterRef;
+use crate::model::acts::Keep;
+use crate::model::block::{Block, Linear, Module};
 use crate::model::config::Gpt2Config;
-use crate::model::forward::{AdapterRef, Keep};
+use crate::model::forward::{AttnSource, Pass};
 pub use crate::model::load::{check_weights, expected_weights};
 use crate::model::load::{name_prefix, to_f32, upload_table, upload_weight};
 use crate::model::safetensors_file::SafetensorsFile;
@@ -68,24 +75,6 @@ impl std::str::FromStr for Quant {
     }
 }
 
-/// A Conv1D layer `y = x·W + b` with `W (in,out)`.
-pub struct Linear {
-    pub weight: Weight,
-    pub bias: Tensor,
-    pub k_in: usize,
-    pub n_out: usize,
-}
-
-/// One transformer block.
-pub struct Block {
-    pub ln_1: (Tensor, Tensor),
-    pub c_attn: Linear,
-    pub attn_proj: Linear,
-    pub ln_2: (Tensor, Tensor),
-    pub c_fc: Linear,
-    pub mlp_proj: Linear,
-}
-
 pub struct Gpt2 {
     pub config: Gpt2Config,
     pub quant: Quant,
@@ -95,7 +84,7 @@ pub struct Gpt2 {
     /// Position embedding (P,C).
     pub wpe: Tensor,
     pub blocks: Vec<Block>,
-    pub ln_f: (Tensor, Tensor),
+    pub ln_f: LayerNorm,
 }
 
 /// Vocabulary chunk of the LM head: the (rows, chunk) logits block that is resident at once.
@@ -117,28 +106,33 @@ impl Gpt2 {
                 .collect()
         };
         let c = config.n_embd;
-        let ones = |gpu: &Gpu| gpu.upload_f32(&vec![1.0; c]);
-        let mut linear = |k_in: usize, n_out: usize| Linear {
-            weight: upload_weight(gpu, &rand(k_in * n_out, 0.035), k_in, n_out, quant),
-            bias: gpu.upload_f32(&rand(n_out, 0.01)),
-            k_in,
-            n_out,
+        let unit_ln = |gpu: &Gpu| LayerNorm {
+            weight: gpu.upload_f32(&vec![1.0; c]),
+            bias: gpu.zeros(c),
         };
         let mut blocks = Vec::new();
         for _ in 0..config.n_layer {
+            let ln_1 = unit_ln(gpu);
+            let ln_2 = unit_ln(gpu);
+            let linears = Module::ALL.map(|m| {
+                let (k_in, n_out) = m.dims(c);
+                Linear {
+                    weight: upload_weight(gpu, &rand(k_in * n_out, 0.035), k_in, n_out, quant),
+                    bias: gpu.upload_f32(&rand(n_out, 0.01)),
+                    k_in,
+                    n_out,
+                }
+            });
             blocks.push(Block {
-                ln_1: (ones(gpu), gpu.zeros(c)),
-                c_attn: linear(c, 3 * c),
-                attn_proj: linear(c, c),
-                ln_2: (ones(gpu), gpu.zeros(c)),
-                c_fc: linear(c, 4 * c),
-                mlp_proj: linear(4 * c, c),
+                ln_1,
+                ln_2,
+                linears,
             });
         }
         let wte = upload_table(gpu, &rand(config.vocab_size * c, 0.035), quant);
         let wpe = gpu.upload_f32(&rand(config.n_positions * c, 0.035));
         Self {
-            ln_f: (ones(gpu), gpu.zeros(c)),
+            ln_f: unit_ln(gpu),
             config,
             quant,
             wte,
@@ -171,23 +165,8 @@ impl Gpt2 {
 
     /// Bytes of GPU memory the weights occupy.
     pub fn weight_bytes(&self) -> u64 {
-        let lin = |l: &Linear| l.weight.size_bytes() + l.bias.size_bytes();
-        let pair = |p: &(Tensor, Tensor)| p.0.size_bytes() + p.1.size_bytes();
-        self.wte.size_bytes()
-            + self.wpe.size_bytes()
-            + pair(&self.ln_f)
-            + self
-                .blocks
-                .iter()
-                .map(|b| {
-                    pair(&b.ln_1)
-                        + pair(&b.ln_2)
-                        + lin(&b.c_attn)
-                        + lin(&b.attn_proj)
-                        + lin(&b.c_fc)
-                        + lin(&b.mlp_proj)
-                })
-                .sum::<u64>()
+        let blocks: u64 = self.blocks.iter().map(Block::size_bytes).sum();
+        self.wte.size_bytes() + self.wpe.size_bytes() + self.ln_f.size_bytes() + blocks
     }
 
     /// Record `logits (rows, V) = hidden · wteᵀ`, vocabulary chunk by chunk.
@@ -208,20 +187,9 @@ impl Gpt2 {
         }
     }
 
-    /// Logits (B,T,V) of `ids (B,T)` with `mask (B,T)`.
+    /// Logits (B,T,V) of `ids (B,T)` with `mask (B,T)`, with `adapter` applied if given (no
+    /// dropout).
     pub async fn logits(
-        &self,
-        gpu: &Gpu,
-        ids: &[u32],
-        mask: &[u32],
-        b: usize,
-        t: usize,
-    ) -> Result<Vec<f32>> {
-        self.logits_with(gpu, ids, mask, b, t, None).await
-    }
-
-    /// Logits (B,T,V) with LoRA adapters applied (no dropout).
-    pub async fn logits_with(
         &self,
         gpu: &Gpu,
         ids: &[u32],
@@ -230,8 +198,7 @@ impl Gpt2 {
         t: usize,
         adapter: Option<&AdapterRef<'_>>,
     ) -> Result<Vec<f32>> {
-        self.check_batch(ids, mask, b, t)?;
-        self.check_fits(gpu, b, t)?;
+        self.check_batch(gpu, ids, mask, b, t)?;
         if b * t * self.config.vocab_size > gpu.max_binding_words() {
             bail!(
                 "{b} x {t} positions of full logits do not fit one GPU binding; use fewer positions"
@@ -240,8 +207,10 @@ impl Gpt2 {
         let (ids_t, mask_t) = (gpu.upload_u32(ids), gpu.upload_u32(mask));
         let logits = gpu.tensor(b * t * self.config.vocab_size);
         let mut cmd = gpu.commands();
+        let src = AttnSource::Batch { mask: &mask_t };
+        let pass = Pass { b, t, src, adapter };
         let hidden = self
-            .record_forward(&mut cmd, &ids_t, &mask_t, b, t, adapter, Keep::Nothing)
+            .record_forward(&mut cmd, &ids_t, &pass, Keep::Nothing)
             .lnf;
         self.record_logits(&mut cmd, &logits, &hidden, b * t);
         cmd.submit();
@@ -249,23 +218,9 @@ impl Gpt2 {
     }
 
     /// Per-position losses (B·T) of predicting `targets (B,T)` (−100 = not trained) from
-    /// `ids`, through the chunked LM head + cross-entropy.
+    /// `ids`, through the chunked LM head + cross-entropy, with `adapter` applied if given.
+    #[allow(clippy::too_many_arguments)] // the batch (ids, mask, targets, b, t) as its parts
     pub async fn position_losses(
-        &self,
-        gpu: &Gpu,
-        ids: &[u32],
-        mask: &[u32],
-        targets: &[i32],
-        b: usize,
-        t: usize,
-    ) -> Result<Vec<f32>> {
-        self.position_losses_with(gpu, ids, mask, targets, b, t, None)
-            .await
-    }
-
-    /// [`Self::position_losses`] with LoRA adapters applied.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn position_losses_with(
         &self,
         gpu: &Gpu,
         ids: &[u32],
@@ -275,8 +230,7 @@ impl Gpt2 {
         t: usize,
         adapter: Option<&AdapterRef<'_>>,
     ) -> Result<Vec<f32>> {
-        self.check_batch(ids, mask, b, t)?;
-        self.check_fits(gpu, b, t)?;
+        self.check_batch(gpu, ids, mask, b, t)?;
         let rows = b * t;
         let (c, v) = (self.config.n_embd, self.config.vocab_size);
         let (ids_t, mask_t) = (gpu.upload_u32(ids), gpu.upload_u32(mask));
@@ -287,8 +241,10 @@ impl Gpt2 {
         let chunk = gpu.tensor(rows * chunk_width);
         let state = gpu.tensor(rows * 3);
         let mut cmd = gpu.commands();
+        let src = AttnSource::Batch { mask: &mask_t };
+        let pass = Pass { b, t, src, adapter };
         let hidden = self
-            .record_forward(&mut cmd, &ids_t, &mask_t, b, t, adapter, Keep::Nothing)
+            .record_forward(&mut cmd, &ids_t, &pass, Keep::Nothing)
             .lnf;
         lm_head_loss(
             &mut cmd,
@@ -304,6 +260,7 @@ impl Gpt2 {
             v,
             chunk_width,
             0.0,
+            Reduction::Auto,
         );
         cmd.submit();
         Ok(gpu.read_f32(&loss).await?)
@@ -325,26 +282,35 @@ impl Gpt2 {
         Ok(())
     }
 
-    fn check_batch(&self, ids: &[u32], mask: &[u32], b: usize, t: usize) -> Result<()> {
+    /// The one check of the tokens a pass runs: every id inside the vocabulary, and the last
+    /// position (`end` tokens from the start of the sequence) within n_positions.
+    pub fn check_input(&self, ids: &[u32], end: usize) -> Result<()> {
+        let (v, p) = (self.config.vocab_size, self.config.n_positions);
+        if end > p {
+            bail!("a sequence of {end} tokens exceeds the model's n_positions {p}");
+        }
+        if let Some(&bad) = ids.iter().find(|&&id| id as usize >= v) {
+            bail!(
+                "token id {bad} is outside the vocabulary of {v} tokens (tokenizer and model do not match)"
+            );
+        }
+        Ok(())
+    }
+
+    /// A batch of `b` sequences of `t` tokens: its shape, its tokens and that it fits.
+    pub fn check_batch(
+        &self,
+        gpu: &Gpu,
+        ids: &[u32],
+        mask: &[u32],
+        b: usize,
+        t: usize,
+    ) -> Result<()> {
         if ids.len() != b * t || mask.len() != b * t {
             bail!("batch of {b}x{t} needs {} ids and mask values", b * t);
         }
-        if t > self.config.n_positions {
-            bail!(
-                "sequence length {t} exceeds the model's n_positions {}",
-                self.config.n_positions
-            );
-        }
-        if let Some(&bad) = ids
-            .iter()
-            .find(|&&id| id as usize >= self.config.vocab_size)
-        {
-            return Err(err!(
-                "token id {bad} is outside the vocabulary of {} (tokenizer and model do not match)",
-                self.config.vocab_size
-            ));
-        }
-        Ok(())
+        self.check_input(ids, t)?;
+        self.check_fits(gpu, b, t)
     }
 }
 
@@ -354,26 +320,4 @@ impl Gpt2 {
 pub fn vocab_chunk(gpu: &Gpu, rows: usize, vocab: usize) -> usize {
     let fit = gpu.max_binding_words() / rows.max(1) / 128 * 128;
     VOCAB_CHUNK.min(vocab.div_ceil(128) * 128).min(fit).max(128)
-}
-
-/// `y (+)= x·W + b` for one Conv1D layer.
-pub(crate) fn run_linear(
-    cmd: &mut Commands,
-    y: &Tensor,
-    x: &Tensor,
-    l: &Linear,
-    rows: usize,
-    accumulate: bool,
-) {
-    linear_forward(
-        cmd,
-        y,
-        x,
-        &l.weight,
-        Some(&l.bias),
-        rows,
-        l.k_in,
-        l.n_out,
-        accumulate,
-    );
 }

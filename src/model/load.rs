@@ -15,10 +15,12 @@ use safetensors::Dtype;
 
 use crate::error::Result;
 use crate::gpu::{Gpu, Tensor};
+use crate::kernels::layernorm::LayerNorm;
 use crate::kernels::matmul::Weight;
 use crate::model::config::Gpt2Config;
-use crate::model::gpt2::{Block, Gpt2, Linear, Quant};
+use crate::model::gpt2::{Gpt2, Quant};
 use crate::model::safetensors_file::SafetensorsFile;
+use crate::model::{Block, Linear, Module};
 use crate::{bail, err, nf4};
 
 /// The weights outside the transformer blocks: embeddings and the final LayerNorm.
@@ -40,14 +42,10 @@ pub fn block_weights(config: &Gpt2Config, i: usize) -> Vec<(String, Vec<usize>)>
         v.push((format!("{h}.{ln}.weight"), vec![c]));
         v.push((format!("{h}.{ln}.bias"), vec![c]));
     }
-    for (name, k_in, n_out) in [
-        ("attn.c_attn", c, 3 * c),
-        ("attn.c_proj", c, c),
-        ("mlp.c_fc", c, 4 * c),
-        ("mlp.c_proj", 4 * c, c),
-    ] {
-        v.push((format!("{h}.{name}.weight"), vec![k_in, n_out]));
-        v.push((format!("{h}.{name}.bias"), vec![n_out]));
+    for m in Module::ALL {
+        let (k_in, n_out) = m.dims(c);
+        v.push((format!("{h}.{}.weight", m.path()), vec![k_in, n_out]));
+        v.push((format!("{h}.{}.bias", m.path()), vec![n_out]));
     }
     v
 }
@@ -247,11 +245,11 @@ impl Parts {
         }
     }
 
-    fn pair(&mut self, name: &str, path: &Path) -> Result<(Tensor, Tensor)> {
-        Ok((
-            self.vector(&format!("{name}.weight"), path)?,
-            self.vector(&format!("{name}.bias"), path)?,
-        ))
+    fn layer_norm(&mut self, name: &str, path: &Path) -> Result<LayerNorm> {
+        Ok(LayerNorm {
+            weight: self.vector(&format!("{name}.weight"), path)?,
+            bias: self.vector(&format!("{name}.bias"), path)?,
+        })
     }
 
     fn linear(&mut self, name: &str, k_in: usize, n_out: usize, path: &Path) -> Result<Linear> {
@@ -275,13 +273,18 @@ impl Parts {
         let mut blocks = Vec::with_capacity(config.n_layer);
         for i in 0..config.n_layer {
             let h = format!("h.{i}");
+            let ln_1 = self.layer_norm(&format!("{h}.ln_1"), path)?;
+            let ln_2 = self.layer_norm(&format!("{h}.ln_2"), path)?;
+            let mut linears = Vec::with_capacity(4);
+            for m in Module::ALL {
+                let (k_in, n_out) = m.dims(c);
+                linears.push(self.linear(&format!("{h}.{}", m.path()), k_in, n_out, path)?);
+            }
+            let linears = linears.try_into().ok().expect("one Linear per module");
             blocks.push(Block {
-                ln_1: self.pair(&format!("{h}.ln_1"), path)?,
-                c_attn: self.linear(&format!("{h}.attn.c_attn"), c, 3 * c, path)?,
-                attn_proj: self.linear(&format!("{h}.attn.c_proj"), c, c, path)?,
-                ln_2: self.pair(&format!("{h}.ln_2"), path)?,
-                c_fc: self.linear(&format!("{h}.mlp.c_fc"), c, 4 * c, path)?,
-                mlp_proj: self.linear(&format!("{h}.mlp.c_proj"), 4 * c, c, path)?,
+                ln_1,
+                ln_2,
+                linears,
             });
         }
         Ok(Gpt2 {
@@ -290,7 +293,7 @@ impl Parts {
                 _ => bail!("{}: tensor wte.weight is not a table", path.display()),
             },
             wpe: self.vector("wpe.weight", path)?,
-            ln_f: self.pair("ln_f", path)?,
+            ln_f: self.layer_norm("ln_f", path)?,
             blocks,
             quant: self.quant,
             config,

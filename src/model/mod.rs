@@ -1,9 +1,16 @@
 //! GPT-2 as Hugging Face's `GPT2LMHeadModel`, on the GPU through the core kernels.
 //!
-//! `config` reads config.json, `safetensors_file` maps weights, `load` builds the model on the
-//! GPU tensor by tensor (from a mapped file, or fed in chunks by `stream_load`), `gpt2` holds
-//! the model and its forward pass, `generate` the KV-cache decoding loop.
+//! - `config` reads config.json; `safetensors_file` maps weights; `load` builds the model on
+//!   the GPU tensor by tensor (from a mapped file, or fed in chunks by `stream_load`).
+//! - `gpt2` holds the model (logits, per-position losses); `block` one transformer block (its
+//!   weights, its [`Module`]s, and the one function that records it); `forward` the forward
+//!   pass over the blocks; `acts` its activations and their size table.
+//! - `adapter_ref` is how the passes read a LoRA adapter; `generate` the KV-cache decoding
+//!   loop; `eval` the token-weighted loss over examples.
 
+pub mod acts;
+pub mod adapter_ref;
+pub mod block;
 pub mod config;
 pub mod eval;
 pub mod forward;
@@ -13,6 +20,8 @@ pub mod load;
 pub mod safetensors_file;
 pub mod stream_load;
 
+pub use adapter_ref::{AdapterRef, LoraSlot};
+pub use block::{Block, Linear, Module};
 pub use config::Gpt2Config;
 pub use gpt2::{Gpt2, Quant};
 

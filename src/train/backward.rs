@@ -3,15 +3,17 @@
 //! embeddings get no gradient (they are frozen); only the input gradients flow through them.
 
 use crate::gpu::{Commands, Tensor};
+use crate::kernels::Reduction;
 use crate::kernels::attention::{AttnDims, attention_backward};
 use crate::kernels::cross_entropy::lm_head_loss;
 use crate::kernels::elementwise::gelu_backward;
 use crate::kernels::layernorm::layernorm_backward;
 use crate::kernels::lora::lora_backward;
 use crate::kernels::matmul::linear_backward_input;
-use crate::lora::Module;
-use crate::model::forward::{Acts, AdapterRef};
-use crate::model::gpt2::{Gpt2, Linear, vocab_chunk};
+use crate::model::acts::Acts;
+use crate::model::forward::{AttnSource, Pass};
+use crate::model::gpt2::vocab_chunk;
+use crate::model::{AdapterRef, Gpt2, Module};
 
 /// Record loss + backward for activations `acts` of a forward with `adapter`.
 /// `targets (B,T)`: the label each position predicts (−100 = none). Writes the per-position
@@ -62,17 +64,33 @@ pub fn record_loss_and_backward(
         v,
         chunk,
         grad_scale,
+        Reduction::Auto,
     );
-    layernorm_backward(
+    // dx (+)= d LayerNorm / d x · dout (the parameters are frozen).
+    let norm_back = |cmd: &mut Commands, dx, dout, x, ln, mean, rstd, acc| {
+        layernorm_backward(
+            cmd,
+            dx,
+            dout,
+            x,
+            ln,
+            mean,
+            rstd,
+            rows,
+            c,
+            acc,
+            Reduction::Auto,
+        );
+    };
+    let (mean, rstd) = (&acts.mean_f, &acts.rstd_f);
+    norm_back(
         cmd,
         &dx,
         &dlnf,
         &acts.x_final,
-        &model.ln_f.0,
-        &acts.mean_f,
-        &acts.rstd_f,
-        rows,
-        c,
+        &model.ln_f,
+        mean,
+        rstd,
         false,
     );
 
@@ -82,90 +100,64 @@ pub fn record_loss_and_backward(
         c,
         n_head: cfg.n_head,
     };
+    let pass = Pass {
+        b,
+        t,
+        src: AttnSource::Batch { mask },
+        adapter: Some(adapter),
+    };
     for (l, (blk, a)) in model.blocks.iter().zip(&acts.blocks).enumerate().rev() {
         if acts.checkpointed() {
             // Gradient checkpointing: rebuild this block's activations from its input.
-            model.record_block_forward(
-                cmd,
-                l,
-                a,
-                mask,
-                b,
-                t,
-                Some(adapter),
-                acts.lora_scratch.as_ref(),
-            );
+            model.record_block(cmd, l, a, &pass, acts.lora_scratch.as_ref());
         }
         // d input of a Conv1D (overwrite), then its LoRA part (+=) and LoRA A/B grads (+=).
-        let linear_back = |cmd: &mut Commands,
-                           m: Module,
-                           lin: &Linear,
-                           dx_in: &Tensor,
-                           dy: &Tensor,
-                           x: &Tensor| {
-            linear_backward_input(
-                cmd,
-                dx_in,
-                dy,
-                &lin.weight,
-                rows,
-                lin.k_in,
-                lin.n_out,
-                false,
-            );
-            if let Some(slot) = adapter.layout.slot(l, m) {
-                let u = a.u[m as usize].as_ref().expect("forward kept u");
-                let da = grads.slice(slot.a, adapter.rank * slot.k_in);
-                let db = grads.slice(slot.b, slot.n_out * adapter.rank);
-                lora_backward(
+        let linear_back =
+            |cmd: &mut Commands, m: Module, dx_in: &Tensor, dy: &Tensor, x: &Tensor| {
+                let lin = blk.linear(m);
+                linear_backward_input(
                     cmd,
                     dx_in,
-                    &da,
-                    &db,
                     dy,
-                    x,
-                    u,
-                    &adapter.a(slot),
-                    &adapter.b(slot),
-                    &scratch,
-                    &du,
-                    &adapter.dims(slot, rows),
+                    &lin.weight,
+                    rows,
+                    lin.k_in,
+                    lin.n_out,
+                    false,
                 );
-            }
-        };
+                if let Some(slot) = adapter.slot(l, m) {
+                    let u = a.u[m as usize].as_ref().expect("forward kept u");
+                    let da = grads.slice(slot.a, adapter.rank * slot.k_in);
+                    let db = grads.slice(slot.b, slot.n_out * adapter.rank);
+                    lora_backward(
+                        cmd,
+                        dx_in,
+                        &da,
+                        &db,
+                        dy,
+                        x,
+                        u,
+                        &adapter.a(slot),
+                        &adapter.b(slot),
+                        &scratch,
+                        &du,
+                        &adapter.dims(slot, rows),
+                    );
+                }
+            };
         // MLP: x_out = x_mid + c_proj(gelu(c_fc(ln_2(x_mid))))
-        linear_back(cmd, Module::MlpProj, &blk.mlp_proj, &dg, &dx, &a.g);
+        linear_back(cmd, Module::MlpProj, &dg, &dx, &a.g);
         gelu_backward(cmd, &dh, &a.h, &dg, rows * 4 * c, false);
-        linear_back(cmd, Module::CFc, &blk.c_fc, &dln, &dh, &a.ln2);
-        layernorm_backward(
-            cmd,
-            &dx,
-            &dln,
-            &a.x_mid,
-            &blk.ln_2.0,
-            &a.mean2,
-            &a.rstd2,
-            rows,
-            c,
-            true,
+        linear_back(cmd, Module::CFc, &dln, &dh, &a.ln2);
+        norm_back(
+            cmd, &dx, &dln, &a.x_mid, &blk.ln_2, &a.mean2, &a.rstd2, true,
         );
         // Attention: x_mid = x_in + c_proj(attn(c_attn(ln_1(x_in))))
-        linear_back(cmd, Module::AttnProj, &blk.attn_proj, &datt, &dx, &a.att);
+        linear_back(cmd, Module::AttnProj, &datt, &dx, &a.att);
         attention_backward(
             cmd, &dqkv, &delta, &datt, &a.att, &a.qkv, &a.lse, mask, &dims,
         );
-        linear_back(cmd, Module::CAttn, &blk.c_attn, &dln, &dqkv, &a.ln1);
-        layernorm_backward(
-            cmd,
-            &dx,
-            &dln,
-            &a.x_in,
-            &blk.ln_1.0,
-            &a.mean1,
-            &a.rstd1,
-            rows,
-            c,
-            true,
-        );
+        linear_back(cmd, Module::CAttn, &dln, &dqkv, &a.ln1);
+        norm_back(cmd, &dx, &dln, &a.x_in, &blk.ln_1, &a.mean1, &a.rstd1, true);
     }
 }

@@ -2,7 +2,7 @@
 //! right padding with an attention mask.
 
 use crate::data::Example;
-use crate::kernels::cross_entropy::IGNORE_INDEX;
+use crate::data::IGNORE_INDEX;
 use crate::sample::Rng;
 use crate::train::Batch;
 

@@ -13,13 +13,14 @@ pub mod schedule;
 pub mod session;
 pub mod settings;
 
+use crate::bail;
 use crate::error::Result;
 use crate::gpu::{Gpu, Tensor};
 use crate::kernels::optim::{AdamW, NORM_PARTIALS, adamw, grad_norm};
 use crate::lora::{Layout, LoraConfig};
-use crate::model::Gpt2;
-use crate::model::forward::{AdapterRef, Keep};
-use crate::{bail, err};
+use crate::model::acts::Keep;
+use crate::model::forward::{AttnSource, Pass};
+use crate::model::{AdapterRef, Gpt2};
 
 /// One micro-batch: token ids, padding mask and the label each position predicts.
 pub struct Batch {
@@ -40,7 +41,7 @@ impl Batch {
                 if i % t + 1 < t {
                     labels[i + 1]
                 } else {
-                    crate::kernels::cross_entropy::IGNORE_INDEX
+                    crate::data::IGNORE_INDEX
                 }
             })
             .collect();
@@ -153,7 +154,7 @@ impl<'m> LoraTrainer<'m> {
 
     fn adapter(&self, seed: u32) -> AdapterRef<'_> {
         AdapterRef {
-            layout: &self.layout,
+            slots: &self.layout.slots,
             params: &self.params,
             rank: self.config.r,
             scale: self.config.scale(),
@@ -173,21 +174,8 @@ impl<'m> LoraTrainer<'m> {
         seed: u32,
     ) -> Result<Tensor> {
         let gpu = cmd.gpu();
-        let cfg = &self.model.config;
-        if batch.t > cfg.n_positions {
-            bail!(
-                "sequence length {} exceeds the model's n_positions {}",
-                batch.t,
-                cfg.n_positions
-            );
-        }
-        self.model.check_fits(gpu, batch.b, batch.t)?;
-        if let Some(&bad) = batch.ids.iter().find(|&&i| i as usize >= cfg.vocab_size) {
-            return Err(err!(
-                "token id {bad} is outside the vocabulary of {}",
-                cfg.vocab_size
-            ));
-        }
+        let (b, t) = (batch.b, batch.t);
+        self.model.check_batch(gpu, &batch.ids, &batch.mask, b, t)?;
         let ids = gpu.upload_u32(&batch.ids);
         let mask = gpu.upload_u32(&batch.mask);
         let targets: Vec<u32> = batch.targets.iter().map(|&x| x as u32).collect();
@@ -199,9 +187,14 @@ impl<'m> LoraTrainer<'m> {
         } else {
             Keep::All
         };
-        let acts =
-            self.model
-                .record_forward(cmd, &ids, &mask, batch.b, batch.t, Some(&adapter), keep);
+        let src = AttnSource::Batch { mask: &mask };
+        let pass = Pass {
+            b,
+            t,
+            src,
+            adapter: Some(&adapter),
+        };
+        let acts = self.model.record_forward(cmd, &ids, &pass, keep);
         backward::record_loss_and_backward(
             self.model,
             cmd,
@@ -391,7 +384,7 @@ impl<'m> LoraTrainer<'m> {
         for b in batches {
             let losses = self
                 .model
-                .position_losses_with(gpu, &b.ids, &b.mask, &b.targets, b.b, b.t, Some(&adapter))
+                .position_losses(gpu, &b.ids, &b.mask, &b.targets, b.b, b.t, Some(&adapter))
                 .await?;
             sum += losses.iter().map(|&x| x as f64).sum::<f64>();
             count += b.trained_tokens();

@@ -5,9 +5,9 @@
 //! the end the adapter is kept, and evaluated as `wgtune eval --adapter` would.
 
 use wgtune::adapter::encode;
+use wgtune::lora::GpuAdapter;
 use wgtune::model::Gpt2Config;
 use wgtune::model::eval::eval_loss;
-use wgtune::model::forward::GpuAdapter;
 use wgtune::train::checkpoint::Checkpoint;
 use wgtune::train::job::{Control, Observer, StepRecord, TrainJob};
 use wgtune::train::plan::{Plan, Start};

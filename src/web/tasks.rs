@@ -6,7 +6,7 @@ use std::path::Path;
 use std::rc::Rc;
 
 use wgtune::adapter::{CONFIG_FILE, WEIGHTS_FILE, params_from_weights, parse_config};
-use wgtune::model::forward::GpuAdapter;
+use wgtune::lora::GpuAdapter;
 use wgtune::model::generate::{GenerateConfig, generate};
 use wgtune::sample::Sampling;
 use wgtune::train::job::Control;

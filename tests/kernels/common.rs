@@ -32,10 +32,10 @@ pub fn gpu() -> Option<&'static Gpu> {
 
 /// The shared test GPU keeps f32 arithmetic in the matmul even where the device would pick f16
 /// (real GPUs with shader-f16): the comparisons against CPU and PyTorch references use f32
-/// bounds. The f16-math variant is tested by calling it explicitly (`gemm_with`,
+/// bounds. The f16-math variant is tested by calling it explicitly (`Gemm::variant`,
 /// tests/kernels/matmul_f16.rs) and, for training, on a GPU of its own (tests/train/run.rs).
 fn pin_f32_math(g: &mut Gpu) {
-    g.tuning.f16_math = false;
+    wgtune::kernels::tuning_mut(g).f16_math = false;
 }
 
 /// The page's GPU (WebGPU), opened by the first test and kept for the others. A browser

@@ -1,8 +1,9 @@
 use crate::common::{Rng, assert_close, read_f32, reductions};
 use crate::gpu_test;
 use wgtune::cpu;
+use wgtune::data::IGNORE_INDEX;
 use wgtune::gpu::Gpu;
-use wgtune::kernels::cross_entropy::{IGNORE_INDEX, lm_head_loss_with};
+use wgtune::kernels::cross_entropy::lm_head_loss;
 use wgtune::kernels::matmul::Weight;
 
 gpu_test!(
@@ -107,7 +108,7 @@ async fn check_lm_head_case(
                 let state = gpu.tensor(rows * 3);
                 let t_words: Vec<u32> = targets.iter().map(|&t| t as u32).collect();
                 let mut cmd = gpu.commands();
-                lm_head_loss_with(
+                lm_head_loss(
                     &mut cmd,
                     &loss,
                     with_dx.then_some(&dx),

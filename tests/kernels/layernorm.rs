@@ -1,6 +1,7 @@
 use crate::common::{Rng, assert_close, read_f32, reductions};
 use crate::gpu_test;
 use wgtune::gpu::Gpu;
+use wgtune::kernels::layernorm::LayerNorm;
 use wgtune::{cpu, kernels};
 
 /// Row lengths C: odd ones, and 1, 3, 5, 7 shorter than a subgroup (8 on lavapipe) or
@@ -35,14 +36,17 @@ async fn check_layernorm_forward(gpu: &Gpu) {
 
         let (go, gm, gr) = (gpu.tensor(n * c), gpu.tensor(n), gpu.tensor(n));
         let mut cmd = gpu.commands();
-        kernels::layernorm::layernorm_forward_with(
+        let ln = LayerNorm {
+            weight: gpu.upload_f32(&w),
+            bias: gpu.upload_f32(&b),
+        };
+        kernels::layernorm::layernorm_forward(
             &mut cmd,
             &go,
             &gm,
             &gr,
             &gpu.upload_f32(&x),
-            &gpu.upload_f32(&w),
-            &gpu.upload_f32(&b),
+            &ln,
             n,
             c,
             1e-5,
@@ -80,12 +84,17 @@ async fn check_layernorm_backward(gpu: &Gpu) {
 
             let dx = gpu.upload_f32(&dx0);
             let mut cmd = gpu.commands();
-            kernels::layernorm::layernorm_backward_with(
+            // The backward reads the weight only.
+            let ln = LayerNorm {
+                weight: gpu.upload_f32(&w),
+                bias: gpu.upload_f32(&vec![0.0; c]),
+            };
+            kernels::layernorm::layernorm_backward(
                 &mut cmd,
                 &dx,
                 &gpu.upload_f32(&dout),
                 &gpu.upload_f32(&x),
-                &gpu.upload_f32(&w),
+                &ln,
                 &gpu.upload_f32(&mean),
                 &gpu.upload_f32(&rstd),
                 n,

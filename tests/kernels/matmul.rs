@@ -1,7 +1,7 @@
 use crate::common::{Rng, assert_within, read_f32};
 use crate::gpu_test;
 use wgtune::gpu::Gpu;
-use wgtune::kernels::matmul::{Gemm, MatmulVariant, Weight, gemm, gemm_with};
+use wgtune::kernels::matmul::{Gemm, MatmulVariant, Weight, gemm};
 use wgtune::{cpu, kernels, nf4};
 
 /// Odd shapes: nothing is a multiple of the 64×32 tile or the 8×4 register block. The last
@@ -110,15 +110,15 @@ async fn check_one_gemm(
         .trans_b(tb)
         .alpha(alpha)
         .accumulate(beta != 0.0)
-        .ldc(ldc);
-    gemm_with(
+        .ldc(ldc)
+        .variant(variant);
+    gemm(
         &mut cmd,
         &c,
         &gpu.upload_f32(&a),
         &Weight::F32(gpu.upload_f32(&b)),
         with_bias.then_some(&bias_t),
         g,
-        variant,
     );
     cmd.submit();
     let abs = cpu::matmul::gemm_abs(&a, &b, m, n, k, ta, tb);
@@ -163,9 +163,16 @@ async fn check_gemm_overwrite_ignores_nan_in_output(gpu: &Gpu) {
         let (a_t, b_w) = (gpu.upload_f32(&a), Weight::F32(gpu.upload_f32(&b)));
         let mut cmd = gpu.commands();
         match variant {
-            // The device's own choice (gpu.tuning).
+            // The device's own choice (its tuning).
             None => gemm(&mut cmd, &c, &a_t, &b_w, None, Gemm::new(m, n, k)),
-            Some(v) => gemm_with(&mut cmd, &c, &a_t, &b_w, None, Gemm::new(m, n, k), v),
+            Some(v) => gemm(
+                &mut cmd,
+                &c,
+                &a_t,
+                &b_w,
+                None,
+                Gemm::new(m, n, k).variant(v),
+            ),
         }
         cmd.submit();
         let name = format!("{variant:?} gemm beta=0");
@@ -250,11 +257,18 @@ async fn check_linear_forward_and_backward_match_cpu_for_each_weight_format(gpu:
                 let fwd = Gemm::new(m, n_out, k_in).trans_b(weight.is_linear_layout());
                 let bias_t = gpu.upload_f32(&bias);
                 let (x_t, dy_t) = (gpu.upload_f32(&x), gpu.upload_f32(&dy));
-                gemm_with(&mut cmd, &y, &x_t, &weight, Some(&bias_t), fwd, variant);
+                gemm(
+                    &mut cmd,
+                    &y,
+                    &x_t,
+                    &weight,
+                    Some(&bias_t),
+                    fwd.variant(variant),
+                );
                 let bwd = Gemm::new(m, k_in, n_out)
                     .trans_b(!weight.is_linear_layout())
                     .accumulate(true);
-                gemm_with(&mut cmd, &dx, &dy_t, &weight, None, bwd, variant);
+                gemm(&mut cmd, &dx, &dy_t, &weight, None, bwd.variant(variant));
                 cmd.submit();
 
                 let mut tol = tolerance(

@@ -5,7 +5,7 @@ use crate::common::{Rng, assert_within, has_feature, read_f32};
 use crate::gpu_test;
 use crate::matmul::{SHAPES, tolerance};
 use wgtune::gpu::Gpu;
-use wgtune::kernels::matmul::{Gemm, Math, MatmulVariant, Weight, gemm_with};
+use wgtune::kernels::matmul::{Gemm, Math, MatmulVariant, Weight, gemm};
 use wgtune::{cpu, kernels, nf4};
 
 /// Both matmul kernels with f16 arithmetic (same block arithmetic, same tolerance).
@@ -117,7 +117,14 @@ async fn check_gemm_f16_math(gpu: &Gpu) {
                             .accumulate(beta != 0.0)
                             .ldc(ldc);
                         let bias_arg = with_bias.then_some(&bias_t);
-                        gemm_with(&mut cmd, &c, &gpu.upload_f32(&a), &b, bias_arg, g, variant);
+                        gemm(
+                            &mut cmd,
+                            &c,
+                            &gpu.upload_f32(&a),
+                            &b,
+                            bias_arg,
+                            g.variant(variant),
+                        );
                         cmd.submit();
                         let got = read_f32(gpu, &c).await;
                         // NaN == NaN for the untouched columns past N.
@@ -172,7 +179,14 @@ async fn check_gemm_f16_math_range(gpu: &Gpu) {
             let c = gpu.tensor(m * n);
             let mut cmd = gpu.commands();
             let g = Gemm::new(m, n, k).trans_b(true);
-            gemm_with(&mut cmd, &c, &gpu.upload_f32(&a), &b, None, g, variant);
+            gemm(
+                &mut cmd,
+                &c,
+                &gpu.upload_f32(&a),
+                &b,
+                None,
+                g.variant(variant),
+            );
             cmd.submit();
             assert_within(
                 &format!("f16-math {variant:?} A scale {scale}"),

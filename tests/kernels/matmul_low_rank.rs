@@ -1,4 +1,4 @@
-//! The matmul's low-rank epilogue (`gemm_lr_with`, `gemv_lr`: `C = alpha·op(A)·op(B) +
+//! The matmul's low-rank epilogue (`Gemm::low_rank` with `gemm` and `gemv`: `C = alpha·op(A)·op(B) +
 //! beta·C + bias + scale·U·Lᵀ`, LoRA's up-projection fused into the base layer) against the
 //! CPU reference of the unfused computation: the base gemm, then a separate `scale·U·Lᵀ`.
 
@@ -7,9 +7,9 @@ use crate::gpu_test;
 use crate::matmul::tolerance;
 use crate::matmul_f16::{tolerance_f16, weight};
 use wgtune::gpu::{Gpu, Tensor};
-use wgtune::kernels::gemv::{GEMV_MAX_ROWS, gemv_lr};
+use wgtune::kernels::gemv::{GEMV_MAX_ROWS, gemv};
 use wgtune::kernels::lora::{LoraDims, lora_linear_forward};
-use wgtune::kernels::matmul::{Gemm, LowRank, Math, MatmulVariant, Weight, gemm_lr_with};
+use wgtune::kernels::matmul::{Gemm, LowRank, Math, MatmulVariant, Weight, gemm};
 use wgtune::{cpu, kernels, nf4};
 
 /// (M, K, N) of a LoRA-adapted layer: none a multiple of the 8×4 register block, the 64×64
@@ -149,20 +149,12 @@ async fn check_low_rank_epilogue(gpu: &Gpu) {
                             scale,
                         };
                         let mut cmd = gpu.commands();
+                        let g = g.low_rank(low_rank);
                         match kernel {
-                            Kernel::Gemm(v) => gemm_lr_with(
-                                &mut cmd,
-                                &c,
-                                &ops.a,
-                                &ops.b,
-                                bias_t,
-                                Some(&low_rank),
-                                g,
-                                v,
-                            ),
-                            Kernel::Gemv => {
-                                gemv_lr(&mut cmd, &c, &ops.a, &ops.b, bias_t, Some(&low_rank), g)
+                            Kernel::Gemm(v) => {
+                                gemm(&mut cmd, &c, &ops.a, &ops.b, bias_t, g.variant(v))
                             }
+                            Kernel::Gemv => gemv(&mut cmd, &c, &ops.a, &ops.b, bias_t, g),
                         }
                         cmd.submit();
                         assert_within(

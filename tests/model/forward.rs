@@ -1,7 +1,7 @@
 use crate::common::{assert_close, gpu};
 use crate::fixtures::{Reference, dir, load_like_reference};
 use crate::gpu_or_skip;
-use wgtune::kernels::cross_entropy::IGNORE_INDEX;
+use wgtune::data::IGNORE_INDEX;
 use wgtune::model::generate::KvCache;
 use wgtune::model::{Quant, load_dir};
 use wgtune::{nf4, sample};
@@ -15,9 +15,15 @@ fn logits(model: &str, quant: Quant) -> (Vec<f32>, Reference) {
     let r = Reference::of(model);
     let shape = r.shape("input_ids");
     let (b, t) = (shape[0], shape[1]);
-    let got =
-        pollster::block_on(m.logits(gpu, &r.ids("input_ids"), &r.ids("attention_mask"), b, t))
-            .unwrap();
+    let got = pollster::block_on(m.logits(
+        gpu,
+        &r.ids("input_ids"),
+        &r.ids("attention_mask"),
+        b,
+        t,
+        None,
+    ))
+    .unwrap();
     (got, r)
 }
 
@@ -69,7 +75,7 @@ fn sequence_losses_match_transformers() {
             })
             .collect();
         let losses =
-            pollster::block_on(m.position_losses(gpu, &ids, &mask, &targets, b, t)).unwrap();
+            pollster::block_on(m.position_losses(gpu, &ids, &mask, &targets, b, t, None)).unwrap();
         let want = r.f32("losses");
         for (s, &w) in want.iter().enumerate() {
             let rows = s * t..(s + 1) * t;
@@ -102,7 +108,7 @@ fn greedy_generation_with_kv_cache_matches_transformers() {
         let mut out = prompt.clone();
         let mut next = prompt.clone();
         while out.len() < want.len() {
-            let logits = pollster::block_on(m.step(gpu, &mut cache, &next)).unwrap();
+            let logits = pollster::block_on(m.step(gpu, &mut cache, &next, None)).unwrap();
             let id = sample::argmax(&logits);
             out.push(id);
             next = vec![id];
@@ -126,15 +132,15 @@ fn kv_cache_logits_with_an_f16_wte_match_the_full_forward() {
         let v = m.config.vocab_size;
         let mut ids = Reference::of(model).ids("greedy_prompt");
         let mut cache = KvCache::new(gpu, &m);
-        let mut step_logits = pollster::block_on(m.step(gpu, &mut cache, &ids)).unwrap();
+        let mut step_logits = pollster::block_on(m.step(gpu, &mut cache, &ids, None)).unwrap();
         for round in 0..2 {
             let n = ids.len();
-            let full = pollster::block_on(m.logits(gpu, &ids, &vec![1; n], 1, n)).unwrap();
+            let full = pollster::block_on(m.logits(gpu, &ids, &vec![1; n], 1, n, None)).unwrap();
             let name = format!("{model} f16-wte step {round}");
             assert_close(&name, &step_logits, &full[(n - 1) * v..], 1e-4, 0.0);
             let id = sample::argmax(&step_logits);
             ids.push(id);
-            step_logits = pollster::block_on(m.step(gpu, &mut cache, &[id])).unwrap();
+            step_logits = pollster::block_on(m.step(gpu, &mut cache, &[id], None)).unwrap();
         }
     }
 }
@@ -194,7 +200,7 @@ fn nf4_logits_match_bitsandbytes_4bit_model() {
         let (b, t) = (r.shape("input_ids")[0], r.shape("input_ids")[1]);
         let m = load_like_reference(gpu, model, Quant::Nf4 { double_quant });
         let (ids, mask) = (r.ids("input_ids"), r.ids("attention_mask"));
-        let got = pollster::block_on(m.logits(gpu, &ids, &mask, b, t)).unwrap();
+        let got = pollster::block_on(m.logits(gpu, &ids, &mask, b, t, None)).unwrap();
         let name = format!("{model} {key} (f32 wte)");
         assert_close(&name, &got, &want, 1e-4, 0.0);
     }

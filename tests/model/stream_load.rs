@@ -49,6 +49,7 @@ fn logits(gpu: &Gpu, m: &Gpt2, model: &str) -> Vec<f32> {
         &r.ids("attention_mask"),
         shape[0],
         shape[1],
+        None,
     ))
     .unwrap()
 }

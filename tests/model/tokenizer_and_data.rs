@@ -5,7 +5,7 @@ use crate::fixtures::dir;
 use crate::gpu_or_skip;
 use serde_json::Value;
 use wgtune::data;
-use wgtune::kernels::cross_entropy::IGNORE_INDEX;
+use wgtune::data::IGNORE_INDEX;
 use wgtune::model::{Quant, load_dir};
 use wgtune::tokenizer::Tokenizer;
 
@@ -138,7 +138,7 @@ fn eval_loss_matches_transformers() {
             }
         }
         let losses =
-            pollster::block_on(m.position_losses(gpu, &ids, &mask, &targets, b, t)).unwrap();
+            pollster::block_on(m.position_losses(gpu, &ids, &mask, &targets, b, t, None)).unwrap();
         let n = targets.iter().filter(|&&x| x != IGNORE_INDEX).count();
         let loss = losses.iter().map(|&l| l as f64).sum::<f64>() / n as f64;
         assert_eq!(

@@ -4,8 +4,7 @@ use crate::common::{assert_close, gpu};
 use crate::fixtures::dir;
 use crate::gpu_or_skip;
 use safetensors::SafeTensors;
-use wgtune::lora::{Layout, trainable_line};
-use wgtune::model::forward::GpuAdapter;
+use wgtune::lora::{GpuAdapter, Layout, trainable_line};
 use wgtune::model::{Gpt2, Quant, load_dir};
 use wgtune::train::{Batch, LoraTrainer, OptimConfig};
 use wgtune::{adapter, lora};
@@ -79,7 +78,7 @@ fn assert_matches_peft(
     rel: f32,
 ) {
     for s in &layout.slots {
-        let key = s.peft_prefix();
+        let key = lora::peft_prefix(s);
         for (suffix, off, n) in [("lora_A", s.a, r * s.k_in), ("lora_B", s.b, s.n_out * r)] {
             let want = case.f32(&format!("{prefix}{key}.{suffix}.weight"));
             let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
@@ -187,7 +186,7 @@ fn peft_saved_adapters_give_pefts_logits() {
         let gpu_adapter = GpuAdapter::new(gpu, &m.config, cfg, &params);
         let a = gpu_adapter.as_ref();
         let b = case.batch(0);
-        let got = pollster::block_on(m.logits_with(gpu, &b.ids, &b.mask, 2, 24, Some(&a))).unwrap();
+        let got = pollster::block_on(m.logits(gpu, &b.ids, &b.mask, 2, 24, Some(&a))).unwrap();
         assert_close(
             &format!("{name} logits with adapter"),
             &got,
@@ -334,7 +333,7 @@ fn merged_model_matches_pefts_merge() {
     }
     let (m, _) = load_dir(gpu, &out, Quant::F32).unwrap();
     let batch = case.batch(0);
-    let got = pollster::block_on(m.logits(gpu, &batch.ids, &batch.mask, 2, 24)).unwrap();
+    let got = pollster::block_on(m.logits(gpu, &batch.ids, &batch.mask, 2, 24, None)).unwrap();
     assert_close("merged logits", &got, &case.f32("merged_logits"), 1e-4, 0.0);
     std::fs::remove_dir_all(&out).unwrap();
 }
@@ -353,10 +352,9 @@ fn kv_cache_generation_applies_the_adapter() {
     let mut cache = wgtune::model::generate::KvCache::new(gpu, &m);
     let mut next = ids.clone();
     for _ in 0..8 {
-        let cached = pollster::block_on(m.step_with(gpu, &mut cache, &next, Some(&a))).unwrap();
+        let cached = pollster::block_on(m.step(gpu, &mut cache, &next, Some(&a))).unwrap();
         let t = ids.len();
-        let full =
-            pollster::block_on(m.logits_with(gpu, &ids, &vec![1; t], 1, t, Some(&a))).unwrap();
+        let full = pollster::block_on(m.logits(gpu, &ids, &vec![1; t], 1, t, Some(&a))).unwrap();
         let v = m.config.vocab_size;
         assert_close(
             "cached vs full logits",
@@ -389,7 +387,7 @@ fn wgtune_adapters_give_pefts_logits() {
     let (cfg, params) = adapter::load_dir(&case.join("adapter"), &m.config).unwrap();
     let gpu_adapter = GpuAdapter::new(gpu, &m.config, cfg, &params);
     let a = gpu_adapter.as_ref();
-    let got = pollster::block_on(m.logits_with(
+    let got = pollster::block_on(m.logits(
         gpu,
         &i64s("input_ids"),
         &i64s("attention_mask"),

@@ -211,7 +211,7 @@ fn pipelined_steps_report_the_same_as_synchronous_ones() {
     assert_eq!(results[0], results[1]);
 }
 
-/// Five QLoRA steps with f16 arithmetic in the NF4 and f16-wte matmuls (`gpu.tuning.f16_math`,
+/// Five QLoRA steps with f16 arithmetic in the NF4 and f16-wte matmuls (the tuning's `f16_math`,
 /// what real GPUs with shader-f16 run) stay close to the same steps with f32 arithmetic: each
 /// matmul errs by a few units of f16's 2^-11 per 4-term partial sum (see
 /// tests/kernels/matmul_f16.rs). Measured on lavapipe: losses within 1.5e-5 relative, grad
@@ -233,7 +233,7 @@ fn f16_math_training_stays_close_to_f32_math() {
         {
             return;
         }
-        gpu.tuning.f16_math = f16;
+        wgtune::kernels::tuning_mut(&mut gpu).f16_math = f16;
         let (m, tok) = load_dir(
             &gpu,
             &dir("models/tiny"),

@@ -1,6 +1,30 @@
-//! Which kernel variants a device runs. Chosen once from the adapter's type and features;
-//! `WGTUNE_KERNELS` overrides it for benchmarks and experiments (tests call the variants
-//! explicitly instead, so that one process checks all of them).
+//! Which kernel variants a device runs. Chosen on first use from the adapter's type and
+//! features; `WGTUNE_KERNELS` overrides it for benchmarks and experiments (tests call the
+//! variants explicitly instead, so that one process checks all of them). The choice is kept
+//! with the device ([`Gpu::attached`]).
+
+use crate::gpu::Gpu;
+
+/// The variants in force on `gpu`.
+pub fn tuning(gpu: &Gpu) -> &Tuning {
+    gpu.attached(Tuning::for_device)
+}
+
+/// The variants in force on `gpu`, to change them (tests pin f32 arithmetic this way).
+pub fn tuning_mut(gpu: &mut Gpu) -> &mut Tuning {
+    gpu.attached_mut(Tuning::for_device)
+}
+
+/// The `WGTUNE_KERNELS` variable, checked: front ends call this before opening the GPU, so
+/// that a typo is an error rather than the warning [`Tuning::for_device`] logs.
+pub fn check_env() -> Result<(), String> {
+    #[cfg(not(target_arch = "wasm32"))]
+    if let Ok(list) = std::env::var("WGTUNE_KERNELS") {
+        Tuning::auto(wgpu::DeviceType::Cpu, wgpu::Features::all())
+            .with_overrides(&list, wgpu::Features::all())?;
+    }
+    Ok(())
+}
 
 /// Kernel variants in force for one device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,6 +49,20 @@ pub struct Tuning {
 }
 
 impl Tuning {
+    /// [`Self::auto`] for `gpu`, with `WGTUNE_KERNELS` applied (natively). An unknown variant
+    /// there is logged and ignored ([`check_env`] reports it as an error).
+    pub fn for_device(gpu: &Gpu) -> Self {
+        let auto = Self::auto(gpu.adapter_info.device_type, gpu.features);
+        #[cfg(not(target_arch = "wasm32"))]
+        if let Ok(list) = std::env::var("WGTUNE_KERNELS") {
+            match auto.with_overrides(&list, gpu.features) {
+                Ok(t) => return t,
+                Err(e) => log::warn!("{e}"),
+            }
+        }
+        auto
+    }
+
     /// The variants that suit an adapter of this type with these features.
     pub fn auto(device_type: wgpu::DeviceType, features: wgpu::Features) -> Self {
         let gpu = !matches!(device_type, wgpu::DeviceType::Cpu);

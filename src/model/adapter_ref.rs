@@ -1,0 +1,72 @@
+//! LoRA adapters as the model's passes read them: a flat parameter buffer and where each
+//! adapted Linear's A and B sit in it. The model knows no LoRA configuration: `crate::lora`
+//! decides which modules are adapted and lays the buffer out (`lora::Layout`).
+
+use crate::gpu::Tensor;
+use crate::kernels::lora::LoraDims;
+use crate::model::Module;
+
+/// Where one adapted Linear's LoRA weights sit in the flat parameter buffer (and, at the same
+/// offsets, in the gradient and AdamW moment buffers).
+#[derive(Clone, Debug, PartialEq)]
+pub struct LoraSlot {
+    pub layer: usize,
+    pub module: Module,
+    pub k_in: usize,
+    pub n_out: usize,
+    /// Offset of A (r, in), in floats.
+    pub a: usize,
+    /// Offset of B (out, r), in floats.
+    pub b: usize,
+}
+
+/// A LoRA adapter as the forward and backward passes see it.
+#[derive(Clone, Copy)]
+pub struct AdapterRef<'a> {
+    /// The adapted modules, at most one per (layer, module).
+    pub slots: &'a [LoraSlot],
+    /// The flat parameter buffer the slots point into.
+    pub params: &'a Tensor,
+    pub rank: usize,
+    pub scale: f32,
+    pub p_drop: f32,
+    /// Dropout seed of this step; each module derives its own.
+    pub seed: u32,
+}
+
+impl AdapterRef<'_> {
+    /// The slot of module `m` of block `layer`, if it is adapted.
+    pub fn slot(&self, layer: usize, m: Module) -> Option<&LoraSlot> {
+        self.slots
+            .iter()
+            .find(|s| s.layer == layer && s.module == m)
+    }
+
+    /// Whether any block adapts module `m`.
+    pub fn adapts(&self, m: Module) -> bool {
+        self.slots.iter().any(|s| s.module == m)
+    }
+
+    pub fn a(&self, s: &LoraSlot) -> Tensor {
+        self.params.slice(s.a, self.rank * s.k_in)
+    }
+
+    pub fn b(&self, s: &LoraSlot) -> Tensor {
+        self.params.slice(s.b, s.n_out * self.rank)
+    }
+
+    /// The kernel's view of slot `s` over `m` rows of input.
+    pub fn dims(&self, s: &LoraSlot, m: usize) -> LoraDims {
+        LoraDims {
+            m,
+            k_in: s.k_in,
+            n_out: s.n_out,
+            rank: self.rank,
+            scale: self.scale,
+            p_drop: self.p_drop,
+            seed: self
+                .seed
+                .wrapping_add((s.layer as u32 * 4 + s.module as u32 + 1).wrapping_mul(0x9E37_79B9)),
+        }
+    }
+}
