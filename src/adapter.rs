@@ -280,11 +280,19 @@ pub fn save_dir(
     n_layer: usize,
     nf4_base: bool,
 ) -> Result<()> {
+    write_dir(
+        dir,
+        &encode(cfg, layout, params, base_model, n_layer, nf4_base)?,
+    )
+}
+
+/// Write an adapter's encoded files (see [`encode`]) into `dir`, as [`save_dir`] does.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn write_dir(dir: &Path, (weights, config): &(Vec<u8>, Vec<u8>)) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| err!("{}: cannot create: {e}", dir.display()))?;
-    let (weights, config) = encode(cfg, layout, params, base_model, n_layer, nf4_base)?;
     write_all_atomic(&[
-        (&dir.join(WEIGHTS_FILE), &weights),
-        (&dir.join(CONFIG_FILE), &config),
+        (&dir.join(WEIGHTS_FILE), weights),
+        (&dir.join(CONFIG_FILE), config),
     ])
 }
 

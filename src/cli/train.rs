@@ -2,17 +2,16 @@
 //! a progress bar, writes the metrics file and turns a signal into a checkpoint and a stop.
 
 use std::io::{IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
-use wgtune::data;
 use wgtune::error::Result;
 use wgtune::gpu::Gpu;
 use wgtune::model::Gpt2Config;
 use wgtune::train::checkpoint::{self, Checkpoint};
 use wgtune::train::job::{Control, Observer, StepRecord, TrainJob};
 use wgtune::train::plan::{Plan, Start};
-use wgtune::train::prepare::{PrepareConfig, Prepared, TrainData, prepare};
+use wgtune::train::prepare::read_files;
 use wgtune::train::settings::Given;
 use wgtune::{adapter, err};
 
@@ -35,39 +34,21 @@ pub fn run(a: TrainArgs, given: Given) -> Result<i32> {
     args::check_paths(&a)?;
     let files = super::open_model(&a.model)?;
     let cfg = files.config.clone();
-    let start = match (&a.resume, &a.init_adapter) {
-        (Some(dir), _) => Start::Resume {
-            name: dir.display().to_string(),
-            checkpoint: Box::new(checkpoint::load(dir, &cfg)?),
-        },
-        (None, Some(dir)) => {
-            let (lora, params) = adapter::load_dir(dir, &cfg)?;
-            let name = dir.display().to_string();
-            Start::Adapter { name, lora, params }
-        }
-        (None, None) => Start::Fresh,
-    };
+    let start = Start::open(a.resume.as_deref(), a.init_adapter.as_deref(), &cfg)?;
     start.resolve(&mut s, &given, &cfg)?;
     let seq_len = s.seq_len_for(&cfg)?;
     let eos = files.tokenizer.eos_id().unwrap_or(cfg.eos());
-    let prep = PrepareConfig::new(&s, seq_len, eos);
-    let read = |p: &Path| -> Result<Prepared> {
-        let ds = data::read_jsonl(p, s.data_format()?)?;
-        prepare(&ds, &files.tokenizer, &prep, &mut |_, _| {})
-    };
     let data_path = a
         .data
         .clone()
         .unwrap_or_else(|| PathBuf::from(EXAMPLE_DATA));
-    let val = match a.val_data.as_deref() {
-        Some(p) => Some((p.display().to_string(), read(p)?)),
-        None => None,
-    };
-    let data = TrainData::new(
+    let data = read_files(
         &s,
         seq_len,
-        (&data_path.display().to_string(), read(&data_path)?),
-        val.as_ref().map(|(n, p)| (n.as_str(), p.clone())),
+        &files.tokenizer,
+        eos,
+        &data_path,
+        a.val_data.as_deref(),
     )?;
     data.notes.iter().for_each(|n| eprintln!("{n}"));
     let plan = Plan::new(s, &cfg, &a.model, eos, data, start)?;
@@ -86,44 +67,14 @@ pub fn run(a: TrainArgs, given: Given) -> Result<i32> {
     if let Some(step) = resumed_at {
         eprintln!("resuming at step {step} of {total}");
     }
-    let mut obs = CliObserver {
-        start: Instant::now(),
-        total,
-        out: a.out.clone(),
-        config: cfg.clone(),
-        metrics: a
-            .metrics
-            .as_ref()
-            .map(|p| metrics::open(p, resumed_at))
-            .transpose()?,
-        bar: std::io::stderr().is_terminal().then(|| {
-            let pb = indicatif::ProgressBar::new(total as u64);
-            pb.set_style(
-                indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} ETA {eta}")
-                    .expect("template"),
-            );
-            pb.set_position(resumed_at.unwrap_or(0) as u64);
-            pb
-        }),
-    };
+    let mut obs = CliObserver::new(&a, total, resumed_at, cfg.clone())?;
     interrupt::install()?;
     let outcome = pollster::block_on(job.run(&gpu, &mut obs));
     if let Some(pb) = &obs.bar {
         pb.finish_and_clear();
     }
     let o = outcome?;
-    let p = &job.plan;
-    let layout = &job.trainer.layout;
-    let nf4 = p.settings.quant.is_nf4();
-    adapter::save_dir(
-        &a.out,
-        &p.lora,
-        layout,
-        &o.params,
-        &p.base_model,
-        cfg.n_layer,
-        nf4,
-    )?;
+    adapter::write_dir(&a.out, &job.adapter_files(&o.params)?)?;
     if o.stopped {
         let ck = o.checkpoint.as_deref().unwrap_or("(none)");
         eprintln!(
@@ -154,6 +105,33 @@ struct CliObserver {
     config: Gpt2Config,
     metrics: Option<std::fs::File>,
     bar: Option<indicatif::ProgressBar>,
+}
+
+impl CliObserver {
+    fn new(
+        a: &TrainArgs,
+        total: usize,
+        resumed_at: Option<u32>,
+        config: Gpt2Config,
+    ) -> Result<Self> {
+        let metrics = a.metrics.as_ref().map(|p| metrics::open(p, resumed_at));
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let pb = indicatif::ProgressBar::new(total as u64);
+            let style =
+                indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} ETA {eta}");
+            pb.set_style(style.expect("template"));
+            pb.set_position(resumed_at.unwrap_or(0) as u64);
+            pb
+        });
+        Ok(Self {
+            start: Instant::now(),
+            total,
+            out: a.out.clone(),
+            config,
+            metrics: metrics.transpose()?,
+            bar,
+        })
+    }
 }
 
 impl Observer for CliObserver {

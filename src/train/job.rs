@@ -135,6 +135,22 @@ impl<'m> TrainJob<'m> {
         })
     }
 
+    /// The PEFT files (adapter_model.safetensors, adapter_config.json) of the adapter with
+    /// `params`: what the CLI writes to `--out` and the page offers.
+    pub fn adapter_files(&self, params: &[f32]) -> Result<(Vec<u8>, Vec<u8>)> {
+        let p = &self.plan;
+        let n_layer = self.trainer.model.config.n_layer;
+        let nf4 = p.settings.quant.is_nf4();
+        crate::adapter::encode(
+            &p.lora,
+            &self.trainer.layout,
+            params,
+            &p.base_model,
+            n_layer,
+            nf4,
+        )
+    }
+
     /// Run every remaining step, reporting each to `obs`; evaluate and save checkpoints as
     /// the settings say; stop when `obs` asks.
     pub async fn run(&mut self, gpu: &Gpu, obs: &mut impl Observer) -> Result<Outcome> {

@@ -32,6 +32,28 @@ pub enum Start {
 }
 
 impl Start {
+    /// The start a command line asks for: `--resume DIR` (a checkpoint), `--init-adapter DIR`
+    /// (a PEFT adapter), or neither (a fresh adapter).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn open(
+        resume: Option<&std::path::Path>,
+        init_adapter: Option<&std::path::Path>,
+        cfg: &Gpt2Config,
+    ) -> Result<Start> {
+        Ok(match (resume, init_adapter) {
+            (Some(dir), _) => Start::Resume {
+                name: dir.display().to_string(),
+                checkpoint: Box::new(crate::train::checkpoint::load(dir, cfg)?),
+            },
+            (None, Some(dir)) => {
+                let (lora, params) = crate::adapter::load_dir(dir, cfg)?;
+                let name = dir.display().to_string();
+                Start::Adapter { name, lora, params }
+            }
+            (None, None) => Start::Fresh,
+        })
+    }
+
     /// Bring `settings` in line with what this start fixes: an adapter's LoRA settings, a
     /// checkpoint's settings. Contradicting flags the user gave are errors naming them.
     pub fn resolve(

@@ -157,6 +157,35 @@ impl TrainData {
     }
 }
 
+/// The data of a run from JSONL files (native): the training file and, optionally, a
+/// validation file, tokenized for `seq_len` with `tok` (EOS id `eos`).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn read_files(
+    s: &TrainSettings,
+    seq_len: usize,
+    tok: &Tokenizer,
+    eos: u32,
+    train: &std::path::Path,
+    val: Option<&std::path::Path>,
+) -> Result<TrainData> {
+    let cfg = PrepareConfig::new(s, seq_len, eos);
+    let read = |p: &std::path::Path| -> Result<(String, Prepared)> {
+        let ds = crate::data::read_jsonl(p, s.data_format()?)?;
+        Ok((
+            p.display().to_string(),
+            prepare(&ds, tok, &cfg, &mut |_, _| {})?,
+        ))
+    };
+    let (name, train) = read(train)?;
+    let val = val.map(read).transpose()?;
+    TrainData::new(
+        s,
+        seq_len,
+        (&name, train),
+        val.as_ref().map(|(n, p)| (n.as_str(), p.clone())),
+    )
+}
+
 /// FNV-1a (64 bit) over the examples' ids and labels, in order, as 16 hex digits.
 pub fn fingerprint(examples: &[Example]) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;

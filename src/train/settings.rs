@@ -521,6 +521,68 @@ mod tests {
         assert_eq!((s.max_steps, s.save_every, s.lr), (Some(99), 5, 1e-3));
     }
 
+    /// Every setting, changed on its own: a resume refuses it, naming its flag, unless it is
+    /// one of [`RESUMABLE_CHANGES`], which it keeps. A new setting must be added here.
+    #[test]
+    fn a_resume_refuses_each_breaking_setting_by_name_and_keeps_each_harmless_one() {
+        let changed: &[(&str, serde_json::Value)] = &[
+            ("quant", "f32".into()),
+            ("format", "text".into()),
+            ("val_split", 0.2.into()),
+            ("seq_len", 64.into()),
+            ("packing", true.into()),
+            ("no_shuffle", true.into()),
+            ("train_on_prompt", true.into()),
+            ("rank", 4.into()),
+            ("alpha", 8.0.into()),
+            ("dropout", 0.1.into()),
+            ("targets", serde_json::json!(["c_fc"])),
+            ("rslora", true.into()),
+            ("lr", 1e-3.into()),
+            ("scheduler", "cosine".into()),
+            ("warmup_steps", 5.into()),
+            ("weight_decay", 0.01.into()),
+            ("max_grad_norm", 0.5.into()),
+            ("epochs", 5.into()),
+            ("max_steps", 100.into()),
+            ("batch_size", 2.into()),
+            ("grad_accum", 2.into()),
+            ("grad_checkpoint", true.into()),
+            ("seed", 7.into()),
+            ("eval_every", 10.into()),
+            ("val_batches", "all".into()),
+            ("save_every", 10.into()),
+        ];
+        let saved = TrainSettings::default();
+        let keys = as_map(&saved).keys().cloned().collect::<Vec<_>>();
+        for key in &keys {
+            assert!(
+                changed.iter().any(|(k, _)| k == key),
+                "setting {key} has no case here"
+            );
+        }
+        for (key, value) in changed {
+            let mut m = as_map(&saved);
+            assert!(m.insert(key.to_string(), value.clone()).is_some(), "{key}");
+            let mine: TrainSettings = serde_json::from_value(serde_json::Value::Object(m)).unwrap();
+            assert_ne!(mine, saved, "{key} did not change");
+            let mut s = mine.clone();
+            let r = s.adopt_checkpoint(&saved, &Given::All, "ck");
+            if RESUMABLE_CHANGES.contains(key) {
+                r.unwrap_or_else(|e| panic!("{key}: {e}"));
+                assert_eq!(s, mine, "{key}: the harmless change is kept");
+            } else {
+                let e = r.expect_err(key).0;
+                assert!(e.contains(&flag(key)), "{key}: {e}");
+                // Not given on the command line: the checkpoint's value, no error.
+                let mut s = mine.clone();
+                s.adopt_checkpoint(&saved, &Given::Only(Vec::new()), "ck")
+                    .unwrap();
+                assert_eq!(s, saved, "{key}");
+            }
+        }
+    }
+
     #[test]
     fn an_adapter_fixes_the_lora_settings() {
         let lora = LoraConfig {

@@ -4,7 +4,6 @@
 //! so that a run interrupted by a reload or a crashed tab resumes with the same losses. At
 //! the end the adapter is kept, and evaluated as `wgtune eval --adapter` would.
 
-use wgtune::adapter::encode;
 use wgtune::lora::GpuAdapter;
 use wgtune::model::Gpt2Config;
 use wgtune::model::eval::eval_loss;
@@ -102,15 +101,7 @@ pub async fn train(resume: bool) -> Result<(), String> {
     };
     let o = job.run(&gpu, &mut obs).await.map_err(err)?;
     let p = &job.plan;
-    let (weights, config) = encode(
-        &p.lora,
-        &job.trainer.layout,
-        &o.params,
-        &m.name,
-        cfg.n_layer,
-        p.settings.quant.is_nf4(),
-    )
-    .map_err(err)?;
+    let (weights, config) = job.adapter_files(&o.params).map_err(err)?;
     let kept = KeptAdapter {
         meta: AdapterMeta {
             model: m.name.clone(),

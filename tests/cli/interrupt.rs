@@ -225,3 +225,75 @@ fn kill_9_during_saves_leaves_only_complete_checkpoints() {
     let want: Vec<u64> = (1..=newest as u64 + 1).collect();
     assert_eq!(steps, want);
 }
+
+/// `args` with `flag` set to `value` (replaced when present, appended otherwise).
+fn with(args: &[String], flag: &str, value: &str) -> Vec<String> {
+    let mut v = args.to_vec();
+    match v.iter().position(|a| a == flag) {
+        Some(at) => v[at + 1] = value.to_string(),
+        None => v.extend([flag.to_string(), value.to_string()]),
+    }
+    v
+}
+
+/// A resume refuses a changed setting that would break exact continuation, naming each
+/// flag, and writes nothing; it accepts a longer run and other reporting, and reproduces
+/// the uninterrupted run's losses.
+#[test]
+fn a_resume_refuses_breaking_changes_by_name_and_accepts_harmless_ones() {
+    let _gpu = crate::gpu_or_skip!();
+    let s = Scratch::new("resume-rules");
+    let out = s.path("out").display().to_string();
+    let m = s.path("m.jsonl").display().to_string();
+    let short = with(
+        &train_args(&s, &out, &m, &["--save-every", "2"]),
+        "--max-steps",
+        "4",
+    );
+    let (code, err) = finish(spawn(&short));
+    assert_eq!(code, Some(0), "{err}");
+    let ck = format!("{out}/checkpoint-2");
+    let resume = with(&short, "--resume", &ck);
+    let before = s.snapshot();
+    for (changes, named) in [
+        (
+            vec![("--lr", "5e-4")],
+            vec!["--lr 0.0005 (the run used 0.001)"],
+        ),
+        (
+            vec![("--batch-size", "1"), ("--seed", "6")],
+            vec![
+                "--batch-size 1 (the run used 2)",
+                "--seed 6 (the run used 5)",
+            ],
+        ),
+        (vec![("--rank", "4")], vec!["--rank 4 (the run used 8)"]),
+        (
+            vec![("--quant", "nf4")],
+            vec!["--quant nf4 (the run used f32)"],
+        ),
+    ] {
+        let args = changes
+            .iter()
+            .fold(resume.clone(), |a, (f, v)| with(&a, f, v));
+        let (code, err) = finish(spawn(&args));
+        assert_eq!(code, Some(1), "{changes:?}: {err}");
+        for n in named {
+            assert!(err.contains(n), "{changes:?}: {err}");
+        }
+        assert!(err.contains(&ck), "{err}");
+        assert!(s.snapshot() == before, "{changes:?}: files changed");
+    }
+    // A longer run, other evaluation and checkpoint intervals: accepted, and the steps up to
+    // the old end are the same as before.
+    let first = metrics(Path::new(&m));
+    let longer = ["--max-steps", "6", "--eval-every", "1", "--save-every", "3"];
+    let args = longer
+        .chunks(2)
+        .fold(resume.clone(), |a, fv| with(&a, fv[0], fv[1]));
+    let (code, err) = finish(spawn(&args));
+    assert_eq!(code, Some(0), "{err}");
+    let all = metrics(Path::new(&m));
+    assert_eq!(all.len(), 6);
+    assert_eq!(all[..2], first[..2], "the steps before the checkpoint");
+}

@@ -115,6 +115,23 @@ pub(super) fn cases() -> Vec<Case> {
             expect: &["adapter_model.safetensors", "another base model"],
         },
         Case {
+            name: "init_adapter_with_contradicting_lora_flags",
+            setup: |s| {
+                let a = write_adapter(s, "adapter", &tiny_config(), &lora(&["c_attn"]));
+                train_flags(
+                    s,
+                    &["--init-adapter", &a, "--rank", "16", "--targets", "c_fc"],
+                )
+            },
+            expect: &[
+                "adapter",
+                "fixes the LoRA settings",
+                "--rank (it has 8)",
+                "--targets (it has c_attn)",
+                "drop those flags",
+            ],
+        },
+        Case {
             name: "resume_incomplete_checkpoint",
             setup: |s| {
                 let a = write_adapter(s, "ck", &tiny_config(), &lora(&["c_attn"]));
