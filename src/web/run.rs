@@ -8,7 +8,7 @@ use wgtune::lora::GpuAdapter;
 use wgtune::model::Gpt2Config;
 use wgtune::model::eval::eval_loss;
 use wgtune::train::checkpoint::Checkpoint;
-use wgtune::train::job::{Control, Observer, StepRecord, TrainJob};
+use wgtune::train::job::{Control, Observer, Outcome, StepRecord, TrainJob};
 use wgtune::train::plan::{Plan, Start};
 use wgtune::train::prepare::TrainData;
 use wgtune::train::settings::{Given, TrainSettings};
@@ -29,13 +29,81 @@ pub async fn train(resume: bool) -> Result<(), String> {
     let m = engine::model().ok_or("load a model first (section 1)")?;
     let d = engine::data().ok_or("choose a JSONL file first (section 2)")?;
     let cfg = &m.model.config;
+    let (start, given, history, kept_step) = start_of(resume, &m.name, &d.name, cfg).await?;
+    let err = |e: wgtune::error::Error| e.to_string();
     let mut s = engine::settings();
-    let (start, given, history, kept_step) = if resume {
+    start.resolve(&mut s, &given, cfg).map_err(err)?;
+    if s != engine::settings() {
+        engine::set_settings(s.clone());
+        emit(Event::Settings(s.clone()));
+    }
+    let seq_len = s.seq_len_for(cfg).map_err(err)?;
+    // The examples the Data section tokenized for these settings (once).
+    let train = (*preview::prepared(&d, &m, &s)?).clone();
+    let val = match engine::val_data() {
+        Some(v) => Some((v.name.clone(), (*preview::prepared(&v, &m, &s)?).clone())),
+        None => None,
+    };
+    let val = val.as_ref().map(|(n, p)| (n.as_str(), p.clone()));
+    let data = TrainData::new(&s, seq_len, (&d.name, train), val).map_err(err)?;
+    let plan = Plan::new(s, cfg, &m.name, m.eos(), data, start).map_err(err)?;
+    let mut job = TrainJob::new(&gpu, &m.model, plan).map_err(err)?;
+    let p = &job.plan;
+    let mut notes = p.data.notes.clone();
+    notes.extend([p.trainable_line(cfg), p.describe(), job.estimate.line()]);
+    emit(Event::Train(TrainEvent::Started {
+        total: p.total_steps as u32,
+        summary: notes.join(" · "),
+        history: history.clone(),
+    }));
+    let meta = CheckpointMeta {
+        model: m.name.clone(),
+        data: d.name.clone(),
+        step: 0,
+        total_steps: p.total_steps,
+        settings: p.settings.clone(),
+    };
+    let mut obs = PageObserver {
+        records: history,
+        kept_step,
+        paused: false,
+        meta,
+        config: cfg.clone(),
+    };
+    let o = job.run(&gpu, &mut obs).await.map_err(err)?;
+    let files = job.adapter_files(&o.params).map_err(err)?;
+    keep_trained(&job.plan.lora, &o, files, &m.name, &d.name).await;
+    let val = o.val_loss.map(|v| format!(" · validation loss {v:.4}"));
+    let ending = if o.stopped { "stopped; done" } else { "done" };
+    // The evaluation comes first: once the page says "done", all of the run's work is.
+    emit(Event::Evaluation(evaluate().await));
+    emit(Event::Train(TrainEvent::Finished(format!(
+        "{ending} after {} of {} steps · loss {:.4}{} · {:.0} tokens/s over {:.1} s of training, {:.1} s of evaluation",
+        o.steps,
+        o.total_steps,
+        o.final_loss,
+        val.unwrap_or_default(),
+        o.tokens_per_s,
+        o.train_s,
+        o.eval_s
+    ))));
+    Ok(())
+}
+
+/// Where a run starts: the kept checkpoint (with its settings and steps so far), the adapter
+/// in use when training continues from it, or a fresh adapter.
+async fn start_of(
+    resume: bool,
+    model: &str,
+    data: &str,
+    cfg: &Gpt2Config,
+) -> Result<(Start, Given, Vec<StepRecord>, Option<u32>), String> {
+    if resume {
         let (meta, ck, records) = store::kept_checkpoint(cfg).await?;
-        if meta.model != m.name || meta.data != d.name {
+        if meta.model != model || meta.data != data {
             return Err(format!(
-                "the checkpoint is of a run on model {} with data {}: load those to resume (loaded: {} and {})",
-                meta.model, meta.data, m.name, d.name
+                "the checkpoint is of a run on model {} with data {}: load those to resume (loaded: {model} and {data})",
+                meta.model, meta.data
             ));
         }
         let start = Start::Resume {
@@ -43,69 +111,32 @@ pub async fn train(resume: bool) -> Result<(), String> {
             checkpoint: Box::new(ck),
         };
         // The checkpoint's settings, all of them: the page then shows what the run uses.
-        (start, Given::Only(Vec::new()), records, Some(meta.step))
-    } else if let Some(a) = engine::adapter().filter(|a| a.info.continues) {
-        let start = Start::Adapter {
+        return Ok((start, Given::Only(Vec::new()), records, Some(meta.step)));
+    }
+    let start = match engine::adapter().filter(|a| a.info.continues) {
+        Some(a) => Start::Adapter {
             name: a.info.source.clone(),
             lora: a.lora.clone(),
             params: a.params.clone(),
-        };
-        (start, Given::All, Vec::new(), None)
-    } else {
-        (Start::Fresh, Given::All, Vec::new(), None)
-    };
-    let err = |e: wgtune::error::Error| e.to_string();
-    start.resolve(&mut s, &given, cfg).map_err(err)?;
-    if s != engine::settings() {
-        engine::set_settings(s.clone());
-        emit(Event::Settings(s.clone()));
-    }
-    let seq_len = s.seq_len_for(cfg).map_err(err)?;
-    let train = preview::prepared(&d, &m, &s)?;
-    let val = match engine::val_data() {
-        Some(v) => Some((v.name.clone(), preview::prepared(&v, &m, &s)?)),
-        None => None,
-    };
-    let data = TrainData::new(
-        &s,
-        seq_len,
-        (&d.name, (*train).clone()),
-        val.as_ref().map(|(n, p)| (n.as_str(), (**p).clone())),
-    )
-    .map_err(err)?;
-    let plan = Plan::new(s, cfg, &m.name, m.eos(), data, start).map_err(err)?;
-    let mut job = TrainJob::new(&gpu, &m.model, plan).map_err(err)?;
-    let mut notes = job.plan.data.notes.clone();
-    notes.extend([
-        job.plan.trainable_line(cfg),
-        job.plan.describe(),
-        job.estimate.line(),
-    ]);
-    emit(Event::Train(TrainEvent::Started {
-        total: job.plan.total_steps as u32,
-        summary: notes.join(" · "),
-        history: history.clone(),
-    }));
-    let mut obs = PageObserver {
-        records: history,
-        kept_step,
-        paused: false,
-        meta: CheckpointMeta {
-            model: m.name.clone(),
-            data: d.name.clone(),
-            step: 0,
-            total_steps: job.plan.total_steps,
-            settings: job.plan.settings.clone(),
         },
-        config: cfg.clone(),
+        None => Start::Fresh,
     };
-    let o = job.run(&gpu, &mut obs).await.map_err(err)?;
-    let p = &job.plan;
-    let (weights, config) = job.adapter_files(&o.params).map_err(err)?;
+    Ok((start, Given::All, Vec::new(), None))
+}
+
+/// The trained adapter becomes the adapter in use, kept in browser storage for the next
+/// visit; the run's checkpoint is no longer needed.
+async fn keep_trained(
+    lora: &wgtune::lora::LoraConfig,
+    o: &Outcome,
+    (weights, config): (Vec<u8>, Vec<u8>),
+    model: &str,
+    data: &str,
+) {
     let kept = KeptAdapter {
         meta: AdapterMeta {
-            model: m.name.clone(),
-            data: d.name.clone(),
+            model: model.to_string(),
+            data: data.to_string(),
             steps: o.steps,
         },
         weights,
@@ -117,30 +148,14 @@ pub async fn train(resume: bool) -> Result<(), String> {
     store::forget_checkpoint().await;
     emit(Event::Checkpoint(None));
     emit(Event::Kept(Some(kept.meta.clone())));
-    let info = AdapterInfo::of(&p.lora, "trained here", false);
+    let info = AdapterInfo::of(lora, "trained here", false);
     engine::set_adapter(Some(Adapter {
-        lora: p.lora.clone(),
+        lora: lora.clone(),
         params: o.params.clone(),
         files: std::rc::Rc::new((kept.weights, kept.config)),
         info: info.clone(),
     }));
     emit(Event::Adapter(Some(info)));
-    let val = o
-        .val_loss
-        .map(|v| format!(" · validation loss {v:.4}"))
-        .unwrap_or_default();
-    let timing = format!(
-        "{:.0} tokens/s over {:.1} s of training, {:.1} s of evaluation",
-        o.tokens_per_s, o.train_s, o.eval_s
-    );
-    let ending = if o.stopped { "stopped; done" } else { "done" };
-    // The evaluation comes first: once the page says "done", all of the run's work is.
-    emit(Event::Evaluation(evaluate().await));
-    emit(Event::Train(TrainEvent::Finished(format!(
-        "{ending} after {} of {} steps · loss {:.4}{val} · {timing}",
-        o.steps, o.total_steps, o.final_loss
-    ))));
-    Ok(())
 }
 
 impl AdapterInfo {
