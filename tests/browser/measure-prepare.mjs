@@ -100,8 +100,10 @@ async function main() {
     await until(() => /examples/.test(document.querySelector('[data-testid="data-summary"]')?.textContent ?? ""));
     const preview = (Date.now() - t) / 1000;
     console.log(`page: file chosen to preview with token counts in ${preview.toFixed(1)} s (${await byId("data-summary").textContent()})`);
-    await byId("setting-max-steps").fill("1");
-    await byId("setting-max-steps").dispatchEvent("change");
+    // MAX_STEPS_ID: the field's test id in older builds ("max-steps"), to measure them too.
+    const maxSteps = process.env.MAX_STEPS_ID ?? "setting-max-steps";
+    await byId(maxSteps).fill("1");
+    await byId(maxSteps).dispatchEvent("change");
     t = Date.now();
     await byId("train-start").click();
     await until(() => Number(document.querySelector('[data-testid="loss-chart"]').getAttribute("data-points")) >= 1);
