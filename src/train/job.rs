@@ -191,7 +191,12 @@ impl<'m> TrainJob<'m> {
         let mut session = Session::new(&mut self.trainer, &self.plan.data.train, run_cfg, resumed);
         let tokens_at_start = session.state.tokens_seen;
         let mut stopped = false;
+        // The step of the last checkpoint kept in this run (a stop right after a scheduled
+        // save does not save the same step twice).
+        let mut saved_at = None;
         while !session.finished() {
+            // Pause and stop take effect between steps, with no step in flight (a pending
+            // step is reported first: `next_report` submits none after it then).
             match obs.control() {
                 Control::Pause if !session.has_pending() => {
                     let t0 = obs.now_s();
@@ -199,7 +204,13 @@ impl<'m> TrainJob<'m> {
                     paused_s += obs.now_s() - t0;
                     continue;
                 }
-                Control::Stop { .. } if !session.has_pending() => {
+                Control::Stop { checkpoint } if !session.has_pending() => {
+                    let step = session.state.step;
+                    if checkpoint && reported_tokens > 0 && saved_at != Some(step) {
+                        let st = session.state.clone();
+                        let ck = checkpoint_of(&self.plan, session.trainer, gpu, &st).await?;
+                        last_checkpoint = Some(obs.checkpoint(ck).await?);
+                    }
                     stopped = true;
                     break;
                 }
@@ -248,21 +259,13 @@ impl<'m> TrainJob<'m> {
                 val_loss,
                 eval_s: this_eval,
             })?;
-            let stop = match obs.control() {
-                Control::Stop { checkpoint } if !session.has_pending() => Some(checkpoint),
-                _ => None,
-            };
-            let last = r.step as usize >= total;
-            if !last && (save_due(r.step) || stop == Some(true)) {
+            if save_due(r.step) {
                 let t0 = obs.now_s();
                 let st = session.state.clone();
                 let ck = checkpoint_of(&self.plan, session.trainer, gpu, &st).await?;
                 last_checkpoint = Some(obs.checkpoint(ck).await?);
+                saved_at = Some(r.step);
                 saving_s += obs.now_s() - t0;
-            }
-            if stop.is_some() && !last {
-                stopped = true;
-                break;
             }
             obs.idle(false).await;
         }
