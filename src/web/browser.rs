@@ -82,6 +82,21 @@ pub fn has_webgpu() -> bool {
         .is_ok_and(|g| !g.is_undefined())
 }
 
+/// Bytes in MiB, for progress lines.
+pub fn mib(b: u64) -> f64 {
+    b as f64 / (1 << 20) as f64
+}
+
+/// How far `done` is through `total` (when known and not zero), and " of X.Y" (MiB) to
+/// follow a MiB figure in a progress line.
+pub fn progress_of(done: u64, total: Option<u64>) -> (Option<f64>, String) {
+    let fraction = total.filter(|&t| t > 0).map(|t| done as f64 / t as f64);
+    let of = total
+        .map(|t| format!(" of {:.1}", mib(t)))
+        .unwrap_or_default();
+    (fraction, of)
+}
+
 /// Milliseconds since this scope started, for tokens/s and ETA.
 pub fn now_ms() -> f64 {
     let performance = match scope() {

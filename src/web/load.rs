@@ -7,7 +7,7 @@ use std::cell::Cell;
 
 use wgtune::model::Quant;
 
-use super::browser;
+use super::browser::{self, mib};
 use super::engine::{self, ModelBytes, TokenizerBytes, WeightsSource};
 use super::port::{Event, ModelInfo, emit};
 use super::{preview, tasks};
@@ -97,14 +97,7 @@ async fn load_model(src: Source, quant: Quant) -> Result<ModelInfo, String> {
     );
     // Chunk by chunk, letting the page paint between chunks.
     let progress = |p: engine::BuildProgress| {
-        let fraction = p
-            .total
-            .filter(|&t| t > 0)
-            .map(|t| p.built as f64 / t as f64);
-        let total = p
-            .total
-            .map(|t| format!(" of {:.1}", mib(t)))
-            .unwrap_or_default();
+        let (fraction, total) = browser::progress_of(p.built, p.total);
         status(
             format!(
                 "Loading model.safetensors ({quant}): {:.1}{total} MiB read, {:.1} MiB built on the GPU",
@@ -206,8 +199,4 @@ async fn read_picked(list: &[web_sys::File]) -> Result<(ModelBytes, browser::Dow
 
 fn tokenizer_missing() -> String {
     "no tokenizer among the chosen files: add tokenizer.json (or vocab.json + merges.txt)".into()
-}
-
-fn mib(b: u64) -> f64 {
-    b as f64 / (1 << 20) as f64
 }

@@ -12,7 +12,7 @@ use wgtune::sample::Sampling;
 use wgtune::train::job::Control;
 use wgtune::train::settings::Given;
 
-use super::browser::{self, yield_now};
+use super::browser::{self, mib, yield_now};
 use super::engine::{self, Adapter};
 use super::load::{self, Source};
 use super::merged;
@@ -230,14 +230,7 @@ fn merge() {
                 true,
             );
             let progress = |p: merged::MergeProgress| {
-                let fraction = p
-                    .total
-                    .filter(|&t| t > 0)
-                    .map(|t| p.written as f64 / t as f64);
-                let total = p
-                    .total
-                    .map(|t| format!(" of {:.1}", mib(t)))
-                    .unwrap_or_default();
+                let (fraction, total) = browser::progress_of(p.written, p.total);
                 status(
                     format!(
                         "Merging: {:.1} MiB read, {:.1}{total} MiB of the merged model.safetensors made",
@@ -271,10 +264,6 @@ fn merge() {
             })
         },
     );
-}
-
-fn mib(b: u64) -> f64 {
-    b as f64 / (1 << 20) as f64
 }
 
 fn generate_both(prompt: String, sample: SampleSettings) {
