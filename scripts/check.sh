@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Formatting and lints for both targets (native and wasm32), as CI runs them, and the
-# layering rules of README "Architecture" (tests/layers.rs: arrows point down only, no import
+# layering rules of ARCHITECTURE.md (tests/layers.rs: arrows point down only, no import
 # cycle, the library names no front end).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -1,4 +1,4 @@
-//! The library's layering, checked from its source (README "Architecture"): arrows point down
+//! The library's layering, checked from its source (ARCHITECTURE.md): arrows point down
 //! only, front ends → train/merge → adapter/lora → model → kernels → gpu, with the helpers
 //! (error, nf4, cpu, data, tokenizer, sample) below every layer and above none. The library
 //! names no front end, and the top-level modules have no import cycle.
