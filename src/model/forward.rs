@@ -1,14 +1,25 @@
 //! The GPT-2 forward pass up to the final LayerNorm, optionally with a LoRA adapter, keeping
-//! what a backward pass needs ([`Keep`]). Training, evaluation, prefill and decode all run it;
-//! they differ in the attention source and what is kept.
+//! what a backward pass needs ([`Keep`]). Training, evaluation, prefill and decode all run
+//! it, and the one block function [`Gpt2::record_block`]:
+//!
+//! ```text
+//! x_mid = x_in  + attn.c_proj(attention(attn.c_attn(ln_1(x_in))))
+//! x_out = x_mid + mlp.c_proj(gelu(mlp.c_fc(ln_2(x_mid))))
+//! ```
+//! What differs between those uses is an argument: the attention source ([`AttnSource`]: the
+//! batch itself, or a [`KvCache`] that the block appends to), the adapter, and which
+//! activation buffers are kept.
 
-use crate::gpu::{Commands, Tensor};
+use crate::gpu::{Commands, Gpu, Tensor};
 use crate::kernels::Reduction;
+use crate::kernels::attention::{AttnDims, attention_forward};
+use crate::kernels::elementwise::gelu_forward;
 use crate::kernels::embedding::embedding_forward;
 use crate::kernels::layernorm::layernorm_forward;
+use crate::kernels::lora::lora_linear_forward;
 use crate::model::AdapterRef;
 use crate::model::acts::{Acts, BlockActs, Keep, u_ranks};
-use crate::model::generate::KvCache;
+use crate::model::block::Module;
 use crate::model::gpt2::Gpt2;
 
 /// What a block's attention reads.
@@ -135,6 +146,144 @@ impl Gpt2 {
             mean_f,
             rstd_f,
             lora_scratch,
+        }
+    }
+}
+
+/// Per layer, the c_attn output (q|k|v) of every position so far: (n_positions, 3C).
+pub struct KvCache {
+    pub(super) layers: Vec<Tensor>,
+    /// All-ones mask over the cache rows (generation has no padding).
+    pub(super) mask: Tensor,
+    len: usize,
+}
+
+impl KvCache {
+    pub fn new(gpu: &Gpu, model: &Gpt2) -> Self {
+        let cfg = &model.config;
+        let p = cfg.n_positions;
+        Self {
+            layers: (0..cfg.n_layer)
+                .map(|_| gpu.tensor(p * 3 * cfg.n_embd))
+                .collect(),
+            mask: gpu.upload_u32(&vec![1; p]),
+            len: 0,
+        }
+    }
+
+    /// Positions already in the cache.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// `n` more positions are in the cache (a step appended them).
+    pub(super) fn advance(&mut self, n: usize) {
+        self.len += n;
+    }
+}
+
+impl Gpt2 {
+    /// Record block `l` on the activations `a` (its input is `a.x_in`). When the buffers are
+    /// shared (`x_mid`, `x_out` the same tensor as `x_in`), the residual stream is updated in
+    /// place. `lora_scratch (rows, 4C)` holds the dropped-out LoRA input when dropout is on.
+    pub fn record_block(
+        &self,
+        cmd: &mut Commands,
+        l: usize,
+        a: &BlockActs,
+        pass: &Pass,
+        lora_scratch: Option<&Tensor>,
+    ) {
+        let cfg = &self.config;
+        let (c, rows) = (cfg.n_embd, pass.b * pass.t);
+        let eps = cfg.layer_norm_epsilon as f32;
+        let blk = &self.blocks[l];
+        let linear = |cmd: &mut Commands, m: Module, y: &Tensor, x: &Tensor, acc: bool| {
+            self.record_linear(cmd, l, m, a, pass, lora_scratch, y, x, acc);
+        };
+        let norm = |cmd: &mut Commands, out, mean, rstd, x, ln| {
+            layernorm_forward(cmd, out, mean, rstd, x, ln, rows, c, eps, Reduction::Auto);
+        };
+        norm(cmd, &a.ln1, &a.mean1, &a.rstd1, &a.x_in, &blk.ln_1);
+        linear(cmd, Module::CAttn, &a.qkv, &a.ln1, false);
+        self.record_attention(cmd, l, a, pass);
+        if !a.x_mid.same(&a.x_in) {
+            cmd.copy(&a.x_in, &a.x_mid);
+        }
+        linear(cmd, Module::AttnProj, &a.x_mid, &a.att, true);
+        norm(cmd, &a.ln2, &a.mean2, &a.rstd2, &a.x_mid, &blk.ln_2);
+        linear(cmd, Module::CFc, &a.h, &a.ln2, false);
+        gelu_forward(cmd, &a.g, &a.h, rows * 4 * c);
+        if !a.x_out.same(&a.x_mid) {
+            cmd.copy(&a.x_mid, &a.x_out);
+        }
+        linear(cmd, Module::MlpProj, &a.x_out, &a.g, true);
+    }
+
+    /// `y (+)= x·W + b` for module `m` of block `l`, plus its LoRA when the pass's adapter
+    /// has one (keeping `u = dropout(x)·Aᵀ` in `a.u` for the backward pass).
+    #[allow(clippy::too_many_arguments)] // the block's context, then the layer's operands
+    fn record_linear(
+        &self,
+        cmd: &mut Commands,
+        l: usize,
+        m: Module,
+        a: &BlockActs,
+        pass: &Pass,
+        lora_scratch: Option<&Tensor>,
+        y: &Tensor,
+        x: &Tensor,
+        acc: bool,
+    ) {
+        let lin = self.blocks[l].linear(m);
+        let rows = pass.b * pass.t;
+        let Some((ad, slot)) = pass.adapter.and_then(|ad| Some((ad, ad.slot(l, m)?))) else {
+            return lin.record(cmd, y, x, rows, acc);
+        };
+        let u = a.u[m as usize]
+            .as_ref()
+            .expect("u allocated for adapted modules");
+        let scratch = lora_scratch.unwrap_or(x);
+        let (w, bias) = (&lin.weight, Some(&lin.bias));
+        let (la, lb) = (ad.a(slot), ad.b(slot));
+        lora_linear_forward(
+            cmd,
+            y,
+            u,
+            scratch,
+            x,
+            w,
+            bias,
+            &la,
+            &lb,
+            &ad.dims(slot, rows),
+            acc,
+        );
+    }
+
+    /// Attention of the pass's rows from `a.qkv` into `a.att` (saving `a.lse`): over the batch
+    /// itself, or over a KV cache after appending the rows' q/k/v to it.
+    fn record_attention(&self, cmd: &mut Commands, l: usize, a: &BlockActs, pass: &Pass) {
+        let cfg = &self.config;
+        let (c, n_head) = (cfg.n_embd, cfg.n_head);
+        match pass.src {
+            AttnSource::Batch { mask } => {
+                let (b, t) = (pass.b, pass.t);
+                let dims = AttnDims { b, t, c, n_head };
+                attention_forward(cmd, &a.att, &a.lse, &a.qkv, mask, &dims, 0, t);
+            }
+            AttnSource::Cache(cache) => {
+                // A copy: row offsets in the cache need not be binding-aligned.
+                let (kv, pos0, n) = (&cache.layers[l], cache.len(), pass.t);
+                cmd.copy(&a.qkv, &kv.slice(pos0 * 3 * c, n * 3 * c));
+                let t = cfg.n_positions;
+                let dims = AttnDims { b: 1, t, c, n_head };
+                attention_forward(cmd, &a.att, &a.lse, kv, &cache.mask, &dims, pos0, n);
+            }
         }
     }
 }

@@ -3,42 +3,12 @@
 
 use crate::bail;
 use crate::error::Result;
-use crate::gpu::{Gpu, Tensor};
+use crate::gpu::Gpu;
 use crate::model::AdapterRef;
 use crate::model::acts::Keep;
+pub use crate::model::forward::KvCache;
 use crate::model::forward::{AttnSource, Pass};
 use crate::model::gpt2::Gpt2;
-
-/// Per layer, the c_attn output (q|k|v) of every position so far: (n_positions, 3C).
-pub struct KvCache {
-    pub(super) layers: Vec<Tensor>,
-    /// All-ones mask over the cache rows (generation has no padding).
-    pub(super) mask: Tensor,
-    len: usize,
-}
-
-impl KvCache {
-    pub fn new(gpu: &Gpu, model: &Gpt2) -> Self {
-        let cfg = &model.config;
-        let p = cfg.n_positions;
-        Self {
-            layers: (0..cfg.n_layer)
-                .map(|_| gpu.tensor(p * 3 * cfg.n_embd))
-                .collect(),
-            mask: gpu.upload_u32(&vec![1; p]),
-            len: 0,
-        }
-    }
-
-    /// Positions already in the cache.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-}
 
 impl Gpt2 {
     /// Run `ids` at the next positions of `cache`, with `adapter` applied if given (no
@@ -54,7 +24,7 @@ impl Gpt2 {
         if n == 0 {
             bail!("nothing to run: the prompt is empty");
         }
-        self.check_input(ids, cache.len + n)?;
+        self.check_input(ids, cache.len() + n)?;
         let ids_t = gpu.upload_u32(ids);
         let last = gpu.tensor(c);
         let logits = gpu.tensor(self.config.vocab_size);
@@ -70,7 +40,7 @@ impl Gpt2 {
         cmd.copy(&acts.lnf.slice((n - 1) * c, c), &last);
         self.record_logits(&mut cmd, &logits, &last, 1);
         cmd.submit();
-        cache.len += n;
+        cache.advance(n);
         Ok(gpu.read_f32(&logits).await?)
     }
 }

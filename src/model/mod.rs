@@ -2,11 +2,15 @@
 //!
 //! - `config` reads config.json; `safetensors_file` maps weights; `load` builds the model on
 //!   the GPU tensor by tensor (from a mapped file, or fed in chunks by `stream_load`).
-//! - `gpt2` holds the model (logits, per-position losses); `block` one transformer block (its
-//!   weights, its [`Module`]s, and the one function that records it); `forward` the forward
-//!   pass over the blocks; `acts` its activations and their size table.
+//! - `gpt2` holds the model and the checks of its inputs; `block` what a transformer block is
+//!   (its [`Module`]s and weights); `forward` the forward pass, the one block function and the
+//!   KV cache; `acts` the activations and their size table; `lm_head` logits and
+//!   per-position losses.
 //! - `adapter_ref` is how the passes read a LoRA adapter; `generate` the KV-cache decoding
 //!   loop; `eval` the token-weighted loss over examples.
+//!
+//! Each file uses only files listed before it: config, block, adapter_ref, acts; gpt2;
+//! safetensors_file, load; forward; lm_head; generate, eval, stream_load.
 
 pub mod acts;
 pub mod adapter_ref;
@@ -16,6 +20,7 @@ pub mod eval;
 pub mod forward;
 pub mod generate;
 pub mod gpt2;
+pub mod lm_head;
 pub mod load;
 pub mod safetensors_file;
 pub mod stream_load;
@@ -50,7 +55,7 @@ pub fn open_dir(dir: &std::path::Path) -> crate::error::Result<ModelFiles> {
     let tokenizer = crate::tokenizer::Tokenizer::from_dir(dir)?;
     check_tokenizer(&config, &tokenizer, &dir.display().to_string())?;
     let weights = safetensors_file::SafetensorsFile::open(&dir.join("model.safetensors"))?;
-    gpt2::check_weights(&config, &weights)?;
+    load::check_weights(&config, &weights)?;
     Ok(ModelFiles {
         config,
         tokenizer,

@@ -1,13 +1,14 @@
 //! Reading `.safetensors` one tensor at a time: natively the file is memory-mapped, so loading
 //! touches (and converts) one tensor at a time and peak host memory stays near one tensor.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use safetensors::Dtype;
 
-use crate::err;
 use crate::error::Result;
+use crate::{bail, err};
 
 enum Bytes {
     #[cfg(not(target_arch = "wasm32"))]
@@ -111,7 +112,34 @@ impl SafetensorsFile {
             .info(name)
             .ok_or_else(|| err!("{}: missing tensor {name}", self.path.display()))?;
         let raw = self.bytes(name)?;
-        let values = crate::model::load::to_f32(raw, info.dtype, &self.path, name)?.into_owned();
+        let values = to_f32(raw, info.dtype, &self.path, name)?.into_owned();
         Ok((values, info.shape.clone()))
     }
+}
+
+/// The little-endian values of one tensor as f32. F32 data that happens to be 4-byte aligned
+/// is borrowed, not copied (a memory map, or a buffer of the streaming loader).
+pub fn to_f32<'b>(raw: &'b [u8], dtype: Dtype, path: &Path, name: &str) -> Result<Cow<'b, [f32]>> {
+    Ok(match dtype {
+        Dtype::F32 => match bytemuck::try_cast_slice::<u8, f32>(raw) {
+            Ok(v) => Cow::Borrowed(v),
+            Err(_) => Cow::Owned(bytemuck::pod_collect_to_vec(raw)),
+        },
+        Dtype::F16 => Cow::Owned(
+            bytemuck::pod_collect_to_vec::<u8, half::f16>(raw)
+                .into_iter()
+                .map(f32::from)
+                .collect(),
+        ),
+        Dtype::BF16 => Cow::Owned(
+            bytemuck::pod_collect_to_vec::<u8, half::bf16>(raw)
+                .into_iter()
+                .map(f32::from)
+                .collect(),
+        ),
+        other => bail!(
+            "{}: tensor {name} has dtype {other:?}; expected F32, F16 or BF16",
+            path.display()
+        ),
+    })
 }

@@ -12,7 +12,7 @@ use crate::kernels::lora::lora_backward;
 use crate::kernels::matmul::linear_backward_input;
 use crate::model::acts::Acts;
 use crate::model::forward::{AttnSource, Pass};
-use crate::model::gpt2::vocab_chunk;
+use crate::model::lm_head::vocab_chunk;
 use crate::model::{AdapterRef, Gpt2, Module};
 
 /// Record loss + backward for activations `acts` of a forward with `adapter`.

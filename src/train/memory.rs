@@ -9,7 +9,7 @@ use crate::gpu::Gpu;
 use crate::lora::Layout;
 use crate::model::Gpt2;
 use crate::model::acts::{BlockActs, u_ranks};
-use crate::model::gpt2::vocab_chunk;
+use crate::model::lm_head::vocab_chunk;
 
 /// Bytes, by what they hold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

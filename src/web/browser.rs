@@ -369,16 +369,6 @@ pub fn offer_download(name: &str, blob: &Blob) -> Result<(), String> {
     Ok(())
 }
 
-/// Log to the page's browser console (errors the page also shows, for whoever debugs it);
-/// from the worker, through the page.
-pub fn console_error(msg: &str) {
-    if in_worker() {
-        super::port::emit(super::port::Event::Log(msg.to_string()));
-    } else {
-        web_sys::console::error_1(&msg.into());
-    }
-}
-
 /// The Cache API bucket of what the page keeps between visits (adapter, checkpoint).
 const KEEP_CACHE: &str = "wgtune-kept-v1";
 

@@ -2,7 +2,7 @@
 
 use leptos::prelude::*;
 
-use super::app::Ui;
+use super::state::Ui;
 
 const W: f64 = 640.0;
 const H: f64 = 220.0;

@@ -6,9 +6,9 @@
 
 use leptos::prelude::*;
 
-use super::app::Ui;
 use super::browser;
 use super::port::{self, Command, DataInfo};
+use super::state::Ui;
 
 /// A file input (with drop zone) that sends the file as training or validation data.
 fn file_input(ui: Ui, validation: bool) -> impl IntoView {

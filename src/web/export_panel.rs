@@ -7,8 +7,8 @@
 use leptos::prelude::*;
 use wgtune::adapter::{CONFIG_FILE, WEIGHTS_FILE};
 
-use super::app::Ui;
 use super::port::{self, AdapterFiles, Command};
+use super::state::Ui;
 
 pub fn view(ui: Ui) -> impl IntoView {
     let status = ui.export_status;

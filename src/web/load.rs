@@ -4,13 +4,16 @@
 //! and quantized tensor by tensor.
 
 use std::cell::Cell;
+use std::path::Path;
+use std::rc::Rc;
 
+use wgtune::adapter::{CONFIG_FILE, WEIGHTS_FILE, params_from_weights, parse_config};
 use wgtune::model::Quant;
 
 use super::browser::{self, mib};
-use super::engine::{self, ModelBytes, TokenizerBytes, WeightsSource};
-use super::port::{Event, ModelInfo, emit};
-use super::{preview, tasks};
+use super::engine::{self, Adapter, ModelBytes, TokenizerBytes, WeightsSource};
+use super::port::{self, AdapterInfo, Event, ModelInfo, emit};
+use super::{preview, store};
 
 /// Where to take model files from.
 pub enum Source {
@@ -55,11 +58,11 @@ pub fn start(src: Source) {
                     None,
                 );
                 emit(Event::Model(Some(info)));
-                tasks::adopt_kept_adapter().await;
+                adopt_kept_adapter().await;
                 preview::refresh();
             }
             Err(e) => {
-                browser::console_error(&e);
+                port::console_error(&e);
                 status(format!("error: {e}"), None);
                 if engine::model().is_none() {
                     emit(Event::Model(None));
@@ -199,4 +202,40 @@ async fn read_picked(list: &[web_sys::File]) -> Result<(ModelBytes, browser::Dow
 
 fn tokenizer_missing() -> String {
     "no tokenizer among the chosen files: add tokenizer.json (or vocab.json + merges.txt)".into()
+}
+
+/// After a reload, the kept adapter becomes the adapter in use again once the model it was
+/// trained on is loaded.
+pub async fn adopt_kept_adapter() {
+    let (Some(m), Some(kept)) = (engine::model(), store::kept_adapter().await) else {
+        return;
+    };
+    if kept.meta.model != m.name {
+        return;
+    }
+    let adopt = || -> Result<Adapter, String> {
+        let text = std::str::from_utf8(&kept.config).map_err(|e| e.to_string())?;
+        let lora = parse_config(text, Path::new(CONFIG_FILE)).map_err(|e| e.to_string())?;
+        let params = params_from_weights(
+            &kept.weights,
+            Path::new(WEIGHTS_FILE),
+            &m.model.config,
+            &lora,
+        )
+        .map_err(|e| e.to_string())?;
+        let info = AdapterInfo::of(&lora, "kept from an earlier run in this browser", false);
+        Ok(Adapter {
+            lora,
+            params,
+            files: Rc::new((kept.weights.clone(), kept.config.clone())),
+            info,
+        })
+    };
+    match adopt() {
+        Ok(a) => {
+            emit(Event::Adapter(Some(a.info.clone())));
+            engine::set_adapter(Some(a));
+        }
+        Err(e) => port::console_error(&format!("the kept adapter does not fit {}: {e}", m.name)),
+    }
 }

@@ -4,13 +4,13 @@
 //! core never depends on it.
 //!
 //! Two threads run this module. The page (`app`, one file per section `model_panel` …
-//! `export_panel`, `chart`) renders the reactive state (`Ui`) and handles input; the engine,
+//! `export_panel`, `chart`) renders the reactive state (`state::Ui`) and handles input; the engine,
 //! in a dedicated worker (`worker`), does all GPU and heavy CPU work so the page never
 //! stalls: `tasks` runs the page's commands, `load` loads models, `preview` tokenizes the
 //! data and sums up the settings, `run` trains (the core's `TrainJob`) and evaluates,
 //! `merged` makes the merged download; `engine` keeps the GPU-side objects, `store` what
 //! survives a reload. `port` carries typed commands (page → worker) and events (worker →
-//! page), which `app::fold` turns into the page state; `browser` wraps the web APIs for
+//! page), which `state::fold` turns into the page state; `browser` wraps the web APIs for
 //! either scope.
 
 mod app;
@@ -27,6 +27,7 @@ mod preview;
 mod run;
 mod settings;
 mod settings_panel;
+mod state;
 mod store;
 mod tasks;
 mod train_panel;
@@ -36,7 +37,7 @@ mod worker;
 /// Mount the page, or, in the engine's worker (the same module, loaded by `worker.js`), run
 /// the engine. Panics are printed to the page's console instead of an opaque "unreachable".
 pub fn start() {
-    std::panic::set_hook(Box::new(|info| browser::console_error(&info.to_string())));
+    std::panic::set_hook(Box::new(|info| port::console_error(&info.to_string())));
     if browser::in_worker() {
         worker::start();
     } else {

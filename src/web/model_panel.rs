@@ -6,9 +6,9 @@ use leptos::html;
 use leptos::prelude::*;
 use wgtune::model::config::{PRESETS, hub_id};
 
-use super::app::Ui;
 use super::browser;
 use super::port::{self, Command};
+use super::state::Ui;
 
 pub fn view(ui: Ui) -> impl IntoView {
     let url: NodeRef<html::Input> = NodeRef::new();

@@ -2,7 +2,7 @@
 //! worker, events worker → page, each a serde enum sent as JSON; `File`s (a picked model or
 //! data file) and `Blob`s (a download) travel beside them by the browser's structured clone,
 //! so a picked file is a handle, never copied through wasm memory. The page folds events
-//! into its state in one exhaustive match (`app::fold`); nothing is synced by name.
+//! into its state in one exhaustive match (`state::fold`); nothing is synced by name.
 //!
 //! The page queues what it posts until the worker says it is listening ([`Message::Ready`]).
 
@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::{JsCast, JsValue};
 use web_sys::{Blob, File, MessageEvent, Worker, WorkerOptions, WorkerType};
+use wgtune::lora::LoraConfig;
 use wgtune::train::job::{Control, StepRecord};
 use wgtune::train::settings::TrainSettings;
 
@@ -118,6 +119,19 @@ pub struct AdapterInfo {
     pub rslora: bool,
     /// Training starts from it (a picked adapter), as `--init-adapter`.
     pub continues: bool,
+}
+
+impl AdapterInfo {
+    pub fn of(lora: &LoraConfig, source: &str, continues: bool) -> Self {
+        Self {
+            source: source.to_string(),
+            r: lora.r,
+            alpha: lora.lora_alpha,
+            targets: lora.target_modules.clone(),
+            rslora: lora.use_rslora,
+            continues,
+        }
+    }
 }
 
 /// A loss and the tokens it was counted over.
@@ -311,7 +325,7 @@ pub fn spawn(
         match Message::from_js(&ev.data()) {
             Ok(Message::Ready) => flush(),
             Ok(m) => on_message(m),
-            Err(e) => browser::console_error(&format!("engine worker: {e}")),
+            Err(e) => console_error(&format!("engine worker: {e}")),
         }
     });
     worker.set_onmessage(Some(onmessage.as_ref().unchecked_ref()));
@@ -349,7 +363,7 @@ fn flush() {
 
 fn post_js(worker: &Worker, m: &JsValue) {
     if let Err(e) = worker.post_message(m) {
-        browser::console_error(&format!("cannot post to the engine worker: {e:?}"));
+        console_error(&format!("cannot post to the engine worker: {e:?}"));
     }
 }
 
@@ -360,8 +374,8 @@ pub fn listen(on_command: impl Fn(Command, Vec<File>) + 'static) {
     let onmessage = Closure::<dyn Fn(MessageEvent)>::new(move |ev: MessageEvent| {
         match Message::from_js(&ev.data()) {
             Ok(Message::Command { command, files }) => on_command(command, files),
-            Ok(_) => browser::console_error("engine worker: the page sent a non-command"),
-            Err(e) => browser::console_error(&format!("engine worker: {e}")),
+            Ok(_) => console_error("engine worker: the page sent a non-command"),
+            Err(e) => console_error(&format!("engine worker: {e}")),
         }
     });
     scope.set_onmessage(Some(onmessage.as_ref().unchecked_ref()));
@@ -395,6 +409,16 @@ pub fn send(command: Command, files: Vec<File>) {
     PAGE_END.with(|p| match p.borrow_mut().as_mut() {
         Some(end) if end.ready => post_js(&end.worker, &js),
         Some(end) => end.queue.push(js),
-        None => browser::console_error("the engine worker is not running"),
+        None => console_error("the engine worker is not running"),
     });
+}
+
+/// Log to the page's browser console (errors the page also shows, for whoever debugs it);
+/// from the worker, through the page.
+pub fn console_error(msg: &str) {
+    if browser::in_worker() {
+        emit(Event::Log(msg.to_string()));
+    } else {
+        web_sys::console::error_1(&msg.into());
+    }
 }

@@ -13,9 +13,9 @@ use wgtune::train::plan::{Plan, Start};
 use wgtune::train::prepare::TrainData;
 use wgtune::train::settings::{Given, TrainSettings};
 
-use super::browser::{self, now_ms, yield_now};
+use super::browser::{now_ms, yield_now};
 use super::engine::{self, Adapter};
-use super::port::{AdapterInfo, Evaluation, Event, LossFigure, TrainEvent, emit};
+use super::port::{self, AdapterInfo, Evaluation, Event, LossFigure, TrainEvent, emit};
 use super::preview;
 use super::store::{self, AdapterMeta, CheckpointMeta, KeptAdapter};
 
@@ -143,7 +143,7 @@ async fn keep_trained(
         config,
     };
     if let Err(e) = store::keep_adapter(&kept).await {
-        browser::console_error(&format!("the adapter is not kept for the next visit: {e}"));
+        port::console_error(&format!("the adapter is not kept for the next visit: {e}"));
     }
     store::forget_checkpoint().await;
     emit(Event::Checkpoint(None));
@@ -156,19 +156,6 @@ async fn keep_trained(
         info: info.clone(),
     }));
     emit(Event::Adapter(Some(info)));
-}
-
-impl AdapterInfo {
-    pub fn of(lora: &wgtune::lora::LoraConfig, source: &str, continues: bool) -> Self {
-        Self {
-            source: source.to_string(),
-            r: lora.r,
-            alpha: lora.lora_alpha,
-            targets: lora.target_modules.clone(),
-            rslora: lora.use_rslora,
-            continues,
-        }
-    }
 }
 
 /// The page's view of a run: each step posted (that step only), checkpoints in browser
@@ -212,7 +199,7 @@ impl Observer for PageObserver {
                 self.kept_step = Some(meta.step);
                 emit(Event::Checkpoint(Some(meta.clone())));
             }
-            Err(e) => browser::console_error(&format!("the checkpoint is not kept: {e}")),
+            Err(e) => port::console_error(&format!("the checkpoint is not kept: {e}")),
         }
         Ok(format!(
             "the checkpoint of step {} kept in this browser",

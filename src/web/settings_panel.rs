@@ -7,7 +7,7 @@
 use leptos::prelude::*;
 use wgtune::train::settings::TrainSettings;
 
-use super::app::Ui;
+use super::state::Ui;
 
 /// A labelled text input bound to one setting; unparsable text is refused with a message
 /// and the setting keeps its last good value. `locked` disables it (a picked adapter fixes

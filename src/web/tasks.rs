@@ -103,7 +103,7 @@ fn train(resume: bool) {
     engine::set_control(Control::Run);
     wasm_bindgen_futures::spawn_local(async move {
         if let Err(e) = run::train(resume).await {
-            browser::console_error(&e);
+            port::console_error(&e);
             let kept = store::kept_checkpoint_meta()
                 .await
                 .map(|c| {
@@ -163,42 +163,6 @@ async fn pick_adapter(files: Vec<web_sys::File>) -> Result<(), String> {
     Ok(())
 }
 
-/// After a reload, the kept adapter becomes the adapter in use again once the model it was
-/// trained on is loaded.
-pub async fn adopt_kept_adapter() {
-    let (Some(m), Some(kept)) = (engine::model(), store::kept_adapter().await) else {
-        return;
-    };
-    if kept.meta.model != m.name {
-        return;
-    }
-    let adopt = || -> Result<Adapter, String> {
-        let text = std::str::from_utf8(&kept.config).map_err(|e| e.to_string())?;
-        let lora = parse_config(text, Path::new(CONFIG_FILE)).map_err(|e| e.to_string())?;
-        let params = params_from_weights(
-            &kept.weights,
-            Path::new(WEIGHTS_FILE),
-            &m.model.config,
-            &lora,
-        )
-        .map_err(|e| e.to_string())?;
-        let info = AdapterInfo::of(&lora, "kept from an earlier run in this browser", false);
-        Ok(Adapter {
-            lora,
-            params,
-            files: Rc::new((kept.weights.clone(), kept.config.clone())),
-            info,
-        })
-    };
-    match adopt() {
-        Ok(a) => {
-            emit(Event::Adapter(Some(a.info.clone())));
-            engine::set_adapter(Some(a));
-        }
-        Err(e) => browser::console_error(&format!("the kept adapter does not fit {}: {e}", m.name)),
-    }
-}
-
 fn save_adapter(which: AdapterFiles) -> Result<(), String> {
     let a = engine::adapter().ok_or("train or pick an adapter first (section 4)")?;
     let (weights, config) = &*a.files;
@@ -251,7 +215,7 @@ fn merge() {
                     false,
                 ),
                 Err(e) => {
-                    browser::console_error(&e);
+                    port::console_error(&e);
                     status(format!("error: {e}"), None, false);
                 }
             }
@@ -276,7 +240,7 @@ fn generate_both(prompt: String, sample: SampleSettings) {
     exclusive(
         async move {
             if let Err(e) = generate_pair(&prompt, &sample).await {
-                browser::console_error(&e);
+                port::console_error(&e);
                 failed(e);
             }
         },

@@ -6,10 +6,10 @@
 use leptos::prelude::*;
 use wgtune::train::job::Control;
 
-use super::app::{Phase, Ui};
 use super::browser;
 use super::chart;
 use super::port::{self, Command, Evaluation};
+use super::state::{Phase, Ui};
 
 pub fn view(ui: Ui) -> impl IntoView {
     let running = move || ui.train.with(|v| v.running());
@@ -46,7 +46,7 @@ pub fn view(ui: Ui) -> impl IntoView {
         let offered = browser::blob_of(text.as_bytes(), "application/x-ndjson")
             .and_then(|b| browser::offer_download("metrics.jsonl", &b));
         if let Err(e) = offered {
-            browser::console_error(&e);
+            port::console_error(&e);
         }
     };
     let evaluate = move |_| {

@@ -3,9 +3,9 @@
 
 use leptos::prelude::*;
 
-use super::app::Ui;
 use super::port::{self, Command};
 use super::settings::SampleSettings;
+use super::state::Ui;
 
 fn sample_field(
     ui: Ui,

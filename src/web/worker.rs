@@ -46,7 +46,7 @@ async fn open_gpu() {
             ))));
         }
         Err(e) => {
-            browser::console_error(&format!("no WebGPU adapter: {e}"));
+            port::console_error(&format!("no WebGPU adapter: {e}"));
             emit(Event::Gpu(Err(format!(
                 "This browser has WebGPU but gave no GPU adapter (it may be disabled or the GPU blocklisted). {NO_WEBGPU_HELP}"
             ))));
