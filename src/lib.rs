@@ -7,6 +7,7 @@ pub mod cpu;
 pub mod data;
 pub mod error;
 pub mod gpu;
+pub mod inspect;
 pub mod kernels;
 pub mod lora;
 pub mod merge;

@@ -25,6 +25,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("adapter", 4),
     ("train", 5),
     ("merge", 5),
+    ("inspect", 5),
 ];
 
 /// Names the library must not mention in code: the front ends (the binary's modules) and

@@ -1,9 +1,11 @@
 //! Command-line interface: argument parsing and the subcommands.
 
 mod bench;
+mod compare;
 mod eval;
 mod generate;
 mod hub;
+mod inspect;
 mod interrupt;
 mod train;
 
@@ -31,6 +33,12 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Generate text from a prompt, streamed.
     Generate(generate::GenerateArgs),
+    /// What an adapter learned: per module ‖ΔW‖, ‖ΔW‖/‖W‖, singular values and effective
+    /// rank; trainable share and memory against a full fine-tune.
+    Inspect(inspect::InspectArgs),
+    /// The base model against base + adapter on examples of a JSONL file: losses of the
+    /// reference answers and both greedy generations, side by side.
+    Compare(compare::CompareArgs),
     /// Fold a LoRA adapter into the base weights: a model directory transformers loads.
     Merge {
         /// Base model: a local directory or a hub id.
@@ -68,6 +76,8 @@ pub fn run() -> Result<i32, Box<dyn std::error::Error>> {
         }
         Command::Eval(a) => Ok(eval::run(a).map(|_| 0)?),
         Command::Generate(a) => Ok(generate::run(a).map(|_| 0)?),
+        Command::Inspect(a) => Ok(inspect::run(a).map(|_| 0)?),
+        Command::Compare(a) => Ok(compare::run(a).map(|_| 0)?),
         Command::Merge {
             model,
             adapter,

@@ -57,6 +57,9 @@ pub struct Linear {
     pub bias: Tensor,
     pub k_in: usize,
     pub n_out: usize,
+    /// ‖W‖_F of the checkpoint's weight, before any quantization: what `inspect` compares a
+    /// LoRA update's norm with (the GPU copy may be NF4).
+    pub weight_norm: f64,
 }
 
 impl Linear {

@@ -111,6 +111,35 @@ pub fn check_weights(config: &Gpt2Config, file: &SafetensorsFile) -> Result<()> 
     })
 }
 
+/// ‖w‖_F, summed in f64 (a Conv1D weight's norm, kept beside its GPU copy).
+pub fn frobenius(w: &[f32]) -> f64 {
+    w.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>().sqrt()
+}
+
+/// Bytes of GPU memory a model of `config` takes in `quant`, as [`Parts::upload`] stores each
+/// weight (Conv1D weights in `quant`, wte as [`upload_table`] keeps it, the rest f32; every
+/// tensor in whole 32-bit words); computed on the host, without a GPU.
+pub fn weight_bytes(config: &Gpt2Config, quant: Quant) -> u64 {
+    let words = |name: &str, shape: &[usize]| -> usize {
+        let n: usize = shape.iter().product();
+        match shape {
+            _ if name == "wte.weight" && f16_table(quant) => n.div_ceil(2),
+            [_, _] if name.starts_with("h.") => match quant {
+                Quant::F32 => n,
+                Quant::F16 => n.div_ceil(2),
+                // Packed nibbles, and an f32 absmax per block (double quantization's is kept
+                // reconstructed in f32 too).
+                Quant::Nf4 { .. } => n.div_ceil(8) + n.div_ceil(nf4::BLOCK),
+            },
+            _ => n,
+        }
+    };
+    expected_weights(config)
+        .iter()
+        .map(|(name, shape)| 4 * words(name, shape) as u64)
+        .sum()
+}
+
 /// Upload a Conv1D weight `(in,out)` in the requested format.
 pub(crate) fn upload_weight(
     gpu: &Gpu,
@@ -170,6 +199,8 @@ enum Part {
 pub(crate) struct Parts {
     quant: Quant,
     got: HashMap<String, Part>,
+    /// ‖W‖_F of each Conv1D weight uploaded, by name.
+    norms: HashMap<String, f64>,
 }
 
 impl Parts {
@@ -177,6 +208,7 @@ impl Parts {
         Self {
             quant,
             got: HashMap::new(),
+            norms: HashMap::new(),
         }
     }
 
@@ -187,6 +219,7 @@ impl Parts {
         let part = match shape {
             _ if name == "wte.weight" => Part::Table(upload_table(gpu, values, self.quant)),
             [k_in, n_out] if name.starts_with("h.") => {
+                self.norms.insert(name.to_string(), frobenius(values));
                 Part::Conv1d(upload_weight(gpu, values, *k_in, *n_out, self.quant))
             }
             _ => Part::F32(gpu.upload_f32(values)),
@@ -226,7 +259,9 @@ impl Parts {
     }
 
     fn linear(&mut self, name: &str, k_in: usize, n_out: usize, path: &Path) -> Result<Linear> {
-        let Part::Conv1d(weight) = self.take(&format!("{name}.weight"), path)? else {
+        let weight_name = format!("{name}.weight");
+        let weight_norm = self.norms.get(&weight_name).copied().unwrap_or(0.0);
+        let Part::Conv1d(weight) = self.take(&weight_name, path)? else {
             bail!(
                 "{}: tensor {name}.weight is not a Conv1D weight",
                 path.display()
@@ -237,6 +272,7 @@ impl Parts {
             bias: self.vector(&format!("{name}.bias"), path)?,
             k_in,
             n_out,
+            weight_norm,
         })
     }
 
@@ -335,11 +371,13 @@ impl Gpt2 {
             let ln_2 = unit_ln(gpu);
             let linears = Module::ALL.map(|m| {
                 let (k_in, n_out) = m.dims(c);
+                let w = rand(k_in * n_out, 0.035);
                 Linear {
-                    weight: upload_weight(gpu, &rand(k_in * n_out, 0.035), k_in, n_out, quant),
+                    weight: upload_weight(gpu, &w, k_in, n_out, quant),
                     bias: gpu.upload_f32(&rand(n_out, 0.01)),
                     k_in,
                     n_out,
+                    weight_norm: frobenius(&w),
                 }
             });
             blocks.push(Block {

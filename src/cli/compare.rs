@@ -1,0 +1,122 @@
+//! `wgtune compare`: the base model against base + adapter on the first examples of a JSONL
+//! file: each answer's loss under both, both greedy continuations, and a summary line.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use wgtune::data::{self, Format};
+use wgtune::error::Result;
+use wgtune::inspect::compare::{Comparison, compare, greedy};
+use wgtune::model::Quant;
+
+#[derive(Args)]
+pub struct CompareArgs {
+    /// Model: a local Hugging Face GPT-2 directory or a hub id.
+    #[arg(long, default_value = "gpt2")]
+    pub model: String,
+    /// PEFT adapter directory.
+    #[arg(long)]
+    pub adapter: PathBuf,
+    /// JSONL file (text, prompt-completion, messages or alpaca lines).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Compare the first N examples.
+    #[arg(long, default_value_t = 8)]
+    pub n: usize,
+    /// Tokens each generation may add.
+    #[arg(long, default_value_t = 32)]
+    pub max_new_tokens: usize,
+    /// Base weight format: nf4, nf4-dq, f16 or f32.
+    #[arg(long, default_value = "nf4")]
+    pub quant: Quant,
+    /// Tokens per example (longer lines are truncated); default the model's n_positions.
+    #[arg(long)]
+    pub seq_len: Option<usize>,
+    /// Data format; auto detects it from the first line.
+    #[arg(long, default_value = "auto")]
+    pub format: String,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(a: CompareArgs) -> Result<()> {
+    let format = match a.format.as_str() {
+        "auto" => None,
+        f => Some(f.parse::<Format>().map_err(wgtune::error::Error::new)?),
+    };
+    if a.n == 0 {
+        wgtune::bail!("--n must be at least 1");
+    }
+    let files = super::open_model(&a.model)?;
+    let n_pos = files.config.n_positions;
+    let seq_len = a.seq_len.unwrap_or(n_pos);
+    if seq_len == 0 || seq_len > n_pos {
+        wgtune::bail!("--seq-len {seq_len} must be between 1 and the model's n_positions {n_pos}");
+    }
+    let dataset = data::read_jsonl(&a.data, format)?;
+    let super::Inference {
+        gpu,
+        model,
+        adapter,
+    } = super::open_inference(&a.model, &files, Some(&a.adapter), a.quant)?;
+    let adapter = adapter.expect("an adapter was given");
+    let rows = &dataset.rows[..a.n.min(dataset.rows.len())];
+    let c = pollster::block_on(compare(
+        &gpu,
+        &model,
+        &files.tokenizer,
+        &adapter.as_ref(),
+        rows,
+        seq_len,
+        &greedy(a.max_new_tokens),
+        |done, total| {
+            if done < total {
+                eprint!("\rcomparing example {} of {total}…", done + 1);
+            } else {
+                eprintln!();
+            }
+        },
+    ))
+    .map_err(|e| wgtune::err!("{}: {e}", a.data.display()))?;
+    if c.rows.is_empty() {
+        wgtune::bail!(
+            "{}: none of the first {} lines has a trained token within --seq-len {seq_len}",
+            a.data.display(),
+            rows.len()
+        );
+    }
+    if a.json {
+        println!("{}", serde_json::to_string(&c).expect("a comparison serializes"));
+    } else {
+        print!("{}", table(&c));
+    }
+    Ok(())
+}
+
+/// Text on one line, at most `max` characters.
+fn one_line(s: &str, max: usize) -> String {
+    let flat: String = s.chars().map(|c| if c == '\n' { '⏎' } else { c }).collect();
+    let flat = flat.trim();
+    if flat.chars().count() > max {
+        flat.chars().take(max).collect::<String>() + "…"
+    } else {
+        flat.to_string()
+    }
+}
+
+fn table(c: &Comparison) -> String {
+    let mut out = String::new();
+    for r in &c.rows {
+        let delta = r.tuned_loss - r.base_loss;
+        out += &format!(
+            "line {}: loss base {:.4} -> tuned {:.4} ({delta:+.4}) over {} tokens\n",
+            r.line, r.base_loss, r.tuned_loss, r.tokens
+        );
+        out += &format!("  prompt:    {}\n", one_line(&r.prompt, 100));
+        out += &format!("  reference: {}\n", one_line(&r.reference, 100));
+        out += &format!("  base:      {}\n", one_line(&r.base_output, 100));
+        out += &format!("  tuned:     {}\n", one_line(&r.tuned_output, 100));
+    }
+    out + &c.summary() + "\n"
+}

@@ -1,0 +1,177 @@
+//! The base model against base + adapter on a few examples: each example's loss of its
+//! reference answer (the trained tokens, exactly as `wgtune eval` counts them) under both,
+//! and both models' greedy continuations of its prompt.
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::{self, IGNORE_INDEX, Segments};
+use crate::error::Result;
+use crate::gpu::Gpu;
+use crate::model::eval::eval_loss;
+use crate::model::generate::{GenerateConfig, generate};
+use crate::model::{AdapterRef, Gpt2};
+use crate::sample::Sampling;
+use crate::tokenizer::Tokenizer;
+
+/// Tokens of a plain-text line (no prompt part) given as the prompt: its first half, at most
+/// this many.
+const TEXT_PROMPT_TOKENS: usize = 32;
+
+/// One example, both ways.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CompareRow {
+    /// 1-based line of the data file.
+    pub line: usize,
+    /// What both models continue: the untrained part of the line (for plain text, its start).
+    pub prompt: String,
+    /// The line's trained part: the answer whose loss is measured.
+    pub reference: String,
+    /// Tokens the losses count.
+    pub tokens: usize,
+    pub base_loss: f64,
+    pub tuned_loss: f64,
+    pub base_output: String,
+    pub tuned_output: String,
+}
+
+/// A comparison over several examples.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Comparison {
+    pub rows: Vec<CompareRow>,
+    /// Token-weighted mean losses over all rows (what `wgtune eval` reports on them).
+    pub base_loss: f64,
+    pub tuned_loss: f64,
+    pub tokens: usize,
+    /// Lines whose loss fell with the adapter, and those where it rose.
+    pub better: Vec<usize>,
+    pub worse: Vec<usize>,
+}
+
+impl Comparison {
+    /// One summary line.
+    pub fn summary(&self) -> String {
+        let lines = |v: &[usize]| {
+            if v.is_empty() {
+                String::new()
+            } else {
+                let shown: Vec<String> = v.iter().take(10).map(|l| l.to_string()).collect();
+                let more = if v.len() > 10 { ", …" } else { "" };
+                format!(" (line {}{more})", shown.join(", "))
+            }
+        };
+        format!(
+            "mean loss over {} examples ({} tokens): base {:.4} -> tuned {:.4}; better {}{}, worse {}{}",
+            self.rows.len(),
+            self.tokens,
+            self.base_loss,
+            self.tuned_loss,
+            self.better.len(),
+            lines(&self.better),
+            self.worse.len(),
+            lines(&self.worse)
+        )
+    }
+}
+
+/// Greedy generation of up to `max_new_tokens`.
+pub fn greedy(max_new_tokens: usize) -> GenerateConfig {
+    GenerateConfig {
+        max_new_tokens,
+        sampling: Sampling {
+            temperature: 0.0,
+            top_k: 0,
+            top_p: 1.0,
+        },
+        seed: 0,
+    }
+}
+
+/// Compare `model` with and without `adapter` on `rows` (line, segments), each tokenized to
+/// at most `seq_len` tokens with the prompt untrained; generations follow `generation`.
+/// Rows with no trained token within `seq_len` are left out.
+#[allow(clippy::too_many_arguments)]
+pub async fn compare(
+    gpu: &Gpu,
+    model: &Gpt2,
+    tok: &Tokenizer,
+    adapter: &AdapterRef<'_>,
+    rows: &[(usize, Segments)],
+    seq_len: usize,
+    generation: &GenerateConfig,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<Comparison> {
+    let eos = tok.eos_id().unwrap_or(model.config.eos());
+    let mut out = Vec::with_capacity(rows.len());
+    for (done, (line, segs)) in rows.iter().enumerate() {
+        progress(done, rows.len());
+        let ex = data::tokenize(tok, segs, eos, false, seq_len, *line)?;
+        if !ex.labels.iter().skip(1).any(|&l| l != IGNORE_INDEX) {
+            continue;
+        }
+        let one = std::slice::from_ref(&ex);
+        let base = eval_loss(gpu, model, None, one, 1, eos).await?;
+        let tuned = eval_loss(gpu, model, Some(adapter), one, 1, eos).await?;
+        let (prompt, reference) = prompt_and_reference(tok, segs)?;
+        // Leave room for the continuation in the model's context.
+        let room = model.config.n_positions.saturating_sub(generation.max_new_tokens.max(1));
+        let prompt = clip_prompt(tok, &prompt, room)?;
+        let base_output = generate(gpu, model, tok, None, &prompt, generation, |_| {}).await?;
+        let tuned_output =
+            generate(gpu, model, tok, Some(adapter), &prompt, generation, |_| {}).await?;
+        out.push(CompareRow {
+            line: *line,
+            prompt,
+            reference,
+            tokens: base.tokens,
+            base_loss: base.loss,
+            tuned_loss: tuned.loss,
+            base_output,
+            tuned_output,
+        });
+    }
+    progress(rows.len(), rows.len());
+    let tokens: usize = out.iter().map(|r| r.tokens).sum();
+    let mean = |f: fn(&CompareRow) -> f64| {
+        out.iter().map(|r| f(r) * r.tokens as f64).sum::<f64>() / tokens.max(1) as f64
+    };
+    Ok(Comparison {
+        base_loss: mean(|r| r.base_loss),
+        tuned_loss: mean(|r| r.tuned_loss),
+        tokens,
+        better: out
+            .iter()
+            .filter(|r| r.tuned_loss < r.base_loss)
+            .map(|r| r.line)
+            .collect(),
+        worse: out
+            .iter()
+            .filter(|r| r.tuned_loss > r.base_loss)
+            .map(|r| r.line)
+            .collect(),
+        rows: out,
+    })
+}
+
+/// The untrained leading segments as the prompt and the rest as the reference; a line with
+/// no prompt part (plain text) is split after its first tokens.
+fn prompt_and_reference(tok: &Tokenizer, segs: &Segments) -> Result<(String, String)> {
+    let n_prompt = segs.iter().take_while(|(_, trained)| !trained).count();
+    if n_prompt > 0 {
+        let join = |s: &[(String, bool)]| s.iter().map(|(t, _)| t.as_str()).collect::<String>();
+        return Ok((join(&segs[..n_prompt]), join(&segs[n_prompt..])));
+    }
+    let text: String = segs.iter().map(|(t, _)| t.as_str()).collect();
+    let ids = tok.encode(&text)?;
+    let cut = (ids.len() / 2).min(TEXT_PROMPT_TOKENS);
+    Ok((tok.decode(&ids[..cut])?, tok.decode(&ids[cut..])?))
+}
+
+/// The prompt's last `max_tokens` tokens (a prompt longer than the context is cut from the
+/// front, as the answer follows its end).
+fn clip_prompt(tok: &Tokenizer, prompt: &str, max_tokens: usize) -> Result<String> {
+    let ids = tok.encode(prompt)?;
+    if ids.len() <= max_tokens {
+        return Ok(prompt.to_string());
+    }
+    tok.decode(&ids[ids.len() - max_tokens..])
+}
