@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+use std::io::IsTerminal;
+
 use clap::Args;
 use wgtune::data::{self, Format};
 use wgtune::error::Result;
@@ -71,7 +73,8 @@ pub fn run(a: CompareArgs) -> Result<()> {
         seq_len,
         &greedy(a.max_new_tokens),
         |done, total| {
-            if done < total {
+            if !std::io::stderr().is_terminal() {
+            } else if done < total {
                 eprint!("\rcomparing example {} of {total}…", done + 1);
             } else {
                 eprintln!();
@@ -94,14 +97,17 @@ pub fn run(a: CompareArgs) -> Result<()> {
     Ok(())
 }
 
-/// Text on one line, at most `max` characters.
-fn one_line(s: &str, max: usize) -> String {
+/// Text on one line, at most `max` characters: its start, or with `tail` its end (a
+/// prompt's instruction comes last).
+fn one_line(s: &str, max: usize, tail: bool) -> String {
     let flat: String = s.chars().map(|c| if c == '\n' { '⏎' } else { c }).collect();
-    let flat = flat.trim();
-    if flat.chars().count() > max {
-        flat.chars().take(max).collect::<String>() + "…"
+    let flat: Vec<char> = flat.trim().chars().collect();
+    if flat.len() <= max {
+        flat.into_iter().collect()
+    } else if tail {
+        "…".to_string() + &flat[flat.len() - max..].iter().collect::<String>()
     } else {
-        flat.to_string()
+        flat[..max].iter().collect::<String>() + "…"
     }
 }
 
@@ -113,10 +119,10 @@ fn table(c: &Comparison) -> String {
             "line {}: loss base {:.4} -> tuned {:.4} ({delta:+.4}) over {} tokens\n",
             r.line, r.base_loss, r.tuned_loss, r.tokens
         );
-        out += &format!("  prompt:    {}\n", one_line(&r.prompt, 100));
-        out += &format!("  reference: {}\n", one_line(&r.reference, 100));
-        out += &format!("  base:      {}\n", one_line(&r.base_output, 100));
-        out += &format!("  tuned:     {}\n", one_line(&r.tuned_output, 100));
+        out += &format!("  prompt:    {}\n", one_line(&r.prompt, 100, true));
+        out += &format!("  reference: {}\n", one_line(&r.reference, 100, false));
+        out += &format!("  base:      {}\n", one_line(&r.base_output, 100, false));
+        out += &format!("  tuned:     {}\n", one_line(&r.tuned_output, 100, false));
     }
     out + &c.summary() + "\n"
 }

@@ -7,5 +7,6 @@ mod common;
 mod bad_input;
 mod gpu_fault;
 mod harness;
+mod inspect;
 mod interrupt;
 mod numerical;
