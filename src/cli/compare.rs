@@ -90,7 +90,10 @@ pub fn run(a: CompareArgs) -> Result<()> {
         );
     }
     if a.json {
-        println!("{}", serde_json::to_string(&c).expect("a comparison serializes"));
+        println!(
+            "{}",
+            serde_json::to_string(&c).expect("a comparison serializes")
+        );
     } else {
         print!("{}", table(&c));
     }

@@ -58,7 +58,13 @@ fn table(i: &Inspection, name: &str) -> String {
         i.modules.len(),
         i.target_modules.join(", ")
     );
-    let width = i.modules.iter().map(|m| m.name.len()).max().unwrap_or(6).max(6);
+    let width = i
+        .modules
+        .iter()
+        .map(|m| m.name.len())
+        .max()
+        .unwrap_or(6)
+        .max(6);
     out += &format!(
         "{:<width$}  {:>11}  {:>10}  {:>9}  {:>8}  singular values of ΔW\n",
         "module", "out x in", "‖ΔW‖_F", "‖ΔW‖/‖W‖", "eff.rank"

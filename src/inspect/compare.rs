@@ -48,6 +48,25 @@ pub struct Comparison {
 }
 
 impl Comparison {
+    /// The comparison of these rows: token-weighted means, better and worse lines.
+    pub fn of_rows(rows: Vec<CompareRow>) -> Self {
+        let tokens: usize = rows.iter().map(|r| r.tokens).sum();
+        let mean = |f: fn(&CompareRow) -> f64| {
+            rows.iter().map(|r| f(r) * r.tokens as f64).sum::<f64>() / tokens.max(1) as f64
+        };
+        let lines = |keep: fn(&CompareRow) -> bool| -> Vec<usize> {
+            rows.iter().filter(|r| keep(r)).map(|r| r.line).collect()
+        };
+        Self {
+            base_loss: mean(|r| r.base_loss),
+            tuned_loss: mean(|r| r.tuned_loss),
+            tokens,
+            better: lines(|r| r.tuned_loss < r.base_loss),
+            worse: lines(|r| r.tuned_loss > r.base_loss),
+            rows,
+        }
+    }
+
     /// One summary line.
     pub fn summary(&self) -> String {
         let lines = |v: &[usize]| {
@@ -113,7 +132,10 @@ pub async fn compare(
         let tuned = eval_loss(gpu, model, Some(adapter), one, 1, eos).await?;
         let (prompt, reference) = prompt_and_reference(tok, segs)?;
         // Leave room for the continuation in the model's context.
-        let room = model.config.n_positions.saturating_sub(generation.max_new_tokens.max(1));
+        let room = model
+            .config
+            .n_positions
+            .saturating_sub(generation.max_new_tokens.max(1));
         let prompt = clip_prompt(tok, &prompt, room)?;
         let base_output = generate(gpu, model, tok, None, &prompt, generation, |_| {}).await?;
         let tuned_output =
@@ -130,26 +152,7 @@ pub async fn compare(
         });
     }
     progress(rows.len(), rows.len());
-    let tokens: usize = out.iter().map(|r| r.tokens).sum();
-    let mean = |f: fn(&CompareRow) -> f64| {
-        out.iter().map(|r| f(r) * r.tokens as f64).sum::<f64>() / tokens.max(1) as f64
-    };
-    Ok(Comparison {
-        base_loss: mean(|r| r.base_loss),
-        tuned_loss: mean(|r| r.tuned_loss),
-        tokens,
-        better: out
-            .iter()
-            .filter(|r| r.tuned_loss < r.base_loss)
-            .map(|r| r.line)
-            .collect(),
-        worse: out
-            .iter()
-            .filter(|r| r.tuned_loss > r.base_loss)
-            .map(|r| r.line)
-            .collect(),
-        rows: out,
-    })
+    Ok(Comparison::of_rows(out))
 }
 
 /// The untrained leading segments as the prompt and the rest as the reference; a line with

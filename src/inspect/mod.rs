@@ -183,15 +183,19 @@ impl Inspection {
             let Some((name, is_a)) = split_key(&key) else {
                 bail!("{p}: unexpected tensor {key} (not a LoRA A or B weight)");
             };
-            let shape: [usize; 2] = view
-                .shape()
-                .try_into()
-                .map_err(|_| err!("{p}: tensor {key} has shape {:?}; expected 2-D", view.shape()))?;
+            let shape: [usize; 2] = view.shape().try_into().map_err(|_| {
+                err!(
+                    "{p}: tensor {key} has shape {:?}; expected 2-D",
+                    view.shape()
+                )
+            })?;
             let values = to_f32(view.data(), view.dtype(), weights_path, &key)?.into_owned();
             if let Some(i) = values.iter().position(|v| !v.is_finite()) {
                 bail!("{p}: tensor {key} holds {} at element {i}", values[i]);
             }
-            let pair = pairs.entry(name.to_string()).or_insert(LoraPair { a: None, b: None });
+            let pair = pairs
+                .entry(name.to_string())
+                .or_insert(LoraPair { a: None, b: None });
             *(if is_a { &mut pair.a } else { &mut pair.b }) = Some((values, shape));
         }
         if pairs.is_empty() {
@@ -244,7 +248,10 @@ impl Inspection {
     ) -> Result<Self> {
         for m in &mut self.modules {
             let Some((norm, shape)) = base_norm(&m.name) else {
-                bail!("adapter module {} is not a Linear of the base model", m.name);
+                bail!(
+                    "adapter module {} is not a Linear of the base model",
+                    m.name
+                );
             };
             if shape != [m.in_features, m.out_features] {
                 bail!(
@@ -275,10 +282,13 @@ pub type BaseNorm = (f64, [usize; 2]);
 pub fn base_norms_of(model: &Gpt2) -> impl Fn(&str) -> Option<BaseNorm> + '_ {
     move |name| {
         (0..model.config.n_layer).find_map(|l| {
-            Module::ALL.into_iter().find(|m| m.full_name(l) == name).map(|m| {
-                let lin = model.blocks[l].linear(m);
-                (lin.weight_norm, [lin.k_in, lin.n_out])
-            })
+            Module::ALL
+                .into_iter()
+                .find(|m| m.full_name(l) == name)
+                .map(|m| {
+                    let lin = model.blocks[l].linear(m);
+                    (lin.weight_norm, [lin.k_in, lin.n_out])
+                })
         })
     }
 }

@@ -52,9 +52,19 @@ pub fn singular_values(a: &[f64], m: usize, n: usize) -> Vec<f64> {
     debug_assert_eq!(a.len(), m * n);
     // Work on columns of the taller orientation, so there are min(m, n) of them.
     let (rows, cols, col) = if m >= n {
-        (m, n, (0..n).map(|j| (0..m).map(|i| a[i * n + j]).collect()).collect::<Vec<Vec<f64>>>())
+        (
+            m,
+            n,
+            (0..n)
+                .map(|j| (0..m).map(|i| a[i * n + j]).collect())
+                .collect::<Vec<Vec<f64>>>(),
+        )
     } else {
-        (n, m, (0..m).map(|i| a[i * n..(i + 1) * n].to_vec()).collect())
+        (
+            n,
+            m,
+            (0..m).map(|i| a[i * n..(i + 1) * n].to_vec()).collect(),
+        )
     };
     let mut col = col;
     debug_assert!(col.iter().all(|c| c.len() == rows));
@@ -63,10 +73,12 @@ pub fn singular_values(a: &[f64], m: usize, n: usize) -> Vec<f64> {
         let mut rotated = false;
         for p in 0..cols {
             for q in p + 1..cols {
-                let (alpha, beta, gamma) = col[p].iter().zip(&col[q]).fold(
-                    (0.0, 0.0, 0.0),
-                    |(a, b, g), (x, y)| (a + x * x, b + y * y, g + x * y),
-                );
+                let (alpha, beta, gamma) = col[p]
+                    .iter()
+                    .zip(&col[q])
+                    .fold((0.0, 0.0, 0.0), |(a, b, g), (x, y)| {
+                        (a + x * x, b + y * y, g + x * y)
+                    });
                 if gamma.abs() <= EPS * (alpha * beta).sqrt() || gamma == 0.0 {
                     continue;
                 }
@@ -149,7 +161,9 @@ mod tests {
 
     /// A deterministic pseudo-random f32 in [-1, 1).
     fn rand(seed: &mut u64) -> f32 {
-        *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        *seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         ((*seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
     }
 
@@ -171,7 +185,14 @@ mod tests {
     #[test]
     fn qr_shortcut_gives_the_dense_singular_values_on_odd_shapes() {
         let mut seed = 7;
-        for &(r, k, n) in &[(1, 1, 1), (4, 5, 3), (3, 2, 7), (8, 17, 33), (5, 40, 4), (16, 24, 72)] {
+        for &(r, k, n) in &[
+            (1, 1, 1),
+            (4, 5, 3),
+            (3, 2, 7),
+            (8, 17, 33),
+            (5, 40, 4),
+            (16, 24, 72),
+        ] {
             let a: Vec<f32> = (0..r * k).map(|_| rand(&mut seed)).collect();
             let b: Vec<f32> = (0..n * r).map(|_| rand(&mut seed)).collect();
             let fast = low_rank_singular_values(&a, &b, r, k, n, 0.7);
@@ -195,7 +216,10 @@ mod tests {
         let (c, s) = (0.6f64, 0.8f64);
         let m = [3.0 * c, -2.0 * s, 3.0 * s, 2.0 * c];
         let sv = singular_values(&m, 2, 2);
-        assert!((sv[0] - 3.0).abs() < 1e-12 && (sv[1] - 2.0).abs() < 1e-12, "{sv:?}");
+        assert!(
+            (sv[0] - 3.0).abs() < 1e-12 && (sv[1] - 2.0).abs() < 1e-12,
+            "{sv:?}"
+        );
         // B = 0 (PEFT's initialisation): ΔW = 0.
         let sv = low_rank_singular_values(&[1.0; 8], &[0.0; 12], 2, 4, 6, 2.0);
         assert_eq!(sv, vec![0.0, 0.0]);

@@ -113,7 +113,10 @@ pub fn check_weights(config: &Gpt2Config, file: &SafetensorsFile) -> Result<()> 
 
 /// ‖w‖_F, summed in f64 (a Conv1D weight's norm, kept beside its GPU copy).
 pub fn frobenius(w: &[f32]) -> f64 {
-    w.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>().sqrt()
+    w.iter()
+        .map(|&x| (x as f64) * (x as f64))
+        .sum::<f64>()
+        .sqrt()
 }
 
 /// Bytes of GPU memory a model of `config` takes in `quant`, as [`Parts::upload`] stores each

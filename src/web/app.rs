@@ -1,4 +1,5 @@
-//! The page: the six sections, Model → Data → Settings → Train → Try → Export, over the
+//! The page: the seven sections, Model → Data → Settings → Train → Try → What LoRA learned →
+//! Export, over the
 //! state of `state`, and the engine's worker started beside them; the sections send it
 //! commands (`port::Command`) and its events fold into the state.
 
@@ -7,7 +8,8 @@ use leptos::prelude::*;
 use super::port::{self, Message};
 use super::state::{Ui, fold};
 use super::{
-    browser, data_panel, export_panel, model_panel, settings_panel, train_panel, try_panel,
+    browser, data_panel, export_panel, learned_panel, model_panel, settings_panel, train_panel,
+    try_panel,
 };
 
 #[component]
@@ -41,6 +43,7 @@ pub fn App() -> impl IntoView {
             {settings_panel::view(ui)}
             {train_panel::view(ui)}
             {try_panel::view(ui)}
+            {learned_panel::view(ui)}
             {export_panel::view(ui)}
         </main>
     }

@@ -1,4 +1,4 @@
-//! Section 6, Export: the adapter in use (trained, picked or kept) as PEFT's two files, byte for byte what
+//! Section 7, Export: the adapter in use (trained, picked or kept) as PEFT's two files, byte for byte what
 //! `wgtune train` writes (`adapter::encode`), so `PeftModel.from_pretrained` and
 //! `wgtune eval --adapter` load them as they are. The files are also kept in browser storage
 //! (`store`), so a reload does not lose a finished adapter. Optionally the merged model
@@ -27,7 +27,7 @@ pub fn view(ui: Ui) -> impl IntoView {
     };
     view! {
         <section id="export">
-            <h2>"6 · Export"</h2>
+            <h2>"7 · Export"</h2>
             <p>"A PEFT LoRA adapter: " <code>{WEIGHTS_FILE}</code> " and " <code>{CONFIG_FILE}</code> "."</p>
             <div class="row">
                 <button data-testid="download-adapter" on:click=click(AdapterFiles::Both) disabled=move || !ready()>

@@ -13,7 +13,7 @@ use wgtune::model::Quant;
 use super::browser::{self, mib};
 use super::engine::{self, Adapter, ModelBytes, TokenizerBytes, WeightsSource};
 use super::port::{self, AdapterInfo, Event, ModelInfo, emit};
-use super::{preview, store};
+use super::{learned, preview, store};
 
 /// Where to take model files from.
 pub enum Source {
@@ -39,7 +39,7 @@ pub fn start(src: Source) {
     emit(Event::Loading(true));
     status("Loading…".into(), Some(0.0));
     wasm_bindgen_futures::spawn_local(async move {
-        emit(Event::Adapter(None));
+        learned::use_adapter(None);
         match load_model(src, quant).await {
             Ok(info) => {
                 status(
@@ -232,10 +232,7 @@ pub async fn adopt_kept_adapter() {
         })
     };
     match adopt() {
-        Ok(a) => {
-            emit(Event::Adapter(Some(a.info.clone())));
-            engine::set_adapter(Some(a));
-        }
+        Ok(a) => learned::use_adapter(Some(a)),
         Err(e) => port::console_error(&format!("the kept adapter does not fit {}: {e}", m.name)),
     }
 }

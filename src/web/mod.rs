@@ -19,6 +19,8 @@ mod chart;
 mod data_panel;
 mod engine;
 mod export_panel;
+mod learned;
+mod learned_panel;
 mod load;
 mod merged;
 mod model_panel;

@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::{JsCast, JsValue};
 use web_sys::{Blob, File, MessageEvent, Worker, WorkerOptions, WorkerType};
+use wgtune::inspect::Inspection;
+use wgtune::inspect::compare::Comparison;
 use wgtune::lora::LoraConfig;
 use wgtune::train::job::{Control, StepRecord};
 use wgtune::train::settings::TrainSettings;
@@ -51,6 +53,8 @@ pub enum Command {
         prompt: String,
         sample: SampleSettings,
     },
+    /// Base against tuned on up to 8 validation examples: losses and greedy generations.
+    Compare,
     /// Download the adapter's files.
     SaveAdapter(AdapterFiles),
     /// Download the merged model.
@@ -203,6 +207,14 @@ pub enum Event {
     Checkpoint(Option<CheckpointMeta>),
     Train(TrainEvent),
     Evaluation(Result<Evaluation, String>),
+    /// What the adapter in use learned (`wgtune inspect` for it on the loaded model), or why
+    /// it cannot be shown; `None` without an adapter.
+    Learned(Option<Result<Inspection, String>>),
+    /// The base-against-tuned comparison: its progress, then its result.
+    Compared {
+        status: String,
+        result: Option<Result<Comparison, String>>,
+    },
     /// Generated text: base or tuned, a piece at a time.
     Generated {
         tuned: bool,

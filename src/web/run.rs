@@ -16,8 +16,8 @@ use wgtune::train::settings::{Given, TrainSettings};
 use super::browser::{now_ms, yield_now};
 use super::engine::{self, Adapter};
 use super::port::{self, AdapterInfo, Evaluation, Event, LossFigure, TrainEvent, emit};
-use super::preview;
 use super::store::{self, AdapterMeta, CheckpointMeta, KeptAdapter};
+use super::{learned, preview};
 
 /// Sequences per batch of the end-of-run evaluation (`wgtune eval`'s default).
 pub const EVAL_BATCH: usize = 8;
@@ -149,13 +149,12 @@ async fn keep_trained(
     emit(Event::Checkpoint(None));
     emit(Event::Kept(Some(kept.meta.clone())));
     let info = AdapterInfo::of(lora, "trained here", false);
-    engine::set_adapter(Some(Adapter {
+    learned::use_adapter(Some(Adapter {
         lora: lora.clone(),
         params: o.params.clone(),
         files: std::rc::Rc::new((kept.weights, kept.config)),
-        info: info.clone(),
+        info,
     }));
-    emit(Event::Adapter(Some(info)));
 }
 
 /// The page's view of a run: each step posted (that step only), checkpoints in browser

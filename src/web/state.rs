@@ -3,6 +3,8 @@
 //! engine's worker.
 
 use leptos::prelude::*;
+use wgtune::inspect::Inspection;
+use wgtune::inspect::compare::Comparison;
 use wgtune::train::job::StepRecord;
 use wgtune::train::settings::TrainSettings;
 
@@ -142,6 +144,11 @@ pub struct Ui {
     pub checkpoint: RwSignal<Option<CheckpointMeta>>,
     pub train: RwSignal<TrainView>,
     pub evaluation: RwSignal<Option<Result<Evaluation, String>>>,
+    /// What the adapter in use learned.
+    pub learned: RwSignal<Option<Result<Inspection, String>>>,
+    /// The base-against-tuned comparison's status line and result.
+    pub compare_status: RwSignal<String>,
+    pub comparison: RwSignal<Option<Result<Comparison, String>>>,
     pub sample: RwSignal<SampleSettings>,
     pub gen_base: RwSignal<String>,
     pub gen_tuned: RwSignal<String>,
@@ -172,6 +179,9 @@ impl Ui {
             checkpoint: RwSignal::new(None),
             train: RwSignal::new(TrainView::default()),
             evaluation: RwSignal::new(None),
+            learned: RwSignal::new(None),
+            compare_status: RwSignal::new(String::new()),
+            comparison: RwSignal::new(None),
             sample: RwSignal::new(SampleSettings::default()),
             gen_base: RwSignal::new(String::new()),
             gen_tuned: RwSignal::new(String::new()),
@@ -223,6 +233,18 @@ pub fn fold(ui: Ui, e: Event) {
         Event::Checkpoint(c) => ui.checkpoint.set(c),
         Event::Train(t) => ui.train.update(|v| v.apply(t)),
         Event::Evaluation(r) => ui.evaluation.set(Some(r)),
+        Event::Learned(l) => {
+            // Another adapter: an earlier comparison no longer describes it.
+            ui.comparison.set(None);
+            ui.compare_status.set(String::new());
+            ui.learned.set(l)
+        }
+        Event::Compared { status, result } => {
+            ui.compare_status.set(status);
+            if result.is_some() {
+                ui.comparison.set(result);
+            }
+        }
         Event::Generated { tuned, piece } => {
             let out = if tuned { ui.gen_tuned } else { ui.gen_base };
             out.update(|t| t.push_str(&piece));

@@ -18,7 +18,7 @@ use super::load::{self, Source};
 use super::merged;
 use super::port::{self, AdapterFiles, AdapterInfo, Command, Event, TrainEvent, emit};
 use super::settings::SampleSettings;
-use super::{preview, run, store};
+use super::{learned, preview, run, store};
 
 thread_local! {
     static TRAINING: Cell<bool> = const { Cell::new(false) };
@@ -51,8 +51,7 @@ pub fn execute(command: Command, files: Vec<web_sys::File>) {
             }
         }),
         Command::ForgetAdapter => {
-            engine::set_adapter(None);
-            emit(Event::Adapter(None));
+            learned::use_adapter(None);
             preview::refresh();
         }
         Command::Train { resume } => train(resume),
@@ -67,6 +66,12 @@ pub fn execute(command: Command, files: Vec<web_sys::File>) {
             },
             |e| emit(Event::Evaluation(Err(e))),
         ),
+        Command::Compare => exclusive(learned::run_compare(), |e| {
+            emit(Event::Compared {
+                status: format!("error: {e}"),
+                result: None,
+            })
+        }),
         Command::Generate { prompt, sample } => generate_both(prompt, sample),
         Command::SaveAdapter(which) => emit(Event::ExportStatus(match save_adapter(which) {
             Ok(()) => "saved: put both files in one folder and load it with PeftModel.from_pretrained(model, folder) or wgtune eval --adapter folder".into(),
@@ -152,13 +157,12 @@ async fn pick_adapter(files: Vec<web_sys::File>) -> Result<(), String> {
     engine::set_settings(s.clone());
     emit(Event::Settings(s));
     let info = AdapterInfo::of(&lora, "picked", true);
-    engine::set_adapter(Some(Adapter {
+    learned::use_adapter(Some(Adapter {
         lora,
         params,
         files: Rc::new((weights, config)),
-        info: info.clone(),
+        info,
     }));
-    emit(Event::Adapter(Some(info)));
     preview::refresh();
     Ok(())
 }

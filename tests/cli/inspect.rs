@@ -28,7 +28,15 @@ fn compare_losses_equal_eval_on_each_example() {
     let common = ["--model", &model, "--quant", "f32", "--seq-len", "64"];
     let c = json_of(
         &Command::new(bin())
-            .args(["compare", "--adapter", &adapter, "--data", &data, "--n", "3"])
+            .args([
+                "compare",
+                "--adapter",
+                &adapter,
+                "--data",
+                &data,
+                "--n",
+                "3",
+            ])
             .args(["--max-new-tokens", "4", "--json"])
             .args(common)
             .output()
@@ -72,9 +80,15 @@ fn compare_losses_equal_eval_on_each_example() {
         assert!(row["prompt"].as_str().unwrap().len() > 1, "{row}");
     }
     let mean = c["base_loss"].as_f64().unwrap();
-    assert!((mean - sum_base / tokens).abs() <= 1e-9 * mean, "mean base loss");
+    assert!(
+        (mean - sum_base / tokens).abs() <= 1e-9 * mean,
+        "mean base loss"
+    );
     let mean = c["tuned_loss"].as_f64().unwrap();
-    assert!((mean - sum_tuned / tokens).abs() <= 1e-9 * mean, "mean tuned loss");
+    assert!(
+        (mean - sum_tuned / tokens).abs() <= 1e-9 * mean,
+        "mean tuned loss"
+    );
     let better = c["better"].as_array().unwrap().len();
     let worse = c["worse"].as_array().unwrap().len();
     assert!(better + worse <= 3);
@@ -82,14 +96,20 @@ fn compare_losses_equal_eval_on_each_example() {
 
 #[test]
 fn inspect_prints_the_table_and_json() {
-    let adapter = fixture("peft/all_r8_rslora/adapter_final").display().to_string();
+    let adapter = fixture("peft/all_r8_rslora/adapter_final")
+        .display()
+        .to_string();
     let model = fixture("models/tiny").display().to_string();
     let out = Command::new(bin())
         .args(["inspect", "--adapter", &adapter, "--model", &model])
         .output()
         .unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     for want in [
         "r=8, lora_alpha=16, rsLoRA, scale 5.6569, 8 modules",
         "transformer.h.1.mlp.c_proj",

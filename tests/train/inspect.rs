@@ -38,9 +38,18 @@ fn singular_values_norms_and_ranks_match_numpy_on_every_fixture_adapter() {
             .unwrap()
             .with_base(&model.config, Quant::F32, base_norms_in(&model.weights))
             .unwrap();
-        close(got.scale as f64, want["scale"].as_f64().unwrap(), 1e-6, "scale");
+        close(
+            got.scale as f64,
+            want["scale"].as_f64().unwrap(),
+            1e-6,
+            "scale",
+        );
         let want_modules = want["modules"].as_object().unwrap();
-        assert_eq!(got.modules.len(), want_modules.len(), "{name}: module count");
+        assert_eq!(
+            got.modules.len(),
+            want_modules.len(),
+            "{name}: module count"
+        );
         for m in &got.modules {
             let w = &want_modules[&m.name];
             let what = |x: &str| format!("{name} {} {x}", m.name);
