@@ -114,6 +114,18 @@ fn one_line(s: &str, max: usize, tail: bool) -> String {
     }
 }
 
+/// A generation on one line; an empty one says why.
+fn output(s: &str) -> String {
+    if s.is_empty() {
+        EMPTY_OUTPUT.to_string()
+    } else {
+        one_line(s, 100, false)
+    }
+}
+
+/// What an empty continuation means.
+const EMPTY_OUTPUT: &str = "(nothing: the first token was EOS)";
+
 fn table(c: &Comparison) -> String {
     let mut out = String::new();
     for r in &c.rows {
@@ -124,8 +136,8 @@ fn table(c: &Comparison) -> String {
         );
         out += &format!("  prompt:    {}\n", one_line(&r.prompt, 100, true));
         out += &format!("  reference: {}\n", one_line(&r.reference, 100, false));
-        out += &format!("  base:      {}\n", one_line(&r.base_output, 100, false));
-        out += &format!("  tuned:     {}\n", one_line(&r.tuned_output, 100, false));
+        out += &format!("  base:      {}\n", output(&r.base_output));
+        out += &format!("  tuned:     {}\n", output(&r.tuned_output));
     }
     out + &c.summary() + "\n"
 }

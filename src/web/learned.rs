@@ -102,7 +102,7 @@ async fn compare_rows() -> Result<(Comparison, String), String> {
             .filter_map(|e| ds.rows.iter().find(|(l, _)| *l == e.line).cloned())
             .collect();
         let over = format!(
-            "{} validation examples of {} ({} lines; seq len {seq_len})",
+            "{} validation examples of {} (lines {}; seq len {seq_len})",
             rows.len(),
             source.name,
             rows.iter()

@@ -206,8 +206,8 @@ fn compare_table(c: Comparison) -> impl IntoView {
                 <tr data-testid="learned-compare-row" data-line=r.line data-base=r.base_loss data-tuned=r.tuned_loss>
                     <td>{r.line}</td>
                     <td class="text">{tail(&r.prompt, 160)}</td>
-                    <td class="text">{r.base_output}</td>
-                    <td class="text">{r.tuned_output}</td>
+                    <td class="text">{shown(r.base_output)}</td>
+                    <td class="text">{shown(r.tuned_output)}</td>
                     <td>{format!("{:.4}", r.base_loss)}</td>
                     <td class:better=better class:worse=!better>{format!("{:.4}", r.tuned_loss)}</td>
                 </tr>
@@ -219,6 +219,16 @@ fn compare_table(c: Comparison) -> impl IntoView {
             <tr><th>"line"</th><th>"prompt"</th><th>"base"</th><th>"tuned"</th><th>"base loss"</th><th>"tuned loss"</th></tr>
             {rows}
         </table>
+    }
+}
+
+/// A generation on one line (new lines as ⏎, as `wgtune compare` prints them); an empty one
+/// says why.
+fn shown(s: String) -> String {
+    if s.is_empty() {
+        "(nothing: the first token was EOS)".into()
+    } else {
+        s.replace('\n', "⏎")
     }
 }
 

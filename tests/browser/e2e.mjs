@@ -13,7 +13,9 @@
 // - a reload keeps the finished adapter, byte for byte; a run interrupted by a reload
 //   resumes from its checkpoint in browser storage with the uninterrupted run's losses;
 // - a PEFT-made adapter from the fixtures is picked: evaluate, Try and merge use it, and
-//   training continues from it with its LoRA settings.
+//   training continues from it with its LoRA settings;
+// - the "What LoRA learned" panel shows `wgtune inspect`'s figures for the trained and the
+//   picked adapter, and its base-against-tuned losses are `wgtune eval`'s on each line.
 //
 // Usage: node e2e.mjs   (env: WGTUNE_BIN = the native wgtune binary, DIST = built page,
 // SCREENSHOTS = folder for the two screenshots, CHROMIUM = browser path)
@@ -216,6 +218,49 @@ async function main() {
     log(`${name}: merged ${merged.loss} over ${merged.tokens} tokens; base + adapter ${plus.loss}`);
     if (merged.tokens !== plus.tokens || !(Math.abs(merged.loss - plus.loss) <= 1e-4)) fail(`${name}: the merged model's loss ${merged.loss} is not base + adapter's ${plus.loss}`);
   };
+  // The "What LoRA learned" panel shows what `wgtune inspect` prints for the same adapter
+  // (singular values, norms, memory), and its comparison's losses are `wgtune eval`'s on
+  // each example alone, with and without the adapter.
+  const checkLearned = async (adapterDir, name, { compare = false } = {}) => {
+    await page.waitForFunction(() => document.querySelectorAll('[data-testid="learned-sv"]').length > 0, null, { timeout: 60000 });
+    const cliView = cli(["inspect", "--adapter", adapterDir, "--model", modelDir, "--quant", "f32", "--json"]);
+    const svs = await page.locator('[data-testid="learned-sv"]').evaluateAll((es) => es.map((e) => [e.dataset.name, e.dataset.values]));
+    const norms = new Map(await page.locator('[data-testid="learned-norm"]').evaluateAll((es) => es.map((e) => [e.dataset.name, Number(e.dataset.norm)])));
+    if (svs.length !== cliView.modules.length) fail(`${name}: the page shows ${svs.length} modules, inspect ${cliView.modules.length}`);
+    let worst = 0;
+    for (const m of cliView.modules) {
+      const shown = svs.find(([n]) => n === m.name) ?? fail(`${name}: no singular values of ${m.name} in the page`);
+      const values = shown[1].split(",").map(Number);
+      if (values.length !== m.singular_values.length) fail(`${name} ${m.name}: ${values.length} singular values in the page, ${m.singular_values.length} from inspect`);
+      for (const [v, want] of values.map((v, i) => [v, m.singular_values[i]]).concat([[norms.get(m.name), m.norm]])) {
+        const d = Math.abs(v - want) / Math.max(Math.abs(want), 1e-30);
+        worst = Math.max(worst, d);
+        if (!(d <= 1e-9)) fail(`${name} ${m.name}: page ${v}, inspect ${want}`);
+      }
+    }
+    const mem = await byId("learned-memory").evaluate((e) => [Number(e.dataset.full), Number(e.dataset.lora)]);
+    const want = [cliView.base.memory.full_finetune, cliView.base.memory.base_weights + cliView.base.memory.adapter_state];
+    if (mem.join() !== want.join()) fail(`${name}: memory bars ${mem} vs inspect ${want}`);
+    log(`${name}: the panel's ${svs.length} modules match wgtune inspect within ${worst.toExponential(1)} relative; memory ${mem.join(" vs ")} B`);
+    if (!compare) return;
+    await byId("learned-compare").click();
+    await waitText("learned-compare-status", /^(mean loss|error)/, 300000);
+    const status = await text("learned-compare-status");
+    if (status.startsWith("error")) fail(`${name}: compare: ${status}`);
+    const rows = await page.locator('[data-testid="learned-compare-row"]').evaluateAll((es) => es.map((e) => ({ line: Number(e.dataset.line), base: Number(e.dataset.base), tuned: Number(e.dataset.tuned) })));
+    if (rows.length < 1) fail(`${name}: no comparison rows`);
+    const lines = (await readFile(dataFile, "utf8")).split("\n");
+    for (const r of rows) {
+      const one = path.join(downloads, `${name}-line${r.line}.jsonl`);
+      await writeFile(one, lines[r.line - 1] + "\n");
+      const evalOne = (extra) => cli(["eval", "--model", modelDir, "--data", one, "--quant", "f32", ...extra]);
+      for (const [what, got, local] of [["base", r.base, evalOne([])], ["tuned", r.tuned, evalOne(["--adapter", adapterDir])]]) {
+        if (!(Math.abs(got - local.loss) <= 1e-4 * Math.max(1, Math.abs(local.loss)))) fail(`${name} line ${r.line} ${what}: page ${got}, wgtune eval ${local.loss}`);
+      }
+    }
+    log(`${name}: compare: ${status}; ${rows.length} rows equal wgtune eval per line`);
+    await page.locator("#learned").screenshot({ path: path.join(shots, "web-learned.png") });
+  };
   const generate = async () => {
     await byId("generate-prompt").fill("Give three tips for staying healthy.");
     await setField("generate-max-new-tokens", 12);
@@ -337,6 +382,7 @@ async function main() {
     const plain = cli(["eval", "--model", modelDir, "--data", dataFile, "--quant", "f32"]);
     if (!(local.loss < plain.loss)) fail(`the adapter did not lower the loss: ${local.loss} vs base ${plain.loss}`);
 
+    await checkLearned(adapterDir, "trained adapter", { compare: true });
     await generate();
     await page.screenshot({ path: path.join(shots, "web-generate.png"), fullPage: true });
     await checkMerged(adapterDir, "merged");
@@ -388,6 +434,7 @@ async function main() {
     const pev = await evaluation();
     sameEval("picked adapter evaluation", pev, runEval(pev.command, peftAdapter));
     log(`picked adapter: ${pev.text}`);
+    await checkLearned(peftAdapter, "picked PEFT adapter");
     await generate();
     await checkMerged(peftAdapter, "merged-peft");
     await setField("setting-max-steps", 2);
