@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::io::IsTerminal;
 
 use clap::Args;
-use wgtune::data::{self, Format};
+use wgtune::data;
 use wgtune::error::Result;
 use wgtune::inspect::compare::{Comparison, compare, greedy};
 use wgtune::model::Quant;
@@ -43,19 +43,12 @@ pub struct CompareArgs {
 }
 
 pub fn run(a: CompareArgs) -> Result<()> {
-    let format = match a.format.as_str() {
-        "auto" => None,
-        f => Some(f.parse::<Format>().map_err(wgtune::error::Error::new)?),
-    };
+    let format = super::data_format(&a.format)?;
     if a.n == 0 {
         wgtune::bail!("--n must be at least 1");
     }
     let files = super::open_model(&a.model)?;
-    let n_pos = files.config.n_positions;
-    let seq_len = a.seq_len.unwrap_or(n_pos);
-    if seq_len == 0 || seq_len > n_pos {
-        wgtune::bail!("--seq-len {seq_len} must be between 1 and the model's n_positions {n_pos}");
-    }
+    let seq_len = super::seq_len(a.seq_len, &files.config)?;
     let dataset = data::read_jsonl(&a.data, format)?;
     let super::Inference {
         gpu,

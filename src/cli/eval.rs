@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use wgtune::data::{self, Format};
+use wgtune::data;
 use wgtune::error::Result;
 use wgtune::model::Quant;
 use wgtune::model::eval::{EvalLoss, eval_loss};
@@ -42,20 +42,13 @@ pub struct EvalArgs {
 }
 
 pub fn run(a: EvalArgs) -> Result<()> {
-    let format = match a.format.as_str() {
-        "auto" => None,
-        f => Some(f.parse::<Format>().map_err(wgtune::error::Error::new)?),
-    };
+    let format = super::data_format(&a.format)?;
     if a.batch_size == 0 {
         wgtune::bail!("--batch-size must be at least 1");
     }
     // Everything that can be checked on the host is, before a GPU device is opened.
     let files = super::open_model(&a.model)?;
-    let n_pos = files.config.n_positions;
-    let seq_len = a.seq_len.unwrap_or(n_pos);
-    if seq_len == 0 || seq_len > n_pos {
-        wgtune::bail!("--seq-len {seq_len} must be between 1 and the model's n_positions {n_pos}");
-    }
+    let seq_len = super::seq_len(a.seq_len, &files.config)?;
     let dataset = data::read_jsonl(&a.data, format)?;
     let super::Inference {
         gpu,

@@ -140,6 +140,27 @@ pub fn advice(kind: wgtune::error::Kind) -> &'static str {
     }
 }
 
+/// `--format`: `auto` (detected from the first line) or a format's name.
+pub(crate) fn data_format(name: &str) -> wgtune::error::Result<Option<wgtune::data::Format>> {
+    match name {
+        "auto" => Ok(None),
+        f => Ok(Some(f.parse().map_err(wgtune::error::Error::new)?)),
+    }
+}
+
+/// `--seq-len` for eval and compare: the model's n_positions unless given, at most that.
+pub(crate) fn seq_len(
+    given: Option<usize>,
+    config: &wgtune::model::Gpt2Config,
+) -> wgtune::error::Result<usize> {
+    let n_pos = config.n_positions;
+    let seq_len = given.unwrap_or(n_pos);
+    if seq_len == 0 || seq_len > n_pos {
+        wgtune::bail!("--seq-len {seq_len} must be between 1 and the model's n_positions {n_pos}");
+    }
+    Ok(seq_len)
+}
+
 /// Resolve `--model` and check its files on the host (no GPU yet).
 pub(crate) fn open_model(model: &str) -> wgtune::error::Result<wgtune::model::ModelFiles> {
     wgtune::model::open_dir(&hub::resolve(model)?)
