@@ -354,6 +354,30 @@ pub fn blob_of_parts(parts: &Array, mime: &str) -> Result<Blob, String> {
 }
 
 /// Offer `blob` to the user as a file download named `name` (page only: it clicks a link).
+/// Open the browser's save dialog for `suggested` (page side, from a click), if the browser
+/// has the File System Access API: resolves to the chosen `FileSystemFileHandle`, or to why
+/// there is none (the user cancelled). `None` without the API (Firefox, Safari).
+pub fn save_file_picker(
+    suggested: &str,
+) -> Option<impl std::future::Future<Output = Result<JsValue, String>> + use<>> {
+    let w = window();
+    let picker = Reflect::get(&w, &"showSaveFilePicker".into())
+        .ok()
+        .and_then(|f| f.dyn_into::<js_sys::Function>().ok())?;
+    let opts = js_sys::Object::new();
+    let _ = Reflect::set(&opts, &"suggestedName".into(), &suggested.into());
+    let called = picker.call1(&w, &opts);
+    Some(async move {
+        let promise: js_sys::Promise = called
+            .map_err(|e| js_err("the save dialog", e))?
+            .dyn_into()
+            .map_err(|_| "the save dialog gave no promise".to_string())?;
+        JsFuture::from(promise)
+            .await
+            .map_err(|e| js_err("no file chosen", e))
+    })
+}
+
 pub fn offer_download(name: &str, blob: &Blob) -> Result<(), String> {
     let url = Url::create_object_url_with_blob(blob).map_err(|e| js_err(name, e))?;
     let doc = window().document().expect("a document");

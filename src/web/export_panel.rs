@@ -7,8 +7,9 @@
 use leptos::prelude::*;
 use wgtune::adapter::{CONFIG_FILE, WEIGHTS_FILE};
 
+use super::browser;
 use super::port::{self, AdapterFiles, Command};
-use super::state::Ui;
+use super::state::{Progress, Ui};
 
 pub fn view(ui: Ui) -> impl IntoView {
     let status = ui.export_status;
@@ -20,9 +21,23 @@ pub fn view(ui: Ui) -> impl IntoView {
     let ready = move || ui.adapter.with(|a| a.is_some());
     let merge_ready =
         move || ready() && !ui.loading.get() && !merging() && ui.model.with(|m| m.is_some());
+    // The save dialog must open from the click itself (a user gesture); the worker then
+    // writes into the chosen file as the merge makes it.
     let merge = move |_| {
-        if !ui.merge.with_untracked(|p| p.busy) {
-            port::send(Command::Merge, Vec::new());
+        if ui.merge.with_untracked(|p| p.busy) {
+            return;
+        }
+        match browser::save_file_picker("model.safetensors") {
+            None => port::send(Command::Merge, Vec::new()),
+            Some(picked) => wasm_bindgen_futures::spawn_local(async move {
+                match picked.await {
+                    Ok(handle) => port::send_saving_to(Command::Merge, Vec::new(), Some(handle)),
+                    Err(e) => ui.merge.set(Progress {
+                        text: format!("not merged: {e}"),
+                        ..Default::default()
+                    }),
+                }
+            }),
         }
     };
     view! {
@@ -58,11 +73,11 @@ pub fn view(ui: Ui) -> impl IntoView {
                 "Or the merged model: the adapter folded into the base weights (read again from where the model came, in their original precision, not the quantized copy on the GPU), as PEFT's "
                 <code>"merge_and_unload()"</code> " + " <code>"save_pretrained"</code>
                 " write it. Only " <code>"model.safetensors"</code>
-                " is downloaded: the base model's config.json and tokenizer files go with it, unchanged."
+                " is written, into the file you choose, as it is made (the File System Access API of Chrome and Edge), so even gpt2-xl's 6.4 GB never sit in memory; the base model's config.json and tokenizer files go with it, unchanged."
             </p>
             <div class="row">
                 <button data-testid="download-merged" on:click=merge disabled=move || !merge_ready()>
-                    "Download merged model"
+                    "Save merged model…"
                 </button>
             </div>
             <Show when=move || ui.merge.with(|p| p.fraction.is_some())>

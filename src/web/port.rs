@@ -57,7 +57,9 @@ pub enum Command {
     Compare,
     /// Download the adapter's files.
     SaveAdapter(AdapterFiles),
-    /// Download the merged model.
+    /// Write the merged model into the file the message carries (a `FileSystemFileHandle`
+    /// the user chose with the browser's save dialog), or, without one, refuse with the size
+    /// the browser would have to hold.
     Merge,
 }
 
@@ -238,8 +240,13 @@ pub enum Event {
 pub enum Message {
     /// Worker → page: it is listening.
     Ready,
-    /// Page → worker: run this, with these files.
-    Command { command: Command, files: Vec<File> },
+    /// Page → worker: run this, with these files, and where to save (a
+    /// `FileSystemFileHandle`, for [`Command::Merge`]).
+    Command {
+        command: Command,
+        files: Vec<File>,
+        save_to: Option<JsValue>,
+    },
     /// Worker → page.
     Event(Event),
     /// Worker → page: offer this file to the user.
@@ -269,9 +276,16 @@ impl Message {
         let o = Object::new();
         match self {
             Message::Ready => set(&o, "ready", &true.into()),
-            Message::Command { command, files } => {
+            Message::Command {
+                command,
+                files,
+                save_to,
+            } => {
                 set(&o, "command", &json(command).into());
                 set(&o, "files", &files.iter().collect::<Array>());
+                if let Some(h) = save_to {
+                    set(&o, "saveTo", h);
+                }
             }
             Message::Event(e) => set(&o, "event", &json(e).into()),
             Message::Download { name, blob } => {
@@ -293,6 +307,7 @@ impl Message {
             Ok(Message::Command {
                 command: parse(&json)?,
                 files,
+                save_to: get(v, "saveTo"),
             })
         } else if let Some(json) = text("event") {
             Ok(Message::Event(parse(&json)?))
@@ -379,13 +394,17 @@ fn post_js(worker: &Worker, m: &JsValue) {
     }
 }
 
-/// Listen to the page (worker side); `on_command` gets every command. Tells the page it
-/// may send.
-pub fn listen(on_command: impl Fn(Command, Vec<File>) + 'static) {
+/// Listen to the page (worker side); `on_command` gets every command with what it carries.
+/// Tells the page it may send.
+pub fn listen(on_command: impl Fn(Command, Vec<File>, Option<JsValue>) + 'static) {
     let scope: web_sys::DedicatedWorkerGlobalScope = js_sys::global().unchecked_into();
     let onmessage = Closure::<dyn Fn(MessageEvent)>::new(move |ev: MessageEvent| {
         match Message::from_js(&ev.data()) {
-            Ok(Message::Command { command, files }) => on_command(command, files),
+            Ok(Message::Command {
+                command,
+                files,
+                save_to,
+            }) => on_command(command, files, save_to),
             Ok(_) => console_error("engine worker: the page sent a non-command"),
             Err(e) => console_error(&format!("engine worker: {e}")),
         }
@@ -417,7 +436,17 @@ pub fn offer(name: &str, blob: Blob) {
 
 /// Ask the worker to run `command` with `files` (page side; queued until it listens).
 pub fn send(command: Command, files: Vec<File>) {
-    let js = Message::Command { command, files }.to_js();
+    send_saving_to(command, files, None);
+}
+
+/// [`send`], with the file handle the command writes into.
+pub fn send_saving_to(command: Command, files: Vec<File>, save_to: Option<JsValue>) {
+    let js = Message::Command {
+        command,
+        files,
+        save_to,
+    }
+    .to_js();
     PAGE_END.with(|p| match p.borrow_mut().as_mut() {
         Some(end) if end.ready => post_js(&end.worker, &js),
         Some(end) => end.queue.push(js),

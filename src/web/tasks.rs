@@ -5,6 +5,8 @@ use std::cell::Cell;
 use std::path::Path;
 use std::rc::Rc;
 
+use wasm_bindgen::JsValue;
+
 use wgtune::adapter::{CONFIG_FILE, WEIGHTS_FILE, params_from_weights, parse_config};
 use wgtune::lora::GpuAdapter;
 use wgtune::model::generate::{GenerateConfig, generate};
@@ -26,7 +28,7 @@ thread_local! {
 }
 
 /// Run `command` (with the files the page attached).
-pub fn execute(command: Command, files: Vec<web_sys::File>) {
+pub fn execute(command: Command, files: Vec<web_sys::File>, save_to: Option<JsValue>) {
     match command {
         Command::LoadUrl { base } => load::start(Source::Url(base)),
         Command::LoadFiles => load::start(Source::Files(files)),
@@ -77,7 +79,7 @@ pub fn execute(command: Command, files: Vec<web_sys::File>) {
             Ok(()) => "saved: put both files in one folder and load it with PeftModel.from_pretrained(model, folder) or wgtune eval --adapter folder".into(),
             Err(e) => format!("error: {e}"),
         })),
-        Command::Merge => merge(),
+        Command::Merge => merge(save_to),
     }
 }
 
@@ -182,7 +184,7 @@ fn save_adapter(which: AdapterFiles) -> Result<(), String> {
     Ok(())
 }
 
-fn merge() {
+fn merge(save_to: Option<JsValue>) {
     exclusive(
         async move {
             let status = |text: String, progress: Option<f64>, busy: bool| {
@@ -209,10 +211,10 @@ fn merge() {
                     true,
                 );
             };
-            match merged::download(progress).await {
+            match merged::download(save_to, progress).await {
                 Ok(size) => status(
                     format!(
-                        "saved model.safetensors ({:.1} MiB, F32): put it in one folder with the base model's config.json and tokenizer files (tokenizer.json, or vocab.json + merges.txt), then load it with GPT2LMHeadModel.from_pretrained(folder) or wgtune eval --model folder",
+                        "saved model.safetensors ({:.1} MiB, F32) where you chose: put it in one folder with the base model's config.json and tokenizer files (tokenizer.json, or vocab.json + merges.txt), then load it with GPT2LMHeadModel.from_pretrained(folder) or wgtune eval --model folder",
                         mib(size)
                     ),
                     None,

@@ -8,8 +8,10 @@
 //   per-step losses: the page's metrics.jsonl download against the CLI's --metrics; pause
 //   stops it mid-run (screenshot);
 // - the end-of-run evaluation states the `wgtune eval` command that reports the same figure
-//   for the downloaded adapter, and it does; Try changes the continuation; the merged model
-//   evaluates as base + adapter;
+//   for the downloaded adapter, and it does; Try changes the continuation; the merged model,
+//   written into the file the save dialog gave (the origin's private file system here),
+//   evaluates as base + adapter, and without the File System Access API the merge is refused
+//   with its size;
 // - a reload keeps the finished adapter, byte for byte; a run interrupted by a reload
 //   resumes from its checkpoint in browser storage with the uninterrupted run's losses;
 // - a PEFT-made adapter from the fixtures is picked: evaluate, Try and merge use it, and
@@ -120,6 +122,15 @@ async function main() {
   const context = await browser.newContext({ acceptDownloads: true, viewport: { width: 1100, height: 900 } });
   // The page thread's long tasks (over 50 ms), logged for training: the engine's worker does
   // the work, so the page should have next to none (a figure, not an assertion).
+  // The save dialog of "Save merged model…" answered with a file of the origin's private
+  // file system (a real FileSystemFileHandle; headless Chromium cannot show the dialog).
+  await context.addInitScript(() => {
+    window.showSaveFilePicker = async ({ suggestedName }) => {
+      window.__saved = `${Date.now()}-${suggestedName}`;
+      const dir = await navigator.storage.getDirectory();
+      return dir.getFileHandle(window.__saved, { create: true });
+    };
+  });
   await context.addInitScript(() => {
     window.__longTasks = [];
     new PerformanceObserver((list) => {
@@ -200,17 +211,22 @@ async function main() {
   // The merged model next to the base folder's config.json and tokenizer.json evaluates as
   // base + adapter (both in f32: NF4 of merged weights is not NF4 of base plus adapter).
   const checkMerged = async (adapterDir, name) => {
-    got.length = 0;
     await byId("download-merged").click();
     await waitText("merged-status", /^(saved|error)/);
     const st = await text("merged-status");
     if (!st.startsWith("saved")) fail(`${name}: download-merged: ${st}`);
-    const deadline = Date.now() + 30000;
-    while (got.length < 1 && Date.now() < deadline) await page.waitForTimeout(100);
+    // The file the worker wrote into, read back from the private file system.
+    const bytes = await page.evaluate(async () => {
+      const dir = await navigator.storage.getDirectory();
+      const file = await (await dir.getFileHandle(window.__saved)).getFile();
+      const b = new Uint8Array(await file.arrayBuffer());
+      let s = "";
+      for (let i = 0; i < b.length; i += 0x8000) s += String.fromCharCode(...b.subarray(i, i + 0x8000));
+      return btoa(s);
+    });
     const mergedDir = path.join(downloads, name);
     await mkdir(mergedDir);
-    await got[0].saveAs(path.join(mergedDir, "model.safetensors"));
-    got.length = 0;
+    await writeFile(path.join(mergedDir, "model.safetensors"), Buffer.from(bytes, "base64"));
     for (const f of ["config.json", "tokenizer.json"]) await copyFile(path.join(modelDir, f), path.join(mergedDir, f));
     const evalF32 = (args) => cli(["eval", ...args, "--data", dataFile, "--quant", "f32"]);
     const plus = evalF32(["--model", modelDir, "--adapter", adapterDir]);
@@ -383,6 +399,15 @@ async function main() {
     if (!(local.loss < plain.loss)) fail(`the adapter did not lower the loss: ${local.loss} vs base ${plain.loss}`);
 
     await checkLearned(adapterDir, "trained adapter", { compare: true });
+    // Without the File System Access API the merge is refused before it starts, with the size
+    // the browser would have to hold.
+    await page.evaluate(() => { window.__picker = window.showSaveFilePicker; delete window.showSaveFilePicker; });
+    await byId("download-merged").click();
+    await waitText("merged-status", /^error/, 30000);
+    const refused = await text("merged-status");
+    if (!/no File System Access API.*\d MiB\) would have to be held in memory/.test(refused)) fail(`merge without the API: ${refused}`);
+    log(`merge without the File System Access API: ${refused}`);
+    await page.evaluate(() => { window.showSaveFilePicker = window.__picker; });
     await generate();
     await page.screenshot({ path: path.join(shots, "web-generate.png"), fullPage: true });
     await checkMerged(adapterDir, "merged");
