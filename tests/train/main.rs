@@ -6,6 +6,7 @@ mod common;
 #[path = "../model/fixtures.rs"]
 mod fixtures;
 
+mod dropout;
 mod job;
 mod merge_stream;
 mod peft;
