@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use crate::common::{Rng, gpu};
+use crate::common::Rng;
 use crate::gpu_or_skip;
 use wgtune::cpu::lora::dropout_keep;
 use wgtune::kernels::lora::dropout;

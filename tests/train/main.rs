@@ -9,5 +9,6 @@ mod fixtures;
 mod dropout;
 mod job;
 mod merge_stream;
+mod parity;
 mod peft;
 mod run;
