@@ -23,9 +23,10 @@ use wgtune::train::{LoraTrainer, OptimConfig};
 const RUN_SEED: u64 = 42;
 
 /// Ten AdamW steps with weight_decay 1.0 (lr 1e-2: every step multiplies the parameters by
-/// 0.99) against torch.optim.AdamW: losses and grad norms within 1e-5 relative, final A/B
-/// within 1e-4 of each tensor's largest value (measured on lavapipe: 1.4e-7, 4.8e-7 and
-/// 1.2e-6; PyTorch rerun on another CPU moves such finals by up to 8e-6). The fixture
+/// 0.99) against torch.optim.AdamW: losses within 1e-5 and grad norms within 1e-4 relative,
+/// final A/B within 1e-4 of each tensor's largest value (measured on lavapipe: 1.4e-7, 4.8e-7
+/// and 1.2e-6; PyTorch rerun on another CPU moved the ten-step fixtures of
+/// make_peft_fixtures.py by up to 1.5e-5 in finals and grad norms). The fixture
 /// also holds the same ten steps without decay, and the test checks that decay moves every
 /// tensor by at least 100 times that bound (it moves them by 7.4e-2 to 8.9e-2), so an AdamW
 /// without weight decay, or with it applied wrongly, fails here.
@@ -77,7 +78,7 @@ fn weight_decay_matches_pytorch_adamw() {
             &[norm],
             &want_norm[at],
             0.0,
-            1e-5,
+            1e-4,
         );
     }
     let got = pollster::block_on(trainer.params_host(gpu)).unwrap();
@@ -99,8 +100,9 @@ fn weight_decay_matches_pytorch_adamw() {
 /// - one step: loss within 1e-5 relative, gradients within 1e-5 of each tensor's largest
 ///   (measured on lavapipe: equal, and 5e-7); an f32 embedding instead of the f16 one moves
 ///   the gradients by 3.4e-4 (figures.json), double quantization by 1e-3 to 2e-3;
-/// - five AdamW steps (lr 1e-2, wd 0.01, clip 1.0): losses and grad norms within 1e-5
-///   (measured: 7e-8, 2e-7), final A/B within 1e-4 of each tensor's largest (measured: 1.7e-5).
+/// - five AdamW steps (lr 1e-2, wd 0.01, clip 1.0): losses within 1e-5, grad norms within
+///   1e-4 (measured: 7e-8, 2e-7), final A/B within 1e-4 of each tensor's largest (measured:
+///   1.7e-5).
 #[test]
 fn default_qlora_training_matches_bitsandbytes_and_peft() {
     let gpu = gpu_or_skip!();
@@ -176,7 +178,7 @@ fn default_qlora_training_matches_bitsandbytes_and_peft() {
                 &[norm],
                 &want_norm[at],
                 0.0,
-                1e-5,
+                1e-4,
             );
         }
         let got = pollster::block_on(trainer.params_host(gpu)).unwrap();
