@@ -39,7 +39,9 @@ enum Command {
     /// The base model against base + adapter on examples of a JSONL file: losses of the
     /// reference answers and both greedy generations, side by side.
     Compare(compare::CompareArgs),
-    /// Fold a LoRA adapter into the base weights: a model directory transformers loads.
+    /// Fold a LoRA adapter into the base model's original weights (for a QLoRA adapter too:
+    /// the checkpoint's weights, not their NF4 quantization), as PEFT's merge_and_unload() on
+    /// the base loaded unquantized: an f32 model directory transformers loads.
     Merge {
         /// Base model: a local directory or a hub id.
         #[arg(long)]
@@ -86,7 +88,7 @@ pub fn run() -> Result<i32, Box<dyn std::error::Error>> {
             let dir = hub::resolve(&model)?;
             wgtune::merge::merge_dir(&dir, &adapter, &out)?;
             eprintln!(
-                "merged {} into {} -> {}",
+                "merged {} into the original weights of {} -> {} (f32)",
                 adapter.display(),
                 model,
                 out.display()

@@ -3,6 +3,12 @@
 //! followed by `save_pretrained` would: F32 tensors named `transformer.*`, no `lm_head.weight`
 //! (tied), no attention-mask buffers; config and tokenizer files copied.
 //!
+//! The delta goes into the original weights read from the base checkpoint, whatever
+//! quantization the adapter was trained on: a QLoRA adapter is merged as PEFT merges it into
+//! the base loaded unquantized (not into the NF4-dequantized weights, and not quantized
+//! again as `merge_and_unload()` on a 4-bit model does); tests/train/parity.rs checks both
+//! against PEFT, docs/testing.md gives the figures.
+//!
 //! The weights go through [`MergeStream`] (the page's streaming merge too), so the CLI never
 //! holds more than one tensor and both write the same bytes.
 

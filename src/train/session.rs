@@ -36,6 +36,18 @@ pub struct StepReport {
     pub tokens: u64,
 }
 
+/// The dropout seed of optimizer step `step` (0-based) of a run seeded `seed`; micro-batch
+/// `i` of the step adds `i`, and each adapted module derives its own from that
+/// (`model::adapter_ref::dropout_seed`).
+///
+/// SplitMix64 of the run's seed (all 64 bits of it) and the step.
+pub fn step_seed(seed: u64, step: u32) -> u32 {
+    let mut z = seed ^ (u64::from(step) + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    (z ^ (z >> 31)) as u32
+}
+
 pub struct Session<'t, 'm> {
     pub trainer: &'t mut LoraTrainer<'m>,
     pub train: &'t [Example],
@@ -127,7 +139,7 @@ impl<'t, 'm> Session<'t, 'm> {
             c.total_steps,
         );
         // Dropout masks depend only on (seed, step): a resumed run draws the same ones.
-        let seed = (c.seed as u32) ^ self.state.step.wrapping_mul(0x9E37_79B9);
+        let seed = step_seed(c.seed, self.state.step);
         let pending = self.trainer.submit_step(gpu, &micro, lr, seed)?;
         let tokens = micro
             .iter()

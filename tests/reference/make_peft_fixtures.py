@@ -8,7 +8,9 @@ after make_fixtures.py has written tests/fixtures/models/tiny:
 CPU only, well under a minute. Deterministic: torch runs on one thread, every random draw is
 seeded, and the script re-executes itself with PYTHONHASHSEED=0 (PEFT writes a set-valued
 `target_modules` to adapter_config.json as `list(set)`, whose order depends on the string hash
-seed), so a second run writes byte-identical files. Do not hand-edit the outputs; change this
+seed), so a second run on the same machine writes byte-identical files. (On another CPU torch's
+f32 reductions may round differently: a rerun on an AMD EPYC moved the ten-step parameters and
+grad norms by up to 1.5e-5 of each tensor's largest value, the gradients by 1.4e-6.) Do not hand-edit the outputs; change this
 script and rerun it.
 
 Base model: tests/fixtures/models/tiny (n_embd 64, 4 heads, 2 layers, n_positions 128, vocab
@@ -82,7 +84,7 @@ attn_r4/merged/{config.json, model.safetensors}
     reproduces merged_logits.
 all_linear_nf4/all_linear_modules.json
     {"nf4": [...], "f32": [...]}: the sorted module names "all-linear" selects on the 4-bit
-    model and on the f32 model.
+    model and on the f32 model (tests/train/peft.rs all_linear_selects_the_modules_peft_selects).
 print_trainable.json
     {"<case>": line, ..., "gpt2_small_c_attn_r8": line}: the exact line printed by
     PeftModel.print_trainable_parameters() (stdout captured, newline stripped) for each case and

