@@ -211,8 +211,12 @@ async function main() {
   // The merged model next to the base folder's config.json and tokenizer.json evaluates as
   // base + adapter (both in f32: NF4 of merged weights is not NF4 of base plus adapter).
   const checkMerged = async (adapterDir, name) => {
+    const before = await text("merged-status");
     await byId("download-merged").click();
-    await waitText("merged-status", /^(saved|error)/);
+    await page.waitForFunction(([before]) => {
+      const t = document.querySelector('[data-testid="merged-status"]')?.textContent ?? "";
+      return t !== before && /^(saved|error)/.test(t);
+    }, [before], { timeout: 120000 });
     const st = await text("merged-status");
     if (!st.startsWith("saved")) fail(`${name}: download-merged: ${st}`);
     // The file the worker wrote into, read back from the private file system.
@@ -407,6 +411,8 @@ async function main() {
     const refused = await text("merged-status");
     if (!/no File System Access API.*\d MiB\) would have to be held in memory/.test(refused)) fail(`merge without the API: ${refused}`);
     log(`merge without the File System Access API: ${refused}`);
+    // The refusal is logged to the console too; it is expected here.
+    for (let i = errors.length - 1; i >= 0; i--) if (errors[i].includes("no File System Access API")) errors.splice(i, 1);
     await page.evaluate(() => { window.showSaveFilePicker = window.__picker; });
     await generate();
     await page.screenshot({ path: path.join(shots, "web-generate.png"), fullPage: true });
