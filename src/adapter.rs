@@ -248,10 +248,11 @@ pub fn params_from_weights(
     Ok(params)
 }
 
-/// Read a PEFT adapter directory.
+/// Read a PEFT adapter directory (as a write interrupted by a kill left it, the complete
+/// adapter it was writing: see [`write_dir`]).
 #[cfg(not(target_arch = "wasm32"))]
 pub fn load_dir(dir: &Path, model: &Gpt2Config) -> Result<(LoraConfig, Vec<f32>)> {
-    let cpath = dir.join(CONFIG_FILE);
+    let cpath = current_file(dir, CONFIG_FILE);
     let text = std::fs::read_to_string(&cpath).map_err(|e| {
         err!(
             "{}: cannot read ({e}); a PEFT adapter directory holds {CONFIG_FILE} and {WEIGHTS_FILE}",
@@ -261,15 +262,19 @@ pub fn load_dir(dir: &Path, model: &Gpt2Config) -> Result<(LoraConfig, Vec<f32>)
     let cfg = parse_config(&text, &cpath)?;
     cfg.validate_for(model.n_layer)
         .map_err(|e| err!("{}: {e}", cpath.display()))?;
-    let wpath = dir.join(WEIGHTS_FILE);
+    let wpath = current_file(dir, WEIGHTS_FILE);
     let bytes = std::fs::read(&wpath).map_err(|e| err!("{}: cannot read: {e}", wpath.display()))?;
     let params = params_from_weights(&bytes, &wpath, model, &cfg)?;
     Ok((cfg, params))
 }
 
-/// Write a PEFT adapter directory: both files are written in full under temporary names
-/// before either is renamed into place, so an interruption (even `kill -9`) never leaves a
-/// half-written file, and the previous adapter stays until the new one is complete.
+/// Whether `dir` holds an adapter (a complete one, or one a killed write had committed).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn holds_adapter(dir: &Path) -> bool {
+    current_file(dir, CONFIG_FILE).exists()
+}
+
+/// Write a PEFT adapter directory (see [`write_dir`]).
 #[cfg(not(target_arch = "wasm32"))]
 pub fn save_dir(
     dir: &Path,
@@ -284,16 +289,6 @@ pub fn save_dir(
         dir,
         &encode(cfg, layout, params, base_model, n_layer, nf4_base)?,
     )
-}
-
-/// Write an adapter's encoded files (see [`encode`]) into `dir`, as [`save_dir`] does.
-#[cfg(not(target_arch = "wasm32"))]
-pub fn write_dir(dir: &Path, (weights, config): &(Vec<u8>, Vec<u8>)) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|e| err!("{}: cannot create: {e}", dir.display()))?;
-    write_all_atomic(&[
-        (&dir.join(WEIGHTS_FILE), weights),
-        (&dir.join(CONFIG_FILE), config),
-    ])
 }
 
 /// The bytes of [`WEIGHTS_FILE`] and [`CONFIG_FILE`] for an adapter: what the CLI writes and
@@ -312,35 +307,156 @@ pub fn encode(
     Ok((weights, config.into_bytes()))
 }
 
-/// Write `bytes` to `path` through a temporary file in the same directory and a rename.
+/// Inside an adapter directory: where a write builds the new files, and where they wait,
+/// complete and synced, until they are in place. Inside, not beside: `--out` may be a mount
+/// point, and a rename cannot cross file systems.
 #[cfg(not(target_arch = "wasm32"))]
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    write_all_atomic(&[(path, bytes)])
+const STAGING_DIR: &str = ".wgtune-adapter.partial";
+#[cfg(not(target_arch = "wasm32"))]
+const COMMIT_DIR: &str = ".wgtune-adapter.commit";
+
+/// The file `name` of the adapter in `dir` as it stands: the committed new one while a write
+/// is (or was killed) in progress, else the one in place.
+#[cfg(not(target_arch = "wasm32"))]
+fn current_file(dir: &Path, name: &str) -> std::path::PathBuf {
+    let committed = dir.join(COMMIT_DIR).join(name);
+    if committed.exists() {
+        committed
+    } else {
+        dir.join(name)
+    }
 }
 
-/// Write several files: all go to synced temporary files first, then each is renamed into
-/// place (a rename within a directory is atomic).
+/// Write an adapter's encoded files (see [`encode`]) into `dir` as one unit: a kill, a full
+/// disk or a power cut at any moment leaves either the previous adapter or the new one, never
+/// new weights beside an old config.
+///
+/// Both files go to `STAGING_DIR`, each synced, then the directory is synced and renamed to
+/// `COMMIT_DIR`: the commit point, after which the new adapter is the adapter. Then the old
+/// config goes first (without a config the directory is no adapter to any loader), the new
+/// weights and the new config are renamed into place, and the commit directory is removed,
+/// with a sync of the directory after each step. [`load_dir`] reads a committed file in
+/// preference to the one in place, and the next write finishes an interrupted one
+/// ([`settle`]), so a kill between two renames is invisible to wgtune and never shows a
+/// mixed pair to PEFT. A failure before the commit (e.g. no space left) removes the staging
+/// files and leaves the previous adapter byte for byte.
 #[cfg(not(target_arch = "wasm32"))]
-pub fn write_all_atomic(files: &[(&Path, &[u8])]) -> Result<()> {
-    use std::io::Write;
-    let mut temps = Vec::with_capacity(files.len());
-    for (path, bytes) in files {
-        let tmp = path.with_extension(format!(
-            "{}.tmp",
-            path.extension().and_then(|e| e.to_str()).unwrap_or("")
-        ));
-        let mut f = std::fs::File::create(&tmp)
-            .map_err(|e| err!("{}: cannot create: {e}", tmp.display()))?;
-        f.write_all(bytes)
-            .and_then(|_| f.sync_all())
-            .map_err(|e| err!("{}: cannot write: {e}", tmp.display()))?;
-        temps.push(tmp);
+pub fn write_dir(dir: &Path, (weights, config): &(Vec<u8>, Vec<u8>)) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| err!("{}: cannot create: {e}", dir.display()))?;
+    settle(dir)?;
+    let staging = dir.join(STAGING_DIR);
+    let staged = (|| {
+        std::fs::create_dir(&staging)?;
+        for (name, bytes) in [(WEIGHTS_FILE, weights), (CONFIG_FILE, config)] {
+            write_synced(&staging.join(name), bytes)?;
+        }
+        sync_dir(&staging)
+    })();
+    if let Err(e) = staged {
+        let _ = std::fs::remove_dir_all(&staging);
+        let unchanged = if holds_adapter(dir) {
+            "; the adapter already there is unchanged"
+        } else {
+            ""
+        };
+        bail!(
+            "{}: cannot write the adapter ({e}){unchanged}",
+            dir.display()
+        );
     }
-    for (tmp, (path, _)) in temps.iter().zip(files) {
-        std::fs::rename(tmp, path)
-            .map_err(|e| err!("{}: cannot rename into place: {e}", path.display()))?;
+    let io = |what: &str, e: std::io::Error| err!("{}: cannot {what} ({e})", dir.display());
+    std::fs::rename(&staging, dir.join(COMMIT_DIR)).map_err(|e| io("commit the adapter", e))?;
+    sync_dir(dir).map_err(|e| io("sync", e))?;
+    install(dir)
+}
+
+/// Move the committed files of `COMMIT_DIR` into place (see [`write_dir`]).
+#[cfg(not(target_arch = "wasm32"))]
+fn install(dir: &Path) -> Result<()> {
+    let commit = dir.join(COMMIT_DIR);
+    let io = |what: &str, e: std::io::Error| err!("{}: cannot {what} ({e})", dir.display());
+    if commit.join(CONFIG_FILE).exists() {
+        match std::fs::remove_file(dir.join(CONFIG_FILE)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(io("replace the adapter", e));
+            }
+            _ => sync_dir(dir).map_err(|e| io("sync", e))?,
+        }
+    }
+    for name in [WEIGHTS_FILE, CONFIG_FILE] {
+        #[cfg(feature = "test-hooks")]
+        if name == CONFIG_FILE {
+            crate::hooks::abort_at("adapter-between-renames");
+        }
+        let from = commit.join(name);
+        if from.exists() {
+            std::fs::rename(&from, dir.join(name)).map_err(|e| io("replace the adapter", e))?;
+        }
+    }
+    sync_dir(dir).map_err(|e| io("sync", e))?;
+    std::fs::remove_dir(&commit).map_err(|e| io("finish replacing the adapter", e))?;
+    sync_dir(dir).map_err(|e| io("sync", e))
+}
+
+/// Finish what a killed [`write_dir`] left: committed files are moved into place, staging
+/// files (never committed) are removed.
+#[cfg(not(target_arch = "wasm32"))]
+fn settle(dir: &Path) -> Result<()> {
+    if dir.join(COMMIT_DIR).exists() {
+        install(dir)?;
+    }
+    let staging = dir.join(STAGING_DIR);
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging)
+            .map_err(|e| err!("{}: cannot remove: {e}", staging.display()))?;
     }
     Ok(())
+}
+
+/// Create `path` with `bytes`, synced to the disk.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+/// Sync a directory, so that the renames and removals inside it survive a power cut (on
+/// Unix; elsewhere there is no portable way, and NTFS journals its metadata).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    std::fs::File::open(dir)?.sync_all()?;
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
+/// The directory a file is in, for [`sync_dir`] (`.` for a bare name).
+#[cfg(not(target_arch = "wasm32"))]
+fn parent(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// Write `bytes` to `path` through a synced temporary file in the same directory, a rename,
+/// and a sync of the directory: the file is the old one or the new one, never a part.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension(format!(
+        "{}.tmp",
+        path.extension().and_then(|e| e.to_str()).unwrap_or("")
+    ));
+    if let Err(e) = write_synced(&tmp, bytes) {
+        let _ = std::fs::remove_file(&tmp);
+        bail!("{}: cannot write ({e})", path.display());
+    }
+    std::fs::rename(&tmp, path)
+        .and_then(|_| sync_dir(parent(path)))
+        .map_err(|e| err!("{}: cannot rename into place: {e}", path.display()))
 }
 
 /// `<dir>.<suffix>` beside `dir`.
@@ -351,24 +467,161 @@ pub fn sibling(dir: &Path, suffix: &str) -> std::path::PathBuf {
     dir.with_file_name(name)
 }
 
-/// Move the complete `new` directory to `dir`, replacing an older one (kept as `<dir>.old`
-/// until the new one is in place).
+/// Move the complete directory `new` (its files synced) to `dir`, replacing an older one:
+/// `dir` goes aside to `<dir>.old`, `new` takes its name, the parent is synced, and the old
+/// one is removed. A kill between the two renames leaves no `dir` but both complete sets;
+/// [`current_dir`] reads the new one and [`settle_dir`] puts it in place.
 #[cfg(not(target_arch = "wasm32"))]
 pub fn replace_dir(new: &Path, dir: &Path) -> Result<()> {
     let old = sibling(dir, "old");
-    let rename = |from: &Path, to: &Path| {
-        std::fs::rename(from, to)
-            .map_err(|e| err!("{}: cannot rename to {}: {e}", from.display(), to.display()))
-    };
+    let up = parent(dir);
+    let io = |what: &str, p: &Path, e: std::io::Error| err!("{}: cannot {what}: {e}", p.display());
+    sync_dir(new).map_err(|e| io("sync", new, e))?;
     if dir.exists() {
         if old.exists() {
-            std::fs::remove_dir_all(&old)
-                .map_err(|e| err!("{}: cannot remove: {e}", old.display()))?;
+            std::fs::remove_dir_all(&old).map_err(|e| io("remove", &old, e))?;
         }
-        rename(dir, &old)?;
-        rename(new, dir)?;
-        std::fs::remove_dir_all(&old).map_err(|e| err!("{}: cannot remove: {e}", old.display()))
+        std::fs::rename(dir, &old).map_err(|e| io("move aside", dir, e))?;
+        #[cfg(feature = "test-hooks")]
+        crate::hooks::abort_at("dir-between-renames");
+        std::fs::rename(new, dir).map_err(|e| io("rename into place", new, e))?;
+        sync_dir(up).map_err(|e| io("sync", up, e))?;
+        std::fs::remove_dir_all(&old).map_err(|e| io("remove", &old, e))?;
     } else {
-        rename(new, dir)
+        std::fs::rename(new, dir).map_err(|e| io("rename into place", new, e))?;
+    }
+    sync_dir(up).map_err(|e| io("sync", up, e))
+}
+
+/// The directory holding `dir`'s files as they stand: `dir`, or, after a kill inside
+/// [`replace_dir`], the complete new set (`<dir>.partial`, which is complete once `<dir>.old`
+/// exists) or the old one.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn current_dir(dir: &Path) -> std::path::PathBuf {
+    let (partial, old) = (sibling(dir, "partial"), sibling(dir, "old"));
+    if dir.exists() || !old.exists() {
+        dir.to_path_buf()
+    } else if partial.exists() {
+        partial
+    } else {
+        old
+    }
+}
+
+/// Finish what a kill inside [`replace_dir`] left around `dir`: the complete set goes in
+/// place, and stale `<dir>.old` / `<dir>.partial` directories are removed.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn settle_dir(dir: &Path) -> Result<()> {
+    let current = current_dir(dir);
+    if current != dir {
+        std::fs::rename(&current, dir)
+            .map_err(|e| err!("{}: cannot rename into place: {e}", current.display()))?;
+    }
+    for stale in [sibling(dir, "old"), sibling(dir, "partial")] {
+        if stale.exists() {
+            std::fs::remove_dir_all(&stale)
+                .map_err(|e| err!("{}: cannot remove: {e}", stale.display()))?;
+        }
+    }
+    sync_dir(parent(dir)).map_err(|e| err!("{}: cannot sync: {e}", parent(dir).display()))
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+    use crate::lora::init_params;
+
+    fn scratch(name: &str) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("wgtune-adapter-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Two adapters of different ranks for the same model: mixing their files is detectable.
+    fn two_adapters() -> (Gpt2Config, [(LoraConfig, Vec<f32>, (Vec<u8>, Vec<u8>)); 2]) {
+        let model = Gpt2Config::preset_shape("distilgpt2").unwrap();
+        let make = |r: usize, seed: u64| {
+            let lora = LoraConfig {
+                r,
+                lora_alpha: 8.0,
+                lora_dropout: 0.0,
+                target_modules: vec!["c_attn".into()],
+                use_rslora: false,
+            };
+            let layout = Layout::new(&model, &lora);
+            let params = init_params(&layout, r, seed);
+            let files = encode(&lora, &layout, &params, "m", model.n_layer, false).unwrap();
+            (lora, params, files)
+        };
+        (model.clone(), [make(2, 1), make(4, 2)])
+    }
+
+    /// The state a kill between the two renames of [`install`] leaves (the old config gone,
+    /// the new weights in place, the new config still in the commit directory) reads as the
+    /// new adapter, and the next write finishes it and then writes its own.
+    #[test]
+    fn a_write_killed_between_its_renames_reads_as_the_new_adapter() {
+        let dir = scratch("killed");
+        let (model, [(_, _, old), (new_lora, new_params, new)]) = two_adapters();
+        write_dir(&dir, &old).unwrap();
+        std::fs::remove_file(dir.join(CONFIG_FILE)).unwrap();
+        std::fs::write(dir.join(WEIGHTS_FILE), &new.0).unwrap();
+        std::fs::create_dir(dir.join(COMMIT_DIR)).unwrap();
+        std::fs::write(dir.join(COMMIT_DIR).join(CONFIG_FILE), &new.1).unwrap();
+        assert!(holds_adapter(&dir));
+        let (lora, params) = load_dir(&dir, &model).unwrap();
+        assert_eq!((lora, params), (new_lora, new_params));
+
+        write_dir(&dir, &old).unwrap();
+        assert_eq!(names(&dir), [CONFIG_FILE, WEIGHTS_FILE]);
+        assert_eq!(std::fs::read(dir.join(WEIGHTS_FILE)).unwrap(), old.0);
+        assert_eq!(std::fs::read(dir.join(CONFIG_FILE)).unwrap(), old.1);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Staging files of a write that never committed are dropped; the adapter in place stays.
+    #[test]
+    fn an_uncommitted_write_is_dropped() {
+        let dir = scratch("uncommitted");
+        let (model, [(old_lora, old_params, old), (_, _, new)]) = two_adapters();
+        write_dir(&dir, &old).unwrap();
+        std::fs::create_dir(dir.join(STAGING_DIR)).unwrap();
+        std::fs::write(dir.join(STAGING_DIR).join(WEIGHTS_FILE), &new.0).unwrap();
+        assert_eq!(load_dir(&dir, &model).unwrap(), (old_lora, old_params));
+        write_dir(&dir, &new).unwrap();
+        assert_eq!(names(&dir), [CONFIG_FILE, WEIGHTS_FILE]);
+        assert_eq!(std::fs::read(dir.join(CONFIG_FILE)).unwrap(), new.1);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A kill between the two renames of [`replace_dir`] leaves no directory under its name
+    /// but the old set aside and the complete new one: the new one is read, and settling puts
+    /// it in place and removes the rest.
+    #[test]
+    fn a_directory_swap_killed_between_its_renames_reads_as_the_new_set() {
+        let root = scratch("swap");
+        let dir = root.join("checkpoint-3");
+        for (d, bytes) in [
+            (sibling(&dir, "old"), b"old"),
+            (sibling(&dir, "partial"), b"new"),
+        ] {
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join("f"), bytes).unwrap();
+        }
+        assert_eq!(std::fs::read(current_dir(&dir).join("f")).unwrap(), b"new");
+        settle_dir(&dir).unwrap();
+        assert_eq!(names(&root), ["checkpoint-3"]);
+        assert_eq!(std::fs::read(dir.join("f")).unwrap(), b"new");
+        std::fs::remove_dir_all(&root).unwrap();
     }
 }

@@ -59,9 +59,6 @@ pub fn run(a: TrainArgs, given: Given) -> Result<i32> {
     eprintln!("{}", plan.trainable_line(&cfg));
     eprintln!("{}", TrainJob::estimate(&gpu, &model, &plan).line());
     let mut job = TrainJob::new(&gpu, &model, plan)?;
-    job.nan_at_step = std::env::var("WGTUNE_TEST_NAN_AT_STEP")
-        .ok()
-        .and_then(|v| v.parse().ok());
     eprintln!("{}, {}", job.plan.describe(), gpu.adapter_info.name);
     let total = job.plan.total_steps;
     if let Some(step) = resumed_at {

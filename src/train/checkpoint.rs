@@ -162,30 +162,32 @@ impl Checkpoint {
     }
 }
 
-/// Write a checkpoint directory. It is built in full next to `dir` (`<dir>.partial`) and
-/// renamed into place, so that a kill at any moment leaves either the previous complete
-/// checkpoint or the new one, never a mixture.
+/// Write a checkpoint directory. It is built in full next to `dir` (`<dir>.partial`, every
+/// file synced) and swapped into place ([`crate::adapter::replace_dir`]), so that a kill at
+/// any moment leaves either the previous complete checkpoint or the new one, never a mixture.
+/// What an earlier killed save left is settled first.
 #[cfg(not(target_arch = "wasm32"))]
 pub fn save(dir: &std::path::Path, ck: &Checkpoint, model: &Gpt2Config) -> Result<()> {
-    use crate::adapter::{replace_dir, sibling, write_atomic};
+    use crate::adapter::{replace_dir, settle_dir, sibling, write_synced};
     let files = ck.encode(model)?;
+    settle_dir(dir)?;
     let partial = sibling(dir, "partial");
-    if partial.exists() {
-        // Left by an earlier run that was killed while saving.
-        std::fs::remove_dir_all(&partial)
-            .map_err(|e| err!("{}: cannot remove: {e}", partial.display()))?;
-    }
     std::fs::create_dir_all(&partial)
         .map_err(|e| err!("{}: cannot create: {e}", partial.display()))?;
     for (name, bytes) in &files {
-        write_atomic(&partial.join(name), bytes)?;
+        if let Err(e) = write_synced(&partial.join(name), bytes) {
+            let _ = std::fs::remove_dir_all(&partial);
+            bail!("{}: cannot write the checkpoint ({e})", dir.display());
+        }
     }
     replace_dir(&partial, dir)
 }
 
-/// Read a checkpoint directory written by [`save`].
+/// Read a checkpoint directory written by [`save`] (after a kill inside its final swap, the
+/// complete set it left: [`crate::adapter::current_dir`]).
 #[cfg(not(target_arch = "wasm32"))]
 pub fn load(dir: &std::path::Path, model: &Gpt2Config) -> Result<Checkpoint> {
+    let dir = &crate::adapter::current_dir(dir);
     let label = |name: &str| dir.join(name).display().to_string();
     let read = |name: &str| {
         let p = dir.join(name);

@@ -5,7 +5,9 @@
 mod common;
 
 mod bad_input;
+mod ci_rule;
 mod gpu_fault;
 mod harness;
 mod interrupt;
 mod numerical;
+mod torn_writes;
