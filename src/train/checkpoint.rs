@@ -121,9 +121,7 @@ impl Checkpoint {
         let cpath = label(CONFIG_FILE);
         let text =
             String::from_utf8(read(CONFIG_FILE)?).map_err(|_| err!("{cpath}: not UTF-8 text"))?;
-        let lora = adapter::parse_config(&text, std::path::Path::new(&cpath))?;
-        lora.validate_for(model.n_layer)
-            .map_err(|e| err!("{cpath}: {e}"))?;
+        let lora = adapter::parse_config_for(&text, std::path::Path::new(&cpath), model.n_layer)?;
         let wpath = label(WEIGHTS_FILE);
         let params = adapter::params_from_weights(
             &read(WEIGHTS_FILE)?,
@@ -140,6 +138,12 @@ impl Checkpoint {
                 bail!("{opath}: {n} must be F32");
             }
             let v: Vec<f32> = bytemuck::pod_collect_to_vec(t.data());
+            if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+                bail!(
+                    "{opath}: {n} holds {} at element {i}: the checkpoint is damaged",
+                    v[i]
+                );
+            }
             if v.len() != params.len() {
                 bail!(
                     "{opath}: {n} has {} values, the adapter {}",

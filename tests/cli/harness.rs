@@ -71,6 +71,20 @@ impl Scratch {
         dst.display().to_string()
     }
 
+    /// Copy the fixture model `name` (tiny, odd, hubstyle) to `rel`, without its test-only
+    /// reference file.
+    pub fn fixture_model(&self, name: &str, rel: &str) -> String {
+        let (src, dst) = (fixture("models").join(name), self.path(rel));
+        std::fs::create_dir_all(&dst).unwrap();
+        for e in std::fs::read_dir(&src).unwrap() {
+            let p = e.unwrap().path();
+            if p.file_name().unwrap() != "reference.safetensors" {
+                std::fs::copy(&p, dst.join(p.file_name().unwrap())).unwrap();
+            }
+        }
+        dst.display().to_string()
+    }
+
     /// Every file under the directory with its content (size and mtime for large files).
     pub fn snapshot(&self) -> BTreeMap<PathBuf, Vec<u8>> {
         let mut out = BTreeMap::new();
