@@ -6,6 +6,7 @@ mod common;
 
 mod bad_input;
 mod ci_rule;
+mod faults;
 mod gpu_fault;
 mod harness;
 mod interrupt;
