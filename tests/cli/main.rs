@@ -11,4 +11,5 @@ mod gpu_fault;
 mod harness;
 mod interrupt;
 mod numerical;
+mod quiet;
 mod torn_writes;
