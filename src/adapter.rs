@@ -880,8 +880,11 @@ mod tests {
         v
     }
 
+    /// An adapter: its config, parameters and encoded files.
+    type Adapter = (LoraConfig, Vec<f32>, (Vec<u8>, Vec<u8>));
+
     /// Two adapters of different ranks for the same model: mixing their files is detectable.
-    fn two_adapters() -> (Gpt2Config, [(LoraConfig, Vec<f32>, (Vec<u8>, Vec<u8>)); 2]) {
+    fn two_adapters() -> (Gpt2Config, [Adapter; 2]) {
         let model = Gpt2Config::preset_shape("distilgpt2").unwrap();
         let make = |r: usize, seed: u64| {
             let lora = LoraConfig {
