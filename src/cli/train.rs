@@ -32,6 +32,8 @@ pub fn run(a: TrainArgs, given: Given) -> Result<i32> {
     let mut s = a.settings.clone();
     s.check()?;
     args::check_paths(&a)?;
+    // A save killed inside its swap left a checkpoint under another name: put it back first.
+    checkpoint::settle_all(&a.out)?;
     let files = super::open_model(&a.model)?;
     let cfg = files.config.clone();
     let start = Start::open(a.resume.as_deref(), a.init_adapter.as_deref(), &cfg)?;

@@ -187,6 +187,31 @@ pub fn save(dir: &std::path::Path, ck: &Checkpoint, model: &Gpt2Config) -> Resul
     replace_dir(&partial, dir)
 }
 
+/// Finish what killed saves left in `out` (a run's `--out`): every `checkpoint-N` whose swap
+/// was interrupted gets its complete set back under its name, stale `.old` / `.partial`
+/// directories go. A run calls this before it reads or writes checkpoints there.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn settle_all(out: &std::path::Path) -> Result<()> {
+    let Ok(entries) = std::fs::read_dir(out) else {
+        return Ok(()); // no --out yet
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter_map(|n| {
+            let base = n
+                .strip_suffix(".old")
+                .or_else(|| n.strip_suffix(".partial"))?;
+            base.starts_with("checkpoint-").then(|| base.to_string())
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    for n in names {
+        crate::adapter::settle_dir(&out.join(n))?;
+    }
+    Ok(())
+}
+
 /// Read a checkpoint directory written by [`save`] (after a kill inside its final swap, the
 /// complete set it left: [`crate::adapter::current_dir`]).
 #[cfg(not(target_arch = "wasm32"))]

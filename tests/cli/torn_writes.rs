@@ -144,3 +144,57 @@ fn a_kill_between_the_adapter_renames_leaves_no_mixed_pair() {
     names.sort();
     assert_eq!(names, ["adapter_config.json", "adapter_model.safetensors"]);
 }
+
+/// A kill inside a checkpoint's swap (the old `checkpoint-2` moved aside, the new one not
+/// yet renamed in): the checkpoint reads as the new one, the next run puts it back under its
+/// name, and it resumes.
+#[test]
+fn a_kill_inside_a_checkpoint_swap_leaves_a_checkpoint_that_resumes() {
+    let _gpu = crate::gpu_or_skip!();
+    if !crate::harness::hooks_or_skip() {
+        return;
+    }
+    let s = Scratch::new("torn-checkpoint");
+    let out = s.path("out").display().to_string();
+    let with = |seed: &str, extra: &[&str]| {
+        let mut a = train(&s, &out, "2");
+        let steps = a.iter().position(|x| x == "--max-steps").unwrap() + 1;
+        a[steps] = "3".into();
+        a.extend(["--save-every", "2", "--seed", seed].map(String::from));
+        a.extend(extra.iter().map(|x| x.to_string()));
+        a
+    };
+    let first = run(&with("1", &[]));
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let killed = run_env(
+        &with("2", &[]),
+        &[("WGTUNE_TEST_ABORT_AT", "dir-between-renames")],
+    );
+    assert!(
+        String::from_utf8_lossy(&killed.stderr).contains("aborting at dir-between-renames"),
+        "{}",
+        String::from_utf8_lossy(&killed.stderr)
+    );
+    let ck = s.path("out/checkpoint-2");
+    assert!(!ck.exists() && s.path("out/checkpoint-2.old").exists());
+    let cfg = Gpt2Config::from_file(&fixture("models/tiny/config.json")).unwrap();
+    let read = wgtune::train::checkpoint::load(&ck, &cfg)
+        .unwrap_or_else(|e| panic!("the killed swap left no readable checkpoint: {e}"));
+    assert_eq!(read.settings.seed, 2, "not the checkpoint being written");
+
+    let ck_arg = ck.display().to_string();
+    let resumed = run(&with("2", &["--resume", &ck_arg]));
+    assert!(
+        resumed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    assert!(ck.is_dir());
+    for stale in ["checkpoint-2.old", "checkpoint-2.partial"] {
+        assert!(!s.path("out").join(stale).exists(), "{stale} left behind");
+    }
+}
