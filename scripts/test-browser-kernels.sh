@@ -4,7 +4,7 @@
 # Needs: chromium + chromium-driver (apt), wasm-bindgen-test-runner of the same version as
 # Cargo.lock's wasm-bindgen (cargo install wasm-bindgen-cli), the wasm32 target (rustup).
 # Without them: fails in CI (CI set, see scripts/ci.sh), skips with a message otherwise.
-# Extra arguments go to `cargo test` (e.g. a name filter, or `-- --nocapture`).
+# Extra arguments go to `cargo test` (e.g. a name filter, or `-- --nocapture`, the default).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/ci.sh
@@ -36,4 +36,7 @@ fi
 export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner
 # The whole suite shares one page; SwiftShader is slow, so allow it minutes, not 20 s.
 export WASM_BINDGEN_TEST_TIMEOUT="${WASM_BINDGEN_TEST_TIMEOUT:-1200}"
+# wasm-bindgen-test shows a passing test's console output only with --nocapture: without it
+# a test skipped for a missing feature (SwiftShader has no shader-f16) would say nothing.
+if [ $# -eq 0 ]; then set -- -- --nocapture; fi
 exec cargo test --target wasm32-unknown-unknown --test kernels "$@"
