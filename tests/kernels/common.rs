@@ -167,9 +167,12 @@ pub fn has_feature(gpu: &Gpu, feature: wgpu::Features, what: &str) -> bool {
             wgpu::Features::TIMESTAMP_QUERY => "timestamp-query".to_string(),
             f => format!("{f:?}"),
         };
+        // The browser's runner has no test threads, but prints "Invoking test: <name>" first.
+        let place = std::thread::current()
+            .name()
+            .map_or(String::new(), |n| format!(" in {n}"));
         note(&format!(
-            "SKIPPED {what} in {}: this {:?} adapter lacks the {name} feature",
-            test_name(),
+            "SKIPPED {what}{place}: this {:?} adapter lacks the {name} feature",
             gpu.adapter_info.backend
         ));
     }
