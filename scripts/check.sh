@@ -6,7 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo fmt --all -- --check
 cargo test --quiet --test layers
-cargo clippy --all-targets -- -D warnings
+# Natively twice: every target with the test hooks (the tests use them), and the library and
+# binary as users build them (no hooks: nothing may be left unused without them).
+cargo clippy --all-targets --features test-hooks -- -D warnings
+cargo clippy --lib --bins -- -D warnings
 # The library, the page's binary and the kernel tests (scripts/test-browser-kernels.sh) must
 # build for the browser too; the other test targets are native-only.
 cargo clippy --target wasm32-unknown-unknown --lib --bins -- -D warnings

@@ -3,10 +3,11 @@
 # On a machine without a GPU Chromium's WebGPU runs on SwiftShader (flags in webdriver.json).
 # Needs: chromium + chromium-driver (apt), wasm-bindgen-test-runner of the same version as
 # Cargo.lock's wasm-bindgen (cargo install wasm-bindgen-cli), the wasm32 target (rustup).
-# Without them: fails when CI=true, skips with a message otherwise.
-# Extra arguments go to `cargo test` (e.g. a name filter, or `-- --nocapture`).
+# Without them: fails in CI (CI set, see scripts/ci.sh), skips with a message otherwise.
+# Extra arguments go to `cargo test` (e.g. a name filter, or `-- --nocapture`, the default).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/ci.sh
 
 # The one wasm-bindgen version the runner must match (its CLI refuses other versions).
 wb_version=$(sed -n '/^name = "wasm-bindgen"$/{n;s/^version = "\(.*\)"$/\1/p}' Cargo.lock)
@@ -24,7 +25,7 @@ rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown ||
   missing+=("the wasm32 target (rustup target add wasm32-unknown-unknown)")
 if [ ${#missing[@]} -gt 0 ]; then
   msg=$(IFS=';'; echo "${missing[*]}" | sed 's/;/; /g')
-  if [ "${CI:-}" = "true" ]; then
+  if is_ci; then
     echo "error: browser kernel tests need: $msg" >&2
     exit 1
   fi
@@ -35,4 +36,7 @@ fi
 export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner
 # The whole suite shares one page; SwiftShader is slow, so allow it minutes, not 20 s.
 export WASM_BINDGEN_TEST_TIMEOUT="${WASM_BINDGEN_TEST_TIMEOUT:-1200}"
+# wasm-bindgen-test shows a passing test's console output only with --nocapture: without it
+# a test skipped for a missing feature (SwiftShader has no shader-f16) would say nothing.
+if [ $# -eq 0 ]; then set -- -- --nocapture; fi
 exec cargo test --target wasm32-unknown-unknown --test kernels "$@"

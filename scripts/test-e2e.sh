@@ -2,9 +2,11 @@
 # End-to-end test of the web app: build the page with trunk (release, as deployed), build the
 # native CLI, and drive the page in Debian's headless Chromium (tests/browser/e2e.mjs).
 # Screenshots go to target/e2e/ (docs/ holds the committed pair).
-# Missing tools fail the run when CI=true, otherwise they are reported and the test skipped.
+# Missing tools fail the run in CI (CI set, see scripts/ci.sh), otherwise they are reported and the
+# test skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/ci.sh
 
 missing=()
 command -v trunk >/dev/null || missing+=("trunk (cargo install trunk --version 0.21.14 --locked)")
@@ -13,7 +15,7 @@ command -v wasm-bindgen >/dev/null || missing+=("wasm-bindgen (cargo install was
 command -v node >/dev/null || missing+=("node (Node.js 18 or newer)")
 if [ ${#missing[@]} -gt 0 ]; then
   echo "e2e test: missing ${missing[*]}" >&2
-  if [ "${CI:-}" = "true" ]; then exit 1; fi
+  if is_ci; then exit 1; fi
   echo "e2e test: SKIPPED (not CI)" >&2
   exit 0
 fi

@@ -7,6 +7,8 @@ pub mod cpu;
 pub mod data;
 pub mod error;
 pub mod gpu;
+#[cfg(feature = "test-hooks")]
+pub mod hooks;
 pub mod inspect;
 pub mod kernels;
 pub mod lora;

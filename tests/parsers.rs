@@ -69,7 +69,7 @@ fn adapter_configs_with_huge_rank_or_infinite_alpha_are_errors() {
     );
     // An integral alpha beyond i64 was written back as i64::MAX (a saturating cast).
     let cfg = parse_config(
-        r#"{"r":4096,"lora_alpha":3.4e38,"target_modules":"c_fc"}"#,
+        r#"{"r":4096,"lora_alpha":3.4e38,"target_modules":["c_fc"]}"#,
         Path::new("a"),
     )
     .unwrap();

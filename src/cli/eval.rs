@@ -24,10 +24,10 @@ pub struct EvalArgs {
     #[arg(long, default_value = "nf4")]
     pub quant: Quant,
     /// Tokens per sequence (longer lines are truncated); default the model's n_positions.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = super::count("seq_len"))]
     pub seq_len: Option<usize>,
     /// Sequences per GPU batch.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, allow_negative_numbers = true, value_parser = super::count("batch_size"))]
     pub batch_size: usize,
     /// Data format; auto detects it from the first line.
     #[arg(long, default_value = "auto")]
@@ -37,7 +37,7 @@ pub struct EvalArgs {
     pub train_on_prompt: bool,
     /// Evaluate only the first N batches of --batch-size sequences (as `train
     /// --val-batches`), or "all".
-    #[arg(long, default_value_t = BatchCap::ALL)]
+    #[arg(long, default_value_t = BatchCap::ALL, allow_negative_numbers = true)]
     pub val_batches: BatchCap,
 }
 
@@ -79,6 +79,20 @@ pub fn run(a: EvalArgs) -> Result<()> {
         eos,
     ))
     .map_err(|e| wgtune::err!("{}: {e}", a.data.display()))?;
+    // The weights are checked when they load, so this takes an overflow in the arithmetic
+    // (an adapter whose values are finite but huge); JSON has no NaN, and `"loss": null` with
+    // exit status 0 would read as a result.
+    if !loss.is_finite() {
+        wgtune::bail!(
+            "{}: the loss over {tokens} tokens came out {loss}: the model{} overflows f32 on this data",
+            a.data.display(),
+            if a.adapter.is_some() {
+                " with this adapter (trained with too high an --lr?)"
+            } else {
+                ""
+            }
+        );
+    }
     let out = serde_json::json!({
         "loss": loss,
         "perplexity": loss.exp(),

@@ -18,18 +18,18 @@ pub struct GenerateArgs {
     pub adapter: Option<std::path::PathBuf>,
     #[arg(long)]
     pub prompt: String,
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, allow_negative_numbers = true, value_parser = super::count("max_new_tokens"))]
     pub max_new_tokens: usize,
     /// 0 = greedy.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     pub temperature: f32,
     /// Keep the k most likely tokens (0 = off).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true, value_parser = super::count("top_k"))]
     pub top_k: usize,
     /// Nucleus sampling threshold (1 = off).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
     pub top_p: f32,
-    #[arg(long, default_value_t = 42)]
+    #[arg(long, default_value_t = 42, allow_negative_numbers = true, value_parser = |t: &str| wgtune::train::settings::parse_count("seed", t))]
     pub seed: u64,
     /// Base weight format: nf4, nf4-dq, f16 or f32.
     #[arg(long, default_value = "nf4")]

@@ -23,7 +23,9 @@ pub fn resolve(model: &str) -> Result<PathBuf> {
         "pass --model DIR with a local Hugging Face GPT-2 directory ({})",
         FILES.join(", ")
     );
-    let offline = std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| v == "1" || v == "true");
+    // huggingface_hub's rule for its boolean variables (constants._is_true).
+    let offline = std::env::var("HF_HUB_OFFLINE")
+        .is_ok_and(|v| matches!(v.to_ascii_uppercase().as_str(), "1" | "ON" | "YES" | "TRUE"));
     let mut dir = None;
     for file in FILES {
         let got = if offline {

@@ -66,7 +66,13 @@ enum Command {
 
 /// Run the command; Ok holds the exit status (non-zero after an interrupted training run).
 pub fn run() -> Result<i32, Box<dyn std::error::Error>> {
-    let matches = Cli::command().get_matches();
+    let matches = match Cli::command().try_get_matches() {
+        Ok(m) => m,
+        Err(e) if e.kind() == clap::error::ErrorKind::ValueValidation => {
+            return Err(Box::new(bad_value(&e)));
+        }
+        Err(e) => e.exit(),
+    };
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     // A typo in WGTUNE_KERNELS is an error here, before any work (the library only warns).
     wgtune::kernels::check_env()?;
@@ -98,6 +104,33 @@ pub fn run() -> Result<i32, Box<dyn std::error::Error>> {
         Command::Bench { what, model } => {
             bench::run(what.unwrap_or(bench::BenchCommand::Model(model))).map(|_| 0)
         }
+    }
+}
+
+/// A flag's value refused by its parser, as the one line every input mistake gets (exit status
+/// 1): the flag's own range error when the parser gave one (it names the flag), else the flag,
+/// the value and why (clap's own report spans three lines and exits with 2).
+fn bad_value(e: &clap::Error) -> wgtune::error::Error {
+    use clap::error::{ContextKind, ContextValue};
+    let why = std::error::Error::source(e).map_or_else(|| e.kind().to_string(), |s| s.to_string());
+    if why.starts_with("--") {
+        return wgtune::error::Error::new(why);
+    }
+    let text = |k| match e.get(k) {
+        Some(ContextValue::String(s)) => s.clone(),
+        _ => String::new(),
+    };
+    let arg = text(ContextKind::InvalidArg);
+    let flag = arg.split_whitespace().next().unwrap_or("");
+    wgtune::error::Error::new(format!("{flag} {}: {why}", text(ContextKind::InvalidValue)))
+}
+
+/// clap's parser for a whole-number flag of eval / generate: a value below the minimum (a
+/// negative one included) gets the flag's range error ([`TrainSettings`]' words).
+fn count(name: &'static str) -> impl Fn(&str) -> Result<usize, String> + Clone {
+    move |text| {
+        let v = wgtune::train::settings::parse_count(name, text)?;
+        usize::try_from(v).map_err(|_| format!("--{} {v} is too large", name.replace('_', "-")))
     }
 }
 

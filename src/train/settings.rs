@@ -88,7 +88,7 @@ pub struct TrainSettings {
     #[cfg_attr(not(target_arch = "wasm32"), arg(long, allow_negative_numbers = true))]
     pub val_split: Option<f32>,
     /// Tokens per sequence (longer examples are truncated); default min(512, n_positions).
-    #[cfg_attr(not(target_arch = "wasm32"), arg(long))]
+    #[cfg_attr(not(target_arch = "wasm32"), arg(long, allow_negative_numbers = true, value_parser = count("seq_len")))]
     pub seq_len: Option<usize>,
     /// Concatenate examples into full --seq-len rows.
     #[cfg_attr(not(target_arch = "wasm32"), arg(long))]
@@ -100,7 +100,7 @@ pub struct TrainSettings {
     #[cfg_attr(not(target_arch = "wasm32"), arg(long))]
     pub train_on_prompt: bool,
     /// LoRA rank r.
-    #[cfg_attr(not(target_arch = "wasm32"), arg(long, default_value_t = defaults().rank))]
+    #[cfg_attr(not(target_arch = "wasm32"), arg(long, default_value_t = defaults().rank, allow_negative_numbers = true, value_parser = count("rank")))]
     pub rank: usize,
     /// LoRA alpha (scale alpha/r).
     #[cfg_attr(not(target_arch = "wasm32"), arg(long, default_value_t = defaults().alpha, allow_negative_numbers = true))]
@@ -124,7 +124,7 @@ pub struct TrainSettings {
     #[cfg_attr(not(target_arch = "wasm32"), arg(long, default_value_t = defaults().scheduler))]
     #[serde(with = "as_text")]
     pub scheduler: Scheduler,
-    #[cfg_attr(not(target_arch = "wasm32"), arg(long, default_value_t = defaults().warmup_steps))]
+    #[cfg_attr(not(target_arch = "wasm32"), arg(long, default_value_t = defaults().warmup_steps, allow_negative_numbers = true, value_parser = count("warmup_steps")))]
     pub warmup_steps: usize,
     /// AdamW's decoupled weight decay.
     #[cfg_attr(not(target_arch = "wasm32"), arg(long, default_value_t = defaults().weight_decay, allow_negative_numbers = true))]
@@ -133,31 +133,31 @@ pub struct TrainSettings {
     #[cfg_attr(not(target_arch = "wasm32"), arg(long, default_value_t = defaults().max_grad_norm, allow_negative_numbers = true))]
     pub max_grad_norm: f32,
     /// Passes over the data (ignored when --max-steps is given).
-    #[cfg_attr(not(target_arch = "wasm32"), arg(long, default_value_t = defaults().epochs))]
+    #[cfg_attr(not(target_arch = "wasm32"), arg(long, default_value_t = defaults().epochs, allow_negative_numbers = true, value_parser = count("epochs")))]
     pub epochs: usize,
     /// Optimizer steps to run.
-    #[cfg_attr(not(target_arch = "wasm32"), arg(long))]
+    #[cfg_attr(not(target_arch = "wasm32"), arg(long, allow_negative_numbers = true, value_parser = count("max_steps")))]
     pub max_steps: Option<usize>,
     /// Sequences per micro-batch.
-    #[cfg_attr(not(target_arch = "wasm32"), arg(long, default_value_t = defaults().batch_size))]
+    #[cfg_attr(not(target_arch = "wasm32"), arg(long, default_value_t = defaults().batch_size, allow_negative_numbers = true, value_parser = count("batch_size")))]
     pub batch_size: usize,
     /// Micro-batches per optimizer step.
-    #[cfg_attr(not(target_arch = "wasm32"), arg(long, default_value_t = defaults().grad_accum))]
+    #[cfg_attr(not(target_arch = "wasm32"), arg(long, default_value_t = defaults().grad_accum, allow_negative_numbers = true, value_parser = count("grad_accum")))]
     pub grad_accum: usize,
     /// Keep only each layer's input and recompute activations in the backward pass.
     #[cfg_attr(not(target_arch = "wasm32"), arg(long))]
     pub grad_checkpoint: bool,
     /// Seed of the LoRA init, the shuffle, the validation split and dropout.
-    #[cfg_attr(not(target_arch = "wasm32"), arg(long, default_value_t = defaults().seed))]
+    #[cfg_attr(not(target_arch = "wasm32"), arg(long, default_value_t = defaults().seed, allow_negative_numbers = true, value_parser = count_u64("seed")))]
     pub seed: u64,
     /// Validate every N steps and at the end (0: only at the end).
-    #[cfg_attr(not(target_arch = "wasm32"), arg(long, default_value_t = defaults().eval_every))]
+    #[cfg_attr(not(target_arch = "wasm32"), arg(long, default_value_t = defaults().eval_every, allow_negative_numbers = true, value_parser = count("eval_every")))]
     pub eval_every: usize,
     /// Validation batches per evaluation (of --batch-size sequences), or "all".
-    #[cfg_attr(not(target_arch = "wasm32"), arg(long, default_value_t = defaults().val_batches))]
+    #[cfg_attr(not(target_arch = "wasm32"), arg(long, default_value_t = defaults().val_batches, allow_negative_numbers = true))]
     pub val_batches: BatchCap,
     /// Save a resumable checkpoint every N steps (0: never).
-    #[cfg_attr(not(target_arch = "wasm32"), arg(long, default_value_t = defaults().save_every))]
+    #[cfg_attr(not(target_arch = "wasm32"), arg(long, default_value_t = defaults().save_every, allow_negative_numbers = true, value_parser = count("save_every")))]
     pub save_every: usize,
 }
 
@@ -239,6 +239,52 @@ impl Given {
     }
 }
 
+/// The smallest value of a whole-number setting (`rank`'s is LoRA's, checked there too).
+fn count_min(name: &str) -> i128 {
+    match name {
+        "batch_size" | "grad_accum" | "seq_len" | "max_steps" | "rank" => 1,
+        _ => 0,
+    }
+}
+
+/// The range error of a whole-number setting below its minimum: the same words for a 0
+/// that [`TrainSettings::check`] finds and a negative number on the command line.
+fn below_min(name: &str, got: impl std::fmt::Display) -> String {
+    match count_min(name) {
+        0 => format!("{} must be 0 or more, got {got}", flag(name)),
+        min => format!("{} must be at least {min}, got {got}", flag(name)),
+    }
+}
+
+/// A whole-number setting from its text: a number below the setting's minimum (a negative one
+/// included, which clap would otherwise take for a flag: "unexpected argument '-1'") gets
+/// the setting's own range error.
+pub fn parse_count(name: &str, text: &str) -> std::result::Result<u64, String> {
+    let v: i128 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{} {text:?} is not a whole number", flag(name)))?;
+    if v < count_min(name) {
+        return Err(below_min(name, v));
+    }
+    u64::try_from(v).map_err(|_| format!("{} {v} is too large", flag(name)))
+}
+
+/// clap's parser for a `usize` setting (see [`parse_count`]).
+#[cfg(not(target_arch = "wasm32"))]
+fn count(name: &'static str) -> impl Fn(&str) -> std::result::Result<usize, String> + Clone {
+    move |text| {
+        let v = parse_count(name, text)?;
+        usize::try_from(v).map_err(|_| format!("{} {v} is too large", flag(name)))
+    }
+}
+
+/// clap's parser for a `u64` setting (see [`parse_count`]).
+#[cfg(not(target_arch = "wasm32"))]
+fn count_u64(name: &'static str) -> impl Fn(&str) -> std::result::Result<u64, String> + Clone {
+    move |text| parse_count(name, text)
+}
+
 impl TrainSettings {
     /// Check every setting on its own (no model or data needed yet).
     pub fn check(&self) -> Result<()> {
@@ -250,7 +296,7 @@ impl TrainSettings {
             ("max_steps", self.max_steps.unwrap_or(1)),
         ] {
             if v == 0 {
-                bail!("{} must be at least 1", flag(name));
+                bail!("{}", below_min(name, 0));
             }
         }
         if self.max_steps.is_none() && self.epochs == 0 {

@@ -7,7 +7,7 @@ use std::cell::Cell;
 use std::path::Path;
 use std::rc::Rc;
 
-use wgtune::adapter::{CONFIG_FILE, WEIGHTS_FILE, params_from_weights, parse_config};
+use wgtune::adapter::{CONFIG_FILE, WEIGHTS_FILE, params_from_weights, parse_config_for};
 use wgtune::model::Quant;
 
 use super::browser::{self, mib};
@@ -215,7 +215,8 @@ pub async fn adopt_kept_adapter() {
     }
     let adopt = || -> Result<Adapter, String> {
         let text = std::str::from_utf8(&kept.config).map_err(|e| e.to_string())?;
-        let lora = parse_config(text, Path::new(CONFIG_FILE)).map_err(|e| e.to_string())?;
+        let lora = parse_config_for(text, Path::new(CONFIG_FILE), m.model.config.n_layer)
+            .map_err(|e| e.to_string())?;
         let params = params_from_weights(
             &kept.weights,
             Path::new(WEIGHTS_FILE),

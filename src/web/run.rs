@@ -29,7 +29,7 @@ pub async fn train(resume: bool) -> Result<(), String> {
     let m = engine::model().ok_or("load a model first (section 1)")?;
     let d = engine::data().ok_or("choose a JSONL file first (section 2)")?;
     let cfg = &m.model.config;
-    let (start, given, history, kept_step) = start_of(resume, &m.name, &d.name, cfg).await?;
+    let (start, given, history) = start_of(resume, &m.name, &d.name, cfg).await?;
     let err = |e: wgtune::error::Error| e.to_string();
     let mut s = engine::settings();
     start.resolve(&mut s, &given, cfg).map_err(err)?;
@@ -65,7 +65,6 @@ pub async fn train(resume: bool) -> Result<(), String> {
     };
     let mut obs = PageObserver {
         records: history,
-        kept_step,
         paused: false,
         meta,
         config: cfg.clone(),
@@ -97,7 +96,7 @@ async fn start_of(
     model: &str,
     data: &str,
     cfg: &Gpt2Config,
-) -> Result<(Start, Given, Vec<StepRecord>, Option<u32>), String> {
+) -> Result<(Start, Given, Vec<StepRecord>), String> {
     if resume {
         let (meta, ck, records) = store::kept_checkpoint(cfg).await?;
         if meta.model != model || meta.data != data {
@@ -111,7 +110,7 @@ async fn start_of(
             checkpoint: Box::new(ck),
         };
         // The checkpoint's settings, all of them: the page then shows what the run uses.
-        return Ok((start, Given::Only(Vec::new()), records, Some(meta.step)));
+        return Ok((start, Given::Only(Vec::new()), records));
     }
     let start = match engine::adapter().filter(|a| a.info.continues) {
         Some(a) => Start::Adapter {
@@ -121,7 +120,7 @@ async fn start_of(
         },
         None => Start::Fresh,
     };
-    Ok((start, Given::All, Vec::new(), None))
+    Ok((start, Given::All, Vec::new()))
 }
 
 /// The trained adapter becomes the adapter in use, kept in browser storage for the next
@@ -162,7 +161,6 @@ async fn keep_trained(
 struct PageObserver {
     /// Every step so far (what a checkpoint keeps for the chart after a reload).
     records: Vec<StepRecord>,
-    kept_step: Option<u32>,
     paused: bool,
     meta: CheckpointMeta,
     config: Gpt2Config,
@@ -192,10 +190,8 @@ impl Observer for PageObserver {
             ..self.meta.clone()
         };
         // A full browser storage only costs the ability to resume.
-        match store::keep_checkpoint(&meta, &ck, &self.config, &self.records, self.kept_step).await
-        {
+        match store::keep_checkpoint(&meta, &ck, &self.config, &self.records).await {
             Ok(()) => {
-                self.kept_step = Some(meta.step);
                 emit(Event::Checkpoint(Some(meta.clone())));
             }
             Err(e) => port::console_error(&format!("the checkpoint is not kept: {e}")),

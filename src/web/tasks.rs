@@ -6,8 +6,7 @@ use std::path::Path;
 use std::rc::Rc;
 
 use wasm_bindgen::JsValue;
-
-use wgtune::adapter::{CONFIG_FILE, WEIGHTS_FILE, params_from_weights, parse_config};
+use wgtune::adapter::{CONFIG_FILE, WEIGHTS_FILE, params_from_weights, parse_config_for};
 use wgtune::lora::GpuAdapter;
 use wgtune::model::generate::{GenerateConfig, generate};
 use wgtune::sample::Sampling;
@@ -143,9 +142,8 @@ async fn pick_adapter(files: Vec<web_sys::File>) -> Result<(), String> {
     let cfg = &m.model.config;
     let text =
         std::str::from_utf8(&config).map_err(|_| format!("{CONFIG_FILE}: not UTF-8 text"))?;
-    let lora = parse_config(text, Path::new(CONFIG_FILE)).map_err(|e| e.to_string())?;
-    lora.validate_for(cfg.n_layer)
-        .map_err(|e| format!("{CONFIG_FILE}: {e}"))?;
+    let lora =
+        parse_config_for(text, Path::new(CONFIG_FILE), cfg.n_layer).map_err(|e| e.to_string())?;
     let params = params_from_weights(&weights, Path::new(WEIGHTS_FILE), cfg, &lora)
         .map_err(|e| e.to_string())?;
     let mut s = engine::settings();

@@ -70,13 +70,29 @@ fn eval_with(model: String, data: String, extra: &[&str]) -> Vec<String> {
     v
 }
 
-/// Rewrite the tiny model's safetensors with `edit` applied to its (name, dtype, shape,
-/// bytes) list.
-fn rewrite_weights(
-    dir: &std::path::Path,
-    edit: impl FnOnce(&mut Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)>),
-) {
-    let path = dir.join("model.safetensors");
+/// One tensor of a safetensors file being rewritten: name, dtype, shape, bytes.
+type Entry = (String, safetensors::Dtype, Vec<usize>, Vec<u8>);
+
+/// Rewrite the model's safetensors with `edit` applied to its tensor list.
+fn rewrite_weights(dir: &std::path::Path, edit: impl FnOnce(&mut Vec<Entry>)) {
+    rewrite_file(&dir.join("model.safetensors"), edit)
+}
+
+/// Set element `i` of the tensor whose name ends with `suffix` to `v`, in its own dtype.
+fn set_value(ts: &mut [Entry], suffix: &str, i: usize, v: f32) {
+    let t = ts.iter_mut().find(|t| t.0.ends_with(suffix)).unwrap();
+    let bytes = match t.1 {
+        safetensors::Dtype::F32 => v.to_le_bytes().to_vec(),
+        safetensors::Dtype::F16 => half::f16::from_f32(v).to_le_bytes().to_vec(),
+        safetensors::Dtype::BF16 => half::bf16::from_f32(v).to_le_bytes().to_vec(),
+        d => panic!("{d:?}"),
+    };
+    t.3[i * bytes.len()..(i + 1) * bytes.len()].copy_from_slice(&bytes);
+}
+
+/// Rewrite a safetensors file with `edit` applied to its tensor list.
+fn rewrite_file(path: &std::path::Path, edit: impl FnOnce(&mut Vec<Entry>)) {
+    let path = path.to_path_buf();
     let bytes = std::fs::read(&path).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let mut tensors: Vec<_> = st
@@ -231,6 +247,58 @@ fn adapter_config_fields_from_newer_peft_are_accepted() {
     );
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(json["loss"].as_f64().unwrap().is_finite());
+}
+
+/// PEFT's ways of naming the same modules (a regular expression, layers_to_transform,
+/// exclude_modules) evaluate exactly as the adapter that names them in full.
+#[test]
+fn peft_target_rules_evaluate_as_the_modules_they_select() {
+    let _gpu = crate::gpu_or_skip!();
+    let s = Scratch::new("peft-targets");
+    let full = write_adapter(
+        &s,
+        "full",
+        &tiny_config(),
+        &lora(&["transformer.h.1.attn.c_attn"]),
+    );
+    let d = s.write("data.jsonl", GOOD_TEXT);
+    let model = s.tiny_model("model");
+    let eval = |a: &str| {
+        let out = run(&eval_with(
+            model.clone(),
+            d.clone(),
+            &["--adapter", a, "--quant", "f32"],
+        ));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        json["loss"].as_f64().unwrap()
+    };
+    let want = eval(&full);
+    for (i, rule) in [
+        serde_json::json!({"target_modules": r"transformer\.h\.1\.attn\.c_attn"}),
+        serde_json::json!({"target_modules": ["c_attn"], "layers_to_transform": [1]}),
+        serde_json::json!({"target_modules": ["c_attn"], "exclude_modules": ["transformer.h.0.attn.c_attn"]}),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let dir = s.path(&format!("rule{i}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(
+            s.path("full/adapter_model.safetensors"),
+            dir.join("adapter_model.safetensors"),
+        )
+        .unwrap();
+        std::fs::copy(s.path("full/adapter_config.json"), dir.join("adapter_config.json")).unwrap();
+        for (k, v) in rule.as_object().unwrap() {
+            edit_adapter_config(&dir, k, v.clone());
+        }
+        assert_eq!(eval(&dir.display().to_string()), want, "{rule}");
+    }
 }
 
 /// A batch whose activations exceed the GPU's binding limit is refused before training,

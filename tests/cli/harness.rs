@@ -4,6 +4,25 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// Whether the binary under test obeys the `WGTUNE_TEST_*` hooks: it does when the tests are
+/// built with the cargo feature `test-hooks` (`scripts/test.sh` passes it; plain `cargo build`
+/// and `cargo test` leave it off, so that no binary a user runs obeys them). Without them a
+/// test that needs one fails in CI and is skipped with a note elsewhere.
+pub fn hooks_or_skip() -> bool {
+    if cfg!(feature = "test-hooks") {
+        return true;
+    }
+    let why = format!(
+        "{} needs the test hooks: run cargo test --features test-hooks (scripts/test.sh does)",
+        crate::common::test_name()
+    );
+    if crate::common::ci() {
+        panic!("{why}");
+    }
+    crate::common::note(&format!("SKIPPED {why}"));
+    false
+}
+
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_wgtune")
 }
@@ -48,6 +67,20 @@ impl Scratch {
             "tokenizer_config.json",
         ] {
             std::fs::copy(fixture("models/tiny").join(f), dst.join(f)).unwrap();
+        }
+        dst.display().to_string()
+    }
+
+    /// Copy the fixture model `name` (tiny, odd, hubstyle) to `rel`, without its test-only
+    /// reference file.
+    pub fn fixture_model(&self, name: &str, rel: &str) -> String {
+        let (src, dst) = (fixture("models").join(name), self.path(rel));
+        std::fs::create_dir_all(&dst).unwrap();
+        for e in std::fs::read_dir(&src).unwrap() {
+            let p = e.unwrap().path();
+            if p.file_name().unwrap() != "reference.safetensors" {
+                std::fs::copy(&p, dst.join(p.file_name().unwrap())).unwrap();
+            }
         }
         dst.display().to_string()
     }

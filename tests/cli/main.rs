@@ -5,8 +5,12 @@
 mod common;
 
 mod bad_input;
+mod ci_rule;
+mod faults;
 mod gpu_fault;
 mod harness;
 mod inspect;
 mod interrupt;
 mod numerical;
+mod quiet;
+mod torn_writes;

@@ -76,6 +76,9 @@ fn an_overflowing_adapter_stops_training_and_keeps_the_existing_adapter() {
 #[test]
 fn a_nan_loss_points_to_the_last_good_checkpoint() {
     let _gpu = crate::gpu_or_skip!();
+    if !crate::harness::hooks_or_skip() {
+        return;
+    }
     let s = Scratch::new("nan");
     let a = args(&s, &["--save-every", "2"]);
     let out = run_env(&a, &[("WGTUNE_TEST_NAN_AT_STEP", "5")]);

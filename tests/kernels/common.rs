@@ -4,6 +4,19 @@
 
 use wgtune::gpu::{Gpu, Tensor};
 
+/// Whether the tests run in CI: `CI` set to anything but empty, `0` or `false` (in any case),
+/// as CI services set it (`true`, `1`, `yes`, ...). In CI a missing GPU adapter or test hook
+/// fails the test instead of skipping it. The one rule for Rust tests (the shell scripts have
+/// theirs in scripts/ci.sh).
+pub fn ci() -> bool {
+    ci_value(std::env::var("CI").ok().as_deref())
+}
+
+/// [`ci`]'s rule for a value of `CI` (`None`: not set).
+pub fn ci_value(v: Option<&str>) -> bool {
+    v.is_some_and(|v| !matches!(v.to_ascii_lowercase().as_str(), "" | "0" | "false"))
+}
+
 /// The process-wide GPU, or `None` (after printing why) when there is none and CI is not set.
 /// It runs f32 matmul arithmetic whatever the device (see [`pin_f32_math`]).
 #[cfg(not(target_arch = "wasm32"))]
@@ -20,10 +33,10 @@ pub fn gpu() -> Option<&'static Gpu> {
             Some(g)
         }
         Err(e) => {
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!("CI=true but no GPU adapter: {e}");
+            if ci() {
+                panic!("CI is set but there is no GPU adapter: {e}");
             }
-            eprintln!("SKIPPING GPU test, {e}");
+            note(&format!("SKIPPING GPU tests: {e}"));
             None
         }
     })
@@ -86,7 +99,13 @@ macro_rules! gpu_or_skip {
     () => {
         match $crate::common::gpu() {
             Some(g) => g,
-            None => return,
+            None => {
+                $crate::common::note(&format!(
+                    "SKIPPED {}: no GPU adapter",
+                    $crate::common::test_name()
+                ));
+                return;
+            }
         }
     };
 }
@@ -114,12 +133,26 @@ macro_rules! gpu_test {
     };
 }
 
-/// Print a line on either target (stderr natively, the browser console / test output on wasm32).
+/// Print a line on either target. Natively it goes straight to the process's stderr, past
+/// the test harness's capture (which takes only `print!` / `eprint!`), so that a skip shows in
+/// every `cargo test` log, not only with `--nocapture`; on wasm32 to the browser console and
+/// wasm-bindgen-test's output.
 pub fn note(msg: &str) {
     #[cfg(not(target_arch = "wasm32"))]
-    eprintln!("{msg}");
+    {
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "{msg}");
+    }
     #[cfg(target_arch = "wasm32")]
     wasm_bindgen_test::console_log!("{msg}");
+}
+
+/// The running test's name (libtest names each test's thread after it).
+pub fn test_name() -> String {
+    std::thread::current()
+        .name()
+        .unwrap_or("this test")
+        .to_string()
 }
 
 /// Whether the device has `feature`; when not, says that `what` is skipped and why. For test
@@ -134,8 +167,12 @@ pub fn has_feature(gpu: &Gpu, feature: wgpu::Features, what: &str) -> bool {
             wgpu::Features::TIMESTAMP_QUERY => "timestamp-query".to_string(),
             f => format!("{f:?}"),
         };
+        // The browser's runner has no test threads, but prints "Invoking test: <name>" first.
+        let place = std::thread::current()
+            .name()
+            .map_or(String::new(), |n| format!(" in {n}"));
         note(&format!(
-            "SKIPPING {what}: this {:?} adapter lacks the {name} feature",
+            "SKIPPED {what}{place}: this {:?} adapter lacks the {name} feature",
             gpu.adapter_info.backend
         ));
     }

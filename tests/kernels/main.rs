@@ -1,6 +1,7 @@
 //! GPU kernels against their CPU references (`wgtune::cpu`), on random data and odd shapes.
 //! Runs on whatever adapter wgpu finds (lavapipe in CI). Without an adapter the tests fail
-//! when CI=true and are skipped with a message otherwise.
+//! in CI (`CI` set to anything but empty, 0 or false: `common::ci`) and are skipped with a
+//! message otherwise.
 //!
 //! The same tests run in a browser over WebGPU (`scripts/test-browser-kernels.sh`): each GPU
 //! test body is an `async fn(&Gpu)` that `gpu_test!` turns into a native `#[test]` and a

@@ -95,6 +95,79 @@ fn sequence_losses_match_transformers() {
     }
 }
 
+/// Tensors larger than one GPU binding are processed in slices (the embedding lookup over
+/// vocabulary slices, the LM head + cross-entropy over vocabulary chunks). lavapipe binds
+/// 128 MiB, more than any fixture needs, so a device of its own gets a 64 KiB limit: the tiny
+/// model's token table (256 KiB in f32, 128 KiB in f16) then spans several slices, and the
+/// losses must still match transformers'. (Every dispatch asserts that what it binds fits
+/// the limit, so an unsliced tensor fails loudly.) NF4 losses are compared with the same
+/// model on the shared device, whose bindings take the whole table.
+#[test]
+fn tensors_beyond_one_binding_are_processed_in_slices() {
+    let big = gpu_or_skip!();
+    let mut small = wgtune::gpu::Gpu::new_blocking().unwrap();
+    wgtune::kernels::tuning_mut(&mut small).f16_math = false;
+    small.limits.max_storage_buffer_binding_size = 64 << 10;
+    let r = Reference::of("tiny");
+    let (ids, mask) = (r.ids("input_ids"), r.ids("attention_mask"));
+    let shape = r.shape("input_ids");
+    let (b, t) = (shape[0], shape[1]);
+    let targets: Vec<i32> = (0..b * t)
+        .map(|i| {
+            if i % t + 1 < t && mask[i + 1] == 1 {
+                ids[i + 1] as i32
+            } else {
+                IGNORE_INDEX
+            }
+        })
+        .collect();
+    for quant in [
+        Quant::F32,
+        Quant::Nf4 {
+            double_quant: false,
+        },
+    ] {
+        let (m, _) = load_dir(&small, &dir("models/tiny"), quant).unwrap();
+        let c = &m.config;
+        assert!(
+            c.vocab_size * c.n_embd * 2 > small.max_binding_words() * 4,
+            "wte fits one binding"
+        );
+        let chunk = wgtune::model::lm_head::vocab_chunk(&small, b * t, c.vocab_size);
+        assert!(
+            chunk < c.vocab_size,
+            "one LM-head chunk of {chunk} covers the vocabulary"
+        );
+        let losses =
+            pollster::block_on(m.position_losses(&small, &ids, &mask, &targets, b, t, None))
+                .unwrap();
+        small.check_healthy().unwrap();
+        let (whole, _) = load_dir(big, &dir("models/tiny"), quant).unwrap();
+        let want =
+            pollster::block_on(whole.position_losses(big, &ids, &mask, &targets, b, t, None))
+                .unwrap();
+        // The chunks' online softmax adds in another order: float rounding only.
+        assert_close(
+            &format!("{quant} sliced losses"),
+            &losses,
+            &want,
+            1e-6,
+            1e-5,
+        );
+        if quant == Quant::F32 {
+            for (s, &w) in r.f32("losses").iter().enumerate() {
+                let rows = s * t..(s + 1) * t;
+                let n = targets[rows.clone()]
+                    .iter()
+                    .filter(|&&x| x != IGNORE_INDEX)
+                    .count();
+                let mean = losses[rows].iter().map(|&l| l as f64).sum::<f64>() / n as f64;
+                assert_close(&format!("loss[{s}]"), &[mean as f32], &[w], 0.0, 1e-5);
+            }
+        }
+    }
+}
+
 /// Greedy decoding through the KV cache is token-identical to transformers' generate().
 #[test]
 fn greedy_generation_with_kv_cache_matches_transformers() {

@@ -248,3 +248,62 @@ fn bad_header_is_refused_with_the_reason() {
         "{msg}"
     );
 }
+
+/// Set element `element` of the tensor whose name ends with `suffix` to `value`, in the
+/// file's own dtype. Returns the tensor's full name.
+fn poison(bytes: &mut [u8], suffix: &str, element: usize, value: f32) -> String {
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let (name, info) = header
+        .iter()
+        .find(|(k, _)| k.ends_with(suffix))
+        .unwrap_or_else(|| panic!("no tensor {suffix}"));
+    let start = 8 + n + info["data_offsets"][0].as_u64().unwrap() as usize;
+    let encoded: Vec<u8> = match info["dtype"].as_str().unwrap() {
+        "F32" => value.to_le_bytes().to_vec(),
+        "F16" => half::f16::from_f32(value).to_le_bytes().to_vec(),
+        "BF16" => half::bf16::from_f32(value).to_le_bytes().to_vec(),
+        d => panic!("dtype {d}"),
+    };
+    let at = start + element * encoded.len();
+    bytes[at..at + encoded.len()].copy_from_slice(&encoded);
+    name.clone()
+}
+
+/// A NaN or infinite weight is refused while the model loads, in every dtype (tiny: F32,
+/// odd: F16, hubstyle: BF16) and on every path: `Gpt2::load`, and the streaming loader's
+/// f16 token table (converted chunk by chunk: the element index counts from the tensor's
+/// start), a tensor split across chunks, and one inside a chunk.
+#[test]
+fn non_finite_weights_are_refused_naming_the_tensor_and_element() {
+    let gpu = gpu_or_skip!();
+    for model in ["tiny", "odd", "hubstyle"] {
+        let path = weights_path(model);
+        let clean = std::fs::read(&path).unwrap();
+        for (suffix, element, value, what) in [
+            ("wte.weight", 1000, f32::NAN, "NaN"),
+            ("h.0.mlp.c_fc.weight", 77, f32::INFINITY, "inf"),
+            ("ln_f.bias", 3, f32::NEG_INFINITY, "-inf"),
+        ] {
+            let mut bytes = clean.clone();
+            let name = poison(&mut bytes, suffix, element, value);
+            let want = format!("tensor {name} holds {what} at element {element}");
+            let file = SafetensorsFile::from_bytes(&path, bytes.clone()).unwrap();
+            let whole = match Gpt2::load(gpu, config(model), &file, NF4) {
+                Ok(_) => panic!("{model}: Gpt2::load took a {what} in {name}"),
+                Err(e) => e.to_string(),
+            };
+            assert_one_line(&whole, &path);
+            assert!(whole.contains(&want), "{model} Gpt2::load: {whole}");
+            for chunk in [7, 4093, 1 << 20] {
+                let msg = match stream(gpu, model, &bytes, chunk, NF4) {
+                    Ok(_) => panic!("{model}: the stream took a {what} in {name}"),
+                    Err(e) => e.to_string(),
+                };
+                assert_one_line(&msg, &path);
+                assert!(msg.contains(&want), "{model} in chunks of {chunk}: {msg}");
+            }
+        }
+    }
+}

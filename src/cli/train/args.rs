@@ -46,7 +46,7 @@ pub(super) fn check_paths(a: &TrainArgs) -> Result<()> {
             a.out.display()
         );
     }
-    if a.out.join(wgtune::adapter::CONFIG_FILE).exists() && !a.overwrite && a.resume.is_none() {
+    if wgtune::adapter::holds_adapter(&a.out) && !a.overwrite && a.resume.is_none() {
         bail!(
             "{} already holds an adapter; pass --overwrite to replace it, or choose another --out",
             a.out.display()

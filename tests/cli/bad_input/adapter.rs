@@ -91,6 +91,73 @@ pub(super) fn cases() -> Vec<Case> {
             expect: &["adapter_config.json", "DoRA adapters are not supported"],
         },
         Case {
+            name: "adapter_weight_nan",
+            setup: |s| {
+                train_adapter(s, |d| {
+                    rewrite_file(&d.join("adapter_model.safetensors"), |ts| {
+                        set_value(ts, "h.0.attn.c_attn.lora_B.weight", 5, f32::NAN)
+                    })
+                })
+            },
+            expect: &[
+                "adapter_model.safetensors: tensor base_model.model.transformer.h.0.attn.c_attn.lora_B.weight holds NaN at element 5",
+            ],
+        },
+        Case {
+            name: "eval_adapter_weight_inf",
+            setup: |s| {
+                let a = write_adapter(s, "adapter", &tiny_config(), &lora(&["c_attn"]));
+                rewrite_file(
+                    &std::path::Path::new(&a).join("adapter_model.safetensors"),
+                    |ts| set_value(ts, "h.1.attn.c_attn.lora_A.weight", 9, f32::INFINITY),
+                );
+                let d = s.write("data.jsonl", GOOD_TEXT);
+                eval_with(s.tiny_model("model"), d, &["--adapter", &a])
+            },
+            expect: &[
+                "lora_A.weight holds inf at element 9",
+                "the adapter is damaged",
+            ],
+        },
+        Case {
+            name: "adapter_target_regex_selects_lm_head",
+            setup: |s| {
+                train_adapter(s, |d| {
+                    edit_adapter_config(d, "target_modules", r".*(c_attn|lm_head)".into())
+                })
+            },
+            expect: &[
+                "adapter_config.json",
+                "target_modules selects lm_head, which wgtune cannot adapt",
+            ],
+        },
+        Case {
+            name: "adapter_init_pissa",
+            setup: |s| {
+                train_adapter(s, |d| {
+                    edit_adapter_config(d, "init_lora_weights", "pissa".into())
+                })
+            },
+            expect: &[
+                "adapter_config.json",
+                "init_lora_weights \"pissa\" changes the base weights",
+            ],
+        },
+        Case {
+            name: "eval_adapter_modules_to_save",
+            setup: |s| {
+                let a = write_adapter(s, "adapter", &tiny_config(), &lora(&["c_attn"]));
+                edit_adapter_config(
+                    std::path::Path::new(&a),
+                    "modules_to_save",
+                    serde_json::json!(["lm_head"]),
+                );
+                let d = s.write("data.jsonl", GOOD_TEXT);
+                eval_with(s.tiny_model("model"), d, &["--adapter", &a])
+            },
+            expect: &["adapter_config.json: modules_to_save is [\"lm_head\"]"],
+        },
+        Case {
             name: "adapter_extra_tensor",
             setup: |s| {
                 let a = write_adapter(s, "adapter", &tiny_config(), &lora(&["c_attn", "c_fc"]));

@@ -73,6 +73,45 @@ pub(super) fn cases() -> Vec<Case> {
             expect: &["--max-steps must be at least 1"],
         },
         Case {
+            name: "flag_max_steps_negative",
+            setup: |s| train_flags(s, &["--max-steps", "-1"]),
+            expect: &["--max-steps must be at least 1, got -1"],
+        },
+        Case {
+            name: "flag_seed_negative",
+            setup: |s| train_flags(s, &["--seed", "-7"]),
+            expect: &["--seed must be 0 or more, got -7"],
+        },
+        Case {
+            name: "flag_val_batches_negative",
+            setup: |s| train_flags(s, &["--val-batches", "-2"]),
+            expect: &["--val-batches -2:", "1 or more"],
+        },
+        Case {
+            name: "eval_batch_size_negative",
+            setup: |s| {
+                let d = s.write("data.jsonl", GOOD_TEXT);
+                eval_with(s.tiny_model("model"), d, &["--batch-size", "-1"])
+            },
+            expect: &["--batch-size must be at least 1, got -1"],
+        },
+        Case {
+            name: "generate_max_new_tokens_negative",
+            setup: |s| {
+                let m = s.tiny_model("model");
+                strings(&[
+                    "generate",
+                    "--model",
+                    &m,
+                    "--prompt",
+                    "hi",
+                    "--max-new-tokens",
+                    "-5",
+                ])
+            },
+            expect: &["--max-new-tokens must be 0 or more, got -5"],
+        },
+        Case {
             name: "flag_weight_decay_negative",
             setup: |s| train_flags(s, &["--weight-decay=-1"]),
             expect: &["--weight-decay must be >= 0"],

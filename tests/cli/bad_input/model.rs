@@ -178,6 +178,46 @@ pub(super) fn cases() -> Vec<Case> {
             expect: &["model.safetensors", "not a valid safetensors file"],
         },
         Case {
+            name: "model_weight_nan",
+            setup: |s| {
+                train_model(s, |d| {
+                    rewrite_weights(d, |ts| {
+                        set_value(ts, "h.0.attn.c_attn.weight", 123, f32::NAN)
+                    })
+                })
+            },
+            expect: &[
+                "model.safetensors: tensor transformer.h.0.attn.c_attn.weight holds NaN at element 123",
+                "use another copy",
+            ],
+        },
+        Case {
+            name: "eval_model_weight_inf_f16",
+            setup: |s| {
+                let m = s.fixture_model("odd", "model");
+                rewrite_weights(std::path::Path::new(&m), |ts| {
+                    set_value(ts, "wpe.weight", 7, f32::INFINITY)
+                });
+                let d = s.write("data.jsonl", GOOD_TEXT);
+                eval_with(m, d, &[])
+            },
+            expect: &[
+                "model.safetensors: tensor",
+                "wpe.weight holds inf at element 7",
+            ],
+        },
+        Case {
+            name: "generate_model_weight_nan_bf16",
+            setup: |s| {
+                let m = s.fixture_model("hubstyle", "model");
+                rewrite_weights(std::path::Path::new(&m), |ts| {
+                    set_value(ts, "h.1.mlp.c_proj.weight", 5, f32::NAN)
+                });
+                strings(&["generate", "--model", &m, "--prompt", "hi"])
+            },
+            expect: &["model.safetensors: tensor h.1.mlp.c_proj.weight holds NaN at element 5"],
+        },
+        Case {
             name: "generate_model_config_missing",
             setup: |s| {
                 let m = s.tiny_model("model");
