@@ -144,7 +144,16 @@ fn summary(s: &TrainSettings) -> String {
     } else {
         max_batch(s, seq_len, &train, &val)
     };
-    let est = estimate(&gpu, &m.model, &layout, s.rank, b, t, s.grad_checkpoint);
+    let est = estimate(
+        &gpu,
+        &m.model,
+        &layout,
+        s.rank,
+        b,
+        t,
+        s.grad_checkpoint,
+        s.dropout,
+    );
     format!(
         "{} · largest batch {b} × {t} tokens{} · {}",
         trainable_line(layout.trainable, cfg.num_params()),
