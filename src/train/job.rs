@@ -102,16 +102,7 @@ impl<'m> TrainJob<'m> {
         let (b, t) = plan.max_batch;
         let layout = crate::lora::Layout::new(&model.config, &plan.lora);
         let s = &plan.settings;
-        memory::estimate(
-            gpu,
-            model,
-            &layout,
-            plan.lora.r,
-            b,
-            t,
-            s.grad_checkpoint,
-            s.dropout,
-        )
+        memory::estimate(gpu, model, &layout, &plan.lora, (b, t), s.grad_checkpoint)
     }
 
     /// Put the plan's trainer on the GPU, after checking that its largest batch fits the

@@ -6,7 +6,7 @@
 use crate::bail;
 use crate::error::Result;
 use crate::gpu::Gpu;
-use crate::lora::Layout;
+use crate::lora::{Layout, LoraConfig};
 use crate::model::Gpt2;
 use crate::model::acts::{BlockActs, u_ranks};
 use crate::model::lm_head::vocab_chunk;
@@ -42,7 +42,7 @@ impl MemoryEstimate {
     }
 }
 
-/// Estimate for micro-batches of `b` sequences of `t` tokens with LoRA dropout `p_drop`, from
+/// Estimate for micro-batches of `b` sequences of `t` tokens with `lora`'s rank and dropout, from
 /// the forward pass's own size table and the backward pass's buffers. On the tiny model at
 /// 4 × 128 the pool's measured peak is 100.0-100.3% of it (the pool rounds buffers up to 256
 /// bytes), with and without dropout and --grad-checkpoint (tests/train/job.rs). It used to
@@ -51,12 +51,11 @@ pub fn estimate(
     gpu: &Gpu,
     model: &Gpt2,
     layout: &Layout,
-    rank: usize,
-    b: usize,
-    t: usize,
+    lora: &LoraConfig,
+    (b, t): (usize, usize),
     grad_checkpoint: bool,
-    p_drop: f32,
 ) -> MemoryEstimate {
+    let (rank, p_drop) = (lora.r, lora.lora_dropout);
     let cfg = &model.config;
     let (c, rows) = (cfg.n_embd as u64, (b * t) as u64);
     // The forward pass's own size table (model::acts), per block and for the shared set.

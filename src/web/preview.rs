@@ -148,11 +148,9 @@ fn summary(s: &TrainSettings) -> String {
         &gpu,
         &m.model,
         &layout,
-        s.rank,
-        b,
-        t,
+        &s.lora(),
+        (b, t),
         s.grad_checkpoint,
-        s.dropout,
     );
     format!(
         "{} · largest batch {b} × {t} tokens{} · {}",
