@@ -23,7 +23,9 @@ fi
 echo "== trunk build --release"
 trunk build --release
 echo "== cargo build (the CLI that checks the downloaded adapter)"
-cargo build --bin wgtune
+# With the features scripts/test.sh builds the tests with, so the crate is not compiled twice
+# (the e2e sets no WGTUNE_TEST_* hook).
+cargo build --bin wgtune --features test-hooks
 echo "== npm ci (playwright-core, no browser download)"
 (cd tests/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --silent)
 mkdir -p target/e2e

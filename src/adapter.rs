@@ -12,6 +12,7 @@ use crate::error::Result;
 use crate::lora::{Layout, LoraConfig, peft_prefix};
 use crate::model::Gpt2Config;
 use crate::model::config::MAX_LAYERS;
+use crate::model::safetensors_file::widen;
 use crate::{bail, err};
 
 pub const CONFIG_FILE: &str = "adapter_config.json";
@@ -551,27 +552,7 @@ pub fn params_from_weights(
                     cfg.r
                 );
             }
-            let values: Vec<f32> = match t.dtype() {
-                safetensors::Dtype::F32 => bytemuck::pod_collect_to_vec(t.data()),
-                safetensors::Dtype::F16 => bytemuck::pod_collect_to_vec::<u8, half::f16>(t.data())
-                    .into_iter()
-                    .map(f32::from)
-                    .collect(),
-                safetensors::Dtype::BF16 => {
-                    bytemuck::pod_collect_to_vec::<u8, half::bf16>(t.data())
-                        .into_iter()
-                        .map(f32::from)
-                        .collect()
-                }
-                d => bail!("{p}: tensor {key} has dtype {d:?}; expected F32, F16 or BF16"),
-            };
-            // A NaN or infinity would give a NaN loss (`eval` a "loss": null) far from here.
-            if let Some(i) = values.iter().position(|v| !v.is_finite()) {
-                bail!(
-                    "{p}: tensor {key} holds {} at element {i}: the adapter is damaged or was saved from a run that diverged",
-                    values[i]
-                );
-            }
+            let values = lora_values(&t, path, &key)?;
             params[off..off + values.len()].copy_from_slice(&values);
             expected.insert(key);
         }
@@ -580,6 +561,24 @@ pub fn params_from_weights(
         bail!("{p}: unexpected tensor {extra} (not a LoRA weight of the configured targets)");
     }
     Ok(params)
+}
+
+/// An adapter tensor's values as f32 (from F32, F16 or BF16), refused with one line when one is
+/// NaN or infinite: it would give a NaN loss (`eval` a "loss": null) far from here.
+pub fn lora_values(
+    t: &safetensors::tensor::TensorView<'_>,
+    path: &Path,
+    key: &str,
+) -> Result<Vec<f32>> {
+    let values = widen(t.data(), t.dtype(), path, key)?.into_owned();
+    if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+        bail!(
+            "{}: tensor {key} holds {} at element {i}: the adapter is damaged or was saved from a run that diverged",
+            path.display(),
+            values[i]
+        );
+    }
+    Ok(values)
 }
 
 /// Read a PEFT adapter directory (as a write interrupted by a kill left it, the complete

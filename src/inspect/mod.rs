@@ -23,10 +23,10 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::adapter::parse_config;
+use crate::adapter::{lora_values, parse_config};
 use crate::error::Result;
 use crate::lora::LoraConfig;
-use crate::model::safetensors_file::{SafetensorsFile, to_f32};
+use crate::model::safetensors_file::SafetensorsFile;
 use crate::model::{Gpt2, Gpt2Config, Module, Quant, load};
 use crate::{bail, err};
 
@@ -189,10 +189,7 @@ impl Inspection {
                     view.shape()
                 )
             })?;
-            let values = to_f32(view.data(), view.dtype(), weights_path, &key)?.into_owned();
-            if let Some(i) = values.iter().position(|v| !v.is_finite()) {
-                bail!("{p}: tensor {key} holds {} at element {i}", values[i]);
-            }
+            let values = lora_values(&view, weights_path, &key)?;
             let pair = pairs
                 .entry(name.to_string())
                 .or_insert(LoraPair { a: None, b: None });

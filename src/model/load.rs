@@ -125,15 +125,12 @@ pub fn frobenius(w: &[f32]) -> f64 {
 pub fn weight_bytes(config: &Gpt2Config, quant: Quant) -> u64 {
     let words = |name: &str, shape: &[usize]| -> usize {
         let n: usize = shape.iter().product();
-        match shape {
-            _ if name == "wte.weight" && f16_table(quant) => n.div_ceil(2),
-            [_, _] if name.starts_with("h.") => match quant {
-                Quant::F32 => n,
-                Quant::F16 => n.div_ceil(2),
-                // Packed nibbles, and an f32 absmax per block (double quantization's is kept
-                // reconstructed in f32 too).
-                Quant::Nf4 { .. } => n.div_ceil(8) + n.div_ceil(nf4::BLOCK),
-            },
+        match (stored_as(name, shape), quant) {
+            (Stored::Table, _) if f16_table(quant) => n.div_ceil(2),
+            (Stored::Conv1d, Quant::F16) => n.div_ceil(2),
+            // Packed nibbles, and an f32 absmax per block (double quantization's is kept
+            // reconstructed in f32 too).
+            (Stored::Conv1d, Quant::Nf4 { .. }) => n.div_ceil(8) + n.div_ceil(nf4::BLOCK),
             _ => n,
         }
     };
@@ -141,6 +138,26 @@ pub fn weight_bytes(config: &Gpt2Config, quant: Quant) -> u64 {
         .iter()
         .map(|(name, shape)| 4 * words(name, shape) as u64)
         .sum()
+}
+
+/// How a checkpoint tensor sits on the GPU: the rule [`Parts::upload`] and [`weight_bytes`]
+/// share.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stored {
+    /// The token embedding: f32 or f16 ([`upload_table`]).
+    Table,
+    /// A block's 2-D weight, a Conv1D matrix `(in,out)` in the base format.
+    Conv1d,
+    /// Everything else, f32.
+    F32,
+}
+
+fn stored_as(name: &str, shape: &[usize]) -> Stored {
+    match shape {
+        _ if name == "wte.weight" => Stored::Table,
+        [_, _] if name.starts_with("h.") => Stored::Conv1d,
+        _ => Stored::F32,
+    }
 }
 
 /// Upload a Conv1D weight `(in,out)` in the requested format.
@@ -219,11 +236,11 @@ impl Parts {
     /// Conv1D matrices `(in,out)` stored as [`Quant`] says, wte as [`upload_table`] says;
     /// everything else stays f32.
     pub(crate) fn upload(&mut self, gpu: &Gpu, name: &str, shape: &[usize], values: &[f32]) {
-        let part = match shape {
-            _ if name == "wte.weight" => Part::Table(upload_table(gpu, values, self.quant)),
-            [k_in, n_out] if name.starts_with("h.") => {
+        let part = match (stored_as(name, shape), shape) {
+            (Stored::Table, _) => Part::Table(upload_table(gpu, values, self.quant)),
+            (Stored::Conv1d, &[k_in, n_out]) => {
                 self.norms.insert(name.to_string(), frobenius(values));
-                Part::Conv1d(upload_weight(gpu, values, *k_in, *n_out, self.quant))
+                Part::Conv1d(upload_weight(gpu, values, k_in, n_out, self.quant))
             }
             _ => Part::F32(gpu.upload_f32(values)),
         };

@@ -139,7 +139,7 @@ pub fn to_f32_at<'b>(
     name: &str,
     first: usize,
 ) -> Result<Cow<'b, [f32]>> {
-    let values = convert(raw, dtype, path, name)?;
+    let values = widen(raw, dtype, path, name)?;
     if let Some(i) = values.iter().position(|v| !v.is_finite()) {
         bail!(
             "{}: tensor {name} holds {} at element {}: the file is damaged or was saved from a run that diverged; use another copy of the weights",
@@ -151,7 +151,9 @@ pub fn to_f32_at<'b>(
     Ok(values)
 }
 
-fn convert<'b>(raw: &'b [u8], dtype: Dtype, path: &Path, name: &str) -> Result<Cow<'b, [f32]>> {
+/// The values as f32, unchecked (callers that word their own error for a non-finite value:
+/// adapter tensors).
+pub fn widen<'b>(raw: &'b [u8], dtype: Dtype, path: &Path, name: &str) -> Result<Cow<'b, [f32]>> {
     Ok(match dtype {
         Dtype::F32 => match bytemuck::try_cast_slice::<u8, f32>(raw) {
             Ok(v) => Cow::Borrowed(v),
