@@ -6,29 +6,33 @@
 // registry prepends: one of matmul_b_{f32,f16,nf4}.wgsl with `load_b` and `load_b_run4`; the
 // inner loop's block arithmetic from matmul_math_{f32,f16}.wgsl, as in matmul.wgsl.)
 //
-// The classic shared-memory kernel: a workgroup of 16×16 invocations owns a 64×64 tile of C
-// and walks K in steps of BK = 16. Each step, all 256 invocations stage a 64×BK slice of A and
-// a BK×64 slice of B in workgroup memory (4 values each), so each global value is read once
-// per tile instead of once per register block, and B is decoded (f16 unpack, NF4 code lookup
-// and absmax scale) once per tile. Each invocation then accumulates a 4×4 block of C in
-// registers from one vec4 of A and one vec4 of B per k. Workgroup memory: 2 · BK · 64 · 4 B =
-// 8 KiB; 256 invocations: both within WebGPU's defaults.
+// The classic shared-memory kernel: a workgroup of WG_X × WG_Y invocations owns a tile of C
+// of TM = 4·WG_Y rows and TN = 4·WG_X columns and walks K in steps of BK = 16. Each step, the
+// invocations stage a TM×BK slice of A and a BK×TN slice of B in workgroup memory (runs of 4
+// values each, as many rounds as it takes), so each global value is read once per tile
+// instead of once per register block, and B is decoded (f16 unpack, NF4 code lookup and
+// absmax scale) once per tile. Each invocation then accumulates a 4×4 block of C in registers
+// from one vec4 of A and one vec4 of B per k. WG_X and WG_Y are override constants: the host
+// picks the tile shape (64×64 by default; the autotuner times others, kernels/autotune.rs).
+// Workgroup memory: BK · (TM + TN) · 4 B (8 KiB at 64×64), invocations WG_X · WG_Y: both
+// checked against the device's limits on the host.
 //
-// Both slices are stored k-major as vec4s: `as_[k * 16 + i]` holds rows 4i..4i+3 of the tile
-// at k, `bs[k * 16 + j]` columns 4j..4j+3. Values outside the matrix are staged as 0, so edge
-// tiles and the K tail need no special inner loop. Runs of 4 along a dimension that is a
-// multiple of 4 (p.vec_ok bit 0 for A, bit 1 for B, checked on the host) are loaded as one
+// Both slices are stored k-major as vec4s: `as_[k * WG_Y + i]` holds rows 4i..4i+3 of the
+// tile at k, `bs[k * WG_X + j]` columns 4j..4j+3. Values outside the matrix are staged as 0,
+// so edge tiles and the K tail need no special inner loop. Runs of 4 along a dimension that is
+// a multiple of 4 (p.vec_ok bit 0 for A, bit 1 for B, checked on the host) are loaded as one
 // vec4 (NF4: one half-word and one absmax); others element by element.
 // beta == 0 never reads C (pooled buffers hold garbage).
 
 // Params (vec_ok here: bit 0 A's runs are 4-aligned, bit 1 B's), bindings, load_a and
 // b_index: matmul_common.wgsl.
 
+override WG_X: u32 = 16u;
+override WG_Y: u32 = 16u;
 const BK: u32 = 16u;
-const TILE: u32 = 64u;
 
-var<workgroup> as_: array<vec4<f32>, 256>;   // (BK, TILE/4) rows of the A slice
-var<workgroup> bs: array<vec4<f32>, 256>;    // (BK, TILE/4) columns of the B slice
+var<workgroup> as_: array<vec4<f32>, BK * WG_Y>;   // (BK, TM/4) rows of the A slice
+var<workgroup> bs: array<vec4<f32>, BK * WG_X>;    // (BK, TN/4) columns of the B slice
 
 // op(A)[row, kk], 0 outside the matrix.
 fn a_at(row: u32, kk: u32) -> f32 {
@@ -42,13 +46,13 @@ fn b_at(kk: u32, col: u32) -> f32 {
     return load_b(b_index(kk, col));
 }
 
-// Stage A[r0.., k0..] as (BK, TILE) in as_. Invocation t loads one run of 4 along A's
-// storage rows: along K (4 k's of one row) or, when TRANS_A, along M (4 rows at one k).
-fn stage_a(t: u32, r0: u32, k0: u32) {
+// Stage A[r0.., k0..] as (BK, TM) in as_: run s of the TM·BK/4 runs of 4 along A's storage
+// rows: along K (4 k's of one row) or, when TRANS_A, along M (4 rows at one k).
+fn stage_a_run(s: u32, r0: u32, k0: u32) {
     let vec_ok = (p.vec_ok & 1u) != 0u;
     if (TRANS_A) {
-        let kk = t / 16u;
-        let rq = (t % 16u) * 4u;
+        let kk = s / WG_Y;
+        let rq = (s % WG_Y) * 4u;
         let row = r0 + rq;
         let k = k0 + kk;
         var v: vec4<f32>;
@@ -58,10 +62,10 @@ fn stage_a(t: u32, r0: u32, k0: u32) {
         } else {
             v = vec4<f32>(a_at(row, k), a_at(row + 1u, k), a_at(row + 2u, k), a_at(row + 3u, k));
         }
-        as_[kk * 16u + rq / 4u] = v;
+        as_[kk * WG_Y + rq / 4u] = v;
     } else {
-        let r = t / 4u;
-        let kq = (t % 4u) * 4u;
+        let r = s / 4u;
+        let kq = (s % 4u) * 4u;
         let row = r0 + r;
         let k = k0 + kq;
         var v: vec4<f32>;
@@ -71,17 +75,17 @@ fn stage_a(t: u32, r0: u32, k0: u32) {
         } else {
             v = vec4<f32>(a_at(row, k), a_at(row, k + 1u), a_at(row, k + 2u), a_at(row, k + 3u));
         }
-        for (var j = 0u; j < 4u; j++) { as_[(kq + j) * 16u + r / 4u][r % 4u] = v[j]; }
+        for (var j = 0u; j < 4u; j++) { as_[(kq + j) * WG_Y + r / 4u][r % 4u] = v[j]; }
     }
 }
 
-// Stage B[k0.., c0..] as (BK, TILE) in bs, decoded to f32. Invocation t loads one run of 4
+// Stage B[k0.., c0..] as (BK, TN) in bs, decoded to f32: run s of the BK·TN/4 runs of 4
 // along B's storage rows: along N (4 columns at one k) or, when TRANS_B, along K.
-fn stage_b(t: u32, k0: u32, c0: u32) {
+fn stage_b_run(s: u32, k0: u32, c0: u32) {
     let vec_ok = (p.vec_ok & 2u) != 0u;
     if (TRANS_B) {
-        let cc = t / 4u;
-        let kq = (t % 4u) * 4u;
+        let cc = s / 4u;
+        let kq = (s % 4u) * 4u;
         let col = c0 + cc;
         let k = k0 + kq;
         var v: vec4<f32>;
@@ -90,10 +94,10 @@ fn stage_b(t: u32, k0: u32, c0: u32) {
         } else {
             v = vec4<f32>(b_at(k, col), b_at(k + 1u, col), b_at(k + 2u, col), b_at(k + 3u, col));
         }
-        for (var j = 0u; j < 4u; j++) { bs[(kq + j) * 16u + cc / 4u][cc % 4u] = v[j]; }
+        for (var j = 0u; j < 4u; j++) { bs[(kq + j) * WG_X + cc / 4u][cc % 4u] = v[j]; }
     } else {
-        let kk = t / 16u;
-        let cq = (t % 16u) * 4u;
+        let kk = s / WG_X;
+        let cq = (s % WG_X) * 4u;
         let col = c0 + cq;
         let k = k0 + kk;
         var v: vec4<f32>;
@@ -102,7 +106,7 @@ fn stage_b(t: u32, k0: u32, c0: u32) {
         } else {
             v = vec4<f32>(b_at(k, col), b_at(k, col + 1u), b_at(k, col + 2u), b_at(k, col + 3u));
         }
-        bs[kk * 16u + cq / 4u] = v;
+        bs[kk * WG_X + cq / 4u] = v;
     }
 }
 
@@ -110,19 +114,21 @@ fn stage_b(t: u32, k0: u32, c0: u32) {
 // of the workgroup's tile at (r0, c0). Every invocation must call it (barriers).
 fn tile_product(r0: u32, c0: u32, lid: vec3<u32>, t: u32) -> array<vec4<f32>, 4> {
     var acc: array<vec4<f32>, 4>;
+    let threads = WG_X * WG_Y;
     for (var k0 = 0u; k0 < p.k; k0 += BK) {
-        stage_a(t, r0, k0);
-        stage_b(t, k0, c0);
+        // BK·TM/4 = 4·WG_Y runs of A and 4·WG_X of B (as many as invocations at 16×16).
+        for (var s = t; s < BK * WG_Y; s += threads) { stage_a_run(s, r0, k0); }
+        for (var s = t; s < BK * WG_X; s += threads) { stage_b_run(s, k0, c0); }
         workgroupBarrier();
         // Four k at a time: the 4×4 block of B (k rows × this invocation's 4 columns) is
         // prepared once (f16 under matmul_math_f16.wgsl) and shared by the 4 rows.
         for (var kq = 0u; kq < BK; kq += 4u) {
-            let blk = prep_b(mat4x4<f32>(bs[kq * 16u + lid.x], bs[(kq + 1u) * 16u + lid.x],
-                                         bs[(kq + 2u) * 16u + lid.x], bs[(kq + 3u) * 16u + lid.x]));
-            let a0 = as_[kq * 16u + lid.y];
-            let a1 = as_[(kq + 1u) * 16u + lid.y];
-            let a2 = as_[(kq + 2u) * 16u + lid.y];
-            let a3 = as_[(kq + 3u) * 16u + lid.y];
+            let blk = prep_b(mat4x4<f32>(bs[kq * WG_X + lid.x], bs[(kq + 1u) * WG_X + lid.x],
+                                         bs[(kq + 2u) * WG_X + lid.x], bs[(kq + 3u) * WG_X + lid.x]));
+            let a0 = as_[kq * WG_Y + lid.y];
+            let a1 = as_[(kq + 1u) * WG_Y + lid.y];
+            let a2 = as_[(kq + 2u) * WG_Y + lid.y];
+            let a3 = as_[(kq + 3u) * WG_Y + lid.y];
             acc[0] += block_times(blk, vec4<f32>(a0.x, a1.x, a2.x, a3.x));
             acc[1] += block_times(blk, vec4<f32>(a0.y, a1.y, a2.y, a3.y));
             acc[2] += block_times(blk, vec4<f32>(a0.z, a1.z, a2.z, a3.z));
@@ -147,13 +153,13 @@ fn store_block(row0: u32, col0: u32, rows: u32, cols: u32, acc: array<vec4<f32>,
     }
 }
 
-@compute @workgroup_size(16, 16)
+@compute @workgroup_size(WG_X, WG_Y)
 fn matmul_tiled(@builtin(workgroup_id) wid: vec3<u32>,
                 @builtin(local_invocation_id) lid: vec3<u32>,
                 @builtin(local_invocation_index) t: u32) {
-    let acc = tile_product(wid.y * TILE, wid.x * TILE, lid, t);
-    let row0 = wid.y * TILE + lid.y * 4u;
-    let col0 = wid.x * TILE + lid.x * 4u;
+    let acc = tile_product(wid.y * 4u * WG_Y, wid.x * 4u * WG_X, lid, t);
+    let row0 = (wid.y * WG_Y + lid.y) * 4u;
+    let col0 = (wid.x * WG_X + lid.x) * 4u;
     if (row0 >= p.m || col0 >= p.n) { return; }
     store_block(row0, col0, min(4u, p.m - row0), min(4u, p.n - col0), acc, p.alpha);
 }
@@ -161,13 +167,13 @@ fn matmul_tiled(@builtin(workgroup_id) wid: vec3<u32>,
 // matmul_tiled plus lr_scale · U·Lᵀ (matmul_common.wgsl) in the epilogue, read straight from
 // storage: r is small next to K (LoRA ranks 1..64 typically), so staging U and L through
 // workgroup memory would cost two barriers per 16 steps of r for little reuse.
-@compute @workgroup_size(16, 16)
+@compute @workgroup_size(WG_X, WG_Y)
 fn matmul_tiled_low_rank(@builtin(workgroup_id) wid: vec3<u32>,
                          @builtin(local_invocation_id) lid: vec3<u32>,
                          @builtin(local_invocation_index) t: u32) {
-    var acc = tile_product(wid.y * TILE, wid.x * TILE, lid, t);
-    let row0 = wid.y * TILE + lid.y * 4u;
-    let col0 = wid.x * TILE + lid.x * 4u;
+    var acc = tile_product(wid.y * 4u * WG_Y, wid.x * 4u * WG_X, lid, t);
+    let row0 = (wid.y * WG_Y + lid.y) * 4u;
+    let col0 = (wid.x * WG_X + lid.x) * 4u;
     if (row0 >= p.m || col0 >= p.n) { return; }
     let rows = min(4u, p.m - row0);
     let cols = min(4u, p.n - col0);

@@ -159,6 +159,16 @@ fn info() -> Result<(), Box<dyn std::error::Error>> {
     println!("in use:");
     println!("{}", wgtune::gpu::describe(&gpu));
     println!("  kernels: {}", wgtune::kernels::tuning(&gpu));
+    let tuned = wgtune::kernels::state(&gpu).tuned.lock().unwrap();
+    println!("  autotune: {}", tuned.summary());
+    for (class, c) in &tuned.choices {
+        println!("    {class}: {}", c.kernel);
+    }
+    if tuned.enabled
+        && let Some(path) = wgtune::kernels::autotune::cache_path(&gpu)
+    {
+        println!("  kernel cache: {}", path.display());
+    }
     Ok(())
 }
 

@@ -177,4 +177,11 @@ impl Observer for CliObserver {
     }
 
     async fn idle(&mut self, _paused: bool) {}
+
+    fn kernels_tuned(&mut self, line: &str) {
+        match &self.bar {
+            Some(pb) => pb.println(line),
+            None => eprintln!("{line}"),
+        }
+    }
 }

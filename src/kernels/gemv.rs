@@ -63,5 +63,6 @@ pub fn gemv(
         ldc,
         vec_ok,
         groups,
+        None,
     );
 }

@@ -30,7 +30,7 @@ pub enum Weight {
 }
 
 /// Arithmetic of the matmul's inner loop (see `shaders/matmul_math_*.wgsl`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Math {
     /// f32 products and sums throughout.
     F32,
@@ -62,11 +62,11 @@ impl Weight {
             (Register(_), Weight::F16(_)) => Shader::MatmulF16,
             (Register(_), Weight::Nf4 { .. }) if f16 => Shader::MatmulNf4Math16,
             (Register(_), Weight::Nf4 { .. }) => Shader::MatmulNf4,
-            (Tiled(_), Weight::F32(_)) => Shader::MatmulTiledF32,
-            (Tiled(_), Weight::F16(_)) if f16 => Shader::MatmulTiledF16Math16,
-            (Tiled(_), Weight::F16(_)) => Shader::MatmulTiledF16,
-            (Tiled(_), Weight::Nf4 { .. }) if f16 => Shader::MatmulTiledNf4Math16,
-            (Tiled(_), Weight::Nf4 { .. }) => Shader::MatmulTiledNf4,
+            (Tiled(..), Weight::F32(_)) => Shader::MatmulTiledF32,
+            (Tiled(..), Weight::F16(_)) if f16 => Shader::MatmulTiledF16Math16,
+            (Tiled(..), Weight::F16(_)) => Shader::MatmulTiledF16,
+            (Tiled(..), Weight::Nf4 { .. }) if f16 => Shader::MatmulTiledNf4Math16,
+            (Tiled(..), Weight::Nf4 { .. }) => Shader::MatmulTiledNf4,
         }
     }
 
@@ -276,41 +276,116 @@ pub(super) fn check_operands(kernel: &str, c: &Tensor, a: &Tensor, g: &Gemm) -> 
 }
 
 /// Which matmul kernel a [`gemm`] call runs (all compute the same thing; see [`Gemm::variant`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum MatmulVariant {
     /// `matmul.wgsl`: 8×4 register blocks, no workgroup memory (suits CPU adapters), with the
     /// given inner-loop arithmetic.
     Register(Math),
-    /// `matmul_tiled.wgsl`: 64×64 tiles staged in workgroup memory (suits real GPUs), with the
-    /// given inner-loop arithmetic.
-    Tiled(Math),
+    /// `matmul_tiled.wgsl`: tiles staged in workgroup memory (suits real GPUs), with the
+    /// given inner-loop arithmetic and tile shape.
+    Tiled(Math, Tile),
+}
+
+/// The tiled kernel's workgroup shape, `wg_x × wg_y` invocations of 4×4 outputs each: a tile
+/// of C of `4·wg_y` rows × `4·wg_x` columns (override constants WG_X, WG_Y).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Tile {
+    pub wg_x: u32,
+    pub wg_y: u32,
+}
+
+impl Tile {
+    /// 16×16 invocations, a 64×64 tile: the textbook shape, and what runs untuned.
+    pub const DEFAULT: Tile = Tile { wg_x: 16, wg_y: 16 };
+    /// The shapes the autotuner times: 256 invocations (8 subgroups of 32 or 4 of 64) as
+    /// 64×64, 32×128 and 128×32 tiles, and 64 invocations (2 subgroups of 32, 1 of 64) as a
+    /// 32×32 tile, for small products.
+    pub const CANDIDATES: [Tile; 4] = [
+        Tile::DEFAULT,
+        Tile { wg_x: 32, wg_y: 8 },
+        Tile { wg_x: 8, wg_y: 32 },
+        Tile { wg_x: 8, wg_y: 8 },
+    ];
+
+    /// Rows and columns of C one workgroup covers.
+    pub fn rows(self) -> usize {
+        4 * self.wg_y as usize
+    }
+    pub fn cols(self) -> usize {
+        4 * self.wg_x as usize
+    }
+
+    /// Whether `gpu` can run this shape: invocations and workgroup memory within its limits.
+    pub fn fits(self, gpu: &crate::gpu::Gpu) -> bool {
+        let l = &gpu.limits;
+        let bytes = 16 * 16 * (self.wg_x + self.wg_y); // BK · (TM + TN) · 4 B
+        self.wg_x * self.wg_y <= l.max_compute_invocations_per_workgroup
+            && self.wg_x <= l.max_compute_workgroup_size_x
+            && self.wg_y <= l.max_compute_workgroup_size_y
+            && bytes <= l.max_compute_workgroup_storage_size
+    }
+}
+
+impl std::fmt::Display for Tile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}x{}", self.rows(), self.cols())
+    }
 }
 
 impl MatmulVariant {
     /// The register kernel with f32 arithmetic.
     pub const REGISTER: Self = MatmulVariant::Register(Math::F32);
-    /// The tiled kernel with f32 arithmetic.
-    pub const TILED: Self = MatmulVariant::Tiled(Math::F32);
+    /// The tiled kernel with f32 arithmetic and the default 64×64 tile.
+    pub const TILED: Self = MatmulVariant::Tiled(Math::F32, Tile::DEFAULT);
 
-    fn math(self) -> Math {
+    pub fn math(self) -> Math {
         match self {
-            MatmulVariant::Register(m) | MatmulVariant::Tiled(m) => m,
+            MatmulVariant::Register(m) | MatmulVariant::Tiled(m, _) => m,
         }
     }
 }
 
-/// Tile of C that one workgroup of the tiled kernel covers (square).
-const TILED_TILE: usize = 64;
+impl std::fmt::Display for MatmulVariant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let math = |m: Math| {
+            if m == Math::F16 {
+                "f16-math"
+            } else {
+                "f32-math"
+            }
+        };
+        match self {
+            MatmulVariant::Register(m) => write!(f, "register {}", math(*m)),
+            MatmulVariant::Tiled(m, t) => write!(f, "tiled {t} {}", math(*m)),
+        }
+    }
+}
 
 /// Below this many rows or columns of C, `gemm` keeps the register kernel even where the tiled
 /// one is in force: a 64×64 tile would be mostly zeros (decoding one token has M = 1; LoRA's
 /// rank-r products have N = r). In one lavapipe run, decode at M = 1 was 8× slower tiled.
 const TILED_MIN_SIDE: usize = 32;
 
+/// The kernel the device's [`Tuning`](super::Tuning) picks for an untuned product: gemv for C
+/// of at most 4 rows (decoding), tiled 64×64 (`tiled_matmul`, for C at least 32×32), else the
+/// register kernel; either of the last two with f16 arithmetic where `f16_math` is on.
+fn default_kernel(gpu: &crate::gpu::Gpu, g: &Gemm) -> super::autotune::Candidate {
+    use super::autotune::Candidate;
+    let tuning = super::tuning(gpu);
+    if g.m <= super::gemv::GEMV_MAX_ROWS && tuning.gemv {
+        return Candidate::Gemv;
+    }
+    let math = Math::of(gpu);
+    if tuning.tiled_matmul && g.m.min(g.n) >= TILED_MIN_SIDE {
+        Candidate::Matmul(MatmulVariant::Tiled(math, Tile::DEFAULT))
+    } else {
+        Candidate::Matmul(MatmulVariant::Register(math))
+    }
+}
+
 /// `C[M,N] = alpha·op(A)·op(B) + beta·C + bias[N]` (+ `scale·U·Lᵀ` with [`Gemm::low_rank`]).
-/// The kernel is `g.variant`, or else the device's tuning picks: gemv for C of at most 4 rows
-/// (decoding), tiled (`tiled_matmul`, for C at least 32×32), else the register kernel; either
-/// of the last two with f16 arithmetic where `f16_math` is on.
+/// The kernel is `g.variant`, or else the autotuner's choice for the product's shape class
+/// (`autotune`), or else [`default_kernel`].
 pub fn gemm(
     cmd: &mut Commands,
     c: &Tensor,
@@ -319,22 +394,15 @@ pub fn gemm(
     bias: Option<&Tensor>,
     g: Gemm,
 ) {
-    let variant = match g.variant {
-        Some(v) => v,
-        None => {
-            let tuning = super::tuning(cmd.gpu());
-            if g.m <= super::gemv::GEMV_MAX_ROWS && tuning.gemv {
-                // Decoding (M = 1): a matrix-vector kernel that splits K across a workgroup.
-                return super::gemv::gemv(cmd, c, a, b, bias, g);
-            }
-            let big = g.m.min(g.n) >= TILED_MIN_SIDE;
-            let math = Math::of(cmd.gpu());
-            if tuning.tiled_matmul && big {
-                MatmulVariant::Tiled(math)
-            } else {
-                MatmulVariant::Register(math)
-            }
-        }
+    use super::autotune::{Candidate, choice};
+    let kernel = match g.variant {
+        Some(v) => Candidate::Matmul(v),
+        None => choice(cmd.gpu(), &g, b).unwrap_or_else(|| default_kernel(cmd.gpu(), &g)),
+    };
+    let variant = match kernel {
+        // Decoding (M = 1): a matrix-vector kernel that splits K across a workgroup.
+        Candidate::Gemv => return super::gemv::gemv(cmd, c, a, b, bias, g),
+        Candidate::Matmul(v) => v,
     };
     let ldc = check_operands("gemm", c, a, &g);
     let gpu = cmd.gpu();
@@ -343,13 +411,14 @@ pub fn gemm(
         "gemm: f16 math needs the shader-f16 feature"
     );
     let lr = g.low_rank.is_some();
-    let (entry, vec_ok, tile) = match variant {
+    let (entry, vec_ok, tile, wg) = match variant {
         MatmulVariant::Register(_) => (
             if lr { "matmul_low_rank" } else { "matmul" },
             runs_of_4_aligned(&g) as u32,
             (TILE_M, TILE_N),
+            None,
         ),
-        MatmulVariant::Tiled(_) => {
+        MatmulVariant::Tiled(_, t) => {
             let (a_ok, b_ok) = runs_aligned(&g);
             (
                 if lr {
@@ -358,18 +427,19 @@ pub fn gemm(
                     "matmul_tiled"
                 },
                 a_ok as u32 | (b_ok as u32) << 1,
-                (TILED_TILE, TILED_TILE),
+                (t.rows(), t.cols()),
+                Some(t),
             )
         }
     };
     let groups = [g.n.div_ceil(tile.1) as u32, g.m.div_ceil(tile.0) as u32, 1];
     let kernel = (b.shader(variant), entry);
-    dispatch(cmd, kernel, c, a, b, bias, &g, ldc, vec_ok, groups);
+    dispatch(cmd, kernel, c, a, b, bias, &g, ldc, vec_ok, groups, wg);
 }
 
 /// Record `entry` of `shader`, one of the kernels over matmul_common.wgsl's Params and
 /// bindings (C, A, B in its format, bias, and U, L of `g.low_rank` for a `*_low_rank` entry
-/// point), with B's alignment flags `vec_ok`.
+/// point), with B's alignment flags `vec_ok` and, for the tiled kernel, its tile shape.
 pub(super) fn dispatch(
     cmd: &mut Commands,
     (shader, entry): (Shader, &'static str),
@@ -381,17 +451,25 @@ pub(super) fn dispatch(
     ldc: usize,
     vec_ok: u32,
     groups: [u32; 3],
+    tile: Option<Tile>,
 ) {
     let gpu = cmd.gpu();
     let low_rank = g.low_rank.as_ref();
-    let pipeline = shader.pipeline(
-        gpu,
-        entry,
-        &[
-            ("TRANS_A", g.trans_a as u32 as f64),
-            ("TRANS_B", g.trans_b as u32 as f64),
-        ],
-    );
+    let trans = [
+        ("TRANS_A", g.trans_a as u32 as f64),
+        ("TRANS_B", g.trans_b as u32 as f64),
+    ];
+    let pipeline = match tile {
+        None => shader.pipeline(gpu, entry, &trans),
+        Some(t) => {
+            assert!(
+                t.fits(gpu),
+                "gemm: tile {t} exceeds this device's workgroup limits"
+            );
+            let wg = [("WG_X", t.wg_x as f64), ("WG_Y", t.wg_y as f64)];
+            shader.pipeline(gpu, entry, &[trans[0], trans[1], wg[0], wg[1]])
+        }
+    };
     let params = Params {
         m: g.m as u32,
         n: g.n as u32,

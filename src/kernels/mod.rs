@@ -10,6 +10,7 @@
 #![allow(clippy::too_many_arguments)]
 
 pub mod attention;
+pub mod autotune;
 pub mod cross_entropy;
 pub mod elementwise;
 pub mod embedding;
@@ -23,7 +24,7 @@ mod shaders;
 mod tuning;
 
 pub use shaders::Shader;
-pub use tuning::{Tuning, check_env, tuning, tuning_mut};
+pub use tuning::{KernelState, Tuning, check_env, state, tuning, tuning_mut};
 
 /// How a row kernel (one workgroup per row: layernorm, the cross-entropy row max and sums)
 /// reduces across its workgroup. Both give the same sums up to f32 rounding order.

@@ -139,3 +139,15 @@ impl Shader {
             .pipeline(self as u32, source, entry, constants)
     }
 }
+
+/// FNV-1a over the WGSL of every matmul and gemv shader: part of the autotuner's cache key, so
+/// that a changed kernel is timed afresh.
+pub fn matmul_source_hash() -> u64 {
+    Shader::ALL
+        .iter()
+        .filter(|s| format!("{s:?}").starts_with("Matmul") || format!("{s:?}").starts_with("Gemv"))
+        .flat_map(|s| s.source().into_bytes())
+        .fold(0xcbf29ce484222325u64, |h, b| {
+            (h ^ b as u64).wrapping_mul(0x100000001b3)
+        })
+}

@@ -1,18 +1,46 @@
 //! Which kernel variants a device runs. Chosen on first use from the adapter's type and
 //! features; `WGTUNE_KERNELS` overrides it for benchmarks and experiments (tests call the
-//! variants explicitly instead, so that one process checks all of them). The choice is kept
-//! with the device ([`Gpu::attached`]).
+//! variants explicitly instead, so that one process checks all of them). Where the autotuner
+//! has timed a matmul shape class (`autotune`), its choice wins over these defaults, unless
+//! `WGTUNE_KERNELS` is set. Both are kept with the device ([`Gpu::attached`]).
 
+use std::sync::Mutex;
+
+use super::autotune::Tuned;
 use crate::gpu::Gpu;
+
+/// What the kernels keep per device: the variants in force and the autotuner's choices.
+pub struct KernelState {
+    pub tuning: Tuning,
+    pub tuned: Mutex<Tuned>,
+}
+
+impl KernelState {
+    fn for_device(gpu: &Gpu) -> Self {
+        #[cfg(not(target_arch = "wasm32"))]
+        let forced = std::env::var("WGTUNE_KERNELS").is_ok();
+        #[cfg(target_arch = "wasm32")]
+        let forced = false;
+        Self {
+            tuning: Tuning::for_device(gpu),
+            tuned: Mutex::new(Tuned::for_device(gpu, forced)),
+        }
+    }
+}
+
+/// The kernel state of `gpu`, made on first use (the cache file is read then, natively).
+pub fn state(gpu: &Gpu) -> &KernelState {
+    gpu.attached(KernelState::for_device)
+}
 
 /// The variants in force on `gpu`.
 pub fn tuning(gpu: &Gpu) -> &Tuning {
-    gpu.attached(Tuning::for_device)
+    &state(gpu).tuning
 }
 
 /// The variants in force on `gpu`, to change them (tests pin f32 arithmetic this way).
 pub fn tuning_mut(gpu: &mut Gpu) -> &mut Tuning {
-    gpu.attached_mut(Tuning::for_device)
+    &mut gpu.attached_mut(KernelState::for_device).tuning
 }
 
 /// The `WGTUNE_KERNELS` variable, checked: front ends call this before opening the GPU, so

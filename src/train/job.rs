@@ -64,6 +64,9 @@ pub trait Observer {
     fn checkpoint(&mut self, checkpoint: Checkpoint) -> impl Future<Output = Result<String>>;
     /// Let the host run between steps and while paused (the page's event loop).
     fn idle(&mut self, paused: bool) -> impl Future<Output = ()>;
+    /// The autotuner timed the matmul shapes of the first step (`kernels::autotune`): one
+    /// line saying what it chose, and how long it took.
+    fn kernels_tuned(&mut self, _line: &str) {}
 }
 
 /// How a run ended.
@@ -238,6 +241,23 @@ impl<'m> TrainJob<'m> {
                 bail!("{}", diverged(&r, loss, s.lr, &last_checkpoint));
             }
             last_loss = loss;
+            if reported_tokens == 0 {
+                // The first step met every matmul shape of the run: time their kernels now
+                // (a no-op where tuning is off or all came from the cache). Not training time.
+                let t0 = obs.now_s();
+                let clock = || obs.now_s() * 1e3;
+                let tuned = crate::kernels::autotune::tune_pending(gpu, &clock).await?;
+                let dt = obs.now_s() - t0;
+                saving_s += dt;
+                if !tuned.tuned.is_empty() {
+                    obs.kernels_tuned(&format!(
+                        "autotuned {} matmul shape classes in {dt:.1} s ({}): {}",
+                        tuned.tuned.len(),
+                        tuned.timer,
+                        crate::kernels::state(gpu).tuned.lock().unwrap().summary()
+                    ));
+                }
+            }
             reported_tokens += r.tokens;
             let (val_loss, this_eval) = if eval_due(r.step) {
                 let t0 = obs.now_s();

@@ -4,6 +4,7 @@
 #[path = "../kernels/common.rs"]
 mod common;
 
+mod autotune;
 mod bad_input;
 mod ci_rule;
 mod faults;
