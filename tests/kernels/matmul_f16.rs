@@ -11,7 +11,7 @@ use wgtune::{cpu, kernels, nf4};
 /// Both matmul kernels with f16 arithmetic (same block arithmetic, same tolerance).
 const F16_VARIANTS: [MatmulVariant; 2] = [
     MatmulVariant::Register(Math::F16),
-    MatmulVariant::Tiled(Math::F16),
+    MatmulVariant::Tiled(Math::F16, wgtune::kernels::matmul::Tile::DEFAULT),
 ];
 
 /// f16's unit roundoff, 2⁻¹¹.

@@ -78,7 +78,10 @@ async fn check_low_rank_epilogue(gpu: &Gpu) {
                 ];
                 if f16 && format != "f32" {
                     kernels.push(Kernel::Gemm(MatmulVariant::Register(Math::F16)));
-                    kernels.push(Kernel::Gemm(MatmulVariant::Tiled(Math::F16)));
+                    kernels.push(Kernel::Gemm(MatmulVariant::Tiled(
+                        Math::F16,
+                        wgtune::kernels::matmul::Tile::DEFAULT,
+                    )));
                 }
                 if m <= GEMV_MAX_ROWS {
                     kernels.push(Kernel::Gemv);
@@ -115,7 +118,10 @@ async fn check_low_rank_epilogue(gpu: &Gpu) {
                             kernel,
                             Kernel::Gemm(
                                 MatmulVariant::Register(Math::F16)
-                                    | MatmulVariant::Tiled(Math::F16)
+                                    | MatmulVariant::Tiled(
+                                        Math::F16,
+                                        wgtune::kernels::matmul::Tile::DEFAULT
+                                    )
                             )
                         );
                         let base_tol = if f16_math {
