@@ -50,6 +50,8 @@ def parse_args():
     p.add_argument("--rank", type=int, default=8)
     p.add_argument("--grad-checkpoint", action="store_true")
     p.add_argument("--device", default="cpu", help="torch device: cpu or cuda")
+    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"],
+                   help="torch weights and compute (QLoRA: bitsandbytes' compute dtype)")
     p.add_argument("--rounds", type=int, default=1, help="wgtune/torch pairs, interleaved")
     p.add_argument("--wgtune", default="target/release/wgtune", help="the wgtune binary")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
@@ -84,11 +86,11 @@ def build_model(a):
             model.save_pretrained(d)
             del model
             q = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                                   bnb_4bit_compute_dtype=torch.float32)
+                                   bnb_4bit_compute_dtype=dtype_of(a))
             model = GPT2LMHeadModel.from_pretrained(d, quantization_config=q,
                                                     device_map=a.device)
     else:
-        model = model.to(a.device)
+        model = model.to(a.device, dtype=dtype_of(a))
     if a.grad_checkpoint:
         model.gradient_checkpointing_enable()
         model.enable_input_require_grads()
@@ -96,6 +98,11 @@ def build_model(a):
                       target_modules=a.targets.split(","), fan_in_fan_out=True,
                       task_type="CAUSAL_LM")
     return get_peft_model(model, lora), vocab
+
+
+def dtype_of(a):
+    import torch
+    return torch.bfloat16 if a.dtype == "bf16" else torch.float32
 
 
 def sync(device):
@@ -156,6 +163,8 @@ def run_torch(a):
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         peak_kind = "process max RSS"
     return {
+        "shape": a.shape, "batch_size": a.batch, "seq_len": a.seq_len, "quant": a.quant,
+        "dtype": a.dtype, "grad_checkpoint": a.grad_checkpoint,
         "train_tokens_per_s": a.batch * a.seq_len / train_s,
         "train_step_s": train_s,
         "prefill_tokens_per_s": a.seq_len / prefill_s,
