@@ -3,9 +3,10 @@
 //! choice per adapter and driver (CubeCL / Burn do the same).
 //!
 //! [`gemm`](super::matmul::gemm) asks [`choice`] for its shape's class. An untuned class runs
-//! the default heuristic (`Tuning`) and is noted as pending; [`tune_pending`] (the training
-//! job calls it after its first step; `wgtune selftest` and the page's "Check this GPU" for
-//! the shapes they ran) times the candidates of every pending class:
+//! the default heuristic (`Tuning`) and is noted as pending; [`tune_pending`] times the
+//! candidates of every pending class. The training job calls it before its first step, after
+//! recording (not submitting) a step of its largest batch; `wgtune bench` after its warm-up
+//! step; the page's "Check this GPU" for the shapes met so far (generation's, say):
 //! - the register kernel, the tiled kernel in each [`Tile`] shape that fits the device, and
 //!   the matrix-vector kernel for products of at most 4 rows;
 //! - each with f16 arithmetic too, for f16 / NF4 weights where the device has `shader-f16`.
@@ -49,8 +50,10 @@ impl Format {
 }
 
 /// Products that one kernel choice serves: the weight format, the transposes, whether a
-/// low-rank epilogue is fused, and M, N, K rounded up to powers of two (M exactly up to 4,
-/// where the matrix-vector kernel competes).
+/// low-rank epilogue is fused, N and K rounded up to powers of two, and M exactly up to 4
+/// (decoding, where the matrix-vector kernel competes), else one class for all M ≥ 5 (timed
+/// at the largest batch: the training job meets its shapes at their largest before its first
+/// step, so that every step of a run, and of its resumption, runs the same kernels).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ShapeClass {
     pub format: Format,
@@ -70,24 +73,24 @@ impl ShapeClass {
             trans_a: g.trans_a,
             trans_b: g.trans_b,
             low_rank: g.low_rank.is_some(),
-            m: if g.m <= super::gemv::GEMV_MAX_ROWS {
-                g.m
-            } else {
-                up(g.m)
-            },
+            m: g.m.min(ROWS_CLASS),
             n: up(g.n),
             k: up(g.k),
         }
     }
 }
 
+/// The one M class of products of more than [`GEMV_MAX_ROWS`](super::gemv::GEMV_MAX_ROWS) rows.
+const ROWS_CLASS: usize = super::gemv::GEMV_MAX_ROWS + 1;
+
 impl fmt::Display for ShapeClass {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} m{} n{} k{}{}{}{}",
+            "{} m{}{} n{} k{}{}{}{}",
             self.format.name(),
             self.m,
+            if self.m == ROWS_CLASS { "+" } else { "" },
             self.n,
             self.k,
             if self.trans_a { " ta" } else { "" },
@@ -111,7 +114,7 @@ impl std::str::FromStr for ShapeClass {
         let mut dim = |p: char| {
             it.next()
                 .and_then(|t| t.strip_prefix(p))
-                .and_then(|v| v.parse().ok())
+                .and_then(|v| v.strip_suffix('+').unwrap_or(v).parse().ok())
                 .ok_or_else(bad)
         };
         let (m, n, k) = (dim('m')?, dim('n')?, dim('k')?);
@@ -659,7 +662,7 @@ mod tests {
     #[test]
     fn classes_and_kernels_read_back_as_written() {
         for s in [
-            "nf4 m512 n4096 k1024 tb lr",
+            "nf4 m5+ n4096 k1024 tb lr",
             "f32 m1 n64 k8",
             "f16 m3 n2 k2 ta",
         ] {

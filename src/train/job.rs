@@ -184,8 +184,9 @@ impl<'m> TrainJob<'m> {
             st
         });
         let mut last_checkpoint = None;
-        let start = obs.now_s();
-        let (mut paused_s, mut eval_s, mut saving_s) = (0.0, 0.0, 0.0);
+        let tune_s = self.tune_kernels(gpu, obs).await?;
+        let start = obs.now_s() - tune_s;
+        let (mut paused_s, mut eval_s, mut saving_s) = (0.0, 0.0, tune_s);
         let (mut last_loss, mut last_val) = (f32::NAN, None);
         let mut reported_tokens = 0u64;
         let mut session = Session::new(&mut self.trainer, &self.plan.data.train, run_cfg, resumed);
@@ -241,23 +242,6 @@ impl<'m> TrainJob<'m> {
                 bail!("{}", diverged(&r, loss, s.lr, &last_checkpoint));
             }
             last_loss = loss;
-            if reported_tokens == 0 {
-                // The first step met every matmul shape of the run: time their kernels now
-                // (a no-op where tuning is off or all came from the cache). Not training time.
-                let t0 = obs.now_s();
-                let clock = || obs.now_s() * 1e3;
-                let tuned = crate::kernels::autotune::tune_pending(gpu, &clock).await?;
-                let dt = obs.now_s() - t0;
-                saving_s += dt;
-                if !tuned.tuned.is_empty() {
-                    obs.kernels_tuned(&format!(
-                        "autotuned {} matmul shape classes in {dt:.1} s ({}): {}",
-                        tuned.tuned.len(),
-                        tuned.timer,
-                        crate::kernels::state(gpu).tuned.lock().unwrap().summary()
-                    ));
-                }
-            }
             reported_tokens += r.tokens;
             let (val_loss, this_eval) = if eval_due(r.step) {
                 let t0 = obs.now_s();
@@ -314,6 +298,41 @@ impl<'m> TrainJob<'m> {
             stopped,
             checkpoint: last_checkpoint,
         })
+    }
+}
+
+impl TrainJob<'_> {
+    /// Let the autotuner time the matmul shapes of the run (`kernels::autotune`): a step of
+    /// the largest batch is recorded, not submitted, so that every shape is known before the
+    /// first step and every step runs the same kernels. Returns the seconds it took (a no-op
+    /// where tuning is off or every shape came from the cache).
+    async fn tune_kernels(&self, gpu: &Gpu, obs: &mut impl Observer) -> Result<f64> {
+        let t0 = obs.now_s();
+        let (b, t) = self.plan.max_batch; // sequences, positions
+        if b * t > 0 {
+            let n = b * t;
+            let probe = crate::train::Batch::from_labels(
+                vec![self.plan.pad; n],
+                vec![1; n],
+                &vec![0; n],
+                b,
+                t,
+            );
+            self.trainer.meet_shapes(gpu, &probe)?;
+        }
+        let clock = || obs.now_s() * 1e3;
+        let tuned = crate::kernels::autotune::tune_pending(gpu, &clock).await?;
+        let dt = obs.now_s() - t0;
+        if !tuned.tuned.is_empty() {
+            let line = format!(
+                "autotuned {} matmul shape classes in {dt:.1} s ({}): {}",
+                tuned.tuned.len(),
+                tuned.timer,
+                crate::kernels::state(gpu).tuned.lock().unwrap().summary()
+            );
+            obs.kernels_tuned(&line);
+        }
+        Ok(dt)
     }
 }
 

@@ -312,6 +312,16 @@ impl<'m> LoraTrainer<'m> {
         })
     }
 
+    /// Record a forward and backward pass over `batch` and drop it unsubmitted: the autotuner
+    /// then knows every matmul shape of such a step (`kernels::autotune::choice` notes each
+    /// untuned one). Nothing on the GPU changes.
+    pub fn meet_shapes(&self, gpu: &Gpu, batch: &Batch) -> Result<()> {
+        let mut cmd = gpu.commands();
+        self.record_accumulation(&mut cmd, std::slice::from_ref(batch), 0)?;
+        drop(cmd);
+        Ok(())
+    }
+
     /// [`Self::submit_step`] and wait for its mean token loss (token-weighted over all
     /// micro-batches) and gradient norm before clipping.
     pub async fn train_step(

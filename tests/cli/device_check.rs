@@ -33,7 +33,11 @@ fn device_check_quick_writes_its_json_and_table() {
     assert_eq!(benches.len(), 2, "tiny f32 and nf4: {runs:?}");
     for b in &benches {
         assert_eq!(b["ok"], true, "{b}");
-        for k in ["train_tokens_per_s", "host_ms_per_step", "host_ms_per_token"] {
+        for k in [
+            "train_tokens_per_s",
+            "host_ms_per_step",
+            "host_ms_per_token",
+        ] {
             assert!(b[k].as_f64().is_some_and(|v| v > 0.0), "{k} missing in {b}");
         }
     }
@@ -44,6 +48,9 @@ fn device_check_quick_writes_its_json_and_table() {
     assert!(table.contains("selftest: all"), "{table}");
     let stack = runs.iter().find(|r| r["step"] == "torch-stack").unwrap();
     if stack["torch"] == false {
-        assert!(table.contains("PyTorch + peft: not installed here"), "{table}");
+        assert!(
+            table.contains("PyTorch + peft: not installed here"),
+            "{table}"
+        );
     }
 }
