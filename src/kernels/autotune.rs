@@ -15,8 +15,8 @@
 //! and read-back. The choices are cached as JSON ([`Tuned::to_json`]): natively in a file in
 //! the user's cache directory (`WGTUNE_CACHE_DIR` to move it), loaded when the device opens;
 //! the page keeps it in browser storage. `WGTUNE_KERNELS` forces the variants and turns
-//! tuning off. On CPU adapters (lavapipe) tuning is off unless `WGTUNE_AUTOTUNE=1`: their
-//! best kernel is known (register) and timing every candidate there takes minutes.
+//! tuning off. Natively, on CPU adapters (lavapipe) tuning is off unless `WGTUNE_AUTOTUNE=1`:
+//! their best kernel is known (register) and timing every candidate there takes minutes.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -229,8 +229,9 @@ impl Tuned {
         let cpu = gpu.adapter_info.device_type == wgpu::DeviceType::Cpu;
         #[cfg(not(target_arch = "wasm32"))]
         let asked = std::env::var("WGTUNE_AUTOTUNE").is_ok_and(|v| v.trim() == "1");
+        // In the page always: its GPU is the user's, even a fallback one (SwiftShader).
         #[cfg(target_arch = "wasm32")]
-        let asked = false;
+        let asked = true;
         let mut t = Tuned {
             enabled: !forced && (!cpu || asked),
             ..Default::default()
