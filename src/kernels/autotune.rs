@@ -13,8 +13,8 @@
 //!
 //! Timing uses timestamp queries where the adapter has them, else the clock around a submit
 //! and read-back. The choices are cached as JSON ([`Tuned::to_json`]): natively in a file in
-//! the user's cache directory (`WGTUNE_CACHE_DIR` to move it), loaded when the device opens;
-//! the page keeps it in browser storage. `WGTUNE_KERNELS` forces the variants and turns
+//! the user's cache directory (`WGTUNE_CACHE_DIR` to move it), loaded when the device opens.
+//! (The page does not tune yet: it has no place for the cache until its storage code lands.) `WGTUNE_KERNELS` forces the variants and turns
 //! tuning off. Natively, on CPU adapters (lavapipe) tuning is off unless `WGTUNE_AUTOTUNE=1`:
 //! their best kernel is known (register) and timing every candidate there takes minutes.
 
@@ -215,7 +215,9 @@ pub struct Tuned {
     pub choices: BTreeMap<ShapeClass, Choice>,
     /// First product of each untuned class: (m, n, k, low-rank rank).
     pending: BTreeMap<ShapeClass, (usize, usize, usize, usize)>,
-    checked: Vec<(Candidate, bool)>,
+    /// Kernels checked against the CPU reference, per class configuration (the class with
+    /// its dimensions zeroed): the pipeline that is timed is the one that was checked.
+    checked: Vec<((Candidate, ShapeClass), bool)>,
     /// Tuning on: off where `WGTUNE_KERNELS` forces the variants, and by default on CPU
     /// adapters (see the module doc).
     pub enabled: bool,
@@ -229,13 +231,16 @@ impl Tuned {
         let cpu = gpu.adapter_info.device_type == wgpu::DeviceType::Cpu;
         #[cfg(not(target_arch = "wasm32"))]
         let asked = std::env::var("WGTUNE_AUTOTUNE").is_ok_and(|v| v.trim() == "1");
-        // In the page always: its GPU is the user's, even a fallback one (SwiftShader).
         #[cfg(target_arch = "wasm32")]
-        let asked = true;
-        let mut t = Tuned {
-            enabled: !forced && (!cpu || asked),
+        let asked = false;
+        let t = Tuned {
+            // Off in the page until it keeps the choices in browser storage: a run resumed
+            // after a reload would otherwise time afresh and might pick other kernels.
+            enabled: !forced && (!cpu || asked) && cfg!(not(target_arch = "wasm32")),
             ..Default::default()
         };
+        #[cfg(not(target_arch = "wasm32"))]
+        let mut t = t;
         #[cfg(not(target_arch = "wasm32"))]
         if t.enabled
             && let Some(path) = cache_path(gpu)
@@ -438,7 +443,7 @@ pub async fn tune_pending(gpu: &Gpu, clock: Clock<'_>) -> Result<TuneReport, Gpu
         let operands = Operands::new(gpu, &class, (m, n, k), rank);
         let mut timings = Vec::new();
         for kernel in candidates(gpu, &class) {
-            let ms = if passes_check(gpu, kernel).await {
+            let ms = if passes_check(gpu, kernel, &class).await {
                 Some(time_ms(gpu, clock, &operands, kernel).await?)
             } else {
                 None
@@ -479,8 +484,15 @@ pub async fn tune_pending(gpu: &Gpu, clock: Clock<'_>) -> Result<TuneReport, Gpu
     Ok(report)
 }
 
-/// Whether `kernel` passes the selftest's check of it on this device (checked once).
-async fn passes_check(gpu: &Gpu, kernel: Candidate) -> bool {
+/// Whether `kernel` computes what the CPU reference does, in the configuration of `class`
+/// (weight format, transposes, low-rank epilogue), on this device (checked once).
+async fn passes_check(gpu: &Gpu, kernel: Candidate, class: &ShapeClass) -> bool {
+    let config = ShapeClass {
+        m: 0,
+        n: 0,
+        k: 0,
+        ..*class
+    };
     let state = super::tuning::state(gpu);
     if let Some(&(_, ok)) = state
         .tuned
@@ -488,21 +500,141 @@ async fn passes_check(gpu: &Gpu, kernel: Candidate) -> bool {
         .unwrap()
         .checked
         .iter()
-        .find(|(c, _)| *c == kernel)
+        .find(|(c, _)| *c == (kernel, config))
     {
         return ok;
     }
-    let ok = check_candidate(gpu, kernel).await;
+    let ok = check_candidate(gpu, kernel, &config).await;
     if !ok {
         log::warn!("{kernel} failed its selftest check on this device: not a candidate");
     }
-    state.tuned.lock().unwrap().checked.push((kernel, ok));
+    state
+        .tuned
+        .lock()
+        .unwrap()
+        .checked
+        .push(((kernel, config), ok));
     ok
 }
 
-// MERGE: replaced by the selftest's check once it lands.
-async fn check_candidate(_gpu: &Gpu, _kernel: Candidate) -> bool {
-    true
+/// Whether `kernel` computes what the CPU reference does on this device in `config`'s weight
+/// format, transposes and epilogue, on an odd shape (3 rows for gemv; no dimension a multiple
+/// of 4 or of a tile), within the kernel tests' bounds (f16 arithmetic's for f16-math kernels).
+async fn check_candidate(gpu: &Gpu, kernel: Candidate, config: &ShapeClass) -> bool {
+    match check_candidate_cases(gpu, kernel, config).await {
+        Ok(None) => true,
+        Ok(Some(why)) => {
+            log::warn!("{kernel}: {why}");
+            false
+        }
+        Err(e) => {
+            log::warn!("{kernel}: {e}");
+            false
+        }
+    }
+}
+
+async fn check_candidate_cases(
+    gpu: &Gpu,
+    kernel: Candidate,
+    config: &ShapeClass,
+) -> Result<Option<String>, GpuError> {
+    let (m, n, k, rank) = match kernel {
+        Candidate::Gemv => (3, 45, 70, 3),
+        Candidate::Matmul(_) => (37, 45, 70, 3),
+    };
+    let f16_math = matches!(kernel, Candidate::Matmul(v) if v.math() == Math::F16);
+    let mut seed = 0x9E3779B97F4A7C15u64;
+    let mut rand = |len: usize| -> Vec<f32> {
+        (0..len)
+            .map(|_| {
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect()
+    };
+    let (format, ta, tb, low_rank) = (
+        config.format,
+        config.trans_a,
+        config.trans_b,
+        config.low_rank,
+    );
+    let (a, w, bias, u, l) = (
+        rand(m * k),
+        rand(k * n),
+        rand(n),
+        rand(m * rank),
+        rand(n * rank),
+    );
+    let (weight, b) = match format {
+        Format::F32 => (Weight::F32(gpu.upload_f32(&w)), w.clone()),
+        Format::F16 => {
+            let h: Vec<half::f16> = w.iter().map(|&v| half::f16::from_f32(v)).collect();
+            let back = h.iter().map(|v| v.to_f32()).collect();
+            (
+                Weight::F16(gpu.upload_bytes(bytemuck::cast_slice(&h))),
+                back,
+            )
+        }
+        Format::Nf4 => {
+            let q = crate::nf4::quantize(&w);
+            (super::nf4::upload(gpu, &q), q.dequantize())
+        }
+    };
+    let mut want = vec![0.0; m * n];
+    crate::cpu::matmul::gemm(&mut want, &a, &b, Some(&bias), m, n, k, ta, tb, 1.0, 0.0);
+    let abs = crate::cpu::matmul::gemm_abs(&a, &b, m, n, k, ta, tb);
+    let a_max = a.iter().fold(0.0f32, |x, v| x.max(v.abs()));
+    let scale = 0.5;
+    let (c, a_t, bias_t) = (gpu.zeros(m * n), gpu.upload_f32(&a), gpu.upload_f32(&bias));
+    let (u_t, l_t) = (gpu.upload_f32(&u), gpu.upload_f32(&l));
+    let mut g = Gemm::new(m, n, k).trans_a(ta).trans_b(tb);
+    if low_rank {
+        g = g.low_rank(super::matmul::LowRank {
+            u: &u_t,
+            l: &l_t,
+            rank,
+            scale,
+        });
+    }
+    let mut cmd = gpu.commands();
+    match kernel {
+        Candidate::Gemv => super::gemv::gemv(&mut cmd, &c, &a_t, &weight, Some(&bias_t), g),
+        Candidate::Matmul(v) => {
+            super::matmul::gemm(&mut cmd, &c, &a_t, &weight, Some(&bias_t), g.variant(v))
+        }
+    }
+    cmd.submit();
+    let got = gpu.read_f32(&c).await?;
+    for i in 0..m * n {
+        let (row, col) = (i / n, i % n);
+        let mut want_i = want[i];
+        let mut tol = 4.0 * k as f32 * f32::EPSILON / 2.0 * abs[i]
+            + 1e-6
+            + 2.0 * f32::EPSILON * (bias[col].abs() + 1.0);
+        if f16_math {
+            tol += 8.0 / 2048.0 * abs[i] + 4.0 * k as f32 * a_max / (1u64 << 25) as f32;
+        }
+        if low_rank {
+            let (ur, lr) = (&u[row * rank..][..rank], &l[col * rank..][..rank]);
+            want_i += scale * ur.iter().zip(lr).map(|(x, y)| x * y).sum::<f32>();
+            tol += 4.0
+                * rank as f32
+                * f32::EPSILON
+                * ur.iter().zip(lr).map(|(x, y)| (x * y).abs()).sum::<f32>();
+        }
+        let err = (got[i] - want_i).abs();
+        if !(err <= tol) {
+            return Ok(Some(format!(
+                "{} weights {m}x{n}x{k} ta={ta} tb={tb} low_rank={low_rank}: element {i} got {} want {want_i} (|diff| {err} > {tol})",
+                format.name(),
+                got[i]
+            )));
+        }
+    }
+    Ok(None)
 }
 
 /// Zero-filled operands of one product (the values do not change the work).

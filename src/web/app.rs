@@ -5,7 +5,7 @@
 
 use leptos::prelude::*;
 
-use super::port::{self, Command, Message};
+use super::port::{self, Message};
 use super::state::{Ui, fold};
 use super::{
     browser, data_panel, export_panel, learned_panel, model_panel, settings_panel, train_panel,
@@ -36,7 +36,6 @@ pub fn App() -> impl IntoView {
             <p class="gpu" data-testid="gpu-info" class:bad=move || matches!(ui.gpu.get(), Some(Err(_)))>
                 {gpu_line}
             </p>
-            {gpu_check(ui)}
         </header>
         <main>
             {model_panel::view(ui)}
@@ -69,41 +68,5 @@ fn start_engine(ui: Ui) {
     };
     if let Err(e) = port::spawn(on_message, on_error) {
         on_error(e);
-    }
-}
-
-/// The kernel choices in use and the "Check this GPU" button with its findings: every kernel
-/// against its CPU reference on this GPU, as `wgtune selftest` prints them.
-fn gpu_check(ui: Ui) -> impl IntoView {
-    let running = move || matches!(ui.selftest.get(), Some(None));
-    let check = move |_| {
-        ui.selftest.set(Some(None));
-        port::send(Command::CheckGpu, Vec::new());
-    };
-    let result = move || match ui.selftest.get() {
-        None => None,
-        Some(None) => Some(
-            view! { <p data-testid="selftest-summary">"Checking every kernel on this GPU…"</p> }
-                .into_any(),
-        ),
-        Some(Some(r)) => Some(
-            view! {
-                <p data-testid="selftest-summary" class:bad=!r.passed>{r.summary.clone()}</p>
-                <details open=!r.passed>
-                    <summary>"One line per kernel"</summary>
-                    <pre data-testid="selftest-lines">{r.lines.join("\n")}</pre>
-                </details>
-            }
-            .into_any(),
-        ),
-    };
-    view! {
-        <p class="gpu" data-testid="gpu-kernels">{move || ui.kernels.get()}</p>
-        <p>
-            <button data-testid="gpu-check" on:click=check disabled=move || running() || !ui.gpu_ok()>
-                "Check this GPU"
-            </button>
-        </p>
-        {result}
     }
 }

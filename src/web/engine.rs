@@ -18,8 +18,7 @@ use wgtune::train::prepare::{PrepareConfig, Prepared};
 use wgtune::train::settings::TrainSettings;
 
 use super::browser::{self, Chunks};
-use super::port::{self, AdapterInfo, Event, emit};
-use super::store;
+use super::port::AdapterInfo;
 
 /// A model ready to train or generate with.
 pub struct LoadedModel {
@@ -286,42 +285,4 @@ const MAX_LISTED_ERRORS: usize = 20;
 /// Keep `data` as the training data.
 pub fn set_data(data: Rc<LoadedData>) {
     STATE.with(|s| s.borrow_mut().data = Some(data));
-}
-
-/// Take the kernel choices an earlier visit tuned on this GPU, and show those in use.
-pub async fn restore_kernels(gpu: &Gpu) {
-    if let Some(json) = store::kept_kernels().await {
-        let loaded = wgtune::kernels::state(gpu)
-            .tuned
-            .lock()
-            .unwrap()
-            .load_json(gpu, &json);
-        if let Err(e) = loaded {
-            port::console_error(&format!("the kept kernel choices are not used: {e}"));
-        }
-    }
-    emit(Event::Kernels(kernels_line(gpu)));
-}
-
-/// Keep the kernel choices in browser storage (after the autotuner timed new shapes), and
-/// show them.
-pub async fn keep_kernels(gpu: &Gpu) {
-    let json = wgtune::kernels::state(gpu)
-        .tuned
-        .lock()
-        .unwrap()
-        .to_json(gpu);
-    if let Err(e) = store::keep_kernels(&json).await {
-        port::console_error(&format!("the kernel choices are not kept: {e}"));
-    }
-    emit(Event::Kernels(kernels_line(gpu)));
-}
-
-/// The page's kernel line: the variants in force and the autotuner's choices.
-pub fn kernels_line(gpu: &Gpu) -> String {
-    format!(
-        "kernels: {} · {}",
-        wgtune::kernels::tuning(gpu),
-        wgtune::kernels::state(gpu).tuned.lock().unwrap().summary()
-    )
 }

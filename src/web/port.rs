@@ -46,9 +46,6 @@ pub enum Command {
     Control(Control),
     /// Forget the kept checkpoint.
     DiscardCheckpoint,
-    /// Check every kernel against its CPU reference on this GPU (`wgtune selftest`), then
-    /// time the matmul shapes met so far that are not tuned yet.
-    CheckGpu,
     /// The loss of the base model and of the adapter in use on the data.
     Evaluate,
     /// Generate from `prompt` with the base model and with the adapter in use.
@@ -143,14 +140,6 @@ impl AdapterInfo {
     }
 }
 
-/// What "Check this GPU" found (as `wgtune selftest` prints it).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct SelfTestResult {
-    pub lines: Vec<String>,
-    pub summary: String,
-    pub passed: bool,
-}
-
 /// A loss and the tokens it was counted over.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LossFigure {
@@ -192,10 +181,6 @@ pub enum TrainEvent {
 pub enum Event {
     /// The GPU in use, or why there is none.
     Gpu(Result<String, String>),
-    /// The kernel choices in use (`kernels::autotune`'s summary).
-    Kernels(String),
-    /// The GPU check: `None` while it runs, then one line per kernel and a summary.
-    SelfTest(Option<SelfTestResult>),
     ModelStatus {
         text: String,
         progress: Option<f64>,

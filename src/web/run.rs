@@ -202,12 +202,6 @@ impl Observer for PageObserver {
         ))
     }
 
-    fn kernels_tuned(&mut self, _line: &str) {
-        if let Some(gpu) = engine::gpu_now() {
-            wasm_bindgen_futures::spawn_local(async move { engine::keep_kernels(&gpu).await });
-        }
-    }
-
     async fn idle(&mut self, paused: bool) {
         if paused && !self.paused {
             self.paused = true;

@@ -8,9 +8,7 @@ use wgtune::inspect::compare::Comparison;
 use wgtune::train::job::StepRecord;
 use wgtune::train::settings::TrainSettings;
 
-use super::port::{
-    self, AdapterInfo, Command, DataInfo, Evaluation, Event, ModelInfo, SelfTestResult, TrainEvent,
-};
+use super::port::{self, AdapterInfo, Command, DataInfo, Evaluation, Event, ModelInfo, TrainEvent};
 use super::settings::SampleSettings;
 use super::store::{AdapterMeta, CheckpointMeta};
 
@@ -129,10 +127,6 @@ pub struct Progress {
 pub struct Ui {
     /// The GPU in use, or why there is none (`None`: still opening).
     pub gpu: RwSignal<Option<Result<String, String>>>,
-    /// The kernel choices in use on it.
-    pub kernels: RwSignal<String>,
-    /// The GPU check: `None` before, `Some(None)` while it runs.
-    pub selftest: RwSignal<Option<Option<SelfTestResult>>>,
     pub model_status: RwSignal<Progress>,
     pub loading: RwSignal<bool>,
     pub model: RwSignal<Option<ModelInfo>>,
@@ -167,8 +161,6 @@ impl Ui {
     pub fn new() -> Self {
         Self {
             gpu: RwSignal::new(None),
-            kernels: RwSignal::new(String::new()),
-            selftest: RwSignal::new(None),
             model_status: RwSignal::new(Progress {
                 text: "No model loaded.".into(),
                 ..Default::default()
@@ -217,8 +209,6 @@ impl Ui {
 pub fn fold(ui: Ui, e: Event) {
     match e {
         Event::Gpu(g) => ui.gpu.set(Some(g)),
-        Event::Kernels(k) => ui.kernels.set(k),
-        Event::SelfTest(r) => ui.selftest.set(Some(r)),
         Event::ModelStatus { text, progress } => ui.model_status.set(Progress {
             text,
             fraction: progress,

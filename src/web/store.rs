@@ -191,15 +191,3 @@ pub async fn forget_checkpoint() {
         forget_files(p.generation, p.meta.step).await;
     }
 }
-
-/// The autotuner's kernel choices (`kernels::autotune::Tuned::to_json`): one record, for the
-/// GPU it was tuned on (a cache of another GPU or driver is refused when loaded).
-const KERNELS: &str = "/wgtune/kernels.json";
-
-pub async fn keep_kernels(json: &str) -> Result<(), String> {
-    keep(KERNELS, json.as_bytes()).await
-}
-
-pub async fn kept_kernels() -> Option<String> {
-    String::from_utf8(kept(KERNELS).await?).ok()
-}

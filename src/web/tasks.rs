@@ -57,13 +57,6 @@ pub fn execute(command: Command, files: Vec<web_sys::File>, save_to: Option<JsVa
         }
         Command::Train { resume } => train(resume),
         Command::Control(c) => engine::set_control(c),
-        Command::CheckGpu => exclusive(check_gpu(), |e| {
-            emit(Event::SelfTest(Some(port::SelfTestResult {
-                lines: Vec::new(),
-                summary: e,
-                passed: false,
-            })))
-        }),
         Command::DiscardCheckpoint => wasm_bindgen_futures::spawn_local(async move {
             store::forget_checkpoint().await;
             emit(Event::Checkpoint(None));
@@ -315,53 +308,4 @@ async fn generate_pair(prompt: &str, s: &SampleSettings) -> Result<(), String> {
     .map_err(|e| e.to_string())?;
     status("done", false);
     Ok(())
-}
-
-/// "Check this GPU": every kernel and variant against its CPU reference, odd shapes and
-/// GPT-2-sized ones (timed), as `wgtune selftest`; then the autotuner times the matmul shapes
-/// met so far (by a run, a generation) that are not tuned yet, and the choices are kept.
-async fn check_gpu() {
-    use wgtune::kernels::{autotune, selftest};
-    let result = async {
-        let gpu = engine::gpu().await?;
-        let opts = selftest::Options {
-            filter: None,
-            gpt2_sizes: true,
-            now: Some(browser::now_ms),
-        };
-        let reports = selftest::run(&gpu, &opts).await;
-        let failed = reports.iter().filter(|r| !r.passed()).count();
-        let mut lines: Vec<String> = reports.iter().map(|r| r.line()).collect();
-        let missing = selftest::unavailable(&gpu);
-        if !missing.is_empty() {
-            lines.push(format!("not available here: {}", missing.join(", ")));
-        }
-        let tuned = autotune::tune_pending(&gpu, &browser::now_ms)
-            .await
-            .map_err(|e| e.to_string())?;
-        if !tuned.tuned.is_empty() {
-            engine::keep_kernels(&gpu).await;
-        }
-        let summary = if failed == 0 {
-            format!("selftest: all {} kernels passed on this GPU", reports.len())
-        } else {
-            format!(
-                "selftest: {failed} of {} kernels failed on this GPU",
-                reports.len()
-            )
-        };
-        Ok::<_, String>(port::SelfTestResult {
-            lines,
-            summary,
-            passed: failed == 0,
-        })
-    }
-    .await;
-    emit(Event::SelfTest(Some(result.unwrap_or_else(|e| {
-        port::SelfTestResult {
-            lines: Vec::new(),
-            summary: format!("error: {e}"),
-            passed: false,
-        }
-    }))));
 }

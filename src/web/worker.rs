@@ -44,7 +44,6 @@ async fn open_gpu() {
                     "no"
                 },
             ))));
-            engine::restore_kernels(&gpu).await;
         }
         Err(e) => {
             port::console_error(&format!("no WebGPU adapter: {e}"));
