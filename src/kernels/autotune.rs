@@ -228,30 +228,31 @@ const CACHE_VERSION: u32 = 1;
 
 impl Tuned {
     pub(super) fn for_device(gpu: &Gpu, forced: bool) -> Self {
-        let cpu = gpu.adapter_info.device_type == wgpu::DeviceType::Cpu;
-        #[cfg(not(target_arch = "wasm32"))]
-        let asked = std::env::var("WGTUNE_AUTOTUNE").is_ok_and(|v| v.trim() == "1");
+        // Off in the page until it keeps the choices in browser storage: a run resumed after
+        // a reload would otherwise time afresh and might pick other kernels.
         #[cfg(target_arch = "wasm32")]
-        let asked = false;
-        let t = Tuned {
-            // Off in the page until it keeps the choices in browser storage: a run resumed
-            // after a reload would otherwise time afresh and might pick other kernels.
-            enabled: !forced && (!cpu || asked) && cfg!(not(target_arch = "wasm32")),
-            ..Default::default()
-        };
+        let _ = (gpu, forced);
+        #[cfg(target_arch = "wasm32")]
+        return Tuned::default();
         #[cfg(not(target_arch = "wasm32"))]
-        let mut t = t;
-        #[cfg(not(target_arch = "wasm32"))]
-        if t.enabled
-            && let Some(path) = cache_path(gpu)
-            && let Ok(text) = std::fs::read_to_string(&path)
         {
-            match t.load_json(gpu, &text) {
-                Ok(n) => log::info!("{n} kernel choices from {}", path.display()),
-                Err(e) => log::warn!("ignoring the kernel cache {}: {e}", path.display()),
+            let cpu = gpu.adapter_info.device_type == wgpu::DeviceType::Cpu;
+            let asked = std::env::var("WGTUNE_AUTOTUNE").is_ok_and(|v| v.trim() == "1");
+            let mut t = Tuned {
+                enabled: !forced && (!cpu || asked),
+                ..Default::default()
+            };
+            if t.enabled
+                && let Some(path) = cache_path(gpu)
+                && let Ok(text) = std::fs::read_to_string(&path)
+            {
+                match t.load_json(gpu, &text) {
+                    Ok(n) => log::info!("{n} kernel choices from {}", path.display()),
+                    Err(e) => log::warn!("ignoring the kernel cache {}: {e}", path.display()),
+                }
             }
+            t
         }
-        t
     }
 
     /// The cache key: adapter, driver, backend, wgtune's version and its matmul shaders.
@@ -362,6 +363,11 @@ impl Tuned {
             parts.join(", ")
         )
     }
+}
+
+/// Whether the autotuner is on for `gpu` (see the module doc).
+pub fn enabled(gpu: &Gpu) -> bool {
+    super::tuning::state(gpu).tuned.lock().unwrap().enabled
 }
 
 /// The kernel tuned for this product's class, or `None` (the caller's heuristic decides) when

@@ -307,6 +307,9 @@ impl TrainJob<'_> {
     /// first step and every step runs the same kernels. Returns the seconds it took (a no-op
     /// where tuning is off or every shape came from the cache).
     async fn tune_kernels(&self, gpu: &Gpu, obs: &mut impl Observer) -> Result<f64> {
+        if !crate::kernels::autotune::enabled(gpu) {
+            return Ok(0.0);
+        }
         let t0 = obs.now_s();
         let (b, t) = self.plan.max_batch; // sequences, positions
         if b * t > 0 {
