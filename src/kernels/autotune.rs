@@ -614,14 +614,14 @@ async fn check_candidate_cases(
     }
     cmd.submit();
     let got = gpu.read_f32(&c).await?;
-    for i in 0..m * n {
+    for (i, ((&got_i, &want_0), &abs_i)) in got.iter().zip(&want).zip(&abs).enumerate() {
         let (row, col) = (i / n, i % n);
-        let mut want_i = want[i];
-        let mut tol = 4.0 * k as f32 * f32::EPSILON / 2.0 * abs[i]
+        let mut want_i = want_0;
+        let mut tol = 4.0 * k as f32 * f32::EPSILON / 2.0 * abs_i
             + 1e-6
             + 2.0 * f32::EPSILON * (bias[col].abs() + 1.0);
         if f16_math {
-            tol += 8.0 / 2048.0 * abs[i] + 4.0 * k as f32 * a_max / (1u64 << 25) as f32;
+            tol += 8.0 / 2048.0 * abs_i + 4.0 * k as f32 * a_max / (1u64 << 25) as f32;
         }
         if low_rank {
             let (ur, lr) = (&u[row * rank..][..rank], &l[col * rank..][..rank]);
@@ -631,12 +631,12 @@ async fn check_candidate_cases(
                 * f32::EPSILON
                 * ur.iter().zip(lr).map(|(x, y)| (x * y).abs()).sum::<f32>();
         }
-        let err = (got[i] - want_i).abs();
-        if !(err <= tol) {
+        let err = (got_i - want_i).abs();
+        if err.is_nan() || err > tol {
             return Ok(Some(format!(
                 "{} weights {m}x{n}x{k} ta={ta} tb={tb} low_rank={low_rank}: element {i} got {} want {want_i} (|diff| {err} > {tol})",
                 format.name(),
-                got[i]
+                got_i
             )));
         }
     }
