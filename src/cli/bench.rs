@@ -278,12 +278,14 @@ fn model(a: ModelBench) -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     let (d0, s0) = gpu.counters();
+    let h0 = gpu.host_time();
     let start = Instant::now();
     for i in 0..a.steps {
         pollster::block_on(trainer.train_step(&gpu, std::slice::from_ref(&batch), 1e-4, i as u32))?;
     }
     let train_s = start.elapsed().as_secs_f64() / a.steps as f64;
     let (d1, s1) = gpu.counters();
+    let host_step_s = (gpu.host_time() - h0) / a.steps as f64;
     let peak_train = gpu.pool().stats().peak_allocated;
     let flops = train_flops(&cfg, b, t);
 
@@ -297,6 +299,7 @@ fn model(a: ModelBench) -> Result<(), Box<dyn std::error::Error>> {
     let mut logits = pollster::block_on(model.step(&gpu, &mut cache, &prompt, adapter.as_ref()))?;
     let prefill_s = start.elapsed().as_secs_f64();
     let (dd0, ds0) = gpu.counters();
+    let hd0 = gpu.host_time();
     let start = Instant::now();
     let mut decoded = 0;
     while decoded < a.decode_tokens && cache.len() < cfg.n_positions {
@@ -306,6 +309,7 @@ fn model(a: ModelBench) -> Result<(), Box<dyn std::error::Error>> {
     }
     let decode_s = start.elapsed().as_secs_f64();
     let (dd1, ds1) = gpu.counters();
+    let host_token_s = (gpu.host_time() - hd0) / decoded.max(1) as f64;
     let per_token = |x: u64| x as f64 / decoded.max(1) as f64;
     let out = serde_json::json!({
         "shape": a.shape, "quant": a.quant.to_string(), "batch_size": b, "seq_len": t,
@@ -322,6 +326,8 @@ fn model(a: ModelBench) -> Result<(), Box<dyn std::error::Error>> {
         "weights_mib": weights_mib,
         "dispatches_per_step": (d1 - d0) as f64 / a.steps as f64,
         "submissions_per_step": (s1 - s0) as f64 / a.steps as f64,
+        "host_ms_per_step": host_step_s * 1e3,
+        "host_ms_per_token": host_token_s * 1e3,
         "adapter": adapter_name(&gpu),
         "kernels": tuning(&gpu).to_string(),
         "autotune": wgtune::kernels::state(&gpu).tuned.lock().unwrap().summary(),

@@ -1,6 +1,7 @@
 //! Recording GPU work: kernels push dispatches (pipeline + uniform params + tensors), then one
-//! `submit` writes every dispatch's params into one uniform buffer, builds the bind groups and
-//! encodes everything as a single command buffer. Tensors stay alive (and out of the pool)
+//! `submit` writes every dispatch's params into the device's uniform buffer, takes the bind
+//! groups from the cache (`bind_groups.rs`: a step binds what the previous one did) and encodes
+//! everything as a single command buffer. Tensors stay alive (and out of the pool)
 //! until the work is submitted.
 
 use super::{Gpu, Tensor};
@@ -29,6 +30,9 @@ pub struct Commands<'g> {
     gpu: &'g Gpu,
     ops: Vec<Op>,
     uniforms: Vec<u8>,
+    /// [`host_clock_ns`] when recording began (the host cost counted in `Gpu::host_time`).
+    #[cfg(not(target_arch = "wasm32"))]
+    started: u64,
 }
 
 impl<'g> Commands<'g> {
@@ -37,6 +41,8 @@ impl<'g> Commands<'g> {
             gpu,
             ops: Vec::new(),
             uniforms: Vec::new(),
+            #[cfg(not(target_arch = "wasm32"))]
+            started: host_clock_ns(),
         }
     }
 
@@ -136,14 +142,11 @@ impl<'g> Commands<'g> {
             .fetch_add(self.dispatch_count() as u64, Relaxed);
         gpu.submissions.fetch_add(1, Relaxed);
         assert!(gpu.limits.min_uniform_buffer_offset_alignment as usize <= UNIFORM_SLOT);
-        let uniform = (!self.uniforms.is_empty()).then(|| {
-            let u = gpu.pool().take(
-                self.uniforms.len() as u64,
-                wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-            );
-            gpu.queue.write_buffer(&u.buffer, 0, &self.uniforms);
-            u
-        });
+        // Locked until the queue has the work: another thread's params must not overwrite
+        // this submission's in the one uniform buffer before it is submitted.
+        let mut bindings = gpu.bindings.lock().unwrap();
+        let uniform = (!self.uniforms.is_empty())
+            .then(|| bindings.uniform_buffer(&gpu.device, &gpu.queue, &self.uniforms));
         let mut enc = gpu.device.create_command_encoder(&Default::default());
         let mut i = 0;
         while i < self.ops.len() {
@@ -164,7 +167,7 @@ impl<'g> Commands<'g> {
                 }
                 Op::Dispatch { .. } => {
                     // One compute pass for the whole run of consecutive dispatches.
-                    let uniform = &uniform.as_ref().expect("uniforms recorded").buffer;
+                    let uniform = uniform.as_ref().expect("uniforms recorded");
                     let mut pass = enc.begin_compute_pass(&Default::default());
                     while let Some(Op::Dispatch {
                         pipeline,
@@ -174,25 +177,22 @@ impl<'g> Commands<'g> {
                         groups,
                     }) = self.ops.get(i)
                     {
-                        let mut entries = vec![wgpu::BindGroupEntry {
-                            binding: 0,
-                            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                                buffer: uniform,
-                                offset: *uniform_offset as u64,
-                                size: wgpu::BufferSize::new(*uniform_size as u64),
-                            }),
-                        }];
+                        let mut entries = Vec::with_capacity(tensors.len() + 1);
+                        entries.push((
+                            0,
+                            uniform.clone(),
+                            *uniform_offset as u64,
+                            *uniform_size as u64,
+                        ));
                         for (binding, t) in tensors {
-                            entries.push(wgpu::BindGroupEntry {
-                                binding: *binding,
-                                resource: t.binding(),
-                            });
+                            entries.push((
+                                *binding,
+                                t.buffer().clone(),
+                                t.offset_bytes(),
+                                t.size_bytes().max(4),
+                            ));
                         }
-                        let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                            label: None,
-                            layout: &pipeline.get_bind_group_layout(0),
-                            entries: &entries,
-                        });
+                        let bind_group = bindings.bind_group(&gpu.device, pipeline, entries);
                         pass.set_pipeline(pipeline);
                         pass.set_bind_group(0, &bind_group, &[]);
                         pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
@@ -201,8 +201,40 @@ impl<'g> Commands<'g> {
                 }
             }
         }
-        gpu.queue.submit([enc.finish()])
+        let index = gpu.queue.submit([enc.finish()]);
+        bindings.submitted();
+        #[cfg(not(target_arch = "wasm32"))]
+        gpu.host_ns
+            .fetch_add(host_clock_ns().saturating_sub(self.started), Relaxed);
+        index
     }
+}
+
+/// The calling thread's CPU time in ns where the OS gives it (unix), else a wall clock.
+/// Recording and submitting is CPU work on one thread: CPU time leaves out what a loaded
+/// machine (or lavapipe's shader threads, on the same cores) would add to a wall clock.
+#[cfg(unix)]
+fn host_clock_ns() -> u64 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec through a valid pointer; it has no other
+    // effect. CLOCK_THREAD_CPUTIME_ID exists on Linux, macOS and the BSDs.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+    if rc != 0 {
+        return 0;
+    }
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+}
+
+#[cfg(all(not(unix), not(target_arch = "wasm32")))]
+fn host_clock_ns() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_nanos() as u64
 }
 
 /// Workgroup counts covering `n` invocations of a 1-D kernel with `wg` invocations per group,

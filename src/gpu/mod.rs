@@ -2,6 +2,7 @@
 //! pipeline cache. Nothing here knows about shaders, GPT-2 or the command line: the kernels
 //! build on it and the model builds on them.
 
+mod bind_groups;
 mod commands;
 mod context;
 mod error;
@@ -45,6 +46,12 @@ pub struct Gpu {
     /// Kernel dispatches and queue submissions so far (benchmarks report them per step).
     pub(crate) dispatches: std::sync::atomic::AtomicU64,
     pub(crate) submissions: std::sync::atomic::AtomicU64,
+    /// Host CPU time spent recording and submitting [`Commands`], in ns (natively; 0 on
+    /// wasm32, which has no clock in std): the CPU cost of a step apart from the GPU's.
+    pub(crate) host_ns: std::sync::atomic::AtomicU64,
+    /// The uniform params buffer and the bind groups kept across submissions
+    /// (`bind_groups.rs`), locked for the whole of a submission.
+    bindings: std::sync::Mutex<bind_groups::Bindings>,
 }
 
 impl Gpu {
@@ -64,6 +71,8 @@ impl Gpu {
             dummy,
             dispatches: Default::default(),
             submissions: Default::default(),
+            host_ns: Default::default(),
+            bindings: Default::default(),
             adapter_info: info,
             device: b.device,
             queue: b.queue,
@@ -127,6 +136,18 @@ impl Gpu {
             self.dispatches.load(Relaxed),
             self.submissions.load(Relaxed),
         )
+    }
+
+    /// Host seconds spent so far recording and submitting [`Commands`], from the creation of
+    /// each to the return of its `queue.submit`: the thread's CPU time on unix (a wall clock
+    /// elsewhere; natively only). GPU work is not included.
+    pub fn host_time(&self) -> f64 {
+        self.host_ns.load(std::sync::atomic::Ordering::Relaxed) as f64 * 1e-9
+    }
+
+    /// (bind groups reused from the cache, bind groups built) by [`Commands`] so far.
+    pub fn bind_group_counts(&self) -> (u64, u64) {
+        self.bindings.lock().unwrap().counts()
     }
 
     pub fn pool(&self) -> &Arc<BufferPool> {

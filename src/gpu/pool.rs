@@ -2,7 +2,7 @@
 //! their buffer back when dropped and the next tensor of the same size reuses it.
 //! The pool also keeps the byte accounting that `bench` reports as peak GPU memory.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, Weak};
 
 /// Sizes are rounded up to this so that near-equal requests share buffers and every buffer can
@@ -11,7 +11,11 @@ pub const SIZE_QUANTUM: u64 = 256;
 
 #[derive(Default)]
 struct PoolState {
-    free: HashMap<(u64, u32), Vec<wgpu::Buffer>>,
+    /// Idle buffers by (size, usage). A set, taken from its least element: the buffer a take
+    /// gets depends on which buffers are idle, not on the order they came back in, so a
+    /// training step that takes and returns the same sizes as the last one gets the same
+    /// buffers, and reuses its bind groups (`bind_groups.rs`).
+    free: HashMap<(u64, u32), BTreeSet<wgpu::Buffer>>,
     /// Bytes in buffers the pool created and still holds (in use or free).
     allocated: u64,
     /// Bytes currently handed out.
@@ -65,7 +69,11 @@ impl BufferPool {
     pub fn take(self: &Arc<Self>, size: u64, usage: wgpu::BufferUsages) -> Arc<PooledBuffer> {
         let size = size.max(4).div_ceil(SIZE_QUANTUM) * SIZE_QUANTUM;
         let mut st = self.state.lock().unwrap();
-        let buffer = match st.free.get_mut(&(size, usage.bits())).and_then(|v| v.pop()) {
+        let buffer = match st
+            .free
+            .get_mut(&(size, usage.bits()))
+            .and_then(|v| v.pop_first())
+        {
             Some(b) => b,
             None => {
                 st.allocated += size;
@@ -93,7 +101,7 @@ impl BufferPool {
         st.free
             .entry((buffer.size(), usage.bits()))
             .or_default()
-            .push(buffer);
+            .insert(buffer);
     }
 
     /// Destroy every idle buffer (e.g. after loading, before training).

@@ -68,13 +68,4 @@ impl Tensor {
             && self.offset == other.offset
             && self.len == other.len
     }
-
-    /// The binding resource for a bind group (never empty: wgpu rejects zero-sized bindings).
-    pub(crate) fn binding(&self) -> wgpu::BindingResource<'_> {
-        wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-            buffer: &self.alloc.buffer,
-            offset: self.offset,
-            size: wgpu::BufferSize::new(self.size_bytes().max(4)),
-        })
-    }
 }

@@ -8,6 +8,7 @@ mod common;
 #[path = "../model/fixtures.rs"]
 mod fixtures;
 
+mod bind_groups;
 mod dropout;
 mod inspect;
 mod job;
