@@ -57,7 +57,7 @@ impl KernelReport {
         self.failed_cases == 0
     }
 
-    /// One line, e.g. `PASS  matmul tiled 64x64 f32 weights   204 cases  max err 3.1e-6
+    /// One line, e.g. `PASS  matmul tiled 64x64 f32 weights         204 cases  max err 3.1e-6
     /// (tol 2.0e-5, 16% of tol)  12.3 GFLOP/s`; a failure names the first failed comparison.
     pub fn line(&self) -> String {
         if let Some(why) = &self.skipped {
@@ -68,7 +68,7 @@ impl KernelReport {
             .map_or(String::new(), |(v, unit)| format!("  {v:.1} {unit}"));
         if self.passed() {
             format!(
-                "PASS  {:<44} {:>5} cases  max err {:.1e} (tol {:.1e}, {:.0}% of tol){tp}",
+                "PASS  {:<50} {:>5} cases  max err {:.1e} (tol {:.1e}, {:.0}% of tol){tp}",
                 self.kernel,
                 self.cases,
                 self.max_err,
@@ -77,7 +77,7 @@ impl KernelReport {
             )
         } else {
             format!(
-                "FAIL  {:<44} {} of {} cases failed, first: {}",
+                "FAIL  {:<50} {} of {} cases failed, first: {}",
                 self.kernel,
                 self.failed_cases,
                 self.cases,
