@@ -25,10 +25,7 @@ fn quick_selftest_passes_every_kernel() {
     let _gpu = crate::gpu_or_skip!();
     let (out, stdout) = selftest(&[], &[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "selftest failed:\n{stdout}\n{stderr}"
-    );
+    assert!(out.status.success(), "selftest failed:\n{stdout}\n{stderr}");
     assert!(stdout.starts_with("adapter: "), "{stdout}");
     for kernel in [
         "PASS  matmul register f32 weights",

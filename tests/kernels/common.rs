@@ -202,6 +202,13 @@ pub async fn assert_family(gpu: &Gpu, family: wgtune::kernels::selftest::Family)
     let mut failed = Vec::new();
     for r in &reports {
         log_line(&r.line());
+        if let Some(why) = &r.skipped {
+            // As `has_feature` says a skip: past the harness's capture, in every log.
+            let place = std::thread::current()
+                .name()
+                .map_or(String::new(), |n| format!(" in {n}"));
+            note(&format!("SKIPPED {}{place}: {why}", r.kernel));
+        }
         if !r.passed() {
             failed.push(r.line());
             failed.extend(r.failures.iter().map(|f| format!("    {f}")));

@@ -5,7 +5,10 @@ use crate::gpu_test;
 use wgtune::gpu::Gpu;
 use wgtune::kernels::selftest::Family;
 
-gpu_test!(lm_head_loss_and_gradient_match_cpu_across_chunkings, check_crossentropy);
+gpu_test!(
+    lm_head_loss_and_gradient_match_cpu_across_chunkings,
+    check_crossentropy
+);
 /// Vocabularies 1 to 50257, f32 and f16 tables, with and without dx.
 async fn check_crossentropy(gpu: &Gpu) {
     crate::common::assert_family(gpu, Family::CrossEntropy).await;

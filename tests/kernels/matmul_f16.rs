@@ -6,7 +6,10 @@ use crate::gpu_test;
 use wgtune::gpu::Gpu;
 use wgtune::kernels::selftest::Family;
 
-gpu_test!(gemm_f16_math_matches_cpu_for_every_transpose_and_epilogue, check_matmulf16);
+gpu_test!(
+    gemm_f16_math_matches_cpu_for_every_transpose_and_epilogue,
+    check_matmulf16
+);
 /// Every f16-math matmul variant against the f64 CPU reference over the same weights.
 async fn check_matmulf16(gpu: &Gpu) {
     crate::common::assert_family(gpu, Family::MatmulF16).await;

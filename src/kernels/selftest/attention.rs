@@ -86,7 +86,13 @@ async fn forward(
     let got = rep.read(gpu, &out).await;
     rep.close(&format!("{b}x{t}x{c}/{nh}"), &got, &want, 2e-5, 2e-5);
     let want_last: Vec<f32> = (0..b)
-        .flat_map(|bb| got.get((bb * t + t - 1) * c..).unwrap_or(&[]).iter().take(c).copied())
+        .flat_map(|bb| {
+            got.get((bb * t + t - 1) * c..)
+                .unwrap_or(&[])
+                .iter()
+                .take(c)
+                .copied()
+        })
         .collect();
     let got_last = rep.read(gpu, &last).await;
     rep.close(

@@ -174,7 +174,9 @@ async fn gpt2_size(cx: &Ctx<'_>, rep: &mut KernelReport, format: Format) {
         }
     };
     let mut want = vec![0.0; m * n];
-    cpu::matmul::gemm(&mut want, &x, &w_linear, None, m, n, k, false, true, 1.0, 0.0);
+    cpu::matmul::gemm(
+        &mut want, &x, &w_linear, None, m, n, k, false, true, 1.0, 0.0,
+    );
     let abs = cpu::matmul::gemm_abs(&x, &w_linear, m, n, k, false, true);
     let tol: Vec<f32> = abs
         .iter()

@@ -358,10 +358,23 @@ async fn gpt2_sizes(cx: &Ctx<'_>, out: &mut [KernelReport], vs: &[MatmulVariant]
                 }
             };
             let rows: Vec<usize> = (0..m).step_by(17).chain([m - 1]).collect();
-            let xs: Vec<f32> = rows.iter().flat_map(|&i| x[i * k..][..k].to_vec()).collect();
+            let xs: Vec<f32> = rows
+                .iter()
+                .flat_map(|&i| x[i * k..][..k].to_vec())
+                .collect();
             let mut want = vec![0.0; rows.len() * n];
             cpu::matmul::gemm(
-                &mut want, &xs, &w_linear, None, rows.len(), n, k, false, true, 1.0, 0.0,
+                &mut want,
+                &xs,
+                &w_linear,
+                None,
+                rows.len(),
+                n,
+                k,
+                false,
+                true,
+                1.0,
+                0.0,
             );
             let abs = cpu::matmul::gemm_abs(&xs, &w_linear, rows.len(), n, k, false, true);
             let tol = tolerance(&abs, k);

@@ -203,7 +203,10 @@ async fn lora_linear_forward_matches_base_plus_cpu_lora(gpu: &Gpu, rep: &mut Ker
                 (Weight::F32(gpu.upload_f32(&w)), w.clone())
             } else {
                 let q = crate::nf4::quantize_conv1d(&w, k, n);
-                (crate::kernels::nf4::upload(gpu, &q), q.dequantize_conv1d(k, n))
+                (
+                    crate::kernels::nf4::upload(gpu, &q),
+                    q.dequantize_conv1d(k, n),
+                )
             };
             let bias = rng.vec(n, 0.1);
             let a = rng.vec(r * k, 0.3);

@@ -125,7 +125,10 @@ struct Ctx<'a> {
 impl Ctx<'_> {
     /// Whether the kernel named so is to run (the filter).
     fn wants(&self, kernel: &str) -> bool {
-        self.opts.filter.as_deref().is_none_or(|f| kernel.contains(f))
+        self.opts
+            .filter
+            .as_deref()
+            .is_none_or(|f| kernel.contains(f))
     }
 
     /// Whether this device has shader-f16.

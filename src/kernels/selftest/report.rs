@@ -129,11 +129,7 @@ impl KernelReport {
         }
         self.cases += 1;
         if got.len() != want.len() {
-            return self.failed(format!(
-                "{case}: {} words, want {}",
-                got.len(),
-                want.len()
-            ));
+            return self.failed(format!("{case}: {} words, want {}", got.len(), want.len()));
         }
         if let Some(i) = (0..got.len()).find(|&i| got[i] != want[i]) {
             self.failed(format!(
@@ -146,11 +142,7 @@ impl KernelReport {
     fn compare(&mut self, case: &str, got: &[f32], want: &[f32], tol: impl Fn(usize) -> f32) {
         self.cases += 1;
         if got.len() != want.len() {
-            return self.failed(format!(
-                "{case}: {} values, want {}",
-                got.len(),
-                want.len()
-            ));
+            return self.failed(format!("{case}: {} values, want {}", got.len(), want.len()));
         }
         // The worst element of this comparison, by err / tol.
         let mut worst: Option<(usize, f32, f32, f32)> = None;
@@ -233,5 +225,49 @@ impl KernelReport {
                 vec![u32::MAX; t.len()]
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_say_pass_fail_and_skip() {
+        let mut r = KernelReport::new("matmul tiled 64x64 f32 weights");
+        r.within("2x2", &[1.0, 2.0], &[1.0, 2.5], &[0.1, 1.0]);
+        r.close("exact", &[3.0, f32::NAN], &[3.0, f32::NAN], 0.0, 0.0);
+        r.throughput = Some((12.34, "GFLOP/s"));
+        assert!(r.passed(), "{}", r.line());
+        assert_eq!(
+            (r.cases, r.max_err, r.tol_at_max, r.worst_ratio),
+            (2, 0.5, 1.0, 0.5)
+        );
+        let line = r.line();
+        assert!(
+            line.starts_with("PASS  matmul tiled 64x64 f32 weights "),
+            "{line}"
+        );
+        assert!(
+            line.contains("2 cases  max err 5.0e-1 (tol 1.0e0, 50% of tol)  12.3 GFLOP/s"),
+            "{line}"
+        );
+
+        r.close("3", &[1.0, 2.0, f32::NAN], &[1.0, 2.0, 3.0], 1e-6, 0.0);
+        r.bits("words", &[1, 2], &[1, 3]);
+        assert!(!r.passed());
+        assert_eq!((r.cases, r.failed_cases), (4, 2));
+        let line = r.line();
+        assert!(line.starts_with("FAIL  matmul tiled"), "{line}");
+        assert!(line.contains("2 of 4 cases failed, first: "), "{line}");
+        assert!(line.contains("3[2]: got NaN want 3"), "{line}");
+        assert!(r.failures[1].contains("words[1]"), "{:?}", r.failures);
+
+        let s = KernelReport::skipped("layernorm subgroup", "this adapter lacks subgroups");
+        assert!(s.passed());
+        assert_eq!(
+            s.line(),
+            "SKIP  layernorm subgroup: this adapter lacks subgroups"
+        );
     }
 }
