@@ -95,7 +95,7 @@ impl KernelReport {
     fn failed(&mut self, why: String) {
         self.failed_cases += 1;
         if self.failures.len() < KEPT_FAILURES {
-            self.failures.push(format!("{}: {why}", self.kernel));
+            self.failures.push(why);
         }
     }
 
