@@ -7,6 +7,7 @@ mod generate;
 mod hub;
 mod inspect;
 mod interrupt;
+mod selftest;
 mod train;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
@@ -27,6 +28,9 @@ struct Cli {
 enum Command {
     /// Show the GPU adapters, and the backend, limits and features in use.
     Info,
+    /// Check every GPU kernel, in every variant this adapter runs, against its CPU reference
+    /// on this adapter (GPT-2-sized cases and throughput unless --quick).
+    Selftest(selftest::SelftestArgs),
     /// Fine-tune with LoRA / QLoRA and write a PEFT adapter.
     Train(Box<train::TrainArgs>),
     /// Mean token loss, perplexity and token count of a model over a JSONL file (JSON).
@@ -82,6 +86,7 @@ pub fn run() -> Result<i32, Box<dyn std::error::Error>> {
             let given = given_settings(matches.subcommand_matches("train").expect("train"));
             Ok(train::run(*a, given)?)
         }
+        Command::Selftest(a) => Ok(selftest::run(a).map(|_| 0)?),
         Command::Eval(a) => Ok(eval::run(a).map(|_| 0)?),
         Command::Generate(a) => Ok(generate::run(a).map(|_| 0)?),
         Command::Inspect(a) => Ok(inspect::run(a).map(|_| 0)?),

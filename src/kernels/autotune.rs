@@ -40,7 +40,8 @@ impl Format {
             Weight::Nf4 { .. } => Format::Nf4,
         }
     }
-    fn name(self) -> &'static str {
+    /// "f32", "f16" or "nf4".
+    pub fn name(self) -> &'static str {
         match self {
             Format::F32 => "f32",
             Format::F16 => "f16",
@@ -524,123 +525,25 @@ async fn passes_check(gpu: &Gpu, kernel: Candidate, class: &ShapeClass) -> bool 
 }
 
 /// Whether `kernel` computes what the CPU reference does on this device in `config`'s weight
-/// format, transposes and epilogue, on an odd shape (3 rows for gemv; no dimension a multiple
-/// of 4 or of a tile), within the kernel tests' bounds (f16 arithmetic's for f16-math kernels).
+/// format, transposes and epilogue: the selftest's own check ([`super::selftest::check_matmul`],
+/// [`super::selftest::check_gemv`]) on its odd shapes, within the kernel tests' bounds (f16
+/// arithmetic's for f16-math kernels).
 async fn check_candidate(gpu: &Gpu, kernel: Candidate, config: &ShapeClass) -> bool {
-    match check_candidate_cases(gpu, kernel, config).await {
-        Ok(None) => true,
-        Ok(Some(why)) => {
-            log::warn!("{kernel}: {why}");
-            false
-        }
-        Err(e) => {
-            log::warn!("{kernel}: {e}");
-            false
-        }
-    }
-}
-
-async fn check_candidate_cases(
-    gpu: &Gpu,
-    kernel: Candidate,
-    config: &ShapeClass,
-) -> Result<Option<String>, GpuError> {
-    let (m, n, k, rank) = match kernel {
-        Candidate::Gemv => (3, 45, 70, 3),
-        Candidate::Matmul(_) => (37, 45, 70, 3),
-    };
-    let f16_math = matches!(kernel, Candidate::Matmul(v) if v.math() == Math::F16);
-    let mut seed = 0x9E3779B97F4A7C15u64;
-    let mut rand = |len: usize| -> Vec<f32> {
-        (0..len)
-            .map(|_| {
-                seed = seed
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-            })
-            .collect()
-    };
-    let (format, ta, tb, low_rank) = (
+    use super::selftest::{check_gemv, check_matmul};
+    let (format, ta, tb, lr) = (
         config.format,
         config.trans_a,
         config.trans_b,
         config.low_rank,
     );
-    let (a, w, bias, u, l) = (
-        rand(m * k),
-        rand(k * n),
-        rand(n),
-        rand(m * rank),
-        rand(n * rank),
-    );
-    let (weight, b) = match format {
-        Format::F32 => (Weight::F32(gpu.upload_f32(&w)), w.clone()),
-        Format::F16 => {
-            let h: Vec<half::f16> = w.iter().map(|&v| half::f16::from_f32(v)).collect();
-            let back = h.iter().map(|v| v.to_f32()).collect();
-            (
-                Weight::F16(gpu.upload_bytes(bytemuck::cast_slice(&h))),
-                back,
-            )
-        }
-        Format::Nf4 => {
-            let q = crate::nf4::quantize(&w);
-            (super::nf4::upload(gpu, &q), q.dequantize())
-        }
+    let report = match kernel {
+        Candidate::Gemv => check_gemv(gpu, format, ta, tb, lr).await,
+        Candidate::Matmul(v) => check_matmul(gpu, v, format, ta, tb, lr).await,
     };
-    let mut want = vec![0.0; m * n];
-    crate::cpu::matmul::gemm(&mut want, &a, &b, Some(&bias), m, n, k, ta, tb, 1.0, 0.0);
-    let abs = crate::cpu::matmul::gemm_abs(&a, &b, m, n, k, ta, tb);
-    let a_max = a.iter().fold(0.0f32, |x, v| x.max(v.abs()));
-    let scale = 0.5;
-    let (c, a_t, bias_t) = (gpu.zeros(m * n), gpu.upload_f32(&a), gpu.upload_f32(&bias));
-    let (u_t, l_t) = (gpu.upload_f32(&u), gpu.upload_f32(&l));
-    let mut g = Gemm::new(m, n, k).trans_a(ta).trans_b(tb);
-    if low_rank {
-        g = g.low_rank(super::matmul::LowRank {
-            u: &u_t,
-            l: &l_t,
-            rank,
-            scale,
-        });
+    if !report.passed() {
+        log::warn!("{}", report.line());
     }
-    let mut cmd = gpu.commands();
-    match kernel {
-        Candidate::Gemv => super::gemv::gemv(&mut cmd, &c, &a_t, &weight, Some(&bias_t), g),
-        Candidate::Matmul(v) => {
-            super::matmul::gemm(&mut cmd, &c, &a_t, &weight, Some(&bias_t), g.variant(v))
-        }
-    }
-    cmd.submit();
-    let got = gpu.read_f32(&c).await?;
-    for (i, ((&got_i, &want_0), &abs_i)) in got.iter().zip(&want).zip(&abs).enumerate() {
-        let (row, col) = (i / n, i % n);
-        let mut want_i = want_0;
-        let mut tol = 4.0 * k as f32 * f32::EPSILON / 2.0 * abs_i
-            + 1e-6
-            + 2.0 * f32::EPSILON * (bias[col].abs() + 1.0);
-        if f16_math {
-            tol += 8.0 / 2048.0 * abs_i + 4.0 * k as f32 * a_max / (1u64 << 25) as f32;
-        }
-        if low_rank {
-            let (ur, lr) = (&u[row * rank..][..rank], &l[col * rank..][..rank]);
-            want_i += scale * ur.iter().zip(lr).map(|(x, y)| x * y).sum::<f32>();
-            tol += 4.0
-                * rank as f32
-                * f32::EPSILON
-                * ur.iter().zip(lr).map(|(x, y)| (x * y).abs()).sum::<f32>();
-        }
-        let err = (got_i - want_i).abs();
-        if err.is_nan() || err > tol {
-            return Ok(Some(format!(
-                "{} weights {m}x{n}x{k} ta={ta} tb={tb} low_rank={low_rank}: element {i} got {} want {want_i} (|diff| {err} > {tol})",
-                format.name(),
-                got_i
-            )));
-        }
-    }
-    Ok(None)
+    report.passed()
 }
 
 /// Zero-filled operands of one product (the values do not change the work).

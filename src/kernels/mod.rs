@@ -1,7 +1,8 @@
 //! The WGSL kernels of a GPT-2 LoRA / QLoRA training step, one module per layer family.
 //!
 //! Each module has thin wrappers that record dispatches into [`Commands`](crate::gpu::Commands);
-//! each kernel has a plain-Rust twin in [`crate::cpu`] that the tests compare against.
+//! each kernel has a plain-Rust twin in [`crate::cpu`] that [`selftest`] (and through it the
+//! kernel tests and the autotuner) compares against.
 //! Shader text lives in `shaders/*.wgsl`, registered in [`Shader`] and compiled once per device
 //! (on first use, cached by the device's pipeline cache). Which variant of a kernel runs
 //! (tiled or register matmul, subgroup reductions, f16 math, ...) is the device's [`Tuning`].
@@ -20,6 +21,7 @@ pub mod lora;
 pub mod matmul;
 pub mod nf4;
 pub mod optim;
+pub mod selftest;
 mod shaders;
 mod tuning;
 

@@ -14,4 +14,5 @@ mod inspect;
 mod interrupt;
 mod numerical;
 mod quiet;
+mod selftest;
 mod torn_writes;

@@ -1,4 +1,4 @@
-//! Shared test helpers: the GPU, random data, tolerance checks.
+//! Shared test helpers: the GPU, the selftest families, random data, tolerance checks.
 //! (Included by several test crates, each using a subset.)
 #![allow(dead_code)]
 
@@ -179,17 +179,6 @@ pub fn has_feature(gpu: &Gpu, feature: wgpu::Features, what: &str) -> bool {
     has
 }
 
-/// The row-reduction variants to check on this device: always the workgroup-memory one, and
-/// the subgroup one where the device has subgroups (never on the web: wgpu exposes none there).
-pub fn reductions(gpu: &Gpu) -> Vec<wgtune::kernels::Reduction> {
-    use wgtune::kernels::Reduction;
-    let mut v = vec![Reduction::Workgroup];
-    if has_feature(gpu, wgpu::Features::SUBGROUP, "subgroup reductions") {
-        v.push(Reduction::Subgroup);
-    }
-    v
-}
-
 /// A tensor's contents as f32, on either target.
 pub async fn read_f32(gpu: &Gpu, t: &Tensor) -> Vec<f32> {
     gpu.read_f32(t).await.expect("GPU read-back")
@@ -200,30 +189,47 @@ pub async fn read_words(gpu: &Gpu, t: &Tensor) -> Vec<u32> {
     gpu.read_words(t).await.expect("GPU read-back")
 }
 
-/// Small deterministic generator (SplitMix64): tests need no `rand` dependency.
-pub struct Rng(u64);
+/// The selftest's generator (SplitMix64), for the tests that draw data of their own.
+#[allow(unused_imports)]
+pub use wgtune::kernels::selftest::Rng;
 
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Self(seed)
+/// Run one selftest family on `gpu` (odd shapes only, no timing) and assert that every
+/// kernel report passed, printing every report's line and each failure.
+pub async fn assert_family(gpu: &Gpu, family: wgtune::kernels::selftest::Family) {
+    use wgtune::kernels::selftest::{Options, run_family};
+    let reports = run_family(gpu, family, &Options::default()).await;
+    assert!(!reports.is_empty(), "{family:?}: no kernel ran");
+    let mut failed = Vec::new();
+    for r in &reports {
+        log_line(&r.line());
+        if let Some(why) = &r.skipped {
+            // As `has_feature` says a skip: past the harness's capture, in every log.
+            let place = std::thread::current()
+                .name()
+                .map_or(String::new(), |n| format!(" in {n}"));
+            note(&format!("SKIPPED {}{place}: {why}", r.kernel));
+        }
+        if !r.passed() {
+            failed.push(r.line());
+            failed.extend(r.failures.iter().map(|f| format!("    {f}")));
+        }
     }
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E3779B97F4A7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58476D1CE4E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D049BB133111EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in [-1, 1).
-    pub fn uniform(&mut self) -> f32 {
-        (self.next_u64() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-    }
-    pub fn vec(&mut self, n: usize, scale: f32) -> Vec<f32> {
-        (0..n).map(|_| self.uniform() * scale).collect()
-    }
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
-    }
+    let n_failed = reports.iter().filter(|r| !r.passed()).count();
+    assert!(
+        failed.is_empty(),
+        "{family:?}: {n_failed} of {} kernels failed:\n{}",
+        reports.len(),
+        failed.join("\n")
+    );
+}
+
+/// A line of test output: captured by the harness natively (shown on failure or with
+/// `--nocapture`), the browser console on wasm32.
+fn log_line(msg: &str) {
+    #[cfg(not(target_arch = "wasm32"))]
+    eprintln!("{msg}");
+    #[cfg(target_arch = "wasm32")]
+    wasm_bindgen_test::console_log!("{msg}");
 }
 
 /// Assert |got - want| <= atol + rtol·|want| elementwise, reporting the worst element.

@@ -1,49 +1,14 @@
-use crate::common::{Rng, assert_close, read_f32};
+//! GELU forward / backward and addition against `cpu::elementwise` (the cases:
+//! `wgtune::kernels::selftest`, elementwise.rs), and the dispatch grid.
+
 use crate::gpu_test;
 use wgtune::gpu::Gpu;
-use wgtune::{cpu, kernels};
+use wgtune::kernels::selftest::Family;
 
-gpu_test!(gelu_forward_and_backward_match_cpu, check_gelu);
-/// f32 arithmetic and the GPU tanh (a few ulp) vs f64: 2e-6 absolute + relative, tight enough
-/// to catch a wrong constant in the 4th significant digit.
-async fn check_gelu(gpu: &Gpu) {
-    let mut rng = Rng::new(4);
-    for &n in &[1usize, 3, 1000, 70001] {
-        let mut x = rng.vec(n, 5.0);
-        if n > 3 {
-            x[0] = 40.0; // large arguments must not give NaN
-            x[1] = -40.0;
-        }
-        let dout = rng.vec(n, 1.0);
-        let acc0 = rng.vec(n, 1.0);
-        let mut want_y = vec![0.0; n];
-        cpu::elementwise::gelu_forward(&mut want_y, &x);
-        let mut want_dx = acc0.clone();
-        cpu::elementwise::gelu_backward(&mut want_dx, &x, &dout, true);
-
-        let (gx, gy, gdx) = (gpu.upload_f32(&x), gpu.tensor(n), gpu.upload_f32(&acc0));
-        let mut cmd = gpu.commands();
-        kernels::elementwise::gelu_forward(&mut cmd, &gy, &gx, n);
-        kernels::elementwise::gelu_backward(&mut cmd, &gdx, &gx, &gpu.upload_f32(&dout), n, true);
-        cmd.submit();
-        assert_close("gelu", &read_f32(gpu, &gy).await, &want_y, 2e-6, 2e-6);
-        assert_close("gelu'", &read_f32(gpu, &gdx).await, &want_dx, 2e-6, 2e-6);
-    }
-}
-
-gpu_test!(add_matches_cpu, check_add);
-/// One f32 addition: exact.
-async fn check_add(gpu: &Gpu) {
-    let mut rng = Rng::new(5);
-    for &n in &[1usize, 17, 5000] {
-        let (a, b) = (rng.vec(n, 1.0), rng.vec(n, 1.0));
-        let want: Vec<f32> = a.iter().zip(&b).map(|(x, y)| x + y).collect();
-        let out = gpu.tensor(n);
-        let mut cmd = gpu.commands();
-        kernels::elementwise::add(&mut cmd, &out, &gpu.upload_f32(&a), &gpu.upload_f32(&b), n);
-        cmd.submit();
-        assert_close("add", &read_f32(gpu, &out).await, &want, 0.0, 0.0);
-    }
+gpu_test!(gelu_and_add_match_cpu, check_elementwise);
+/// GELU (with huge arguments) and exact addition.
+async fn check_elementwise(gpu: &Gpu) {
+    crate::common::assert_family(gpu, Family::Elementwise).await;
 }
 
 #[cfg_attr(not(target_arch = "wasm32"), test)]

@@ -1,4 +1,7 @@
-use crate::common::{Rng, read_f32, read_words};
+//! NF4: the GPU quantizer against the host one (the selftest's cases), and both against
+//! bitsandbytes' bytes (tests/fixtures/nf4, made by tests/reference/make_nf4_fixtures.py).
+
+use crate::common::{read_f32, read_words};
 use crate::gpu_test;
 use wgtune::gpu::Gpu;
 use wgtune::{kernels, nf4};
@@ -7,34 +10,9 @@ gpu_test!(
     gpu_quantization_is_bit_identical_to_cpu,
     check_gpu_quantization
 );
-/// The GPU quantizer is bit-identical to the CPU one (packed bytes and absmax), including
-/// blocks that straddle rows, a partial last block, an odd element count and zero blocks.
+/// The GPU quantizer is bit-identical to the CPU one (the selftest's NF4 family).
 async fn check_gpu_quantization(gpu: &Gpu) {
-    let mut rng = Rng::new(14);
-    for &(k_in, n_out) in &[(1, 1), (3, 5), (17, 50), (96, 288), (64, 64), (768, 33)] {
-        let mut w = rng.vec(k_in * n_out, 0.1);
-        if w.len() >= 200 {
-            w[..64].iter_mut().for_each(|v| *v = 0.0); // (transposed) zeros, exact ties
-            w[100] = 0.039_790_15 * 0.1;
-        }
-        let want = nf4::quantize_conv1d(&w, k_in, n_out);
-        let (packed, absmax) = kernels::nf4::alloc(gpu, k_in * n_out);
-        let mut cmd = gpu.commands();
-        kernels::nf4::quantize_conv1d(&mut cmd, &packed, &absmax, &gpu.upload_f32(&w), k_in, n_out);
-        cmd.submit();
-        let words = read_words(gpu, &packed).await;
-        let bytes: &[u8] = bytemuck::cast_slice(&words);
-        assert_eq!(
-            &bytes[..want.packed.len()],
-            &want.packed[..],
-            "packed {k_in}x{n_out}"
-        );
-        let got_absmax = read_f32(gpu, &absmax).await;
-        assert_eq!(got_absmax.len(), want.absmax.len());
-        for (g, w) in got_absmax.iter().zip(&want.absmax) {
-            assert_eq!(g.to_bits(), w.to_bits(), "absmax {k_in}x{n_out}");
-        }
-    }
+    crate::common::assert_family(gpu, wgtune::kernels::selftest::Family::Nf4).await;
 }
 
 /// One case of `tests/fixtures/nf4/nf4_reference.safetensors` (made by
