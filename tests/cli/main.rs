@@ -7,6 +7,7 @@ mod common;
 mod autotune;
 mod bad_input;
 mod ci_rule;
+mod device_check;
 mod faults;
 mod gpu_fault;
 mod harness;
