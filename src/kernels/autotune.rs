@@ -6,16 +6,16 @@
 //! the default heuristic (`Tuning`) and is noted as pending; [`tune_pending`] times the
 //! candidates of every pending class. The training job calls it before its first step, after
 //! recording (not submitting) a step of its largest batch; `wgtune bench` after its warm-up
-//! step; the page's "Check this GPU" for the shapes met so far (generation's, say):
+//! step (the selftest's odd shapes are not tuned: `forget_pending`). The candidates:
 //! - the register kernel, the tiled kernel in each [`Tile`] shape that fits the device, and
 //!   the matrix-vector kernel for products of at most 4 rows;
 //! - each with f16 arithmetic too, for f16 / NF4 weights where the device has `shader-f16`.
 //!
 //! Timing uses timestamp queries where the adapter has them, else the clock around a submit
 //! and read-back. The choices are cached as JSON ([`Tuned::to_json`]): natively in a file in
-//! the user's cache directory (`WGTUNE_CACHE_DIR` to move it), loaded when the device opens.
-//! (The page does not tune yet: it has no place for the cache until its storage code lands.) `WGTUNE_KERNELS` forces the variants and turns
-//! tuning off. Natively, on CPU adapters (lavapipe) tuning is off unless `WGTUNE_AUTOTUNE=1`:
+//! the user's cache directory (`WGTUNE_CACHE_DIR` to move it), loaded when the device opens;
+//! in the page in browser storage, which the page reads and writes (`src/web/store.rs`).
+//! `WGTUNE_KERNELS` forces the variants and turns tuning off. Natively, on CPU adapters (lavapipe) tuning is off unless `WGTUNE_AUTOTUNE=1`:
 //! their best kernel is known (register) and timing every candidate there takes minutes.
 
 use std::collections::BTreeMap;
@@ -229,12 +229,16 @@ const CACHE_VERSION: u32 = 1;
 
 impl Tuned {
     pub(super) fn for_device(gpu: &Gpu, forced: bool) -> Self {
-        // Off in the page until it keeps the choices in browser storage: a run resumed after
-        // a reload would otherwise time afresh and might pick other kernels.
+        // In the page: on (whatever the adapter: SwiftShader is what CI's browser has), the
+        // cache kept in browser storage by the page itself (`load_json` / `to_json`).
         #[cfg(target_arch = "wasm32")]
-        let _ = (gpu, forced);
-        #[cfg(target_arch = "wasm32")]
-        return Tuned::default();
+        {
+            let _ = gpu;
+            Tuned {
+                enabled: !forced,
+                ..Default::default()
+            }
+        }
         #[cfg(not(target_arch = "wasm32"))]
         {
             let cpu = gpu.adapter_info.device_type == wgpu::DeviceType::Cpu;
@@ -415,6 +419,17 @@ fn runnable(gpu: &Gpu, class: &ShapeClass, kernel: Candidate) -> bool {
 
 /// A clock in milliseconds (the caller's: the library names no browser API).
 pub type Clock<'c> = &'c dyn Fn() -> f64;
+
+/// Forget the classes noted as pending without tuning them: the selftest's odd shapes are no
+/// shapes a run meets, and timing them would only delay the next run's tuning.
+pub fn forget_pending(gpu: &Gpu) {
+    super::tuning::state(gpu)
+        .tuned
+        .lock()
+        .unwrap()
+        .pending
+        .clear();
+}
 
 /// What [`tune_pending`] did.
 #[derive(Debug, Default)]

@@ -5,7 +5,7 @@
 
 use leptos::prelude::*;
 
-use super::port::{self, Message};
+use super::port::{self, Command, Message};
 use super::state::{Ui, fold};
 use super::{
     browser, data_panel, export_panel, learned_panel, model_panel, settings_panel, train_panel,
@@ -36,6 +36,7 @@ pub fn App() -> impl IntoView {
             <p class="gpu" data-testid="gpu-info" class:bad=move || matches!(ui.gpu.get(), Some(Err(_)))>
                 {gpu_line}
             </p>
+            {gpu_check(ui)}
         </header>
         <main>
             {model_panel::view(ui)}
@@ -68,5 +69,36 @@ fn start_engine(ui: Ui) {
     };
     if let Err(e) = port::spawn(on_message, on_error) {
         on_error(e);
+    }
+}
+
+/// The kernel choices in use and the "Check this GPU" button with its result: one line per
+/// kernel (pass / fail, largest error against its tolerance) under a summary.
+fn gpu_check(ui: Ui) -> impl IntoView {
+    let running = move || ui.selftest.with(|t| t.running);
+    let check = move |_| {
+        ui.selftest.update(|t| {
+            t.running = true;
+            t.summary = "checking…".into();
+        });
+        port::send(Command::CheckGpu, Vec::new());
+    };
+    view! {
+        <p class="gpu" data-testid="gpu-kernels" hidden=move || ui.kernels.with(String::is_empty)>
+            {move || format!("kernels: {}", ui.kernels.get())}
+        </p>
+        <p class="gpu">
+            <button data-testid="gpu-check" on:click=check disabled=move || !ui.gpu_ok() || running()>
+                "Check this GPU"
+            </button>
+            " "
+            <span data-testid="selftest-summary" class:bad=move || ui.selftest.with(|t| !t.running && !t.passed && !t.summary.is_empty())>
+                {move || ui.selftest.with(|t| t.summary.clone())}
+            </span>
+        </p>
+        <details hidden=move || ui.selftest.with(|t| t.lines.is_empty())>
+            <summary>"every kernel against its CPU reference"</summary>
+            <pre data-testid="selftest-lines">{move || ui.selftest.with(|t| t.lines.join("\n"))}</pre>
+        </details>
     }
 }

@@ -8,7 +8,8 @@
 //! in a dedicated worker (`worker`), does all GPU and heavy CPU work so the page never
 //! stalls: `tasks` runs the page's commands, `load` loads models, `preview` tokenizes the
 //! data and sums up the settings, `run` trains (the core's `TrainJob`) and evaluates,
-//! `merged` makes the merged download; `engine` keeps the GPU-side objects, `store` what
+//! `merged` makes the merged download, `gpu_check` checks the GPU's kernels and keeps the
+//! autotuner's choices; `engine` keeps the GPU-side objects, `store` what
 //! survives a reload. `port` carries typed commands (page → worker) and events (worker →
 //! page), which `state::fold` turns into the page state; `browser` wraps the web APIs for
 //! either scope.
@@ -19,6 +20,7 @@ mod chart;
 mod data_panel;
 mod engine;
 mod export_panel;
+mod gpu_check;
 mod learned;
 mod learned_panel;
 mod load;

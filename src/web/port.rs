@@ -57,6 +57,8 @@ pub enum Command {
     Compare,
     /// Download the adapter's files.
     SaveAdapter(AdapterFiles),
+    /// Run the selftest: every kernel against its CPU reference on this GPU (odd shapes).
+    CheckGpu,
     /// Write the merged model into the file the message carries (a `FileSystemFileHandle`
     /// the user chose with the browser's save dialog), or, without one, refuse with the size
     /// the browser would have to hold.
@@ -181,6 +183,16 @@ pub enum TrainEvent {
 pub enum Event {
     /// The GPU in use, or why there is none.
     Gpu(Result<String, String>),
+    /// The kernel choices in use (the autotuner's summary line).
+    Kernels(String),
+    /// The selftest's progress (`done: false`), then its result: one line per kernel and the
+    /// summary; `passed` is false when a kernel failed.
+    SelfTest {
+        summary: String,
+        lines: Vec<String>,
+        done: bool,
+        passed: bool,
+    },
     ModelStatus {
         text: String,
         progress: Option<f64>,

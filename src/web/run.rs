@@ -175,6 +175,15 @@ impl Observer for PageObserver {
         engine::control()
     }
 
+    fn kernels_tuned(&mut self, _line: &str) {
+        // Kept for the next visit (and a resumed run), and shown on the GPU line.
+        if let Some(gpu) = engine::gpu_now() {
+            wasm_bindgen_futures::spawn_local(async move {
+                super::gpu_check::keep_kernels(&gpu).await;
+            });
+        }
+    }
+
     fn step(&mut self, r: &StepRecord) -> wgtune::error::Result<()> {
         if std::mem::take(&mut self.paused) {
             emit(Event::Train(TrainEvent::Paused(false)));

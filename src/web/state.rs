@@ -22,6 +22,15 @@ pub enum Phase {
     Failed,
 }
 
+/// The "Check this GPU" result.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SelfTestView {
+    pub summary: String,
+    pub lines: Vec<String>,
+    pub running: bool,
+    pub passed: bool,
+}
+
 /// The Train section's view of a run.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct TrainView {
@@ -138,6 +147,10 @@ pub struct Ui {
     /// The trainable-parameters line and memory estimate for the settings and model.
     pub settings_summary: RwSignal<String>,
     pub adapter: RwSignal<Option<AdapterInfo>>,
+    /// The kernel choices in use (the autotuner's line).
+    pub kernels: RwSignal<String>,
+    /// The selftest: its summary line, one line per kernel, whether it runs, whether it passed.
+    pub selftest: RwSignal<SelfTestView>,
     /// The finished adapter kept in browser storage (this visit's or an earlier one's).
     pub kept: RwSignal<Option<AdapterMeta>>,
     /// The checkpoint kept in browser storage, if a run was interrupted.
@@ -175,6 +188,8 @@ impl Ui {
                 "Load a model to see the trainable parameters and the memory estimate.".into(),
             ),
             adapter: RwSignal::new(None),
+            kernels: RwSignal::new(String::new()),
+            selftest: RwSignal::new(SelfTestView::default()),
             kept: RwSignal::new(None),
             checkpoint: RwSignal::new(None),
             train: RwSignal::new(TrainView::default()),
@@ -209,6 +224,18 @@ impl Ui {
 pub fn fold(ui: Ui, e: Event) {
     match e {
         Event::Gpu(g) => ui.gpu.set(Some(g)),
+        Event::Kernels(k) => ui.kernels.set(k),
+        Event::SelfTest {
+            summary,
+            lines,
+            done,
+            passed,
+        } => ui.selftest.set(SelfTestView {
+            summary,
+            lines,
+            running: !done,
+            passed,
+        }),
         Event::ModelStatus { text, progress } => ui.model_status.set(Progress {
             text,
             fraction: progress,

@@ -22,6 +22,8 @@ const ADAPTER_META: &str = "/wgtune/adapter/meta.json";
 const ADAPTER_WEIGHTS: &str = "adapter_model.safetensors";
 const ADAPTER_CONFIG: &str = "adapter_config.json";
 const CHECKPOINT_META: &str = "/wgtune/checkpoint/meta.json";
+/// The autotuner's choices (`Tuned::to_json`: they carry the adapter and driver they hold for).
+const KERNELS: &str = "/wgtune/kernels.json";
 
 /// A pointer record: what the page shows of a kept set, and the generation of its files.
 #[derive(Serialize, Deserialize)]
@@ -190,4 +192,15 @@ pub async fn forget_checkpoint() {
         forget(CHECKPOINT_META).await;
         forget_files(p.generation, p.meta.step).await;
     }
+}
+
+/// Keep the autotuner's choices, so that a reload (and a resumed run) takes them instead of
+/// timing afresh. One record, replaced whole.
+pub async fn keep_kernels(json: &str) -> Result<(), String> {
+    keep(KERNELS, json.as_bytes()).await
+}
+
+/// The autotuner's choices kept by an earlier visit.
+pub async fn kept_kernels() -> Option<String> {
+    String::from_utf8(kept(KERNELS).await?).ok()
 }

@@ -16,9 +16,9 @@ use wgtune::train::settings::Given;
 use super::browser::{self, mib, yield_now};
 use super::engine::{self, Adapter};
 use super::load::{self, Source};
-use super::merged;
 use super::port::{self, AdapterFiles, AdapterInfo, Command, Event, TrainEvent, emit};
 use super::settings::SampleSettings;
+use super::{gpu_check, merged};
 use super::{learned, preview, run, store};
 
 thread_local! {
@@ -79,6 +79,14 @@ pub fn execute(command: Command, files: Vec<web_sys::File>, save_to: Option<JsVa
             Err(e) => format!("error: {e}"),
         })),
         Command::Merge => merge(save_to),
+        Command::CheckGpu => exclusive(gpu_check::check_gpu(), |e| {
+            emit(Event::SelfTest {
+                summary: e,
+                lines: Vec::new(),
+                done: true,
+                passed: false,
+            })
+        }),
     }
 }
 

@@ -5,7 +5,7 @@
 
 use super::browser::{self, NO_WEBGPU_HELP};
 use super::port::{self, Event, emit};
-use super::{engine, store, tasks};
+use super::{engine, gpu_check, store, tasks};
 
 /// Run the engine: listen for commands, open the GPU, restore what an earlier visit kept.
 pub fn start() {
@@ -44,6 +44,7 @@ async fn open_gpu() {
                     "no"
                 },
             ))));
+            gpu_check::restore_kernels(&gpu).await;
         }
         Err(e) => {
             port::console_error(&format!("no WebGPU adapter: {e}"));

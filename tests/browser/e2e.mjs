@@ -16,6 +16,7 @@
 //   resumes from its checkpoint in browser storage with the uninterrupted run's losses;
 // - a PEFT-made adapter from the fixtures is picked: evaluate, Try and merge use it, and
 //   training continues from it with its LoRA settings;
+// - "Check this GPU" passes every kernel; the autotuner's choices (the first run's) come back from browser storage after a reload, and the resumed run times nothing;
 // - the "What LoRA learned" panel shows `wgtune inspect`'s figures for the trained and the
 //   picked adapter, and its base-against-tuned losses are `wgtune eval`'s on each line.
 //
@@ -324,6 +325,16 @@ async function main() {
     const workers = page.workers().map((w) => w.url());
     if (!workers.some((u) => u.endsWith("/worker.js"))) fail(`no engine worker (workers: ${JSON.stringify(workers)})`);
 
+    // Check this GPU: every kernel against its CPU reference on this adapter.
+    await byId("gpu-check").click();
+    await waitText("selftest-summary", /kernels (passed|FAILED)/, 900000);
+    const checkSummary = await text("selftest-summary");
+    log(`Check this GPU: ${checkSummary}`);
+    if (!/passed/.test(checkSummary)) fail(`the selftest failed in the page: ${checkSummary}\n${await text("selftest-lines")}`);
+    const kernelLines = (await text("selftest-lines")).split("\n");
+    if (kernelLines.length < 20 || !kernelLines.some((l) => /^PASS\s+matmul tiled/.test(l))) fail(`selftest lines: ${kernelLines.join("\n")}`);
+    log(`kernels before the first run: ${await text("gpu-kernels")}`);
+
     // Model: --quant f32 (as the CLI run below), from local files from the picker (read in
     // slices and streamed into the GPU like a download), then the picker cleared so that
     // Load takes the URL.
@@ -423,6 +434,12 @@ async function main() {
     await page.reload();
     await waitText("export-kept", /Kept in this browser/, 60000);
     log(`after reload: ${await text("export-kept")}`);
+    // The first run's kernel choices came back from browser storage.
+    await waitText("gpu-kernels", /tuned \d+ shape classes \(\d+ from the cache\)/, 60000);
+    const cachedLine = await text("gpu-kernels");
+    const [, tunedN, cachedN] = cachedLine.match(/tuned (\d+) shape classes \((\d+) from the cache\)/);
+    if (tunedN !== cachedN || Number(tunedN) < 2) fail(`kernel choices after a reload: ${cachedLine}`);
+    log(`kernels after a reload: ${cachedLine}`);
     await byId("model-quant").selectOption("f32");
     await loadModel(`${base}/models/tiny`);
     await waitText("adapter-status", /kept from an earlier run/, 30000);
@@ -452,6 +469,10 @@ async function main() {
     await download("download-metrics", 1, resumedDir);
     const resumed = readJsonl(await readFile(path.join(resumedDir, "metrics.jsonl"), "utf8"));
     sameLosses("resumed vs uninterrupted", resumed, pageRecords, 0);
+    // The resumed run ran the kept kernels and timed nothing.
+    const resumedKernels = await text("gpu-kernels");
+    const [, t2, c2] = resumedKernels.match(/tuned (\d+) shape classes \((\d+) from the cache\)/) ?? fail(`kernels line: ${resumedKernels}`);
+    if (t2 !== c2) fail(`the resumed run tuned again: ${resumedKernels}`);
     if (await byId("checkpoint-status").count()) fail("the checkpoint is still offered after the run finished");
 
     // A PEFT-made adapter, picked: evaluate, Try and merge use it; training continues from it.
