@@ -3,7 +3,7 @@
 //! [`check_gemv`], the autotuner's check.
 
 use super::matmul::{Product, add_throughput};
-use super::{Ctx, Format, KernelReport, Rng, transposed, upload_weight};
+use super::{Ctx, Format, KernelReport, Rng, upload_conv1d, upload_weight};
 use crate::cpu;
 use crate::gpu::{Gpu, Tensor};
 use crate::kernels::autotune::Candidate;
@@ -162,17 +162,7 @@ async fn gpt2_size(cx: &Ctx<'_>, rep: &mut KernelReport, format: Format) {
     let mut rng = Rng::new(0x6708);
     let x = rng.vec(m * k, 1.0);
     let w = rng.vec(k * n, 0.05);
-    let (weight, w_linear) = match format {
-        Format::Nf4 => {
-            let q = crate::nf4::quantize_conv1d(&w, k, n);
-            let back = transposed(&q.dequantize_conv1d(k, n), k, n);
-            (crate::kernels::nf4::upload(gpu, &q), back)
-        }
-        f => {
-            let (weight, back) = upload_weight(gpu, f, &w);
-            (weight, transposed(&back, k, n))
-        }
-    };
+    let (weight, w_linear) = upload_conv1d(gpu, format, &w, k, n);
     let mut want = vec![0.0; m * n];
     cpu::matmul::gemm(
         &mut want, &x, &w_linear, None, m, n, k, false, true, 1.0, 0.0,

@@ -2,7 +2,7 @@
 //! that fits the device) over f32, f16 and NF4 weights, against `cpu::matmul::gemm`; and
 //! [`check_matmul`], the autotuner's check of one candidate.
 
-use super::{Ctx, Format, KernelReport, Rng, abs_max, transposed, upload_weight};
+use super::{Ctx, Format, KernelReport, Rng, abs_max, upload_conv1d, upload_weight};
 use crate::cpu;
 use crate::gpu::{Gpu, Tensor};
 use crate::kernels::autotune::Candidate;
@@ -345,18 +345,7 @@ async fn gpt2_sizes(cx: &Ctx<'_>, out: &mut [KernelReport], vs: &[MatmulVariant]
         for (m, k, n) in [(512, 768, 2304), (512, 3072, 768)] {
             let x = rng.vec(m * k, 1.0);
             let w = rng.vec(k * n, 0.05); // Conv1D [in, out]
-            let (weight, w_linear) = match format {
-                // nn.Linear [out, in], as the model stores NF4 weights.
-                Format::Nf4 => {
-                    let q = crate::nf4::quantize_conv1d(&w, k, n);
-                    let back = transposed(&q.dequantize_conv1d(k, n), k, n);
-                    (crate::kernels::nf4::upload(gpu, &q), back)
-                }
-                f => {
-                    let (weight, back) = upload_weight(gpu, f, &w);
-                    (weight, transposed(&back, k, n))
-                }
-            };
+            let (weight, w_linear) = upload_conv1d(gpu, format, &w, k, n);
             let rows: Vec<usize> = (0..m).step_by(17).chain([m - 1]).collect();
             let xs: Vec<f32> = rows
                 .iter()

@@ -226,6 +226,23 @@ fn upload_weight(gpu: &Gpu, format: Format, w: &[f32]) -> (Weight, Vec<f32>) {
     }
 }
 
+/// A Conv1D weight `w (K, N)` uploaded as the model stores it in `format` (NF4 as
+/// nn.Linear `[out, in]`), with the values the GPU sees as a linear `(N, K)` matrix (B
+/// transposed, what the GPT-2-sized references read row by row).
+fn upload_conv1d(gpu: &Gpu, format: Format, w: &[f32], k: usize, n: usize) -> (Weight, Vec<f32>) {
+    match format {
+        Format::Nf4 => {
+            let q = crate::nf4::quantize_conv1d(w, k, n);
+            let back = transposed(&q.dequantize_conv1d(k, n), k, n);
+            (super::nf4::upload(gpu, &q), back)
+        }
+        f => {
+            let (weight, back) = upload_weight(gpu, f, w);
+            (weight, transposed(&back, k, n))
+        }
+    }
+}
+
 /// The largest |value|.
 fn abs_max(v: &[f32]) -> f32 {
     v.iter().fold(0.0f32, |x, v| x.max(v.abs()))
