@@ -16,6 +16,10 @@ pub fn view(ui: Ui) -> impl IntoView {
     let preset = RwSignal::new("gpt2".to_string());
     let load = move |command: Command, files: Vec<web_sys::File>| {
         if !ui.loading.get_untracked() {
+            // At once, not when the worker's first event arrives: the last load's "Loaded …"
+            // line must not stand for this one.
+            ui.loading.set(true);
+            ui.model_status.update(|p| p.text = "Loading…".into());
             port::send(command, files);
         }
     };
