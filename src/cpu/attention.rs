@@ -1,27 +1,47 @@
-//! Causal multi-head self-attention, computed the textbook way with the full (T,T) matrix.
+//! Causal multi-head self-attention, computed the textbook way with the full (T,T) matrix,
+//! with grouped-query attention: `qkv (B,T,W)`, `W = C + 2·nkv·hd`, q in `[0,C)`, k in
+//! `[C, C+nkv·hd)`, v after it; query head h reads key/value head `h / (nh/nkv)`.
 
-/// Per (b, h): the attention probabilities `att (T,T)` of query i over keys j <= i whose mask
-/// is 1. A query with no visible key has an all-zero row. `qkv (B,T,3C)`.
-fn probabilities(
-    qkv: &[f32],
-    mask: &[u32],
-    b: usize,
-    t: usize,
+/// Where the columns of one head sit in a `qkv` row.
+#[derive(Clone, Copy)]
+struct Heads {
     c: usize,
     nh: usize,
-    h: usize,
-) -> Vec<f64> {
-    let hd = c / nh;
+    nkv: usize,
+}
+
+impl Heads {
+    fn hd(&self) -> usize {
+        self.c / self.nh
+    }
+    fn width(&self) -> usize {
+        self.c + 2 * self.nkv * self.hd()
+    }
+    fn q(&self, h: usize) -> usize {
+        h * self.hd()
+    }
+    fn k(&self, h: usize) -> usize {
+        self.c + (h / (self.nh / self.nkv)) * self.hd()
+    }
+    fn v(&self, h: usize) -> usize {
+        self.k(h) + self.nkv * self.hd()
+    }
+}
+
+/// Per (b, h): the attention probabilities `att (T,T)` of query i over keys j <= i whose mask
+/// is 1. A query with no visible key has an all-zero row.
+fn probabilities(qkv: &[f32], mask: &[u32], b: usize, t: usize, hs: Heads, h: usize) -> Vec<f64> {
+    let (hd, w) = (hs.hd(), hs.width());
     let scale = 1.0 / (hd as f64).sqrt();
     let mut att = vec![0.0f64; t * t];
     for i in 0..t {
-        let q = &qkv[(b * t + i) * 3 * c + h * hd..][..hd];
+        let q = &qkv[(b * t + i) * w + hs.q(h)..][..hd];
         let mut max = f64::NEG_INFINITY;
         for j in 0..=i {
             if mask[b * t + j] == 0 {
                 continue;
             }
-            let k = &qkv[(b * t + j) * 3 * c + c + h * hd..][..hd];
+            let k = &qkv[(b * t + j) * w + hs.k(h)..][..hd];
             let s: f64 = q
                 .iter()
                 .zip(k)
@@ -47,7 +67,9 @@ fn probabilities(
     att
 }
 
-/// out (B,T,C) = softmax(q·kᵀ/sqrt(hd) + causal/padding mask) · v, per head.
+/// out (B,T,C) = softmax(q·kᵀ/sqrt(hd) + causal/padding mask) · v, per query head, over
+/// `nkv` key/value heads (`nkv = nh`: GPT-2's multi-head attention).
+#[allow(clippy::too_many_arguments)] // llm.c-style shape arguments
 pub fn attention_forward(
     out: &mut [f32],
     qkv: &[f32],
@@ -56,17 +78,18 @@ pub fn attention_forward(
     t: usize,
     c: usize,
     nh: usize,
+    nkv: usize,
 ) {
-    let hd = c / nh;
+    let hs = Heads { c, nh, nkv };
+    let (hd, w) = (hs.hd(), hs.width());
     for bb in 0..b {
         for h in 0..nh {
-            let att = probabilities(qkv, mask, bb, t, c, nh, h);
+            let att = probabilities(qkv, mask, bb, t, hs, h);
             for i in 0..t {
                 for d in 0..hd {
                     let mut acc = 0.0f64;
                     for j in 0..=i {
-                        acc +=
-                            att[i * t + j] * qkv[(bb * t + j) * 3 * c + 2 * c + h * hd + d] as f64;
+                        acc += att[i * t + j] * qkv[(bb * t + j) * w + hs.v(h) + d] as f64;
                     }
                     out[(bb * t + i) * c + h * hd + d] = acc as f32;
                 }
@@ -75,7 +98,9 @@ pub fn attention_forward(
     }
 }
 
-/// dqkv (B,T,3C) from dout (B,T,C), through the softmax with the full matrices.
+/// dqkv (B,T,W) from dout (B,T,C), through the softmax with the full matrices; a key/value
+/// head's gradient sums over the query heads that read it.
+#[allow(clippy::too_many_arguments)] // llm.c-style shape arguments
 pub fn attention_backward(
     dqkv: &mut [f32],
     dout: &[f32],
@@ -85,20 +110,20 @@ pub fn attention_backward(
     t: usize,
     c: usize,
     nh: usize,
+    nkv: usize,
 ) {
-    let hd = c / nh;
+    let hs = Heads { c, nh, nkv };
+    let (hd, w) = (hs.hd(), hs.width());
     let scale = 1.0 / (hd as f64).sqrt();
-    dqkv.fill(0.0);
+    let mut acc = vec![0.0f64; dqkv.len()];
     for bb in 0..b {
         for h in 0..nh {
-            let att = probabilities(qkv, mask, bb, t, c, nh, h);
-            let q = |i: usize, d: usize| qkv[(bb * t + i) * 3 * c + h * hd + d] as f64;
-            let k = |j: usize, d: usize| qkv[(bb * t + j) * 3 * c + c + h * hd + d] as f64;
-            let v = |j: usize, d: usize| qkv[(bb * t + j) * 3 * c + 2 * c + h * hd + d] as f64;
+            let att = probabilities(qkv, mask, bb, t, hs, h);
+            let at = |i: usize, col: usize| (bb * t + i) * w + col;
+            let q = |i: usize, d: usize| qkv[at(i, hs.q(h) + d)] as f64;
+            let k = |j: usize, d: usize| qkv[at(j, hs.k(h) + d)] as f64;
+            let v = |j: usize, d: usize| qkv[at(j, hs.v(h) + d)] as f64;
             let g = |i: usize, d: usize| dout[(bb * t + i) * c + h * hd + d] as f64;
-            let mut dq = vec![0.0f64; t * hd];
-            let mut dk = vec![0.0f64; t * hd];
-            let mut dv = vec![0.0f64; t * hd];
             for i in 0..t {
                 // datt_ij = g_i · v_j;  ds_ij = att_ij (datt_ij - Σ_l att_il datt_il)
                 let datt: Vec<f64> = (0..t)
@@ -109,20 +134,15 @@ pub fn attention_backward(
                     let p = att[i * t + j];
                     let ds = p * (datt[j] - dot) * scale;
                     for d in 0..hd {
-                        dv[j * hd + d] += p * g(i, d);
-                        dq[i * hd + d] += ds * k(j, d);
-                        dk[j * hd + d] += ds * q(i, d);
+                        acc[at(j, hs.v(h) + d)] += p * g(i, d);
+                        acc[at(i, hs.q(h) + d)] += ds * k(j, d);
+                        acc[at(j, hs.k(h) + d)] += ds * q(i, d);
                     }
                 }
             }
-            for i in 0..t {
-                for d in 0..hd {
-                    let row = (bb * t + i) * 3 * c + h * hd + d;
-                    dqkv[row] = dq[i * hd + d] as f32;
-                    dqkv[row + c] = dk[i * hd + d] as f32;
-                    dqkv[row + 2 * c] = dv[i * hd + d] as f32;
-                }
-            }
         }
+    }
+    for (o, a) in dqkv.iter_mut().zip(acc) {
+        *o = a as f32;
     }
 }

@@ -1,5 +1,9 @@
-//! Causal multi-head self-attention, forward and backward (`shaders/attention.wgsl`).
+//! Causal multi-head self-attention, forward and backward (`shaders/attention.wgsl`), with
+//! grouped-query attention (fewer key/value heads than query heads, as Llama and Qwen2).
 //! Flash-style: only the per-row log-sum-exp is saved, never the (T,T) scores.
+//!
+//! `qkv (B,T,W)` holds each row's queries, keys and values side by side: `W = C + 2·KV`,
+//! `C = n_head·hd`, `KV = n_kv_head·hd`. GPT-2's c_attn output is the case `n_kv_head = n_head`.
 
 use bytemuck::{Pod, Zeroable};
 
@@ -15,13 +19,33 @@ pub struct AttnDims {
     pub b: usize,
     /// Rows per sequence in `qkv` and `mask`.
     pub t: usize,
+    /// Width of the queries and of the output: `n_head · head_dim`.
     pub c: usize,
     pub n_head: usize,
+    /// Key/value heads; `n_head` is a multiple of it (`n_head` itself: multi-head attention).
+    pub n_kv_head: usize,
 }
 
 impl AttnDims {
+    /// Multi-head attention (GPT-2): as many key/value heads as query heads.
+    pub fn mha(b: usize, t: usize, c: usize, n_head: usize) -> Self {
+        let n_kv_head = n_head;
+        Self {
+            b,
+            t,
+            c,
+            n_head,
+            n_kv_head,
+        }
+    }
+
     pub fn head_dim(&self) -> usize {
         self.c / self.n_head
+    }
+
+    /// Row width of `qkv`: queries, keys and values.
+    pub fn width(&self) -> usize {
+        self.c + 2 * self.n_kv_head * self.head_dim()
     }
 }
 
@@ -36,6 +60,8 @@ struct Params {
     q0: u32,
     nq: u32,
     scale: f32,
+    nkv: u32,
+    _pad: [u32; 3],
 }
 
 fn params(d: &AttnDims, q0: usize, nq: usize) -> Params {
@@ -46,6 +72,12 @@ fn params(d: &AttnDims, q0: usize, nq: usize) -> Params {
         d.c,
         d.n_head
     );
+    assert!(
+        d.n_kv_head > 0 && d.n_head.is_multiple_of(d.n_kv_head),
+        "attention: {} query heads do not split into groups over {} key/value heads",
+        d.n_head,
+        d.n_kv_head
+    );
     Params {
         b: d.b as u32,
         t: d.t as u32,
@@ -55,11 +87,13 @@ fn params(d: &AttnDims, q0: usize, nq: usize) -> Params {
         q0: q0 as u32,
         nq: nq as u32,
         scale: 1.0 / (hd as f32).sqrt(),
+        nkv: d.n_kv_head as u32,
+        _pad: [0; 3],
     }
 }
 
 /// `out (B,nq,C)`: attention of query positions `q0 .. q0+nq` over keys `0 ..= position`,
-/// reading q/k/v from `qkv (B,T,3C)`; `mask (B,T)` is 1 for tokens and 0 for padding.
+/// reading q/k/v from `qkv (B,T,W)`; `mask (B,T)` is 1 for tokens and 0 for padding.
 /// Saves `lse (B,nh,nq)` for the backward pass. Training uses `q0 = 0, nq = T`; generation
 /// with a KV cache uses the new positions only.
 pub fn attention_forward(
@@ -82,7 +116,7 @@ pub fn attention_forward(
     );
 }
 
-/// `dqkv (B,T,3C)` from `dout (B,T,C)`, given the forward's `out` and `lse`. `delta (B,nh,T)`
+/// `dqkv (B,T,W)` from `dout (B,T,C)`, given the forward's `out` and `lse`. `delta (B,nh,T)`
 /// is scratch. `dqkv` is overwritten.
 pub fn attention_backward(
     cmd: &mut Commands,
@@ -98,7 +132,9 @@ pub fn attention_backward(
     let dq = Shader::Attention.pipeline(cmd.gpu(), "attention_backward_dq", &[]);
     let dkv = Shader::Attention.pipeline(cmd.gpu(), "attention_backward_dkv", &[]);
     let p = params(d, 0, d.t);
-    let grid = grid_1d(d.b * d.n_head * d.t, 64);
-    cmd.dispatch(&dq, &p, &[dqkv, delta, dout, out, qkv, lse, mask], grid);
-    cmd.dispatch(&dkv, &p, &[dqkv, dout, qkv, lse, delta, mask], grid);
+    let grid = |heads: usize| grid_1d(d.b * heads * d.t, 64);
+    let dq_bindings = [dqkv, delta, dout, out, qkv, lse, mask];
+    cmd.dispatch(&dq, &p, &dq_bindings, grid(d.n_head));
+    let dkv_bindings = [dqkv, dout, qkv, lse, delta, mask];
+    cmd.dispatch(&dkv, &p, &dkv_bindings, grid(d.n_kv_head));
 }

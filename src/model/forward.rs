@@ -273,7 +273,7 @@ impl Gpt2 {
         match pass.src {
             AttnSource::Batch { mask } => {
                 let (b, t) = (pass.b, pass.t);
-                let dims = AttnDims { b, t, c, n_head };
+                let dims = AttnDims::mha(b, t, c, n_head);
                 attention_forward(cmd, &a.att, &a.lse, &a.qkv, mask, &dims, 0, t);
             }
             AttnSource::Cache(cache) => {
@@ -281,7 +281,7 @@ impl Gpt2 {
                 let (kv, pos0, n) = (&cache.layers[l], cache.len(), pass.t);
                 cmd.copy(&a.qkv, &kv.slice(pos0 * 3 * c, n * 3 * c));
                 let t = cfg.n_positions;
-                let dims = AttnDims { b: 1, t, c, n_head };
+                let dims = AttnDims::mha(1, t, c, n_head);
                 attention_forward(cmd, &a.att, &a.lse, kv, &cache.mask, &dims, pos0, n);
             }
         }

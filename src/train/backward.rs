@@ -94,12 +94,7 @@ pub fn record_loss_and_backward(
         false,
     );
 
-    let dims = AttnDims {
-        b,
-        t,
-        c,
-        n_head: cfg.n_head,
-    };
+    let dims = AttnDims::mha(b, t, c, cfg.n_head);
     let pass = Pass {
         b,
         t,

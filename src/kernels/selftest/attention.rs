@@ -7,17 +7,21 @@ use crate::cpu;
 use crate::gpu::Gpu;
 use crate::kernels::attention::{AttnDims, attention_backward, attention_forward};
 
-/// (B, T, C, n_head, padded tail of batch 0): head dims 4, 32, 1, 64; T = 1 and odd T.
-const CASES: [(usize, usize, usize, usize, usize); 5] = [
-    (2, 7, 12, 3, 2),
-    (1, 1, 8, 2, 0),
-    (2, 33, 64, 2, 5),
-    (1, 5, 3, 3, 0),
-    (1, 20, 128, 2, 3),
+/// (B, T, C, n_head, n_kv_head, padded tail of batch 0): head dims 4, 32, 1, 64, 12, 20;
+/// T = 1 and odd T; grouped-query attention with groups of 2 and 3, and one key/value head.
+const CASES: [(usize, usize, usize, usize, usize, usize); 8] = [
+    (2, 7, 12, 3, 3, 2),
+    (1, 1, 8, 2, 2, 0),
+    (2, 33, 64, 2, 2, 5),
+    (1, 5, 3, 3, 3, 0),
+    (1, 20, 128, 2, 2, 3),
+    (2, 11, 72, 6, 3, 3),
+    (1, 9, 60, 3, 1, 2),
+    (2, 5, 36, 6, 2, 1),
 ];
 
 /// GPT-2 small at 128 tokens: 12 heads of 64, no padding.
-const GPT2: (usize, usize, usize, usize, usize) = (1, 128, 768, 12, 0);
+const GPT2: (usize, usize, usize, usize, usize, usize) = (1, 128, 768, 12, 12, 0);
 
 fn mask_for(b: usize, t: usize, pad: usize) -> Vec<u32> {
     // Right padding of `pad` tokens on the first sequence (as the trainer pads).
@@ -61,20 +65,20 @@ async fn forward(
     cx: &Ctx<'_>,
     rep: &mut KernelReport,
     rng: &mut Rng,
-    (b, t, c, nh, pad): (usize, usize, usize, usize, usize),
+    (b, t, c, nh, nkv, pad): (usize, usize, usize, usize, usize, usize),
 ) {
     let gpu: &Gpu = cx.gpu;
-    let qkv = rng.vec(b * t * 3 * c, 1.5);
-    let mask = mask_for(b, t, pad);
-    let mut want = vec![0.0; b * t * c];
-    cpu::attention::attention_forward(&mut want, &qkv, &mask, b, t, c, nh);
-
     let d = AttnDims {
         b,
         t,
         c,
         n_head: nh,
+        n_kv_head: nkv,
     };
+    let qkv = rng.vec(b * t * d.width(), 1.5);
+    let mask = mask_for(b, t, pad);
+    let mut want = vec![0.0; b * t * c];
+    cpu::attention::attention_forward(&mut want, &qkv, &mask, b, t, c, nh, nkv);
     let (gq, gm) = (gpu.upload_f32(&qkv), gpu.upload_u32(&mask));
     let (out, lse) = (gpu.tensor(b * t * c), gpu.tensor(b * nh * t));
     // The last position alone, as generation with a KV cache computes it.
@@ -84,7 +88,7 @@ async fn forward(
     attention_forward(&mut cmd, &last, &last_lse, &gq, &gm, &d, t - 1, 1);
     cmd.submit();
     let got = rep.read(gpu, &out).await;
-    rep.close(&format!("{b}x{t}x{c}/{nh}"), &got, &want, 2e-5, 2e-5);
+    rep.close(&format!("{b}x{t}x{c}/{nh}/{nkv}"), &got, &want, 2e-5, 2e-5);
     let want_last: Vec<f32> = (0..b)
         .flat_map(|bb| {
             got.get((bb * t + t - 1) * c..)
@@ -96,13 +100,13 @@ async fn forward(
         .collect();
     let got_last = rep.read(gpu, &last).await;
     rep.close(
-        &format!("{b}x{t}x{c}/{nh} kv-cache row"),
+        &format!("{b}x{t}x{c}/{nh}/{nkv} kv-cache row"),
         &got_last,
         &want_last,
         1e-6,
         1e-6,
     );
-    if (b, t, c, nh, pad) == GPT2 {
+    if (b, t, c, nh, nkv, pad) == GPT2 {
         let record = |cmd: &mut crate::gpu::Commands| {
             attention_forward(cmd, &out, &lse, &gq, &gm, &d, 0, t);
         };
@@ -117,36 +121,36 @@ async fn backward(
     cx: &Ctx<'_>,
     rep: &mut KernelReport,
     rng: &mut Rng,
-    (b, t, c, nh, pad): (usize, usize, usize, usize, usize),
+    (b, t, c, nh, nkv, pad): (usize, usize, usize, usize, usize, usize),
 ) {
     let gpu: &Gpu = cx.gpu;
-    let qkv = rng.vec(b * t * 3 * c, 1.5);
-    let dout = rng.vec(b * t * c, 1.0);
-    let mask = mask_for(b, t, pad);
-    let mut want = vec![0.0; b * t * 3 * c];
-    cpu::attention::attention_backward(&mut want, &dout, &qkv, &mask, b, t, c, nh);
-
     let d = AttnDims {
         b,
         t,
         c,
         n_head: nh,
+        n_kv_head: nkv,
     };
+    let qkv = rng.vec(b * t * d.width(), 1.5);
+    let dout = rng.vec(b * t * c, 1.0);
+    let mask = mask_for(b, t, pad);
+    let mut want = vec![0.0; b * t * d.width()];
+    cpu::attention::attention_backward(&mut want, &dout, &qkv, &mask, b, t, c, nh, nkv);
     let (gq, gm) = (gpu.upload_f32(&qkv), gpu.upload_u32(&mask));
     let (out, lse, delta) = (
         gpu.tensor(b * t * c),
         gpu.tensor(b * nh * t),
         gpu.tensor(b * nh * t),
     );
-    let dqkv = gpu.upload_f32(&vec![f32::NAN; b * t * 3 * c]); // every element must be written
+    let dqkv = gpu.upload_f32(&vec![f32::NAN; b * t * d.width()]); // every element must be written
     let gdout = gpu.upload_f32(&dout);
     let mut cmd = gpu.commands();
     attention_forward(&mut cmd, &out, &lse, &gq, &gm, &d, 0, t);
     attention_backward(&mut cmd, &dqkv, &delta, &gdout, &out, &gq, &lse, &gm, &d);
     cmd.submit();
     let got = rep.read(gpu, &dqkv).await;
-    rep.close(&format!("d {b}x{t}x{c}/{nh}"), &got, &want, 5e-5, 5e-5);
-    if (b, t, c, nh, pad) == GPT2 {
+    rep.close(&format!("d {b}x{t}x{c}/{nh}/{nkv}"), &got, &want, 5e-5, 5e-5);
+    if (b, t, c, nh, nkv, pad) == GPT2 {
         let record = |cmd: &mut crate::gpu::Commands| {
             attention_backward(cmd, &dqkv, &delta, &gdout, &out, &gq, &lse, &gm, &d);
         };
