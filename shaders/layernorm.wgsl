@@ -82,3 +82,47 @@ fn layernorm_backward(@builtin(workgroup_id) wid: vec3<u32>,
         dx[base + i] = g;
     }
 }
+
+// RMSNorm (Llama, Qwen2): out = x * rstd * weight, rstd = 1/sqrt(mean(x²) + eps), as
+// transformers' LlamaRMSNorm in f32. It reuses LayerNorm's bindings: out 1, rstd 3, x 4,
+// weight 5 (no mean, no bias).
+@compute @workgroup_size(64)
+fn rmsnorm_forward(@builtin(workgroup_id) wid: vec3<u32>,
+                   @builtin(num_workgroups) nwg: vec3<u32>,
+                   ids: Ids) {
+    let lid = ids.lid;
+    let row = row_of(wid, nwg);
+    if (row >= p.rows) { return; }
+    let base = row * p.c;
+    var s = 0.0;
+    for (var i = lid; i < p.c; i += WG) { let v = x[base + i]; s += v * v; }
+    let r = inverseSqrt(wg_sum2(ids, vec2<f32>(s, 0.0)).x / f32(p.c) + p.eps);
+    for (var i = lid; i < p.c; i += WG) {
+        out[base + i] = x[base + i] * r * weight[i];
+    }
+    if (lid == 0u) { rstd[row] = r; }
+}
+
+// dx = rstd * (dnorm - norm * mean(dnorm * norm)),  norm = x * rstd, dnorm = dout * weight.
+// Bindings as layernorm_backward's: dx 1, dout 2, x 3, weight 4, rstd 6.
+@compute @workgroup_size(64)
+fn rmsnorm_backward(@builtin(workgroup_id) wid: vec3<u32>,
+                    @builtin(num_workgroups) nwg: vec3<u32>,
+                    ids: Ids) {
+    let lid = ids.lid;
+    let row = row_of(wid, nwg);
+    if (row >= p.rows) { return; }
+    let base = row * p.c;
+    let r = brstd[row];
+    var s = 0.0;
+    for (var i = lid; i < p.c; i += WG) {
+        s += dout[base + i] * bweight[i] * bx[base + i] * r;
+    }
+    let mean_dn = wg_sum2(ids, vec2<f32>(s, 0.0)).x / f32(p.c);
+    for (var i = lid; i < p.c; i += WG) {
+        let norm = bx[base + i] * r;
+        var g = r * (dout[base + i] * bweight[i] - norm * mean_dn);
+        if (p.accumulate != 0u) { g += dx[base + i]; }
+        dx[base + i] = g;
+    }
+}

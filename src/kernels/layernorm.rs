@@ -94,3 +94,51 @@ pub fn layernorm_backward(
         grid_1d(rows, 1),
     );
 }
+
+/// `out (N,C) = x * rstd * weight` with `rstd = 1/sqrt(mean(x²) + eps)` (RMSNorm, Llama and
+/// Qwen2); saves `rstd (N)`.
+pub fn rmsnorm_forward(
+    cmd: &mut Commands,
+    out: &Tensor,
+    rstd: &Tensor,
+    x: &Tensor,
+    weight: &Tensor,
+    rows: usize,
+    c: usize,
+    eps: f32,
+    reduction: Reduction,
+) {
+    let pipeline = shader(cmd, reduction).pipeline(cmd.gpu(), "rmsnorm_forward", &[]);
+    let params = Params {
+        rows: rows as u32,
+        c: c as u32,
+        eps,
+        accumulate: 0,
+    };
+    let bound = [(1, out), (3, rstd), (4, x), (5, weight)];
+    cmd.dispatch_bound(&pipeline, &params, &bound, grid_1d(rows, 1));
+}
+
+/// `dx (N,C) (+)= dRMSNorm/dx · dout`, from the saved `rstd` (the weight is frozen).
+pub fn rmsnorm_backward(
+    cmd: &mut Commands,
+    dx: &Tensor,
+    dout: &Tensor,
+    x: &Tensor,
+    weight: &Tensor,
+    rstd: &Tensor,
+    rows: usize,
+    c: usize,
+    accumulate: bool,
+    reduction: Reduction,
+) {
+    let pipeline = shader(cmd, reduction).pipeline(cmd.gpu(), "rmsnorm_backward", &[]);
+    let params = Params {
+        rows: rows as u32,
+        c: c as u32,
+        eps: 0.0,
+        accumulate: accumulate as u32,
+    };
+    let bound = [(1, dx), (2, dout), (3, x), (4, weight), (6, rstd)];
+    cmd.dispatch_bound(&pipeline, &params, &bound, grid_1d(rows, 1));
+}

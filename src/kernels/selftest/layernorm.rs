@@ -1,5 +1,6 @@
-//! LayerNorm forward and backward (`kernels::layernorm`) against `cpu::layernorm`, for each
-//! row reduction (workgroup memory; subgroups where the device has them).
+//! LayerNorm and RMSNorm forward and backward (`kernels::layernorm`) against
+//! `cpu::layernorm`, for each row reduction (workgroup memory; subgroups where the device has
+//! them).
 
 use super::matmul::add_throughput;
 use super::{Ctx, KernelReport, Rng};
@@ -31,28 +32,88 @@ pub(super) async fn run(cx: &Ctx<'_>) -> Vec<KernelReport> {
         shapes.push(GPT2);
     }
     for (reduction, suffix, skip) in super::reductions(cx.gpu) {
-        let kernel = format!("layernorm{suffix}");
-        if !cx.wants(&kernel) {
-            continue;
-        }
-        if let Some(why) = skip {
-            out.push(KernelReport::skipped(kernel, why));
-            continue;
-        }
-        let mut rep = KernelReport::new(kernel);
-        let mut rng = Rng::new(2);
-        for &(n, c) in &shapes {
-            forward(cx, &mut rep, &mut rng, n, c, reduction).await;
-        }
-        let mut rng = Rng::new(3);
-        for &(n, c) in &shapes {
-            for accumulate in [false, true] {
-                backward(cx, &mut rep, &mut rng, (n, c), accumulate, reduction).await;
+        let (layernorm, rmsnorm) = (format!("layernorm{suffix}"), format!("rmsnorm{suffix}"));
+        for kernel in [layernorm, rmsnorm].into_iter().filter(|k| cx.wants(k)) {
+            if let Some(why) = skip {
+                out.push(KernelReport::skipped(kernel, why));
+                continue;
             }
+            let mut rep = KernelReport::new(kernel.clone());
+            if kernel.starts_with("rmsnorm") {
+                let mut rng = Rng::new(4);
+                for &(n, c) in &shapes {
+                    for accumulate in [false, true] {
+                        rms(cx, &mut rep, &mut rng, (n, c), accumulate, reduction).await;
+                    }
+                }
+                out.push(rep);
+                continue;
+            }
+            let mut rng = Rng::new(2);
+            for &(n, c) in &shapes {
+                forward(cx, &mut rep, &mut rng, n, c, reduction).await;
+            }
+            let mut rng = Rng::new(3);
+            for &(n, c) in &shapes {
+                for accumulate in [false, true] {
+                    backward(cx, &mut rep, &mut rng, (n, c), accumulate, reduction).await;
+                }
+            }
+            out.push(rep);
         }
-        out.push(rep);
     }
     out
+}
+
+/// RMSNorm forward (out, rstd) and backward (dx, overwritten or accumulated); the same
+/// tolerances as LayerNorm's.
+async fn rms(
+    cx: &Ctx<'_>,
+    rep: &mut KernelReport,
+    rng: &mut Rng,
+    (n, c): (usize, usize),
+    accumulate: bool,
+    reduction: Reduction,
+) {
+    let gpu = cx.gpu;
+    let x: Vec<f32> = rng.vec(n * c, 2.0).iter().map(|v| v + 0.5).collect();
+    let w = rng.vec(c, 1.0);
+    let dout = rng.vec(n * c, 1.0);
+    let dx0 = rng.vec(n * c, 1.0);
+    let (mut out, mut rstd) = (vec![0.0; n * c], vec![0.0; n]);
+    cpu::layernorm::rmsnorm_forward(&mut out, &mut rstd, &x, &w, n, c, 1e-6);
+    let mut want = dx0.clone();
+    cpu::layernorm::rmsnorm_backward(&mut want, &dout, &x, &w, &rstd, n, c, accumulate);
+
+    let (go, gr) = (gpu.tensor(n * c), gpu.tensor(n));
+    let (gx, gw, gd, dx) = (
+        gpu.upload_f32(&x),
+        gpu.upload_f32(&w),
+        gpu.upload_f32(&dout),
+        gpu.upload_f32(&dx0),
+    );
+    let record = |cmd: &mut crate::gpu::Commands| {
+        kernels::layernorm::rmsnorm_forward(cmd, &go, &gr, &gx, &gw, n, c, 1e-6, reduction);
+    };
+    let mut cmd = gpu.commands();
+    record(&mut cmd);
+    // The backward from the GPU's own rstd, as the model runs it.
+    kernels::layernorm::rmsnorm_backward(
+        &mut cmd, &dx, &gd, &gx, &gw, &gr, n, c, accumulate, reduction,
+    );
+    cmd.submit();
+    let name = |what: &str| format!("{what} {n}x{c} accumulate={accumulate}");
+    let got = rep.read(gpu, &go).await;
+    rep.close(&name("forward out"), &got, &out, 1e-5, 1e-5);
+    let got = rep.read(gpu, &gr).await;
+    rep.close(&name("forward rstd"), &got, &rstd, 1e-6, 1e-5);
+    let got = rep.read(gpu, &dx).await;
+    rep.close(&name("backward dx"), &got, &want, 2e-5, 1e-4);
+    if (n, c, accumulate) == (GPT2.0, GPT2.1, false)
+        && let Some(ms) = cx.time_ms(&record).await
+    {
+        add_throughput(rep, (8 * n * c) as f64 / (ms * 1e6), "GB/s");
+    }
 }
 
 /// f32 sums of C terms on the GPU vs f64 on the CPU: inputs of order 1 give outputs of

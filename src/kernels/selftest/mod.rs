@@ -66,6 +66,7 @@ pub enum Family {
     /// GELU and addition.
     Elementwise,
     Embedding,
+    /// LayerNorm (GPT-2) and RMSNorm (Llama, Qwen2).
     Layernorm,
     /// Gradient norm, clipping and AdamW.
     Optim,
