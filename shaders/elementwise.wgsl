@@ -1,4 +1,5 @@
-// Elementwise layers: GELU (tanh approximation, HF `gelu_new`) forward/backward and add.
+// Elementwise layers: GELU (tanh approximation, HF `gelu_new`) forward/backward, SwiGLU
+// (Llama's MLP: silu(gate) * up) forward/backward, and add.
 // One invocation per element; 2-D grid for large tensors.
 
 const WG: u32 = 256u;
@@ -59,4 +60,39 @@ fn add(@builtin(global_invocation_id) gid: vec3<u32>,
     let i = flat(gid, nwg);
     if (i >= p.n) { return; }
     out[i] = a[i] + b[i];
+}
+
+// silu(x) = x * sigmoid(x), as torch's F.silu; exp(-x) overflows to inf for x < -88, which
+// gives sigmoid 0 (not NaN).
+fn sigmoid(x: f32) -> f32 {
+    return 1.0 / (1.0 + exp(-x));
+}
+
+// out = silu(a) * b      (a = gate_proj output, b = up_proj output)
+@compute @workgroup_size(256)
+fn swiglu_forward(@builtin(global_invocation_id) gid: vec3<u32>,
+                  @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(gid, nwg);
+    if (i >= p.n) { return; }
+    let x = a[i];
+    out[i] = x * sigmoid(x) * b[i];
+}
+
+// backward: dgate = dout * up * silu'(gate), dup = dout * silu(gate); overwritten.
+@group(0) @binding(1) var<storage, read_write> dgate: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dup: array<f32>;
+@group(0) @binding(3) var<storage, read> gate: array<f32>;
+@group(0) @binding(4) var<storage, read> up: array<f32>;
+@group(0) @binding(5) var<storage, read> sdout: array<f32>;
+
+@compute @workgroup_size(256)
+fn swiglu_backward(@builtin(global_invocation_id) gid: vec3<u32>,
+                   @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(gid, nwg);
+    if (i >= p.n) { return; }
+    let x = gate[i];
+    let s = sigmoid(x);
+    let g = sdout[i];
+    dgate[i] = g * up[i] * s * (1.0 + x * (1.0 - s));
+    dup[i] = g * x * s;
 }

@@ -1,4 +1,5 @@
-//! GELU (tanh approximation, HF `gelu_new`) forward/backward and the residual add.
+//! GELU (tanh approximation, HF `gelu_new`) forward/backward, SwiGLU (Llama's MLP)
+//! forward/backward, and the residual add.
 
 use bytemuck::{Pod, Zeroable};
 
@@ -49,4 +50,28 @@ pub fn gelu_backward(
 pub fn add(cmd: &mut Commands, out: &Tensor, a: &Tensor, b: &Tensor, n: usize) {
     let pipeline = Shader::Elementwise.pipeline(cmd.gpu(), "add", &[]);
     cmd.dispatch(&pipeline, &params(n, false), &[out, a, b], grid_1d(n, 256));
+}
+
+/// `out = silu(gate) * up` over `n` elements (Llama's MLP before down_proj).
+pub fn swiglu_forward(cmd: &mut Commands, out: &Tensor, gate: &Tensor, up: &Tensor, n: usize) {
+    let pipeline = Shader::Elementwise.pipeline(cmd.gpu(), "swiglu_forward", &[]);
+    let p = params(n, false);
+    cmd.dispatch(&pipeline, &p, &[out, gate, up], grid_1d(n, 256));
+}
+
+/// `dgate = dout · up · silu'(gate)`, `dup = dout · silu(gate)` over `n` elements
+/// (overwritten).
+pub fn swiglu_backward(
+    cmd: &mut Commands,
+    dgate: &Tensor,
+    dup: &Tensor,
+    gate: &Tensor,
+    up: &Tensor,
+    dout: &Tensor,
+    n: usize,
+) {
+    let pipeline = Shader::Elementwise.pipeline(cmd.gpu(), "swiglu_backward", &[]);
+    let p = params(n, false);
+    let bindings = [dgate, dup, gate, up, dout];
+    cmd.dispatch(&pipeline, &p, &bindings, grid_1d(n, 256));
 }

@@ -63,7 +63,7 @@ pub enum Family {
     Attention,
     /// The chunked LM head with cross-entropy.
     CrossEntropy,
-    /// GELU and addition.
+    /// GELU, SwiGLU and addition.
     Elementwise,
     Embedding,
     /// LayerNorm (GPT-2) and RMSNorm (Llama, Qwen2).
