@@ -16,3 +16,4 @@ pub mod layernorm;
 pub mod lora;
 pub mod matmul;
 pub mod optim;
+pub mod rope;

@@ -21,6 +21,7 @@ pub mod lora;
 pub mod matmul;
 pub mod nf4;
 pub mod optim;
+pub mod rope;
 pub mod selftest;
 mod shaders;
 mod tuning;

@@ -30,6 +30,8 @@ pub enum Shader {
     Nf4,
     Lora,
     Attention,
+    /// Rotary position embedding with q/k/v packing (Llama, Qwen2).
+    Rope,
     /// cross_entropy.wgsl with workgroup-memory reductions.
     CrossEntropy,
     /// cross_entropy.wgsl with subgroup reductions; native only.
@@ -81,6 +83,7 @@ impl Shader {
             Shader::Nf4 => include_str!("../../shaders/nf4.wgsl").into(),
             Shader::Lora => include_str!("../../shaders/lora.wgsl").into(),
             Shader::Attention => include_str!("../../shaders/attention.wgsl").into(),
+            Shader::Rope => include_str!("../../shaders/rope.wgsl").into(),
             Shader::CrossEntropy => [REDUCE_WG, CROSS_ENTROPY].concat(),
             Shader::CrossEntropySubgroups => [REDUCE_SUBGROUP, CROSS_ENTROPY].concat(),
             Shader::Optim => include_str!("../../shaders/optim.wgsl").into(),
@@ -98,7 +101,7 @@ impl Shader {
         )
     }
 
-    pub const ALL: [Shader; 23] = [
+    pub const ALL: [Shader; 24] = [
         Shader::Embedding,
         Shader::LayerNorm,
         Shader::LayerNormSubgroups,
@@ -119,6 +122,7 @@ impl Shader {
         Shader::Nf4,
         Shader::Lora,
         Shader::Attention,
+        Shader::Rope,
         Shader::CrossEntropy,
         Shader::CrossEntropySubgroups,
         Shader::Optim,

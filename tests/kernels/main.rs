@@ -21,6 +21,7 @@ mod matmul_f16;
 mod matmul_low_rank;
 mod nf4;
 mod optim;
+mod rope;
 
 #[cfg(target_arch = "wasm32")]
 wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);

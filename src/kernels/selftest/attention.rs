@@ -149,7 +149,13 @@ async fn backward(
     attention_backward(&mut cmd, &dqkv, &delta, &gdout, &out, &gq, &lse, &gm, &d);
     cmd.submit();
     let got = rep.read(gpu, &dqkv).await;
-    rep.close(&format!("d {b}x{t}x{c}/{nh}/{nkv}"), &got, &want, 5e-5, 5e-5);
+    rep.close(
+        &format!("d {b}x{t}x{c}/{nh}/{nkv}"),
+        &got,
+        &want,
+        5e-5,
+        5e-5,
+    );
     if (b, t, c, nh, nkv, pad) == GPT2 {
         let record = |cmd: &mut crate::gpu::Commands| {
             attention_backward(cmd, &dqkv, &delta, &gdout, &out, &gq, &lse, &gm, &d);

@@ -104,7 +104,11 @@ async fn swiglu(cx: &Ctx<'_>, rep: &mut KernelReport) {
         let (mut want_dg, mut want_du) = (vec![0.0; n], vec![0.0; n]);
         cpu::elementwise::swiglu_backward(&mut want_dg, &mut want_du, &gate, &up, &dout);
 
-        let (gg, gu, gd) = (gpu.upload_f32(&gate), gpu.upload_f32(&up), gpu.upload_f32(&dout));
+        let (gg, gu, gd) = (
+            gpu.upload_f32(&gate),
+            gpu.upload_f32(&up),
+            gpu.upload_f32(&dout),
+        );
         let (gy, gdg, gdu) = (gpu.tensor(n), gpu.tensor(n), gpu.tensor(n));
         let record = |cmd: &mut crate::gpu::Commands| {
             kernels::elementwise::swiglu_forward(cmd, &gy, &gg, &gu, n);

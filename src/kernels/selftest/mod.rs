@@ -24,6 +24,7 @@ mod nf4;
 mod optim;
 mod report;
 mod rng;
+mod rope;
 
 pub use gemv::check_gemv;
 pub use matmul::check_matmul;
@@ -61,6 +62,8 @@ pub enum Family {
     /// LoRA dropout, forward and backward.
     Lora,
     Attention,
+    /// RoPE with q/k/v packing (Llama, Qwen2).
+    Rope,
     /// The chunked LM head with cross-entropy.
     CrossEntropy,
     /// GELU, SwiGLU and addition.
@@ -73,7 +76,7 @@ pub enum Family {
 }
 
 impl Family {
-    pub const ALL: [Family; 12] = [
+    pub const ALL: [Family; 13] = [
         Family::Matmul,
         Family::MatmulF16,
         Family::MatmulLowRank,
@@ -81,6 +84,7 @@ impl Family {
         Family::Nf4,
         Family::Lora,
         Family::Attention,
+        Family::Rope,
         Family::CrossEntropy,
         Family::Elementwise,
         Family::Embedding,
@@ -109,6 +113,7 @@ pub async fn run_family(gpu: &Gpu, family: Family, opts: &Options) -> Vec<Kernel
         Family::Nf4 => nf4::run(&cx).await,
         Family::Lora => lora::run(&cx).await,
         Family::Attention => attention::run(&cx).await,
+        Family::Rope => rope::run(&cx).await,
         Family::CrossEntropy => cross_entropy::run(&cx).await,
         Family::Elementwise => elementwise::run(&cx).await,
         Family::Embedding => embedding::run(&cx).await,
