@@ -6,5 +6,6 @@ mod common;
 
 mod fixtures;
 mod forward;
+mod llama_reference;
 mod stream_load;
 mod tokenizer_and_data;
