@@ -3,6 +3,7 @@
 //! types (see README "Architecture").
 
 pub mod adapter;
+pub mod chat;
 pub mod cpu;
 pub mod data;
 pub mod error;

@@ -131,6 +131,11 @@ impl Tokenizer {
         self.inner.get_vocab_size(true)
     }
 
+    /// The id of a token's text (`<|im_end|>`), if the vocabulary has it.
+    pub fn token_id(&self, text: &str) -> Option<u32> {
+        self.inner.token_to_id(text)
+    }
+
     /// The id of `<|endoftext|>`, if the vocabulary has it.
     pub fn eos_id(&self) -> Option<u32> {
         self.inner.token_to_id(EOS_TEXT)

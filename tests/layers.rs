@@ -1,6 +1,6 @@
 //! The library's layering, checked from its source (ARCHITECTURE.md): arrows point down
 //! only, front ends → train/merge → adapter/lora → model → kernels → gpu, with the helpers
-//! (error, hooks, nf4, cpu, data, tokenizer, sample) below every layer and above none. The library
+//! (error, hooks, nf4, cpu, data, tokenizer, chat, sample) below every layer and above none. The library
 //! names no front end, and the top-level modules have no import cycle.
 //!
 //! A dependency is any `crate::<module>` path outside a comment (a `use`, or a path inside
@@ -17,6 +17,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("nf4", 0),
     ("sample", 0),
     ("tokenizer", 0),
+    ("chat", 0),
     ("data", 0),
     ("cpu", 0),
     ("gpu", 1),

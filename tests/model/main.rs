@@ -4,6 +4,7 @@
 #[path = "../kernels/common.rs"]
 mod common;
 
+mod chat_template;
 mod fixtures;
 mod forward;
 mod llama_reference;
