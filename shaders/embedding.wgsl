@@ -5,6 +5,9 @@
 // in the low half) when WTE_F16: unpacked with unpack2x16float, so no shader-f16 is needed.
 
 override WTE_F16: bool = false;
+// Llama and Qwen2 have no position table (RoPE rotates q and k instead): wpe is then bound
+// to any buffer and never read.
+override HAS_WPE: bool = true;
 
 struct Params {
     rows: u32,     // B*T
@@ -41,5 +44,7 @@ fn embedding_forward(@builtin(global_invocation_id) gid: vec3<u32>,
     let tok = ids[row];
     if (tok < p.v0 || tok >= p.v0 + p.vn) { return; }
     let pos = p.pos0 + row % p.t;
-    out[i] = wte_at((tok - p.v0) * p.c + col) + wpe[pos * p.c + col];
+    var v = wte_at((tok - p.v0) * p.c + col);
+    if (HAS_WPE) { v += wpe[pos * p.c + col]; }
+    out[i] = v;
 }

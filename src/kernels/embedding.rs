@@ -18,7 +18,7 @@ struct Params {
     _pad: [u32; 2],
 }
 
-/// `out (B,T,C) = wte[ids] + wpe[pos0 .. pos0+T]`; `ids` are u32 token ids (B,T), all below
+/// `out (B,T,C) = wte[ids] + wpe[pos0 .. pos0+T]` (without `wpe`: `wte[ids]`); `ids` are u32 token ids (B,T), all below
 /// the vocabulary size `vocab` (the caller validates them). `wte (V,C)` is f32 or f16
 /// ([`Weight::F32`] / [`Weight::F16`]). A table larger than one shader binding is bound in
 /// slices of rows, one dispatch each.
@@ -27,7 +27,7 @@ pub fn embedding_forward(
     out: &Tensor,
     ids: &Tensor,
     wte: &Weight,
-    wpe: &Tensor,
+    wpe: Option<&Tensor>,
     vocab: usize,
     b: usize,
     t: usize,
@@ -40,7 +40,10 @@ pub fn embedding_forward(
     let pipeline = Shader::Embedding.pipeline(
         cmd.gpu(),
         "embedding_forward",
-        &[("WTE_F16", f16 as u32 as f64)],
+        &[
+            ("WTE_F16", f16 as u32 as f64),
+            ("HAS_WPE", wpe.is_some() as u32 as f64),
+        ],
     );
     // Rows per slice: a multiple of 128 keeps every slice 256-byte aligned, f32 or f16.
     let words_per_row = if f16 { c.div_ceil(2) } else { c };
@@ -59,7 +62,8 @@ pub fn embedding_forward(
         cmd.dispatch(
             &pipeline,
             &params,
-            &[out, ids, wte.rows(v0, vn, c).dense().0, wpe],
+            // Without a position table the shader never reads binding 4: `ids` stands in.
+            &[out, ids, wte.rows(v0, vn, c).dense().0, wpe.unwrap_or(ids)],
             grid_1d(rows * c, 256),
         );
     }

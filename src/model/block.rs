@@ -51,10 +51,11 @@ impl Module {
     }
 }
 
-/// A Conv1D layer `y = x·W + b` with `W (in,out)`.
+/// A Conv1D layer `y = x·W (+ b)` with `W (in,out)` (Llama's nn.Linear weights are stored
+/// so too, transposed when loaded; most of them have no bias).
 pub struct Linear {
     pub weight: Weight,
-    pub bias: Tensor,
+    pub bias: Option<Tensor>,
     pub k_in: usize,
     pub n_out: usize,
     /// ‖W‖_F of the checkpoint's weight, before any quantization: what `inspect` compares a
@@ -65,12 +66,12 @@ pub struct Linear {
 impl Linear {
     /// Record `y (rows, out) (+)= x·W + b`.
     pub fn record(&self, cmd: &mut Commands, y: &Tensor, x: &Tensor, rows: usize, acc: bool) {
-        let (w, b) = (&self.weight, Some(&self.bias));
+        let (w, b) = (&self.weight, self.bias.as_ref());
         linear_forward(cmd, y, x, w, b, rows, self.k_in, self.n_out, acc);
     }
 
     pub fn size_bytes(&self) -> u64 {
-        self.weight.size_bytes() + self.bias.size_bytes()
+        self.weight.size_bytes() + self.bias.as_ref().map_or(0, Tensor::size_bytes)
     }
 }
 

@@ -81,7 +81,7 @@ impl Gpt2 {
             &x0,
             ids,
             wte,
-            wpe,
+            Some(wpe),
             cfg.vocab_size,
             b,
             t,
@@ -248,7 +248,7 @@ impl Gpt2 {
             .as_ref()
             .expect("u allocated for adapted modules");
         let scratch = lora_scratch.unwrap_or(x);
-        let (w, bias) = (&lin.weight, Some(&lin.bias));
+        let (w, bias) = (&lin.weight, lin.bias.as_ref());
         let (la, lb) = (ad.a(slot), ad.b(slot));
         lora_linear_forward(
             cmd,

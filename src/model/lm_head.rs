@@ -6,7 +6,7 @@ use crate::error::Result;
 use crate::gpu::{Commands, Gpu, Tensor};
 use crate::kernels::Reduction;
 use crate::kernels::cross_entropy::lm_head_loss;
-use crate::kernels::matmul::{Gemm, gemm};
+use crate::kernels::matmul::{Gemm, Weight, gemm};
 use crate::model::AdapterRef;
 use crate::model::acts::Keep;
 use crate::model::forward::{AttnSource, Pass};
@@ -15,23 +15,31 @@ use crate::model::gpt2::Gpt2;
 /// Vocabulary chunk of the LM head: the (rows, chunk) logits block that is resident at once.
 pub const VOCAB_CHUNK: usize = 8192;
 
+/// Record `logits (rows, V) = hidden · headᵀ` for a head `(V, C)` (GPT-2's wte; Llama's
+/// lm_head or tied embedding), vocabulary chunk by chunk.
+pub fn record_head_logits(
+    cmd: &mut Commands,
+    logits: &Tensor,
+    hidden: &Tensor,
+    head: &Weight,
+    rows: usize,
+    c: usize,
+    v: usize,
+) {
+    for v0 in (0..v).step_by(VOCAB_CHUNK) {
+        let vc = VOCAB_CHUNK.min(v - v0);
+        let w = head.rows(v0, vc, c);
+        let out = logits.slice(v0, logits.len() - v0);
+        let g = Gemm::new(rows, vc, c).trans_b(true).ldc(v);
+        gemm(cmd, &out, hidden, &w, None, g);
+    }
+}
+
 impl Gpt2 {
     /// Record `logits (rows, V) = hidden · wteᵀ`, vocabulary chunk by chunk.
     pub fn record_logits(&self, cmd: &mut Commands, logits: &Tensor, hidden: &Tensor, rows: usize) {
         let (c, v) = (self.config.n_embd, self.config.vocab_size);
-        for v0 in (0..v).step_by(VOCAB_CHUNK) {
-            let vc = VOCAB_CHUNK.min(v - v0);
-            let w = self.wte.rows(v0, vc, c);
-            let out = logits.slice(v0, logits.len() - v0);
-            gemm(
-                cmd,
-                &out,
-                hidden,
-                &w,
-                None,
-                Gemm::new(rows, vc, c).trans_b(true).ldc(v),
-            );
-        }
+        record_head_logits(cmd, logits, hidden, &self.wte, rows, c, v);
     }
 
     /// Logits (B,T,V) of `ids (B,T)` with `mask (B,T)`, with `adapter` applied if given (no

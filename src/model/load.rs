@@ -289,7 +289,7 @@ impl Parts {
         };
         Ok(Linear {
             weight,
-            bias: self.vector(&format!("{name}.bias"), path)?,
+            bias: Some(self.vector(&format!("{name}.bias"), path)?),
             k_in,
             n_out,
             weight_norm,
@@ -394,7 +394,7 @@ impl Gpt2 {
                 let w = rand(k_in * n_out, 0.035);
                 Linear {
                     weight: upload_weight(gpu, &w, k_in, n_out, quant),
-                    bias: gpu.upload_f32(&rand(n_out, 0.01)),
+                    bias: Some(gpu.upload_f32(&rand(n_out, 0.01))),
                     k_in,
                     n_out,
                     weight_norm: frobenius(&w),

@@ -7,13 +7,13 @@
 //!   KV cache; `acts` the activations and their size table; `lm_head` logits and
 //!   per-position losses.
 //! - `llama_config` reads the Llama family's config.json (Llama, Qwen2) and computes RoPE's
-//!   frequencies; the family's passes are built from the same kernels (RMSNorm, RoPE,
-//!   grouped-query attention, SwiGLU).
+//!   frequencies; `llama` holds that family's weights, loading and forward pass, built from
+//!   the same kernels (RMSNorm, RoPE, grouped-query attention, SwiGLU) and the shared LM head.
 //! - `adapter_ref` is how the passes read a LoRA adapter; `generate` the KV-cache decoding
 //!   loop; `eval` the token-weighted loss over examples.
 //!
 //! Each file uses only files listed before it: config, llama_config, block, adapter_ref, acts; gpt2;
-//! safetensors_file, load; forward; lm_head; generate, eval, stream_load.
+//! safetensors_file, load; forward; lm_head; llama; generate, eval, stream_load.
 
 pub mod acts;
 pub mod adapter_ref;
@@ -23,6 +23,7 @@ pub mod eval;
 pub mod forward;
 pub mod generate;
 pub mod gpt2;
+pub mod llama;
 pub mod llama_config;
 pub mod lm_head;
 pub mod load;

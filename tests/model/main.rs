@@ -7,6 +7,7 @@ mod common;
 mod chat_template;
 mod fixtures;
 mod forward;
+mod llama_forward;
 mod llama_reference;
 mod stream_load;
 mod tokenizer_and_data;

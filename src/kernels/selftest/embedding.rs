@@ -42,25 +42,35 @@ async fn forward(cx: &Ctx<'_>, rep: &mut KernelReport, f16: bool) {
         } else {
             (Weight::F32(gpu.upload_f32(&wte)), wte.clone())
         };
-        let mut want = vec![0.0; b * t * c];
-        cpu::embedding::embedding_forward(&mut want, &ids, &values, &wpe, b, t, c, pos0);
+        // With a position table (GPT-2) and without (Llama: the token rows alone).
+        for with_wpe in [true, false] {
+            let cpu_wpe = if with_wpe {
+                wpe.clone()
+            } else {
+                vec![0.0; p * c]
+            };
+            let mut want = vec![0.0; b * t * c];
+            cpu::embedding::embedding_forward(&mut want, &ids, &values, &cpu_wpe, b, t, c, pos0);
 
-        let out = gpu.tensor(b * t * c);
-        let mut cmd = gpu.commands();
-        kernels::embedding::embedding_forward(
-            &mut cmd,
-            &out,
-            &gpu.upload_u32(&ids),
-            &table,
-            &gpu.upload_f32(&wpe),
-            v,
-            b,
-            t,
-            c,
-            pos0,
-        );
-        cmd.submit();
-        let got = rep.read(gpu, &out).await;
-        rep.close(&format!("C={c} V={v}"), &got, &want, 0.0, 0.0);
+            let out = gpu.tensor(b * t * c);
+            let gpu_wpe = gpu.upload_f32(&wpe);
+            let mut cmd = gpu.commands();
+            kernels::embedding::embedding_forward(
+                &mut cmd,
+                &out,
+                &gpu.upload_u32(&ids),
+                &table,
+                with_wpe.then_some(&gpu_wpe),
+                v,
+                b,
+                t,
+                c,
+                pos0,
+            );
+            cmd.submit();
+            let got = rep.read(gpu, &out).await;
+            let name = format!("C={c} V={v} wpe={with_wpe}");
+            rep.close(&name, &got, &want, 0.0, 0.0);
+        }
     }
 }

@@ -1,0 +1,373 @@
+//! The Llama family on the GPU (`LlamaForCausalLM`: SmolLM2, Llama 3.2; `Qwen2ForCausalLM`:
+//! Qwen2.5), built from the same kernels as GPT-2: its weights, loading, and the forward
+//! pass to logits.
+//!
+//! ```text
+//! x = embed_tokens[ids]                                              (B,T,C)
+//! for each layer:  h = rmsnorm(x)                                    input_layernorm
+//!                  qkv = rope_pack(q_proj(h), k_proj(h), v_proj(h))  (B,T,C+2KV)
+//!                  x += o_proj(attention(qkv))                       grouped-query
+//!                  h = rmsnorm(x)                                    post_attention_layernorm
+//!                  x += down_proj(silu(gate_proj(h)) * up_proj(h))
+//! logits = rmsnorm(x) · lm_headᵀ                                     (or embed_tokensᵀ, tied)
+//! ```
+//! The nn.Linear weights `(out,in)` are stored as GPT-2's Conv1D `(in,out)` (transposed when
+//! loaded) in f32 / f16, or as bitsandbytes NF4 of the nn.Linear layout; the embedding and
+//! head in f32 with an f32 base, else f16; norms and biases f32.
+
+use crate::error::Result;
+use crate::gpu::{Commands, Gpu, Tensor};
+use crate::kernels::Reduction;
+use crate::kernels::attention::{AttnDims, attention_forward};
+use crate::kernels::elementwise::swiglu_forward;
+use crate::kernels::embedding::embedding_forward;
+use crate::kernels::layernorm::rmsnorm_forward;
+use crate::kernels::matmul::Weight;
+use crate::kernels::rope::{RopeDims, rope_pack};
+use crate::model::block::Linear;
+use crate::model::gpt2::Quant;
+use crate::model::llama_config::LlamaConfig;
+use crate::model::lm_head::record_head_logits;
+use crate::model::load::{frobenius, to_f32, upload_table, upload_weight};
+use crate::model::safetensors_file::SafetensorsFile;
+use crate::{bail, cpu, err};
+
+/// The Linear modules of a Llama block, in PEFT's module order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LlamaModule {
+    Q,
+    K,
+    V,
+    O,
+    Gate,
+    Up,
+    Down,
+}
+
+impl LlamaModule {
+    pub const ALL: [LlamaModule; 7] = [
+        LlamaModule::Q,
+        LlamaModule::K,
+        LlamaModule::V,
+        LlamaModule::O,
+        LlamaModule::Gate,
+        LlamaModule::Up,
+        LlamaModule::Down,
+    ];
+
+    /// Path inside a layer, as in Hugging Face names.
+    pub fn path(self) -> &'static str {
+        match self {
+            LlamaModule::Q => "self_attn.q_proj",
+            LlamaModule::K => "self_attn.k_proj",
+            LlamaModule::V => "self_attn.v_proj",
+            LlamaModule::O => "self_attn.o_proj",
+            LlamaModule::Gate => "mlp.gate_proj",
+            LlamaModule::Up => "mlp.up_proj",
+            LlamaModule::Down => "mlp.down_proj",
+        }
+    }
+
+    /// (in, out) features.
+    pub fn dims(self, cfg: &LlamaConfig) -> (usize, usize) {
+        let (c, kv, ff) = (cfg.hidden_size, cfg.kv_dim(), cfg.intermediate_size);
+        match self {
+            LlamaModule::Q | LlamaModule::O => (c, c),
+            LlamaModule::K | LlamaModule::V => (c, kv),
+            LlamaModule::Gate | LlamaModule::Up => (c, ff),
+            LlamaModule::Down => (ff, c),
+        }
+    }
+
+    /// Whether the checkpoint has a bias for it.
+    pub fn has_bias(self, cfg: &LlamaConfig) -> bool {
+        match self {
+            LlamaModule::Q | LlamaModule::K | LlamaModule::V => cfg.qkv_bias,
+            LlamaModule::O => cfg.o_bias,
+            _ => cfg.mlp_bias,
+        }
+    }
+}
+
+/// One decoder layer's weights.
+pub struct LlamaBlock {
+    pub input_norm: Tensor,
+    pub post_norm: Tensor,
+    /// Indexed by [`LlamaModule`].
+    pub linears: Vec<Linear>,
+}
+
+impl LlamaBlock {
+    pub fn linear(&self, m: LlamaModule) -> &Linear {
+        &self.linears[m as usize]
+    }
+}
+
+pub struct Llama {
+    pub config: LlamaConfig,
+    pub quant: Quant,
+    /// `embed_tokens (V,C)`: f32 with an f32 base, else f16.
+    pub embed: Weight,
+    /// `lm_head (V,C)`; `None` when tied to the embedding.
+    pub lm_head: Option<Weight>,
+    pub blocks: Vec<LlamaBlock>,
+    pub norm: Tensor,
+    /// RoPE's (cos, sin) per position and frequency, `(positions, head_dim/2, 2)`.
+    pub rope: Tensor,
+    /// Positions the RoPE table covers: the longest sequence a pass may run.
+    pub positions: usize,
+}
+
+/// Most positions the RoPE table is built for (Llama 3.2 declares 131072; a 128k-token table
+/// would take 32 MB for nothing a browser can train on).
+pub const MAX_ROPE_POSITIONS: usize = 32768;
+
+impl Llama {
+    /// Every weight a checkpoint of `cfg` holds, with its shape (Hugging Face names).
+    pub fn expected_weights(cfg: &LlamaConfig) -> Vec<(String, Vec<usize>)> {
+        let (c, v) = (cfg.hidden_size, cfg.vocab_size);
+        let mut w = vec![("model.embed_tokens.weight".to_string(), vec![v, c])];
+        for l in 0..cfg.num_hidden_layers {
+            let p = format!("model.layers.{l}");
+            w.push((format!("{p}.input_layernorm.weight"), vec![c]));
+            w.push((format!("{p}.post_attention_layernorm.weight"), vec![c]));
+            for m in LlamaModule::ALL {
+                let (k_in, n_out) = m.dims(cfg);
+                w.push((format!("{p}.{}.weight", m.path()), vec![n_out, k_in]));
+                if m.has_bias(cfg) {
+                    w.push((format!("{p}.{}.bias", m.path()), vec![n_out]));
+                }
+            }
+        }
+        w.push(("model.norm.weight".to_string(), vec![c]));
+        if !cfg.tie_word_embeddings {
+            w.push(("lm_head.weight".to_string(), vec![v, c]));
+        }
+        w
+    }
+
+    /// Load `cfg` + `model.safetensors` one tensor at a time, quantizing the Linears as asked.
+    pub fn load(
+        gpu: &Gpu,
+        config: LlamaConfig,
+        file: &SafetensorsFile,
+        quant: Quant,
+    ) -> Result<Self> {
+        let p = file.path().display();
+        let expected = Self::expected_weights(&config);
+        for (name, shape) in &expected {
+            let info = file.info(name).ok_or_else(|| {
+                err!(
+                    "{p}: missing tensor {name} (config.json has {} layers): the weights and config.json do not match, or the file is incomplete",
+                    config.num_hidden_layers
+                )
+            })?;
+            if info.shape != *shape {
+                bail!(
+                    "{p}: tensor {name} has shape {:?}, config.json implies {shape:?}: the weights and config.json belong to different models",
+                    info.shape
+                );
+            }
+        }
+        let read = |name: &str| -> Result<Vec<f32>> {
+            let info = file.info(name).expect("checked above");
+            Ok(to_f32(file.bytes(name)?, info.dtype, file.path(), name)?.into_owned())
+        };
+        let vector = |name: &str| -> Result<Tensor> { Ok(gpu.upload_f32(&read(name)?)) };
+        let mut blocks = Vec::with_capacity(config.num_hidden_layers);
+        for l in 0..config.num_hidden_layers {
+            let pre = format!("model.layers.{l}");
+            let mut linears = Vec::with_capacity(7);
+            for m in LlamaModule::ALL {
+                let (k_in, n_out) = m.dims(&config);
+                let name = format!("{pre}.{}", m.path());
+                let w = transpose(&read(&format!("{name}.weight"))?, n_out, k_in);
+                let bias = if m.has_bias(&config) {
+                    Some(vector(&format!("{name}.bias"))?)
+                } else {
+                    None
+                };
+                linears.push(Linear {
+                    weight: upload_weight(gpu, &w, k_in, n_out, quant),
+                    bias,
+                    k_in,
+                    n_out,
+                    weight_norm: frobenius(&w),
+                });
+            }
+            blocks.push(LlamaBlock {
+                input_norm: vector(&format!("{pre}.input_layernorm.weight"))?,
+                post_norm: vector(&format!("{pre}.post_attention_layernorm.weight"))?,
+                linears,
+            });
+        }
+        let embed = upload_table(gpu, &read("model.embed_tokens.weight")?, quant);
+        let lm_head = if config.tie_word_embeddings {
+            None
+        } else {
+            Some(upload_table(gpu, &read("lm_head.weight")?, quant))
+        };
+        let positions = config.max_position_embeddings.min(MAX_ROPE_POSITIONS);
+        let rope = gpu.upload_f32(&cpu::rope::cos_sin_table(&config.inv_freq(), positions));
+        Ok(Self {
+            norm: vector("model.norm.weight")?,
+            config,
+            quant,
+            embed,
+            lm_head,
+            blocks,
+            rope,
+            positions,
+        })
+    }
+
+    /// Re-upload the embedding and lm_head in f32 from `file` (the checkpoint the model was
+    /// loaded from), for comparisons against references that keep them f32 (bitsandbytes
+    /// with an f32 compute dtype), as `Gpt2::use_f32_wte`.
+    pub fn use_f32_tables(&mut self, gpu: &Gpu, file: &SafetensorsFile) -> Result<()> {
+        let read = |name: &str| -> Result<Weight> {
+            let info = file
+                .info(name)
+                .ok_or_else(|| err!("{}: missing tensor {name}", file.path().display()))?;
+            let values = to_f32(file.bytes(name)?, info.dtype, file.path(), name)?;
+            Ok(Weight::F32(gpu.upload_f32(&values)))
+        };
+        self.embed = read("model.embed_tokens.weight")?;
+        if self.lm_head.is_some() {
+            self.lm_head = Some(read("lm_head.weight")?);
+        }
+        Ok(())
+    }
+
+    /// The output head: lm_head, or the embedding when tied.
+    pub fn head(&self) -> &Weight {
+        self.lm_head.as_ref().unwrap_or(&self.embed)
+    }
+
+    /// The one check of the tokens a pass runs: every id inside the vocabulary, and the last
+    /// position (`end` tokens from the start) within the RoPE table.
+    pub fn check_input(&self, ids: &[u32], end: usize) -> Result<()> {
+        let (v, p) = (self.config.vocab_size, self.positions);
+        if end > p {
+            bail!("a sequence of {end} tokens exceeds the {p} positions this model runs");
+        }
+        if let Some(&bad) = ids.iter().find(|&&id| id as usize >= v) {
+            bail!(
+                "token id {bad} is outside the vocabulary of {v} tokens (tokenizer and model do not match)"
+            );
+        }
+        Ok(())
+    }
+
+    /// Record the forward pass of `ids (B,T)` (mask `(B,T)`: 1 = token) to the final
+    /// RMSNorm's output `(B·T, C)`, keeping nothing for a backward pass.
+    pub fn record_hidden(
+        &self,
+        cmd: &mut Commands,
+        ids: &Tensor,
+        mask: &Tensor,
+        b: usize,
+        t: usize,
+    ) -> Tensor {
+        let gpu = cmd.gpu();
+        let cfg = &self.config;
+        let (c, kv, ff) = (cfg.hidden_size, cfg.kv_dim(), cfg.intermediate_size);
+        let (nh, nkv, hd) = (
+            cfg.num_attention_heads,
+            cfg.num_key_value_heads,
+            cfg.head_dim,
+        );
+        let rows = b * t;
+        let eps = cfg.rms_norm_eps as f32;
+        let x = gpu.tensor(rows * c);
+        embedding_forward(cmd, &x, ids, &self.embed, None, cfg.vocab_size, b, t, c, 0);
+        let (h, rstd) = (gpu.tensor(rows * c), gpu.tensor(rows));
+        let (q, k, v) = (
+            gpu.tensor(rows * c),
+            gpu.tensor(rows * kv),
+            gpu.tensor(rows * kv),
+        );
+        let qkv = gpu.tensor(rows * (c + 2 * kv));
+        let (att, lse) = (gpu.tensor(rows * c), gpu.tensor(b * nh * t));
+        let (gate, up, g) = (
+            gpu.tensor(rows * ff),
+            gpu.tensor(rows * ff),
+            gpu.tensor(rows * ff),
+        );
+        let rope = RopeDims {
+            rows,
+            t,
+            pos0: 0,
+            n_head: nh,
+            n_kv_head: nkv,
+            head_dim: hd,
+        };
+        let attn = AttnDims {
+            b,
+            t,
+            c,
+            n_head: nh,
+            n_kv_head: nkv,
+        };
+        let norm = |cmd: &mut Commands, out: &Tensor, x: &Tensor, w: &Tensor| {
+            rmsnorm_forward(cmd, out, &rstd, x, w, rows, c, eps, Reduction::Auto);
+        };
+        for blk in &self.blocks {
+            let lin = |m: LlamaModule| blk.linear(m);
+            norm(cmd, &h, &x, &blk.input_norm);
+            lin(LlamaModule::Q).record(cmd, &q, &h, rows, false);
+            lin(LlamaModule::K).record(cmd, &k, &h, rows, false);
+            lin(LlamaModule::V).record(cmd, &v, &h, rows, false);
+            rope_pack(cmd, &qkv, &q, &k, &v, &self.rope, &rope);
+            attention_forward(cmd, &att, &lse, &qkv, mask, &attn, 0, t);
+            lin(LlamaModule::O).record(cmd, &x, &att, rows, true);
+            norm(cmd, &h, &x, &blk.post_norm);
+            lin(LlamaModule::Gate).record(cmd, &gate, &h, rows, false);
+            lin(LlamaModule::Up).record(cmd, &up, &h, rows, false);
+            swiglu_forward(cmd, &g, &gate, &up, rows * ff);
+            lin(LlamaModule::Down).record(cmd, &x, &g, rows, true);
+        }
+        norm(cmd, &h, &x, &self.norm);
+        h
+    }
+
+    /// Logits `(B,T,V)` of `ids (B,T)` with `mask (B,T)`, positions 0..T in every row
+    /// (transformers' default position ids, whatever the padding).
+    pub async fn logits(
+        &self,
+        gpu: &Gpu,
+        ids: &[u32],
+        mask: &[u32],
+        b: usize,
+        t: usize,
+    ) -> Result<Vec<f32>> {
+        if ids.len() != b * t || mask.len() != b * t {
+            bail!("batch of {b}x{t} needs {} ids and mask values", b * t);
+        }
+        self.check_input(ids, t)?;
+        let (c, v) = (self.config.hidden_size, self.config.vocab_size);
+        if b * t * v > gpu.max_binding_words() {
+            bail!(
+                "{b} x {t} positions of full logits do not fit one GPU binding; use fewer positions"
+            );
+        }
+        let (ids_t, mask_t) = (gpu.upload_u32(ids), gpu.upload_u32(mask));
+        let logits = gpu.tensor(b * t * v);
+        let mut cmd = gpu.commands();
+        let hidden = self.record_hidden(&mut cmd, &ids_t, &mask_t, b, t);
+        record_head_logits(&mut cmd, &logits, &hidden, self.head(), b * t, c, v);
+        cmd.submit();
+        Ok(gpu.read_f32(&logits).await?)
+    }
+}
+
+/// `(rows, cols)` row-major → `(cols, rows)`: an nn.Linear weight `(out,in)` as Conv1D `(in,out)`.
+fn transpose(w: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut t = vec![0.0; w.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            t[c * rows + r] = w[r * cols + c];
+        }
+    }
+    t
+}
