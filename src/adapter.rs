@@ -483,7 +483,7 @@ fn conv1d(key: &str) -> Option<(usize, crate::model::Module)> {
     let rest = key.strip_prefix("transformer.h.")?;
     let (layer, path) = rest.split_once('.')?;
     let layer = layer.parse().ok()?;
-    crate::model::Module::ALL
+    crate::model::Module::GPT2
         .into_iter()
         .find(|m| m.path() == path)
         .map(|m| (layer, m))

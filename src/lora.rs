@@ -56,7 +56,7 @@ impl LoraConfig {
             bail!("no LoRA target modules; valid: {}", TARGET_NAMES.join(", "));
         }
         for t in &self.target_modules {
-            let any_layer = (0..MAX_LAYERS).any(|l| Module::ALL.iter().any(|&m| matches(t, l, m)));
+            let any_layer = (0..MAX_LAYERS).any(|l| Module::GPT2.iter().any(|&m| matches(t, l, m)));
             if !any_layer {
                 bail!(
                     "unknown LoRA target module {t:?}; valid for GPT-2: {}",
@@ -71,7 +71,7 @@ impl LoraConfig {
     pub fn validate_for(&self, n_layer: usize) -> Result<()> {
         self.validate()?;
         for t in &self.target_modules {
-            if !(0..n_layer).any(|l| Module::ALL.iter().any(|&m| matches(t, l, m))) {
+            if !(0..n_layer).any(|l| Module::GPT2.iter().any(|&m| matches(t, l, m))) {
                 bail!("LoRA target module {t:?} is not in this model ({n_layer} layers)");
             }
         }
@@ -96,7 +96,7 @@ impl LoraConfig {
     pub fn full_target_names(&self, n_layer: usize) -> Vec<String> {
         let mut v: Vec<String> = (0..n_layer)
             .flat_map(|l| {
-                Module::ALL
+                Module::GPT2
                     .iter()
                     .filter(move |&&m| self.targets(l, m))
                     .map(move |m| m.full_name(l))
@@ -141,7 +141,7 @@ impl Layout {
         let mut trainable = 0;
         let align = |x: usize| x.div_ceil(ALIGN) * ALIGN;
         for layer in 0..cfg.n_layer {
-            for module in Module::ALL {
+            for module in Module::GPT2 {
                 if !lora.targets(layer, module) {
                     continue;
                 }

@@ -279,7 +279,7 @@ pub type BaseNorm = (f64, [usize; 2]);
 pub fn base_norms_of(model: &Gpt2) -> impl Fn(&str) -> Option<BaseNorm> + '_ {
     move |name| {
         (0..model.config.n_layer).find_map(|l| {
-            Module::ALL
+            Module::GPT2
                 .into_iter()
                 .find(|m| m.full_name(l) == name)
                 .map(|m| {

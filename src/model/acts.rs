@@ -109,7 +109,7 @@ impl<T> BlockActs<T> {
 /// The LoRA rank per module for the `u` buffers of block `layer` (`None`: of any block, for
 /// buffers that all blocks share).
 pub fn u_ranks(slots: &[LoraSlot], rank: usize, layer: Option<usize>) -> [Option<usize>; 4] {
-    Module::ALL.map(|m| {
+    Module::GPT2.map(|m| {
         let adapted = slots
             .iter()
             .any(|s| s.module == m && layer.is_none_or(|l| s.layer == l));

@@ -76,8 +76,15 @@ impl AdapterRef<'_> {
 /// step's seed `seed0 ^ step·0x9E3779B9`, so a module in one step drew exactly the mask
 /// of another module some steps later (with seed 42, 83% of the (step, module) masks of a
 /// 1000-step GPT-2 small all-linear run were copies of another's).
+///
+/// Llama's modules number 7 per layer (GPT-2's 4), so their key strides by 8.
 pub fn dropout_seed(seed: u32, layer: usize, m: Module) -> u32 {
-    fmix32(seed ^ fmix32(layer as u32 * 4 + m as u32 + 1))
+    let key = if m.is_gpt2() {
+        layer as u32 * 4 + m as u32 + 1
+    } else {
+        layer as u32 * 8 + m.index() as u32 + 1
+    };
+    fmix32(seed ^ fmix32(key))
 }
 
 /// MurmurHash3's 32-bit finalizer: a bijection of u32 in which every output bit depends on

@@ -7,22 +7,55 @@ use crate::gpu::{Commands, Tensor};
 use crate::kernels::layernorm::LayerNorm;
 use crate::kernels::matmul::{Weight, linear_forward};
 
-/// The Linear (Conv1D) modules of a GPT-2 block, in PEFT's module order.
+/// The Linear modules LoRA adapts, of both families, keyed by their Hugging Face names:
+/// GPT-2's four Conv1D ([`Module::GPT2`]) and Llama's seven nn.Linear ([`Module::LLAMA`]),
+/// each family in PEFT's module order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Module {
     CAttn,
     AttnProj,
     CFc,
     MlpProj,
+    QProj,
+    KProj,
+    VProj,
+    OProj,
+    GateProj,
+    UpProj,
+    DownProj,
 }
 
 impl Module {
-    pub const ALL: [Module; 4] = [
+    pub const GPT2: [Module; 4] = [
         Module::CAttn,
         Module::AttnProj,
         Module::CFc,
         Module::MlpProj,
     ];
+
+    pub const LLAMA: [Module; 7] = [
+        Module::QProj,
+        Module::KProj,
+        Module::VProj,
+        Module::OProj,
+        Module::GateProj,
+        Module::UpProj,
+        Module::DownProj,
+    ];
+
+    /// Whether it is one of GPT-2's modules.
+    pub fn is_gpt2(self) -> bool {
+        (self as usize) < Module::GPT2.len()
+    }
+
+    /// Its index within its family's list (what a block's `linears` is indexed by).
+    pub fn index(self) -> usize {
+        if self.is_gpt2() {
+            self as usize
+        } else {
+            self as usize - Module::GPT2.len()
+        }
+    }
 
     /// Path inside a block, as in Hugging Face names.
     pub fn path(self) -> &'static str {
@@ -31,23 +64,36 @@ impl Module {
             Module::AttnProj => "attn.c_proj",
             Module::CFc => "mlp.c_fc",
             Module::MlpProj => "mlp.c_proj",
+            Module::QProj => "self_attn.q_proj",
+            Module::KProj => "self_attn.k_proj",
+            Module::VProj => "self_attn.v_proj",
+            Module::OProj => "self_attn.o_proj",
+            Module::GateProj => "mlp.gate_proj",
+            Module::UpProj => "mlp.up_proj",
+            Module::DownProj => "mlp.down_proj",
         }
     }
 
-    /// (in, out) features for embedding width `c`.
+    /// (in, out) features of a GPT-2 module for embedding width `c` (Llama's come from its
+    /// config: `model::llama::module_dims`).
     pub fn dims(self, c: usize) -> (usize, usize) {
         match self {
             Module::CAttn => (c, 3 * c),
             Module::AttnProj => (c, c),
             Module::CFc => (c, 4 * c),
             Module::MlpProj => (4 * c, c),
+            _ => panic!("{self:?} is a Llama module: its shape comes from llama::module_dims"),
         }
     }
 
-    /// Its full name in the base model (`transformer.h.{layer}.attn.c_attn`), as PEFT
-    /// matches and saves it.
+    /// Its full name in the base model (`transformer.h.{layer}.attn.c_attn`,
+    /// `model.layers.{layer}.self_attn.q_proj`), as PEFT matches and saves it.
     pub fn full_name(self, layer: usize) -> String {
-        format!("transformer.h.{layer}.{}", self.path())
+        if self.is_gpt2() {
+            format!("transformer.h.{layer}.{}", self.path())
+        } else {
+            format!("model.layers.{layer}.{}", self.path())
+        }
     }
 }
 
@@ -87,7 +133,7 @@ impl Block {
     /// The Linear of module `m`: the one table that pairs the modules LoRA adapts with the
     /// block's weights.
     pub fn linear(&self, m: Module) -> &Linear {
-        &self.linears[m as usize]
+        &self.linears[m.index()]
     }
 
     pub fn size_bytes(&self) -> u64 {

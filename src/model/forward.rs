@@ -244,7 +244,7 @@ impl Gpt2 {
         let Some((ad, slot)) = pass.adapter.and_then(|ad| Some((ad, ad.slot(l, m)?))) else {
             return lin.record(cmd, y, x, rows, acc);
         };
-        let u = a.u[m as usize]
+        let u = a.u[m.index()]
             .as_ref()
             .expect("u allocated for adapted modules");
         let scratch = lora_scratch.unwrap_or(x);

@@ -24,7 +24,7 @@ use crate::kernels::embedding::embedding_forward;
 use crate::kernels::layernorm::rmsnorm_forward;
 use crate::kernels::matmul::Weight;
 use crate::kernels::rope::{RopeDims, rope_pack};
-use crate::model::block::Linear;
+use crate::model::block::{Linear, Module};
 use crate::model::gpt2::Quant;
 use crate::model::llama_config::LlamaConfig;
 use crate::model::lm_head::record_head_logits;
@@ -32,60 +32,24 @@ use crate::model::load::{frobenius, to_f32, upload_table, upload_weight};
 use crate::model::safetensors_file::SafetensorsFile;
 use crate::{bail, cpu, err};
 
-/// The Linear modules of a Llama block, in PEFT's module order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum LlamaModule {
-    Q,
-    K,
-    V,
-    O,
-    Gate,
-    Up,
-    Down,
+/// (in, out) features of Llama module `m`.
+pub fn module_dims(cfg: &LlamaConfig, m: Module) -> (usize, usize) {
+    let (c, kv, ff) = (cfg.hidden_size, cfg.kv_dim(), cfg.intermediate_size);
+    match m {
+        Module::QProj | Module::OProj => (c, c),
+        Module::KProj | Module::VProj => (c, kv),
+        Module::GateProj | Module::UpProj => (c, ff),
+        Module::DownProj => (ff, c),
+        _ => panic!("{m:?} is a GPT-2 module"),
+    }
 }
 
-impl LlamaModule {
-    pub const ALL: [LlamaModule; 7] = [
-        LlamaModule::Q,
-        LlamaModule::K,
-        LlamaModule::V,
-        LlamaModule::O,
-        LlamaModule::Gate,
-        LlamaModule::Up,
-        LlamaModule::Down,
-    ];
-
-    /// Path inside a layer, as in Hugging Face names.
-    pub fn path(self) -> &'static str {
-        match self {
-            LlamaModule::Q => "self_attn.q_proj",
-            LlamaModule::K => "self_attn.k_proj",
-            LlamaModule::V => "self_attn.v_proj",
-            LlamaModule::O => "self_attn.o_proj",
-            LlamaModule::Gate => "mlp.gate_proj",
-            LlamaModule::Up => "mlp.up_proj",
-            LlamaModule::Down => "mlp.down_proj",
-        }
-    }
-
-    /// (in, out) features.
-    pub fn dims(self, cfg: &LlamaConfig) -> (usize, usize) {
-        let (c, kv, ff) = (cfg.hidden_size, cfg.kv_dim(), cfg.intermediate_size);
-        match self {
-            LlamaModule::Q | LlamaModule::O => (c, c),
-            LlamaModule::K | LlamaModule::V => (c, kv),
-            LlamaModule::Gate | LlamaModule::Up => (c, ff),
-            LlamaModule::Down => (ff, c),
-        }
-    }
-
-    /// Whether the checkpoint has a bias for it.
-    pub fn has_bias(self, cfg: &LlamaConfig) -> bool {
-        match self {
-            LlamaModule::Q | LlamaModule::K | LlamaModule::V => cfg.qkv_bias,
-            LlamaModule::O => cfg.o_bias,
-            _ => cfg.mlp_bias,
-        }
+/// Whether the checkpoint has a bias for Llama module `m`.
+pub fn module_has_bias(cfg: &LlamaConfig, m: Module) -> bool {
+    match m {
+        Module::QProj | Module::KProj | Module::VProj => cfg.qkv_bias,
+        Module::OProj => cfg.o_bias,
+        _ => cfg.mlp_bias,
     }
 }
 
@@ -93,13 +57,13 @@ impl LlamaModule {
 pub struct LlamaBlock {
     pub input_norm: Tensor,
     pub post_norm: Tensor,
-    /// Indexed by [`LlamaModule`].
+    /// Indexed by [`Module::index`] of [`Module::LLAMA`].
     pub linears: Vec<Linear>,
 }
 
 impl LlamaBlock {
-    pub fn linear(&self, m: LlamaModule) -> &Linear {
-        &self.linears[m as usize]
+    pub fn linear(&self, m: Module) -> &Linear {
+        &self.linears[m.index()]
     }
 }
 
@@ -131,10 +95,10 @@ impl Llama {
             let p = format!("model.layers.{l}");
             w.push((format!("{p}.input_layernorm.weight"), vec![c]));
             w.push((format!("{p}.post_attention_layernorm.weight"), vec![c]));
-            for m in LlamaModule::ALL {
-                let (k_in, n_out) = m.dims(cfg);
+            for m in Module::LLAMA {
+                let (k_in, n_out) = module_dims(cfg, m);
                 w.push((format!("{p}.{}.weight", m.path()), vec![n_out, k_in]));
-                if m.has_bias(cfg) {
+                if module_has_bias(cfg, m) {
                     w.push((format!("{p}.{}.bias", m.path()), vec![n_out]));
                 }
             }
@@ -178,11 +142,11 @@ impl Llama {
         for l in 0..config.num_hidden_layers {
             let pre = format!("model.layers.{l}");
             let mut linears = Vec::with_capacity(7);
-            for m in LlamaModule::ALL {
-                let (k_in, n_out) = m.dims(&config);
+            for m in Module::LLAMA {
+                let (k_in, n_out) = module_dims(&config, m);
                 let name = format!("{pre}.{}", m.path());
                 let w = transpose(&read(&format!("{name}.weight"))?, n_out, k_in);
-                let bias = if m.has_bias(&config) {
+                let bias = if module_has_bias(&config, m) {
                     Some(vector(&format!("{name}.bias"))?)
                 } else {
                     None
@@ -313,19 +277,19 @@ impl Llama {
             rmsnorm_forward(cmd, out, &rstd, x, w, rows, c, eps, Reduction::Auto);
         };
         for blk in &self.blocks {
-            let lin = |m: LlamaModule| blk.linear(m);
+            let lin = |m: Module| blk.linear(m);
             norm(cmd, &h, &x, &blk.input_norm);
-            lin(LlamaModule::Q).record(cmd, &q, &h, rows, false);
-            lin(LlamaModule::K).record(cmd, &k, &h, rows, false);
-            lin(LlamaModule::V).record(cmd, &v, &h, rows, false);
+            lin(Module::QProj).record(cmd, &q, &h, rows, false);
+            lin(Module::KProj).record(cmd, &k, &h, rows, false);
+            lin(Module::VProj).record(cmd, &v, &h, rows, false);
             rope_pack(cmd, &qkv, &q, &k, &v, &self.rope, &rope);
             attention_forward(cmd, &att, &lse, &qkv, mask, &attn, 0, t);
-            lin(LlamaModule::O).record(cmd, &x, &att, rows, true);
+            lin(Module::OProj).record(cmd, &x, &att, rows, true);
             norm(cmd, &h, &x, &blk.post_norm);
-            lin(LlamaModule::Gate).record(cmd, &gate, &h, rows, false);
-            lin(LlamaModule::Up).record(cmd, &up, &h, rows, false);
+            lin(Module::GateProj).record(cmd, &gate, &h, rows, false);
+            lin(Module::UpProj).record(cmd, &up, &h, rows, false);
             swiglu_forward(cmd, &g, &gate, &up, rows * ff);
-            lin(LlamaModule::Down).record(cmd, &x, &g, rows, true);
+            lin(Module::DownProj).record(cmd, &x, &g, rows, true);
         }
         norm(cmd, &h, &x, &self.norm);
         h

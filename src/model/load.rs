@@ -42,7 +42,7 @@ pub fn block_weights(config: &Gpt2Config, i: usize) -> Vec<(String, Vec<usize>)>
         v.push((format!("{h}.{ln}.weight"), vec![c]));
         v.push((format!("{h}.{ln}.bias"), vec![c]));
     }
-    for m in Module::ALL {
+    for m in Module::GPT2 {
         let (k_in, n_out) = m.dims(c);
         v.push((format!("{h}.{}.weight", m.path()), vec![k_in, n_out]));
         v.push((format!("{h}.{}.bias", m.path()), vec![n_out]));
@@ -305,7 +305,7 @@ impl Parts {
             let ln_1 = self.layer_norm(&format!("{h}.ln_1"), path)?;
             let ln_2 = self.layer_norm(&format!("{h}.ln_2"), path)?;
             let mut linears = Vec::with_capacity(4);
-            for m in Module::ALL {
+            for m in Module::GPT2 {
                 let (k_in, n_out) = m.dims(c);
                 linears.push(self.linear(&format!("{h}.{}", m.path()), k_in, n_out, path)?);
             }
@@ -389,7 +389,7 @@ impl Gpt2 {
         for _ in 0..config.n_layer {
             let ln_1 = unit_ln(gpu);
             let ln_2 = unit_ln(gpu);
-            let linears = Module::ALL.map(|m| {
+            let linears = Module::GPT2.map(|m| {
                 let (k_in, n_out) = m.dims(c);
                 let w = rand(k_in * n_out, 0.035);
                 Linear {

@@ -121,7 +121,7 @@ pub fn record_loss_and_backward(
                     false,
                 );
                 if let Some(slot) = adapter.slot(l, m) {
-                    let u = a.u[m as usize].as_ref().expect("forward kept u");
+                    let u = a.u[m.index()].as_ref().expect("forward kept u");
                     let da = grads.slice(slot.a, adapter.rank * slot.k_in);
                     let db = grads.slice(slot.b, slot.n_out * adapter.rank);
                     lora_backward(

@@ -3,8 +3,9 @@
 //! 12, Llama 3 RoPE scaling, untied head) and a tiny Qwen2 (one KV head, head_dim 20, q/k/v
 //! biases, tied head) with a padded row; NF4 bytes of the nn.Linear layout and NF4 logits.
 
+use wgtune::model::Module;
 use wgtune::model::gpt2::Quant;
-use wgtune::model::llama::{Llama, LlamaModule};
+use wgtune::model::llama::{Llama, module_dims};
 use wgtune::model::llama_config::LlamaConfig;
 use wgtune::model::safetensors_file::SafetensorsFile;
 use wgtune::nf4;
@@ -56,9 +57,9 @@ fn nf4_bytes_match_bitsandbytes() {
         let file = SafetensorsFile::open(&d.join("model.safetensors")).unwrap();
         let r = Reference::of(model);
         for l in 0..cfg.num_hidden_layers {
-            for m in LlamaModule::ALL {
+            for m in Module::LLAMA {
                 let name = format!("model.layers.{l}.{}", m.path());
-                let (k_in, n_out) = m.dims(&cfg);
+                let (k_in, n_out) = module_dims(&cfg, m);
                 let info = file.info(&format!("{name}.weight")).unwrap();
                 let raw = file.bytes(&format!("{name}.weight")).unwrap();
                 let w = wgtune::model::load::to_f32(raw, info.dtype, file.path(), &name).unwrap();
