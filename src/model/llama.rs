@@ -17,13 +17,7 @@
 
 use crate::error::Result;
 use crate::gpu::{Commands, Gpu, Tensor};
-use crate::kernels::Reduction;
-use crate::kernels::attention::{AttnDims, attention_forward};
-use crate::kernels::elementwise::swiglu_forward;
-use crate::kernels::embedding::embedding_forward;
-use crate::kernels::layernorm::rmsnorm_forward;
 use crate::kernels::matmul::Weight;
-use crate::kernels::rope::{RopeDims, rope_pack};
 use crate::model::block::{Linear, Module};
 use crate::model::gpt2::Quant;
 use crate::model::llama_config::LlamaConfig;
@@ -223,8 +217,8 @@ impl Llama {
         Ok(())
     }
 
-    /// Record the forward pass of `ids (B,T)` (mask `(B,T)`: 1 = token) to the final
-    /// RMSNorm's output `(B·T, C)`, keeping nothing for a backward pass.
+    /// Record the base model's forward pass of `ids (B,T)` (mask `(B,T)`: 1 = token) to the
+    /// final RMSNorm's output `(B·T, C)`, keeping nothing for a backward pass.
     pub fn record_hidden(
         &self,
         cmd: &mut Commands,
@@ -233,66 +227,8 @@ impl Llama {
         b: usize,
         t: usize,
     ) -> Tensor {
-        let gpu = cmd.gpu();
-        let cfg = &self.config;
-        let (c, kv, ff) = (cfg.hidden_size, cfg.kv_dim(), cfg.intermediate_size);
-        let (nh, nkv, hd) = (
-            cfg.num_attention_heads,
-            cfg.num_key_value_heads,
-            cfg.head_dim,
-        );
-        let rows = b * t;
-        let eps = cfg.rms_norm_eps as f32;
-        let x = gpu.tensor(rows * c);
-        embedding_forward(cmd, &x, ids, &self.embed, None, cfg.vocab_size, b, t, c, 0);
-        let (h, rstd) = (gpu.tensor(rows * c), gpu.tensor(rows));
-        let (q, k, v) = (
-            gpu.tensor(rows * c),
-            gpu.tensor(rows * kv),
-            gpu.tensor(rows * kv),
-        );
-        let qkv = gpu.tensor(rows * (c + 2 * kv));
-        let (att, lse) = (gpu.tensor(rows * c), gpu.tensor(b * nh * t));
-        let (gate, up, g) = (
-            gpu.tensor(rows * ff),
-            gpu.tensor(rows * ff),
-            gpu.tensor(rows * ff),
-        );
-        let rope = RopeDims {
-            rows,
-            t,
-            pos0: 0,
-            n_head: nh,
-            n_kv_head: nkv,
-            head_dim: hd,
-        };
-        let attn = AttnDims {
-            b,
-            t,
-            c,
-            n_head: nh,
-            n_kv_head: nkv,
-        };
-        let norm = |cmd: &mut Commands, out: &Tensor, x: &Tensor, w: &Tensor| {
-            rmsnorm_forward(cmd, out, &rstd, x, w, rows, c, eps, Reduction::Auto);
-        };
-        for blk in &self.blocks {
-            let lin = |m: Module| blk.linear(m);
-            norm(cmd, &h, &x, &blk.input_norm);
-            lin(Module::QProj).record(cmd, &q, &h, rows, false);
-            lin(Module::KProj).record(cmd, &k, &h, rows, false);
-            lin(Module::VProj).record(cmd, &v, &h, rows, false);
-            rope_pack(cmd, &qkv, &q, &k, &v, &self.rope, &rope);
-            attention_forward(cmd, &att, &lse, &qkv, mask, &attn, 0, t);
-            lin(Module::OProj).record(cmd, &x, &att, rows, true);
-            norm(cmd, &h, &x, &blk.post_norm);
-            lin(Module::GateProj).record(cmd, &gate, &h, rows, false);
-            lin(Module::UpProj).record(cmd, &up, &h, rows, false);
-            swiglu_forward(cmd, &g, &gate, &up, rows * ff);
-            lin(Module::DownProj).record(cmd, &x, &g, rows, true);
-        }
-        norm(cmd, &h, &x, &self.norm);
-        h
+        self.record_forward(cmd, ids, mask, (b, t), None, false)
+            .hidden
     }
 
     /// Logits `(B,T,V)` of `ids (B,T)` with `mask (B,T)`, positions 0..T in every row

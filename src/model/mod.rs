@@ -13,7 +13,7 @@
 //!   loop; `eval` the token-weighted loss over examples.
 //!
 //! Each file uses only files listed before it: config, llama_config, block, adapter_ref, acts; gpt2;
-//! safetensors_file, load; forward; lm_head; llama; generate, eval, stream_load.
+//! safetensors_file, load; forward; lm_head; llama; llama_forward; generate, eval, stream_load.
 
 pub mod acts;
 pub mod adapter_ref;
@@ -25,6 +25,7 @@ pub mod generate;
 pub mod gpt2;
 pub mod llama;
 pub mod llama_config;
+pub mod llama_forward;
 pub mod lm_head;
 pub mod load;
 pub mod safetensors_file;
