@@ -6,6 +6,7 @@ pub mod backward;
 pub mod batches;
 pub mod checkpoint;
 pub mod job;
+pub mod llama_backward;
 pub mod memory;
 pub mod plan;
 pub mod prepare;

@@ -12,6 +12,7 @@ mod bind_groups;
 mod dropout;
 mod inspect;
 mod job;
+mod llama_peft;
 mod merge_stream;
 mod parity;
 mod peft;
