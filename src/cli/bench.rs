@@ -34,7 +34,8 @@ pub enum BenchCommand {
 
 #[derive(clap::Args)]
 pub struct ModelBench {
-    /// distilgpt2, gpt2, gpt2-medium, gpt2-large, gpt2-xl, or tiny (the fixture shape).
+    /// distilgpt2, gpt2, gpt2-medium, gpt2-large, gpt2-xl, tiny (the fixture shape), or a
+    /// Llama-family shape: smollm2-135m, smollm2-360m, qwen2.5-0.5b, llama-3.2-1b.
     #[arg(long, default_value = "tiny")]
     pub shape: String,
     #[arg(long, default_value_t = 1)]
@@ -211,12 +212,15 @@ fn train_flops(c: &wgtune::model::Gpt2Config, b: usize, t: usize) -> f64 {
 
 fn model(a: ModelBench) -> Result<(), Box<dyn std::error::Error>> {
     use wgtune::lora::{Layout, LoraConfig, init_params};
+    if let Some(cfg) = wgtune::model::llama_config::LlamaConfig::preset_shape(&a.shape) {
+        return super::bench_llama::run(a, cfg);
+    }
     use wgtune::train::{Batch, LoraTrainer, OptimConfig};
     let cfg = if a.shape == "tiny" {
         tiny_shape()
     } else {
         wgtune::model::Gpt2Config::preset_shape(&a.shape)
-            .ok_or_else(|| format!("unknown --shape {:?}: use tiny, distilgpt2, gpt2, gpt2-medium, gpt2-large or gpt2-xl", a.shape))?
+            .ok_or_else(|| format!("unknown --shape {:?}: use tiny, distilgpt2, gpt2, gpt2-medium, gpt2-large, gpt2-xl, smollm2-135m, smollm2-360m, qwen2.5-0.5b or llama-3.2-1b", a.shape))?
     };
     if a.seq_len == 0 || a.seq_len > cfg.n_positions || a.batch_size == 0 || a.steps == 0 {
         return Err(format!(
@@ -347,7 +351,7 @@ fn model(a: ModelBench) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-fn adapter_name(gpu: &Gpu) -> String {
+pub(super) fn adapter_name(gpu: &Gpu) -> String {
     let i = &gpu.adapter_info;
     format!("{} ({:?}, {:?})", i.name, i.backend, i.device_type)
 }

@@ -179,6 +179,77 @@ impl Llama {
         })
     }
 
+    /// A model of the given shape with random weights (benchmarks): uniform values of
+    /// scale 0.035 from a fixed seed, norms at 1, biases small.
+    pub fn random(gpu: &Gpu, config: LlamaConfig, quant: Quant, seed: u64) -> Self {
+        let mut state = seed;
+        let mut rand = |n: usize, scale: f32| -> Vec<f32> {
+            (0..n)
+                .map(|_| {
+                    state = state
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 2.0 * scale
+                })
+                .collect()
+        };
+        let c = config.hidden_size;
+        let ones = |gpu: &Gpu| gpu.upload_f32(&vec![1.0; c]);
+        let mut blocks = Vec::with_capacity(config.num_hidden_layers);
+        for _ in 0..config.num_hidden_layers {
+            let linears = Module::LLAMA
+                .iter()
+                .map(|&m| {
+                    let (k_in, n_out) = module_dims(&config, m);
+                    let w = rand(k_in * n_out, 0.035);
+                    let bias =
+                        module_has_bias(&config, m).then(|| gpu.upload_f32(&rand(n_out, 0.01)));
+                    Linear {
+                        weight: upload_weight(gpu, &w, k_in, n_out, quant),
+                        bias,
+                        k_in,
+                        n_out,
+                        weight_norm: frobenius(&w),
+                    }
+                })
+                .collect();
+            blocks.push(LlamaBlock {
+                input_norm: ones(gpu),
+                post_norm: ones(gpu),
+                linears,
+            });
+        }
+        let v = config.vocab_size;
+        let embed = upload_table(gpu, &rand(v * c, 0.035), quant);
+        let lm_head =
+            (!config.tie_word_embeddings).then(|| upload_table(gpu, &rand(v * c, 0.035), quant));
+        let positions = config.max_position_embeddings.min(MAX_ROPE_POSITIONS);
+        let rope = gpu.upload_f32(&cpu::rope::cos_sin_table(&config.inv_freq(), positions));
+        Self {
+            norm: ones(gpu),
+            config,
+            quant,
+            embed,
+            lm_head,
+            blocks,
+            rope,
+            positions,
+        }
+    }
+
+    /// Bytes of GPU memory the weights occupy.
+    pub fn weight_bytes(&self) -> u64 {
+        let linears: u64 = self
+            .blocks
+            .iter()
+            .flat_map(|b| &b.linears)
+            .map(Linear::size_bytes)
+            .sum();
+        let norms = (2 * self.blocks.len() as u64 + 1) * self.norm.size_bytes();
+        let head = self.lm_head.as_ref().map_or(0, Weight::size_bytes);
+        linears + norms + self.embed.size_bytes() + head + self.rope.size_bytes()
+    }
+
     /// Re-upload the embedding and lm_head in f32 from `file` (the checkpoint the model was
     /// loaded from), for comparisons against references that keep them f32 (bitsandbytes
     /// with an f32 compute dtype), as `Gpt2::use_f32_wte`.
