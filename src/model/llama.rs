@@ -22,7 +22,7 @@ use crate::model::block::{Linear, Module};
 use crate::model::gpt2::Quant;
 use crate::model::llama_config::LlamaConfig;
 use crate::model::lm_head::record_head_logits;
-use crate::model::load::{frobenius, to_f32, upload_table, upload_weight};
+use crate::model::load::{frobenius, random_values, to_f32, upload_table, upload_weight};
 use crate::model::safetensors_file::SafetensorsFile;
 use crate::{bail, cpu, err};
 
@@ -127,10 +127,7 @@ impl Llama {
                 );
             }
         }
-        let read = |name: &str| -> Result<Vec<f32>> {
-            let info = file.info(name).expect("checked above");
-            Ok(to_f32(file.bytes(name)?, info.dtype, file.path(), name)?.into_owned())
-        };
+        let read = |name: &str| read_f32(file, name);
         let vector = |name: &str| -> Result<Tensor> { Ok(gpu.upload_f32(&read(name)?)) };
         let mut blocks = Vec::with_capacity(config.num_hidden_layers);
         for l in 0..config.num_hidden_layers {
@@ -183,16 +180,7 @@ impl Llama {
     /// scale 0.035 from a fixed seed, norms at 1, biases small.
     pub fn random(gpu: &Gpu, config: LlamaConfig, quant: Quant, seed: u64) -> Self {
         let mut state = seed;
-        let mut rand = |n: usize, scale: f32| -> Vec<f32> {
-            (0..n)
-                .map(|_| {
-                    state = state
-                        .wrapping_mul(6364136223846793005)
-                        .wrapping_add(1442695040888963407);
-                    ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 2.0 * scale
-                })
-                .collect()
-        };
+        let mut rand = |n: usize, scale: f32| random_values(&mut state, n, scale);
         let c = config.hidden_size;
         let ones = |gpu: &Gpu| gpu.upload_f32(&vec![1.0; c]);
         let mut blocks = Vec::with_capacity(config.num_hidden_layers);
@@ -254,12 +242,8 @@ impl Llama {
     /// loaded from), for comparisons against references that keep them f32 (bitsandbytes
     /// with an f32 compute dtype), as `Gpt2::use_f32_wte`.
     pub fn use_f32_tables(&mut self, gpu: &Gpu, file: &SafetensorsFile) -> Result<()> {
-        let read = |name: &str| -> Result<Weight> {
-            let info = file
-                .info(name)
-                .ok_or_else(|| err!("{}: missing tensor {name}", file.path().display()))?;
-            let values = to_f32(file.bytes(name)?, info.dtype, file.path(), name)?;
-            Ok(Weight::F32(gpu.upload_f32(&values)))
+        let read = |name: &str| {
+            Ok::<_, crate::error::Error>(Weight::F32(gpu.upload_f32(&read_f32(file, name)?)))
         };
         self.embed = read("model.embed_tokens.weight")?;
         if self.lm_head.is_some() {
@@ -330,6 +314,14 @@ impl Llama {
         cmd.submit();
         Ok(gpu.read_f32(&logits).await?)
     }
+}
+
+/// Tensor `name` of `file` in f32.
+fn read_f32(file: &SafetensorsFile, name: &str) -> Result<Vec<f32>> {
+    let info = file
+        .info(name)
+        .ok_or_else(|| err!("{}: missing tensor {name}", file.path().display()))?;
+    Ok(to_f32(file.bytes(name)?, info.dtype, file.path(), name)?.into_owned())
 }
 
 /// `(rows, cols)` row-major → `(cols, rows)`: an nn.Linear weight `(out,in)` as Conv1D `(in,out)`.

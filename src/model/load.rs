@@ -365,21 +365,25 @@ impl Gpt2 {
     }
 }
 
+/// `n` uniform values in `(-scale, scale)` from an LCG at `state` (benchmark weights: fast,
+/// and the same on every machine).
+pub(crate) fn random_values(state: &mut u64, n: usize, scale: f32) -> Vec<f32> {
+    (0..n)
+        .map(|_| {
+            *state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((*state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 2.0 * scale
+        })
+        .collect()
+}
+
 impl Gpt2 {
     /// A model of the given shape with random weights (benchmarks, tests): N(0, 0.02)-like
     /// values from a fixed seed, LayerNorms at 1/0.
     pub fn random(gpu: &Gpu, config: Gpt2Config, quant: Quant, seed: u64) -> Self {
         let mut state = seed;
-        let mut rand = |n: usize, scale: f32| -> Vec<f32> {
-            (0..n)
-                .map(|_| {
-                    state = state
-                        .wrapping_mul(6364136223846793005)
-                        .wrapping_add(1442695040888963407);
-                    ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 2.0 * scale
-                })
-                .collect()
-        };
+        let mut rand = |n: usize, scale: f32| random_values(&mut state, n, scale);
         let c = config.n_embd;
         let unit_ln = |gpu: &Gpu| LayerNorm {
             weight: gpu.upload_f32(&vec![1.0; c]),
