@@ -1,6 +1,7 @@
 //! LoRA adapters in Hugging Face PEFT's format: `adapter_config.json` +
-//! `adapter_model.safetensors` (keys `base_model.model.transformer.h.{i}.{module}.lora_A.weight`
-//! (r,in) and `.lora_B.weight` (out,r), F32, metadata {"format":"pt"}), so that
+//! `adapter_model.safetensors` (keys `base_model.model.transformer.h.{i}.{module}.lora_A.weight`,
+//! `base_model.model.model.layers.{i}.{module}.lora_A.weight` (r,in) and `.lora_B.weight`
+//! (out,r), F32, metadata {"format":"pt"}), so that
 //! `PeftModel.from_pretrained` loads what we write and we load what PEFT writes.
 
 use std::collections::HashMap;
@@ -10,8 +11,9 @@ use serde_json::{Value, json};
 
 use crate::error::Result;
 use crate::lora::{Layout, LoraConfig, peft_prefix};
-use crate::model::Gpt2Config;
-use crate::model::config::MAX_LAYERS;
+use crate::model::ModelConfig;
+use crate::model::config::{Gpt2Config, MAX_LAYERS};
+use crate::model::llama_config::LlamaConfig;
 use crate::model::safetensors_file::widen;
 use crate::{bail, err};
 
@@ -29,11 +31,17 @@ fn json_number(v: f32, int_if_integral: bool) -> Value {
     }
 }
 
-/// `adapter_config.json` exactly as PEFT 0.21 writes it for a GPT-2 LoRA (same fields,
+/// `adapter_config.json` exactly as PEFT 0.21 writes it for a LoRA of `model` (same fields,
 /// same JSON types; serde_json sorts keys as PEFT's `sort_keys=True`), with our settings.
-/// `nf4_base`: PEFT adapts bitsandbytes Linear4bit layers there, and writes
-/// `fan_in_fan_out: false` (true for the Conv1D layers of a float base).
-pub fn config_json(cfg: &LoraConfig, base_model: &str, n_layer: usize, nf4_base: bool) -> Value {
+/// `fan_in_fan_out` is true for GPT-2's Conv1D layers of a float base only: on an NF4 base
+/// PEFT adapts bitsandbytes Linear4bit layers, and the Llama family's are nn.Linear.
+pub fn config_json(
+    cfg: &LoraConfig,
+    base_model: &str,
+    model: &ModelConfig,
+    nf4_base: bool,
+) -> Value {
+    let fan_in_fan_out = matches!(model, ModelConfig::Gpt2(_)) && !nf4_base;
     let alpha = json_number(cfg.lora_alpha, true);
     json!({
         "alora_invocation_tokens": null,
@@ -46,7 +54,7 @@ pub fn config_json(cfg: &LoraConfig, base_model: &str, n_layer: usize, nf4_base:
         "ensure_weight_tying": false,
         "eva_config": null,
         "exclude_modules": null,
-        "fan_in_fan_out": !nf4_base,
+        "fan_in_fan_out": fan_in_fan_out,
         "inference_mode": true,
         "init_lora_weights": true,
         "kasa_config": null,
@@ -68,7 +76,7 @@ pub fn config_json(cfg: &LoraConfig, base_model: &str, n_layer: usize, nf4_base:
         "r": cfg.r,
         "rank_pattern": {},
         "revision": null,
-        "target_modules": target_modules_json(cfg, n_layer),
+        "target_modules": target_modules_json(cfg, model),
         "target_parameters": null,
         "task_type": "CAUSAL_LM",
         "trainable_token_indices": null,
@@ -80,11 +88,11 @@ pub fn config_json(cfg: &LoraConfig, base_model: &str, n_layer: usize, nf4_base:
     })
 }
 
-fn target_modules_json(cfg: &LoraConfig, n_layer: usize) -> Value {
+fn target_modules_json(cfg: &LoraConfig, model: &ModelConfig) -> Value {
     // PEFT saves all-linear expanded to the full names of the adapted modules; other targets
     // as given (its order is a Python set's; ours is sorted).
     if cfg.target_modules.iter().any(|t| t == "all-linear") {
-        json!(cfg.full_target_names(n_layer))
+        json!(cfg.full_target_names(model))
     } else {
         let mut v = cfg.target_modules.clone();
         v.sort();
@@ -93,21 +101,34 @@ fn target_modules_json(cfg: &LoraConfig, n_layer: usize) -> Value {
     }
 }
 
-/// Parse a PEFT `adapter_config.json` for a model of `n_layer` blocks, checking that its
-/// targets are in the model. Unknown fields from newer PEFT versions are ignored; every field
-/// that changes the adapter's math is honoured as PEFT 0.21 does, or refused naming it.
-pub fn parse_config_for(text: &str, path: &Path, n_layer: usize) -> Result<LoraConfig> {
-    let cfg = parse(text, path, n_layer)?;
-    cfg.validate_for(n_layer)
+/// Parse a PEFT `adapter_config.json` for `model`, checking that its targets are in the
+/// model. Unknown fields from newer PEFT versions are ignored; every field that changes the
+/// adapter's math is honoured as PEFT 0.21 does, or refused naming it.
+pub fn parse_config_for(text: &str, path: &Path, model: &ModelConfig) -> Result<LoraConfig> {
+    let cfg = parse(text, path, model)?;
+    cfg.validate_for(model)
         .map_err(|e| err!("{}: {e}", path.display()))?;
     Ok(cfg)
 }
 
 /// [`parse_config_for`] without a model: PEFT's target rules (a regular expression, layer
-/// indexes, exclusions) are resolved for the largest model wgtune accepts, and the targets are
-/// not checked against a model.
+/// indexes, exclusions) are resolved for the largest GPT-2 wgtune accepts, or, where they
+/// select none of its modules, the largest Llama; the targets are not checked against a
+/// model.
 pub fn parse_config(text: &str, path: &Path) -> Result<LoraConfig> {
-    parse(text, path, MAX_LAYERS)
+    let gpt2 = Gpt2Config::preset_shape("gpt2").expect("a preset");
+    let gpt2 = ModelConfig::Gpt2(Gpt2Config {
+        n_layer: MAX_LAYERS,
+        ..gpt2
+    });
+    parse(text, path, &gpt2).or_else(|e| {
+        let llama = LlamaConfig::preset_shape("smollm2-135m").expect("a preset");
+        let llama = ModelConfig::Llama(LlamaConfig {
+            num_hidden_layers: MAX_LAYERS,
+            ..llama
+        });
+        parse(text, path, &llama).map_err(|_| e)
+    })
 }
 
 /// Whether a JSON value leaves a PEFT option off: null, false, 0-length string, list or map.
@@ -191,8 +212,8 @@ fn init_changes_the_base(v: &Value) -> bool {
     }
 }
 
-/// Parse `adapter_config.json`, resolving PEFT's target rules for `n_layer` blocks.
-fn parse(text: &str, path: &Path, n_layer: usize) -> Result<LoraConfig> {
+/// Parse `adapter_config.json`, resolving PEFT's target rules on `model`'s module names.
+fn parse(text: &str, path: &Path, model: &ModelConfig) -> Result<LoraConfig> {
     let p = path.display();
     let v: Value = serde_json::from_str(text).map_err(|e| err!("{p}: invalid JSON: {e}"))?;
     let Value::Object(o) = v else {
@@ -242,7 +263,7 @@ fn parse(text: &str, path: &Path, n_layer: usize) -> Result<LoraConfig> {
         r,
         lora_alpha,
         lora_dropout,
-        target_modules: targets.resolve(n_layer, &p.to_string())?,
+        target_modules: targets.resolve(model, &p.to_string())?,
         use_rslora,
     };
     cfg.validate().map_err(|e| err!("{p}: {e}"))?;
@@ -250,10 +271,11 @@ fn parse(text: &str, path: &Path, n_layer: usize) -> Result<LoraConfig> {
 }
 
 /// PEFT's rules for which modules an adapter adapts (`check_target_module_exists` in peft
-/// 0.21's tuners_utils.py), on the module names of `GPT2LMHeadModel`.
+/// 0.21's tuners_utils.py), on the module names of the transformers model.
 struct Targets {
     /// A string `target_modules`: a regular expression the whole name must match
-    /// (`re.fullmatch`). "all-linear" is PEFT's shorthand instead, given as a list here.
+    /// (`re.fullmatch`). "all-linear" is PEFT's shorthand instead, kept as the name
+    /// `all-linear`, which matches every adaptable Linear of the model.
     regex: Option<(String, regex::Regex)>,
     /// A list: names that match exactly, or as the last dot-separated parts of a name.
     names: Vec<String>,
@@ -306,12 +328,9 @@ impl Targets {
     fn parse(o: &serde_json::Map<String, Value>, p: &str) -> Result<Self> {
         let (regex, names) = match o.get("target_modules") {
             Some(Value::String(s)) if s.eq_ignore_ascii_case("all-linear") => {
-                // PEFT replaces it with the base names of every Linear / Conv1D but the
-                // output layer before matching: GPT-2's are these.
-                (
-                    None,
-                    ["c_attn", "c_proj", "c_fc"].map(String::from).to_vec(),
-                )
+                // PEFT replaces it with every Linear / Conv1D but the output layer before
+                // matching: the blocks' Linears.
+                (None, vec!["all-linear".to_string()])
             }
             Some(Value::String(s)) => (
                 Some((s.clone(), python_regex(s, true, "target_modules", p)?)),
@@ -373,9 +392,12 @@ impl Targets {
         })
     }
 
-    /// PEFT's decision for the module named `key`.
-    fn targets(&self, key: &str) -> bool {
-        let ends = |n: &String| key == n || key.ends_with(&format!(".{n}"));
+    /// PEFT's decision for the module named `key` of `model`.
+    fn targets(&self, key: &str, model: &ModelConfig) -> bool {
+        let linear = model.linear_of(key).is_some();
+        let ends = |n: &String| {
+            key == n || key.ends_with(&format!(".{n}")) || (n == "all-linear" && linear)
+        };
         match &self.exclude {
             Some(Exclude::Regex(r)) if r.is_match(key) => return false,
             Some(Exclude::Names(n)) if n.iter().any(ends) => return false,
@@ -405,9 +427,9 @@ impl Targets {
     /// The `target_modules` of the config in wgtune's terms: the list as it is when PEFT
     /// would match it the same way (names, with no exclusion or layer restriction), otherwise
     /// the full names of the adapted modules. A rule that selects a module other than a
-    /// block's Conv1D (the embeddings, the LM head, a LayerNorm) or none is refused, naming
-    /// the field.
-    fn resolve(&self, n_layer: usize, p: &str) -> Result<Vec<String>> {
+    /// block's Linear (the embeddings, the LM head, a norm) or none is refused, naming the
+    /// field.
+    fn resolve(&self, model: &ModelConfig, p: &str) -> Result<Vec<String>> {
         if self.regex.is_none() && self.exclude.is_none() && self.layers.is_none() {
             return Ok(self.names.clone());
         }
@@ -417,15 +439,19 @@ impl Targets {
             _ => "layers_to_transform",
         };
         let mut out = Vec::new();
-        for key in gpt2_module_names(n_layer) {
-            if !self.targets(&key) {
+        for key in model.module_names() {
+            if !self.targets(&key, model) {
                 continue;
             }
-            match conv1d(&key) {
+            match model.linear_of(&key) {
                 Some(_) => out.push(key),
-                None => bail!(
-                    "{p}: {field} selects {key}, which wgtune cannot adapt (only the blocks' c_attn, c_proj and c_fc)"
-                ),
+                None => {
+                    let names = model.target_names();
+                    bail!(
+                        "{p}: {field} selects {key}, which wgtune cannot adapt (only the blocks' {})",
+                        names[..names.len() - 1].join(", ")
+                    )
+                }
             }
         }
         if out.is_empty() {
@@ -433,60 +459,15 @@ impl Targets {
                 Some((s, _)) => format!("target_modules {s:?}"),
                 None => format!("target_modules {:?} with {field}", self.names),
             };
+            let example = model.modules()[0].full_name(0);
             bail!(
-                "{p}: {what} selects no module of GPT-2 (PEFT matches a string target_modules against whole names such as transformer.h.0.attn.c_attn)"
+                "{p}: {what} selects no module of {} (PEFT matches a string target_modules against whole names such as {example})",
+                model.family()
             );
         }
         out.sort();
         Ok(out)
     }
-}
-
-/// Every module name of transformers' `GPT2LMHeadModel` with `n_layer` blocks, as PEFT
-/// matches them (`model.named_modules()`).
-fn gpt2_module_names(n_layer: usize) -> Vec<String> {
-    let mut v: Vec<String> = [
-        "transformer",
-        "transformer.wte",
-        "transformer.wpe",
-        "transformer.drop",
-        "transformer.h",
-    ]
-    .map(String::from)
-    .to_vec();
-    for i in 0..n_layer {
-        let h = format!("transformer.h.{i}");
-        v.push(h.clone());
-        for m in [
-            "ln_1",
-            "attn",
-            "attn.c_attn",
-            "attn.c_proj",
-            "attn.attn_dropout",
-            "attn.resid_dropout",
-            "ln_2",
-            "mlp",
-            "mlp.c_fc",
-            "mlp.c_proj",
-            "mlp.act",
-            "mlp.dropout",
-        ] {
-            v.push(format!("{h}.{m}"));
-        }
-    }
-    v.extend(["transformer.ln_f", "lm_head"].map(String::from));
-    v
-}
-
-/// The block Conv1D a full module name is, if it is one.
-fn conv1d(key: &str) -> Option<(usize, crate::model::Module)> {
-    let rest = key.strip_prefix("transformer.h.")?;
-    let (layer, path) = rest.split_once('.')?;
-    let layer = layer.parse().ok()?;
-    crate::model::Module::GPT2
-        .into_iter()
-        .find(|m| m.path() == path)
-        .map(|m| (layer, m))
 }
 
 /// The safetensors bytes of the adapter weights held in the flat `params`.
@@ -523,7 +504,7 @@ pub fn weights_bytes(layout: &Layout, r: usize, params: &[f32]) -> Result<Vec<u8
 pub fn params_from_weights(
     bytes: &[u8],
     path: &Path,
-    model: &Gpt2Config,
+    model: &ModelConfig,
     cfg: &LoraConfig,
 ) -> Result<Vec<f32>> {
     let p = path.display();
@@ -584,7 +565,7 @@ pub fn lora_values(
 /// Read a PEFT adapter directory (as a write interrupted by a kill left it, the complete
 /// adapter it was writing: see [`write_dir`]).
 #[cfg(not(target_arch = "wasm32"))]
-pub fn load_dir(dir: &Path, model: &Gpt2Config) -> Result<(LoraConfig, Vec<f32>)> {
+pub fn load_dir(dir: &Path, model: &ModelConfig) -> Result<(LoraConfig, Vec<f32>)> {
     let cpath = current_file(dir, CONFIG_FILE);
     let text = std::fs::read_to_string(&cpath).map_err(|e| {
         err!(
@@ -592,7 +573,7 @@ pub fn load_dir(dir: &Path, model: &Gpt2Config) -> Result<(LoraConfig, Vec<f32>)
             cpath.display()
         )
     })?;
-    let cfg = parse_config_for(&text, &cpath, model.n_layer)?;
+    let cfg = parse_config_for(&text, &cpath, model)?;
     let wpath = current_file(dir, WEIGHTS_FILE);
     let bytes = std::fs::read(&wpath).map_err(|e| err!("{}: cannot read: {e}", wpath.display()))?;
     let params = params_from_weights(&bytes, &wpath, model, &cfg)?;
@@ -613,12 +594,12 @@ pub fn save_dir(
     layout: &Layout,
     params: &[f32],
     base_model: &str,
-    n_layer: usize,
+    model: &ModelConfig,
     nf4_base: bool,
 ) -> Result<()> {
     write_dir(
         dir,
-        &encode(cfg, layout, params, base_model, n_layer, nf4_base)?,
+        &encode(cfg, layout, params, base_model, model, nf4_base)?,
     )
 }
 
@@ -629,11 +610,11 @@ pub fn encode(
     layout: &Layout,
     params: &[f32],
     base_model: &str,
-    n_layer: usize,
+    model: &ModelConfig,
     nf4_base: bool,
 ) -> Result<(Vec<u8>, Vec<u8>)> {
     let weights = weights_bytes(layout, cfg.r, params)?;
-    let config = serde_json::to_string_pretty(&config_json(cfg, base_model, n_layer, nf4_base))
+    let config = serde_json::to_string_pretty(&config_json(cfg, base_model, model, nf4_base))
         .map_err(|e| err!("cannot write adapter_config.json: {e}"))?;
     Ok((weights, config.into_bytes()))
 }
@@ -883,8 +864,8 @@ mod tests {
     type Adapter = (LoraConfig, Vec<f32>, (Vec<u8>, Vec<u8>));
 
     /// Two adapters of different ranks for the same model: mixing their files is detectable.
-    fn two_adapters() -> (Gpt2Config, [Adapter; 2]) {
-        let model = Gpt2Config::preset_shape("distilgpt2").unwrap();
+    fn two_adapters() -> (ModelConfig, [Adapter; 2]) {
+        let model = ModelConfig::from(Gpt2Config::preset_shape("distilgpt2").unwrap());
         let make = |r: usize, seed: u64| {
             let lora = LoraConfig {
                 r,
@@ -895,7 +876,7 @@ mod tests {
             };
             let layout = Layout::new(&model, &lora);
             let params = init_params(&layout, r, seed);
-            let files = encode(&lora, &layout, &params, "m", model.n_layer, false).unwrap();
+            let files = encode(&lora, &layout, &params, "m", &model, false).unwrap();
             (lora, params, files)
         };
         (model.clone(), [make(2, 1), make(4, 2)])
@@ -980,14 +961,20 @@ mod peft_fields {
     }
 
     /// The full names of the modules a config adapts in a 3-block model.
+    /// A GPT-2 of three blocks.
+    fn gpt2_3() -> ModelConfig {
+        let c = Gpt2Config::preset_shape("distilgpt2").unwrap();
+        ModelConfig::from(Gpt2Config { n_layer: 3, ..c })
+    }
+
     fn adapted(target_modules: Value, extra: Value) -> Vec<String> {
-        let cfg = parse_config_for(&config(target_modules, extra), Path::new(P), 3)
+        let cfg = parse_config_for(&config(target_modules, extra), Path::new(P), &gpt2_3())
             .unwrap_or_else(|e| panic!("{e}"));
-        cfg.full_target_names(3)
+        cfg.full_target_names(&gpt2_3())
     }
 
     fn refused(target_modules: Value, extra: Value) -> String {
-        match parse_config_for(&config(target_modules, extra), Path::new(P), 3) {
+        match parse_config_for(&config(target_modules, extra), Path::new(P), &gpt2_3()) {
             Ok(c) => panic!("accepted: {:?}", c.target_modules),
             Err(e) => {
                 assert!(
@@ -1089,7 +1076,8 @@ mod peft_fields {
             json!({"layers_to_transform": []}),
             json!({"layers_pattern": ""}),
         ] {
-            let cfg = parse_config_for(&config(json!(["c_attn"]), off), Path::new(P), 3).unwrap();
+            let cfg =
+                parse_config_for(&config(json!(["c_attn"]), off), Path::new(P), &gpt2_3()).unwrap();
             assert_eq!(cfg.target_modules, ["c_attn"]);
         }
         let e = refused(json!(["c_attn"]), json!({"layers_to_transform": "0"}));
@@ -1123,7 +1111,7 @@ mod peft_fields {
             let cfg = parse_config_for(
                 &config(json!(["c_fc"]), json!({"exclude_modules": off})),
                 Path::new(P),
-                3,
+                &gpt2_3(),
             )
             .unwrap();
             assert_eq!(cfg.target_modules, ["c_fc"]);
@@ -1138,7 +1126,7 @@ mod peft_fields {
                     parse_config_for(
                         &config(json!(["c_attn"]), json!({field: off})),
                         Path::new(P),
-                        3
+                        &gpt2_3()
                     )
                     .is_ok()
                 );
@@ -1157,7 +1145,7 @@ mod peft_fields {
                 parse_config_for(
                     &config(json!(["c_attn"]), json!({"modules_to_save": off})),
                     Path::new(P),
-                    3
+                    &gpt2_3()
                 )
                 .is_ok()
             );
@@ -1198,8 +1186,12 @@ mod peft_fields {
         }
         // Values that change nothing wgtune computes, including PEFT's fan_in_fan_out (true
         // for GPT-2's Conv1D, false on a bitsandbytes base: the saved A and B are the same).
-        let plain =
-            parse_config_for(&config(json!(["c_attn"]), json!({})), Path::new(P), 3).unwrap();
+        let plain = parse_config_for(
+            &config(json!(["c_attn"]), json!({})),
+            Path::new(P),
+            &gpt2_3(),
+        )
+        .unwrap();
         for (field, value) in [
             ("fan_in_fan_out", json!(true)),
             ("fan_in_fan_out", json!(false)),
@@ -1215,7 +1207,7 @@ mod peft_fields {
             let cfg = parse_config_for(
                 &config(json!(["c_attn"]), json!({field: value})),
                 Path::new(P),
-                3,
+                &gpt2_3(),
             )
             .unwrap_or_else(|e| panic!("{field}: {e}"));
             assert_eq!(cfg, plain, "{field}");
@@ -1223,7 +1215,7 @@ mod peft_fields {
         let rs = parse_config_for(
             &config(json!(["c_attn"]), json!({"use_rslora": true})),
             Path::new(P),
-            3,
+            &gpt2_3(),
         )
         .unwrap();
         assert_eq!(rs.scale(), 8.0 / 2.0);
@@ -1236,12 +1228,15 @@ mod peft_fields {
         let cfg = parse_config_for(
             &config(json!(["c_proj", "c_attn"]), json!({})),
             Path::new(P),
-            3,
+            &gpt2_3(),
         )
         .unwrap();
-        let written = config_json(&cfg, "base", 3, false).to_string();
-        let back = parse_config_for(&written, Path::new(P), 3).unwrap();
-        assert_eq!(back.full_target_names(3), cfg.full_target_names(3));
+        let written = config_json(&cfg, "base", &gpt2_3(), false).to_string();
+        let back = parse_config_for(&written, Path::new(P), &gpt2_3()).unwrap();
+        assert_eq!(
+            back.full_target_names(&gpt2_3()),
+            cfg.full_target_names(&gpt2_3())
+        );
         assert_eq!(
             (back.r, back.lora_alpha, back.use_rslora),
             (cfg.r, cfg.lora_alpha, cfg.use_rslora)

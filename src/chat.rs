@@ -36,7 +36,7 @@ pub struct Date {
 }
 
 /// A model's chat template and the special tokens it renders with.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ChatTemplate {
     source: String,
     /// `bos_token`, `eos_token`, `unk_token`, `pad_token` as tokenizer_config.json gives them.

@@ -310,6 +310,21 @@ fn segments(
     })
 }
 
+/// A `messages` line's (role, content) pairs, from its segments: the inverse of how
+/// [`parse_jsonl`] lays a message out (`"{role}: "`, then `"{content}\n"`), so that a model
+/// with a chat template renders the conversation itself.
+pub fn chat_messages(segs: &Segments) -> Vec<(String, String)> {
+    segs.chunks(2)
+        .map(|pair| {
+            let role = pair[0].0.strip_suffix(": ").unwrap_or(&pair[0].0);
+            let content = pair
+                .get(1)
+                .map_or("", |c| c.0.strip_suffix('\n').unwrap_or(&c.0));
+            (role.to_string(), content.to_string())
+        })
+        .collect()
+}
+
 /// Tokenize one line's segments: ids, labels, EOS appended (trained like the last segment,
 /// or always with `train_on_prompt`), truncated to `max_len` tokens.
 pub fn tokenize(
@@ -360,6 +375,13 @@ mod tests {
         assert_eq!(d.format, Format::Alpaca);
         let d = parse_jsonl("{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"},{\"role\":\"assistant\",\"content\":\"yo\"}]}", "f", None).unwrap();
         assert_eq!(d.rows[0].1[3], ("yo\n".into(), true));
+        assert_eq!(
+            chat_messages(&d.rows[0].1),
+            [
+                ("user".into(), "hi".into()),
+                ("assistant".into(), "yo".into())
+            ]
+        );
 
         let e = |t: &str| parse_jsonl(t, "f.jsonl", None).unwrap_err().0;
         assert_eq!(

@@ -1,4 +1,5 @@
-//! LoRA adapters with PEFT semantics: which GPT-2 modules are adapted, scale, initialisation,
+//! LoRA adapters with PEFT semantics: which modules of a model (GPT-2's Conv1D, the Llama
+//! family's nn.Linear) are adapted, scale, initialisation,
 //! PEFT's tensor names, the flat parameter layout the GPU trains, and an adapter held on the
 //! GPU for inference.
 //!
@@ -11,11 +12,19 @@ use crate::bail;
 use crate::error::Result;
 use crate::gpu::{Gpu, Tensor};
 use crate::model::config::MAX_LAYERS;
-use crate::model::{AdapterRef, Gpt2Config, LoraSlot, Module};
+use crate::model::model_config::{GPT2_TARGETS, LLAMA_TARGETS};
+use crate::model::{AdapterRef, LoraSlot, ModelConfig, Module};
 
-/// Valid `--targets` names (PEFT also accepts, and saves for all-linear, full module names
-/// such as `transformer.h.0.attn.c_attn`: any suffix of a module name after a dot matches).
-pub const TARGET_NAMES: [&str; 4] = ["c_attn", "c_proj", "c_fc", "all-linear"];
+/// The valid `--targets` names of both families, for messages (PEFT also accepts, and saves
+/// for all-linear, full module names such as `transformer.h.0.attn.c_attn`: any suffix of a
+/// module name after a dot matches).
+pub fn valid_targets_line() -> String {
+    format!(
+        "GPT-2: {}; Llama, Qwen2: {}",
+        GPT2_TARGETS.join(", "),
+        LLAMA_TARGETS.join(", ")
+    )
+}
 
 /// The largest LoRA rank accepted (GPT-2 XL's width is 1600; a larger rank adds nothing).
 pub const MAX_RANK: usize = 4096;
@@ -53,26 +62,34 @@ impl LoraConfig {
             );
         }
         if self.target_modules.is_empty() {
-            bail!("no LoRA target modules; valid: {}", TARGET_NAMES.join(", "));
+            bail!("no LoRA target modules; valid: {}", valid_targets_line());
         }
+        let families = [&Module::GPT2[..], &Module::LLAMA[..]];
         for t in &self.target_modules {
-            let any_layer = (0..MAX_LAYERS).any(|l| Module::GPT2.iter().any(|&m| matches(t, l, m)));
-            if !any_layer {
+            let known = families
+                .iter()
+                .any(|modules| (0..MAX_LAYERS).any(|l| modules.iter().any(|&m| matches(t, l, m))));
+            if !known {
                 bail!(
-                    "unknown LoRA target module {t:?}; valid for GPT-2: {}",
-                    TARGET_NAMES.join(", ")
+                    "unknown LoRA target module {t:?}; valid: {}",
+                    valid_targets_line()
                 );
             }
         }
         Ok(())
     }
 
-    /// Check that every target matches a module of a model with `n_layer` blocks.
-    pub fn validate_for(&self, n_layer: usize) -> Result<()> {
+    /// Check that every target matches a module of `model`.
+    pub fn validate_for(&self, model: &ModelConfig) -> Result<()> {
         self.validate()?;
+        let n_layer = model.n_layer();
         for t in &self.target_modules {
-            if !(0..n_layer).any(|l| Module::GPT2.iter().any(|&m| matches(t, l, m))) {
-                bail!("LoRA target module {t:?} is not in this model ({n_layer} layers)");
+            if !(0..n_layer).any(|l| model.modules().iter().any(|&m| matches(t, l, m))) {
+                bail!(
+                    "LoRA target module {t:?} is not in this model ({}, {n_layer} layers); valid: {}",
+                    model.family(),
+                    model.target_names().join(", ")
+                );
             }
         }
         Ok(())
@@ -93,10 +110,11 @@ impl LoraConfig {
     }
 
     /// The adapted modules' full names, sorted (what PEFT saves for `all-linear`).
-    pub fn full_target_names(&self, n_layer: usize) -> Vec<String> {
-        let mut v: Vec<String> = (0..n_layer)
+    pub fn full_target_names(&self, model: &ModelConfig) -> Vec<String> {
+        let mut v: Vec<String> = (0..model.n_layer())
             .flat_map(|l| {
-                Module::GPT2
+                model
+                    .modules()
                     .iter()
                     .filter(move |&&m| self.targets(l, m))
                     .map(move |m| m.full_name(l))
@@ -108,7 +126,7 @@ impl LoraConfig {
 }
 
 /// PEFT's rule: a target matches a module whose full name equals it or ends with "." + it;
-/// `all-linear` matches every Conv1D of the blocks (the LM head is excluded as output layer).
+/// `all-linear` matches every Linear of the blocks (the LM head is excluded as output layer).
 fn matches(target: &str, layer: usize, m: Module) -> bool {
     if target == "all-linear" {
         return true;
@@ -117,7 +135,8 @@ fn matches(target: &str, layer: usize, m: Module) -> bool {
     full == target || full.ends_with(&format!(".{target}"))
 }
 
-/// PEFT's key prefix of an adapted module: `base_model.model.transformer.h.{i}.attn.c_attn`.
+/// PEFT's key prefix of an adapted module: `base_model.model.transformer.h.{i}.attn.c_attn`,
+/// `base_model.model.model.layers.{i}.self_attn.q_proj`.
 pub fn peft_prefix(s: &LoraSlot) -> String {
     format!("base_model.model.{}", s.module.full_name(s.layer))
 }
@@ -135,17 +154,17 @@ pub struct Layout {
 const ALIGN: usize = 64;
 
 impl Layout {
-    pub fn new(cfg: &Gpt2Config, lora: &LoraConfig) -> Self {
+    pub fn new(model: &ModelConfig, lora: &LoraConfig) -> Self {
         let mut slots = Vec::new();
         let mut off = 0;
         let mut trainable = 0;
         let align = |x: usize| x.div_ceil(ALIGN) * ALIGN;
-        for layer in 0..cfg.n_layer {
-            for module in Module::GPT2 {
+        for layer in 0..model.n_layer() {
+            for &module in model.modules() {
                 if !lora.targets(layer, module) {
                     continue;
                 }
-                let (k_in, n_out) = module.dims(cfg.n_embd);
+                let (k_in, n_out) = model.module_dims(module);
                 let a = off;
                 let b = align(a + lora.r * k_in);
                 off = align(b + n_out * lora.r);
@@ -183,7 +202,7 @@ pub struct GpuAdapter {
 
 impl GpuAdapter {
     /// Upload flat parameters (PEFT's tensors laid out by [`Layout`]).
-    pub fn new(gpu: &Gpu, model: &Gpt2Config, config: LoraConfig, params: &[f32]) -> Self {
+    pub fn new(gpu: &Gpu, model: &ModelConfig, config: LoraConfig, params: &[f32]) -> Self {
         Self {
             layout: Layout::new(model, &config),
             params: gpu.upload_f32(params),
@@ -246,7 +265,8 @@ mod tests {
 
     #[test]
     fn gpt2_small_c_attn_r8_prints_pefts_line() {
-        let cfg = Gpt2Config::preset_shape("gpt2").unwrap();
+        let cfg = crate::model::Gpt2Config::preset_shape("gpt2").unwrap();
+        let cfg = ModelConfig::from(cfg);
         let lora = LoraConfig {
             r: 8,
             lora_alpha: 16.0,
@@ -259,6 +279,40 @@ mod tests {
             trainable_line(layout.trainable, cfg.num_params()),
             "trainable params: 294,912 || all params: 124,734,720 || trainable%: 0.2364"
         );
+    }
+
+    /// PEFT's lines for the Llama family with its default targets (q_proj, v_proj, r 8),
+    /// as `print_trainable_parameters` prints them on the hub's configs.
+    #[test]
+    fn llama_family_defaults_print_pefts_line() {
+        use crate::model::llama_config::LlamaConfig;
+        let cases = [
+            (
+                "smollm2-135m",
+                "trainable params: 460,800 || all params: 134,975,808 || trainable%: 0.3414",
+            ),
+            (
+                "qwen2.5-0.5b",
+                "trainable params: 540,672 || all params: 494,573,440 || trainable%: 0.1093",
+            ),
+        ];
+        for (name, line) in cases {
+            let cfg = ModelConfig::from(LlamaConfig::preset_shape(name).unwrap());
+            let lora = LoraConfig {
+                r: 8,
+                lora_alpha: 16.0,
+                lora_dropout: 0.0,
+                target_modules: cfg.default_targets(),
+                use_rslora: false,
+            };
+            lora.validate_for(&cfg).unwrap();
+            let layout = Layout::new(&cfg, &lora);
+            assert_eq!(
+                trainable_line(layout.trainable, cfg.num_params()),
+                line,
+                "{name}"
+            );
+        }
     }
 
     #[test]
@@ -277,15 +331,27 @@ mod tests {
             ..lora.clone()
         };
         assert!(full.targets(1, Module::CFc) && !full.targets(0, Module::CFc));
-        assert!(full.validate_for(2).is_ok() && full.validate_for(1).is_err());
+        let model = |n_layer| {
+            let c = crate::model::Gpt2Config::preset_shape("distilgpt2").unwrap();
+            ModelConfig::from(crate::model::Gpt2Config { n_layer, ..c })
+        };
+        assert!(full.validate_for(&model(2)).is_ok() && full.validate_for(&model(1)).is_err());
         let bad = LoraConfig {
-            target_modules: vec!["q_proj".into()],
-            ..lora
+            target_modules: vec!["qproj".into()],
+            ..lora.clone()
         };
         let e = bad.validate().unwrap_err().0;
         assert!(
-            e.contains("q_proj") && e.contains("c_attn, c_proj, c_fc, all-linear"),
+            e.contains("qproj") && e.contains("c_attn, c_proj, c_fc, all-linear"),
             "{e}"
         );
+        // A Llama name is a name, but not one of GPT-2's.
+        let llama_name = LoraConfig {
+            target_modules: vec!["q_proj".into()],
+            ..lora
+        };
+        assert!(llama_name.validate().is_ok());
+        let e = llama_name.validate_for(&model(2)).unwrap_err().0;
+        assert!(e.contains("GPT-2") && e.contains("c_attn, c_proj"), "{e}");
     }
 }

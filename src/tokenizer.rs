@@ -120,6 +120,17 @@ impl Tokenizer {
         Ok(enc.get_ids().to_vec())
     }
 
+    /// Token ids of `text` as transformers' `tokenizer(text)` gives them: with the special
+    /// tokens the tokenizer's post-processor adds (Llama 3's `<|begin_of_text|>`; none for
+    /// GPT-2, SmolLM2 or Qwen2).
+    pub fn encode_for_model(&self, text: &str) -> Result<Vec<u32>> {
+        let enc = self
+            .inner
+            .encode(text, true)
+            .map_err(|e| err!("tokenizer failed on {:?}: {e}", truncate(text)))?;
+        Ok(enc.get_ids().to_vec())
+    }
+
     /// Text of `ids` (special tokens included, as transformers' `decode`).
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
         self.inner

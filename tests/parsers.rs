@@ -7,6 +7,7 @@ use wgtune::adapter::{config_json, parse_config};
 use wgtune::data::{Format, parse_jsonl, parse_jsonl_bytes};
 use wgtune::lora::{Layout, LoraConfig};
 use wgtune::model::Gpt2Config;
+use wgtune::model::ModelConfig;
 
 fn model_err(json: &str) -> String {
     Gpt2Config::from_json(json, Path::new("config.json"))
@@ -74,16 +75,16 @@ fn adapter_configs_with_huge_rank_or_infinite_alpha_are_errors() {
     )
     .unwrap();
     let back = parse_config(
-        &config_json(&cfg, "base", 2, false).to_string(),
+        &config_json(&cfg, "base", &two_layers(), false).to_string(),
         Path::new("b"),
     )
     .unwrap();
     assert_eq!(back.lora_alpha, cfg.lora_alpha);
     let model = Gpt2Config::preset_shape("gpt2-xl").unwrap();
-    let layout = Layout::new(&model, &cfg);
+    let layout = Layout::new(&ModelConfig::from(model.clone()), &cfg);
     assert_eq!(layout.trainable, 48 * 4096 * (1600 + 6400));
     let too_big = LoraConfig { r: 4097, ..cfg };
-    assert!(too_big.validate_for(48).is_err());
+    assert!(too_big.validate_for(&ModelConfig::from(model)).is_err());
 }
 
 #[test]
@@ -113,4 +114,10 @@ fn jsonl_bytes_name_the_line_of_invalid_utf8() {
     assert_eq!(e, "d.jsonl:2: not valid UTF-8");
     let d = parse_jsonl_bytes(b"{\"text\":\"a\"}", "d.jsonl", Some(Format::Text)).unwrap();
     assert_eq!(d.rows.len(), 1);
+}
+
+/// A GPT-2 of two blocks.
+fn two_layers() -> ModelConfig {
+    let c = Gpt2Config::preset_shape("distilgpt2").unwrap();
+    ModelConfig::from(Gpt2Config { n_layer: 2, ..c })
 }

@@ -239,12 +239,13 @@ fn model(a: ModelBench) -> Result<(), Box<dyn std::error::Error>> {
         target_modules: a.targets.clone(),
         use_rslora: false,
     };
-    lora.validate_for(cfg.n_layer)?;
-    let layout = Layout::new(&cfg, &lora);
+    let model_cfg = wgtune::model::ModelConfig::from(cfg.clone());
+    lora.validate_for(&model_cfg)?;
+    let layout = Layout::new(&model_cfg, &lora);
     let params = init_params(&layout, a.rank, 1);
     // Inference below runs with the same adapter applied (its B is zero at initialisation:
     // the values do not change the work).
-    let adapter = wgtune::lora::GpuAdapter::new(&gpu, &cfg, lora.clone(), &params);
+    let adapter = wgtune::lora::GpuAdapter::new(&gpu, &model_cfg, lora.clone(), &params);
     let mut trainer = LoraTrainer::new(&gpu, &model, lora, OptimConfig::default(), &params)?;
     trainer.grad_checkpoint = a.grad_checkpoint;
     let (b, t) = (a.batch_size, a.seq_len);

@@ -8,6 +8,7 @@ use std::time::Instant;
 use wgtune::gpu::Gpu;
 use wgtune::kernels::optim::{AdamW, NORM_PARTIALS, adamw, grad_norm};
 use wgtune::kernels::tuning;
+use wgtune::model::forward::AttnSource;
 use wgtune::model::llama::{Llama, module_dims};
 use wgtune::model::llama_config::LlamaConfig;
 use wgtune::model::{AdapterRef, LoraSlot, Module};
@@ -93,7 +94,8 @@ pub fn run(a: ModelBench, cfg: LlamaConfig) -> Result<(), Box<dyn std::error::Er
         };
         let mut cmd = gpu.commands();
         cmd.copy(&zeros, &grads);
-        let acts = model.record_forward(&mut cmd, &ids_t, &mask, (b, t), Some(&ad), true);
+        let src = AttnSource::Batch { mask: &mask };
+        let acts = model.record_forward(&mut cmd, &ids_t, src, (b, t), Some(&ad), true);
         let scale = 1.0 / (b * t) as f32;
         record_loss_and_backward(
             &model, &mut cmd, &acts, &mask, &targets_t, &loss, &ad, &grads, scale,

@@ -59,7 +59,7 @@ pub fn run(a: CompareArgs) -> Result<()> {
     let rows = &dataset.rows[..a.n.min(dataset.rows.len())];
     let c = pollster::block_on(compare(
         &gpu,
-        &model,
+        model.as_ref(),
         &files.tokenizer,
         &adapter.as_ref(),
         rows,

@@ -57,22 +57,19 @@ pub fn run(a: EvalArgs) -> Result<()> {
     } = super::open_inference(&a.model, &files, a.adapter.as_deref(), a.quant)?;
     let tok = &files.tokenizer;
     let adapter_ref = adapter.as_ref().map(|x| x.as_ref());
-    let eos = tok.eos_id().unwrap_or(model.config.eos());
-    let rows = a.val_batches.take(&dataset.rows, a.batch_size);
-    let mut examples = Vec::with_capacity(rows.len());
-    for (line, segs) in rows {
-        examples.push(data::tokenize(
-            tok,
-            segs,
-            eos,
-            a.train_on_prompt,
-            seq_len,
-            *line,
-        )?);
-    }
+    let settings = wgtune::train::settings::TrainSettings {
+        train_on_prompt: a.train_on_prompt,
+        ..Default::default()
+    };
+    let prep = super::prepare_config(&files, &settings, seq_len)?;
+    let eos = prep.eos;
+    let rows = a.val_batches.take(&dataset.rows, a.batch_size).len();
+    let examples = (0..rows)
+        .map(|i| wgtune::train::prepare::example(&dataset, i, tok, &prep))
+        .collect::<wgtune::error::Result<Vec<_>>>()?;
     let EvalLoss { loss, tokens } = pollster::block_on(eval_loss(
         &gpu,
-        &model,
+        model.as_ref(),
         adapter_ref.as_ref(),
         &examples,
         a.batch_size,

@@ -65,7 +65,7 @@ pub fn run(a: GenerateArgs) -> Result<()> {
     let _ = out.flush();
     pollster::block_on(generate(
         &gpu,
-        &model,
+        model.as_ref(),
         tok,
         adapter_ref.as_ref(),
         &a.prompt,

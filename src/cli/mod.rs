@@ -199,15 +199,17 @@ pub(crate) fn data_format(name: &str) -> wgtune::error::Result<Option<wgtune::da
     }
 }
 
-/// `--seq-len` for eval and compare: the model's n_positions unless given, at most that.
+/// `--seq-len` for eval and compare: the model's context length unless given, at most that.
 pub(crate) fn seq_len(
     given: Option<usize>,
-    config: &wgtune::model::Gpt2Config,
+    config: &wgtune::model::ModelConfig,
 ) -> wgtune::error::Result<usize> {
-    let n_pos = config.n_positions;
+    let n_pos = config.n_positions();
     let seq_len = given.unwrap_or(n_pos);
     if seq_len == 0 || seq_len > n_pos {
-        wgtune::bail!("--seq-len {seq_len} must be between 1 and the model's n_positions {n_pos}");
+        wgtune::bail!(
+            "--seq-len {seq_len} must be between 1 and the model's context of {n_pos} positions"
+        );
     }
     Ok(seq_len)
 }
@@ -217,23 +219,52 @@ pub(crate) fn open_model(model: &str) -> wgtune::error::Result<wgtune::model::Mo
     wgtune::model::open_dir(&hub::resolve(model)?)
 }
 
+/// How a model's lines become examples: its EOS, its tokenizer's prefix and, for the Llama
+/// family, its chat template (GPT-2 keeps plain `role: content` lines).
+pub(crate) fn prepare_config(
+    files: &wgtune::model::ModelFiles,
+    s: &TrainSettings,
+    seq_len: usize,
+) -> wgtune::error::Result<wgtune::train::prepare::PrepareConfig> {
+    use wgtune::model::ModelConfig;
+    use wgtune::train::prepare::PrepareConfig;
+    let eos = files.config.eos_with(&files.tokenizer);
+    match files.config {
+        ModelConfig::Gpt2(_) => Ok(PrepareConfig::new(s, seq_len, eos)),
+        ModelConfig::Llama(_) => {
+            let chat = wgtune::chat::ChatTemplate::from_dir(&files.dir)?;
+            PrepareConfig::for_model(s, seq_len, eos, &files.tokenizer, chat)
+        }
+    }
+}
+
 /// Upload checked model files in `quant`, and report where they went and the GPU memory used.
 pub(crate) fn upload_model(
     gpu: &wgtune::gpu::Gpu,
     model: &str,
     files: &wgtune::model::ModelFiles,
     quant: wgtune::model::Quant,
-) -> wgtune::error::Result<wgtune::model::Gpt2> {
-    let m = wgtune::model::Gpt2::load(gpu, files.config.clone(), &files.weights, quant)?;
+) -> wgtune::error::Result<wgtune::model::Model> {
+    let m = files.upload(gpu, quant)?;
     gpu.check_healthy()?;
-    let c = &m.config;
+    let shape = match &files.config {
+        wgtune::model::ModelConfig::Gpt2(c) => format!(
+            "GPT-2, {} layers, {} embd, {} heads, vocab {}",
+            c.n_layer, c.n_embd, c.n_head, c.vocab_size
+        ),
+        wgtune::model::ModelConfig::Llama(c) => format!(
+            "{}, {} layers, hidden {}, {} heads ({} KV), vocab {}",
+            files.config.family(),
+            c.num_hidden_layers,
+            c.hidden_size,
+            c.num_attention_heads,
+            c.num_key_value_heads,
+            c.vocab_size
+        ),
+    };
     eprintln!(
-        "{model}: {} layers, {} embd, {} heads, vocab {}; base {quant}: {:.1} MiB of weights on {} ({:?})",
-        c.n_layer,
-        c.n_embd,
-        c.n_head,
-        c.vocab_size,
-        m.weight_bytes() as f64 / (1024.0 * 1024.0),
+        "{model}: {shape}; base {quant}: {:.1} MiB of weights on {} ({:?})",
+        m.as_ref().weight_bytes() as f64 / (1024.0 * 1024.0),
         gpu.adapter_info.name,
         gpu.adapter_info.backend
     );
@@ -243,7 +274,7 @@ pub(crate) fn upload_model(
 /// What eval and generate run on: the GPU, the uploaded model and the optional adapter.
 pub(crate) struct Inference {
     pub gpu: wgtune::gpu::Gpu,
-    pub model: wgtune::model::Gpt2,
+    pub model: wgtune::model::Model,
     pub adapter: Option<wgtune::lora::GpuAdapter>,
 }
 
@@ -261,7 +292,7 @@ pub(crate) fn open_inference(
     let gpu = wgtune::gpu::Gpu::new_blocking()?;
     let m = upload_model(&gpu, model, files, quant)?;
     let adapter = host_adapter
-        .map(|(lora, params)| wgtune::lora::GpuAdapter::new(&gpu, &m.config, lora, &params));
+        .map(|(lora, params)| wgtune::lora::GpuAdapter::new(&gpu, &files.config, lora, &params));
     Ok(Inference {
         gpu,
         model: m,
@@ -272,7 +303,7 @@ pub(crate) fn open_inference(
 /// Read a PEFT adapter directory for eval / generate, checked against the model's shapes.
 pub(crate) fn read_adapter(
     dir: &std::path::Path,
-    config: &wgtune::model::Gpt2Config,
+    config: &wgtune::model::ModelConfig,
 ) -> wgtune::error::Result<(wgtune::lora::LoraConfig, Vec<f32>)> {
     let (lora, params) = wgtune::adapter::load_dir(dir, config)?;
     eprintln!(

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use wgtune::error::Result;
 use wgtune::gpu::Gpu;
-use wgtune::model::Gpt2Config;
+use wgtune::model::ModelConfig;
 use wgtune::train::checkpoint::{self, Checkpoint};
 use wgtune::train::job::{Control, Observer, StepRecord, TrainJob};
 use wgtune::train::plan::{Plan, Start};
@@ -39,16 +39,16 @@ pub fn run(a: TrainArgs, given: Given) -> Result<i32> {
     let start = Start::open(a.resume.as_deref(), a.init_adapter.as_deref(), &cfg)?;
     start.resolve(&mut s, &given, &cfg)?;
     let seq_len = s.seq_len_for(&cfg)?;
-    let eos = files.tokenizer.eos_id().unwrap_or(cfg.eos());
+    let prep = super::prepare_config(&files, &s, seq_len)?;
+    let eos = prep.eos;
     let data_path = a
         .data
         .clone()
         .unwrap_or_else(|| PathBuf::from(EXAMPLE_DATA));
     let data = read_files(
         &s,
-        seq_len,
+        &prep,
         &files.tokenizer,
-        eos,
         &data_path,
         a.val_data.as_deref(),
     )?;
@@ -59,8 +59,8 @@ pub fn run(a: TrainArgs, given: Given) -> Result<i32> {
     let model = super::upload_model(&gpu, &a.model, &files, plan.settings.quant)?;
     let resumed_at = plan.resume.as_ref().map(|r| r.state.step);
     eprintln!("{}", plan.trainable_line(&cfg));
-    eprintln!("{}", TrainJob::estimate(&gpu, &model, &plan).line());
-    let mut job = TrainJob::new(&gpu, &model, plan)?;
+    eprintln!("{}", TrainJob::estimate(&gpu, model.as_ref(), &plan).line());
+    let mut job = TrainJob::new(&gpu, model.as_ref(), plan)?;
     eprintln!("{}, {}", job.plan.describe(), gpu.adapter_info.name);
     let total = job.plan.total_steps;
     if let Some(step) = resumed_at {
@@ -101,7 +101,7 @@ struct CliObserver {
     start: Instant,
     total: usize,
     out: PathBuf,
-    config: Gpt2Config,
+    config: ModelConfig,
     metrics: Option<std::fs::File>,
     bar: Option<indicatif::ProgressBar>,
 }
@@ -111,7 +111,7 @@ impl CliObserver {
         a: &TrainArgs,
         total: usize,
         resumed_at: Option<u32>,
-        config: Gpt2Config,
+        config: ModelConfig,
     ) -> Result<Self> {
         let metrics = a.metrics.as_ref().map(|p| metrics::open(p, resumed_at));
         let bar = std::io::stderr().is_terminal().then(|| {

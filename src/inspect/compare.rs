@@ -9,7 +9,7 @@ use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::model::eval::eval_loss;
 use crate::model::generate::{GenerateConfig, generate};
-use crate::model::{AdapterRef, Gpt2};
+use crate::model::{AdapterRef, ModelRef};
 use crate::sample::Sampling;
 use crate::tokenizer::Tokenizer;
 
@@ -111,7 +111,7 @@ pub fn greedy(max_new_tokens: usize) -> GenerateConfig {
 #[allow(clippy::too_many_arguments)]
 pub async fn compare(
     gpu: &Gpu,
-    model: &Gpt2,
+    model: ModelRef<'_>,
     tok: &Tokenizer,
     adapter: &AdapterRef<'_>,
     rows: &[(usize, Segments)],
@@ -119,7 +119,7 @@ pub async fn compare(
     generation: &GenerateConfig,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<Comparison> {
-    let eos = tok.eos_id().unwrap_or(model.config.eos());
+    let eos = model.config().eos_with(tok);
     let mut out = Vec::with_capacity(rows.len());
     for (done, (line, segs)) in rows.iter().enumerate() {
         progress(done, rows.len());
@@ -133,8 +133,7 @@ pub async fn compare(
         let (prompt, reference) = prompt_and_reference(tok, segs)?;
         // Leave room for the continuation in the model's context.
         let room = model
-            .config
-            .n_positions
+            .positions()
             .saturating_sub(generation.max_new_tokens.max(1));
         let prompt = clip_prompt(tok, &prompt, room)?;
         let base_output = generate(gpu, model, tok, None, &prompt, generation, |_| {}).await?;

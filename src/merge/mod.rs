@@ -1,7 +1,8 @@
 //! `merge`: fold a LoRA adapter into the base weights and write a model directory that
-//! transformers loads (`GPT2LMHeadModel.from_pretrained`), as PEFT's `merge_and_unload()`
-//! followed by `save_pretrained` would: F32 tensors named `transformer.*`, no `lm_head.weight`
-//! (tied), no attention-mask buffers; config and tokenizer files copied.
+//! transformers loads (`GPT2LMHeadModel`, `LlamaForCausalLM`, `Qwen2ForCausalLM`
+//! `.from_pretrained`), as PEFT's `merge_and_unload()` followed by `save_pretrained` would:
+//! F32 tensors (GPT-2's named `transformer.*`), no tied `lm_head.weight`, no buffers; config
+//! and tokenizer files copied.
 //!
 //! The delta goes into the original weights read from the base checkpoint, whatever
 //! quantization the adapter was trained on: a QLoRA adapter is merged as PEFT merges it into
@@ -24,7 +25,7 @@ use crate::adapter::{self, write_atomic};
 #[cfg(not(target_arch = "wasm32"))]
 use crate::error::Result;
 #[cfg(not(target_arch = "wasm32"))]
-use crate::model::Gpt2Config;
+use crate::model::ModelConfig;
 #[cfg(not(target_arch = "wasm32"))]
 use crate::{bail, err};
 
@@ -36,7 +37,7 @@ const READ_CHUNK: usize = 16 << 20;
 /// already hold a model).
 #[cfg(not(target_arch = "wasm32"))]
 pub fn merge_dir(model_dir: &Path, adapter_dir: &Path, out_dir: &Path) -> Result<()> {
-    let config = Gpt2Config::from_file(&model_dir.join("config.json"))?;
+    let config = ModelConfig::from_file(&model_dir.join("config.json"))?;
     let (lora, params) = adapter::load_dir(adapter_dir, &config)?;
     if out_dir.join("model.safetensors").exists() {
         bail!(
@@ -66,6 +67,8 @@ pub fn merge_dir(model_dir: &Path, adapter_dir: &Path, out_dir: &Path) -> Result
         "vocab.json",
         "merges.txt",
         "generation_config.json",
+        "special_tokens_map.json",
+        "chat_template.jinja",
     ] {
         let src = model_dir.join(f);
         if src.exists() {
@@ -97,7 +100,7 @@ pub fn merge_dir(model_dir: &Path, adapter_dir: &Path, out_dir: &Path) -> Result
 fn stream_file(
     input: &Path,
     out: &Path,
-    config: Gpt2Config,
+    config: ModelConfig,
     lora: &crate::lora::LoraConfig,
     params: Vec<f32>,
 ) -> Result<()> {

@@ -4,11 +4,13 @@
 //! so the CLI and the page write the same bytes.
 //!
 //! Output: the header first, as soon as the input header is in (every size is known from
-//! it): F32 tensors named `transformer.*`, the attention-mask buffers and the tied
-//! `lm_head.weight` dropped, in the input's data order (safetensors readers sort by offset,
-//! so any order is valid). Then each tensor once its input bytes are complete: F32 tensors
-//! that no adapter touches pass through as they arrive; the others are converted to F32
-//! and, for a targeted Conv1D weight, get the LoRA delta ([`add_delta`]).
+//! it): F32 tensors (GPT-2's named `transformer.*`, its attention-mask buffers and tied
+//! `lm_head.weight` dropped; the Llama family's under their own names, RoPE buffers and a
+//! tied `lm_head.weight` dropped), in the input's data order (safetensors readers sort by
+//! offset, so any order is valid). Then each tensor once its input bytes are complete: F32
+//! tensors that no adapter touches pass through as they arrive; the others are converted to
+//! F32 and, for a targeted weight, get the LoRA delta ([`add_delta`] on GPT-2's Conv1D
+//! `(in,out)`, [`add_delta_linear`] on an nn.Linear `(out,in)`).
 
 use std::path::{Path, PathBuf};
 
@@ -16,7 +18,8 @@ use safetensors::Dtype;
 
 use crate::error::Result;
 use crate::lora::{Layout, LoraConfig};
-use crate::model::Gpt2Config;
+use crate::model::ModelConfig;
+use crate::model::llama::Llama;
 use crate::model::load::{check_tensors, to_f32};
 use crate::model::stream_load::{Header, Slot};
 use crate::{bail, err};
@@ -38,10 +41,32 @@ pub fn add_delta(w: &mut [f32], a: &[f32], b: &[f32], r: usize, scale: f32) {
     }
 }
 
-/// Whether a checkpoint tensor is left out of a merged model, as `save_pretrained` of a
-/// `GPT2LMHeadModel` leaves it out: the causal-mask buffers and the head tied to `wte`.
+/// nn.Linear `W (out,in) += scale · B·A`, i.e. `W[n][k] += scale · Σ_j B[n][j]·A[j][k]`
+/// (the Llama family's layout), summed in f64 as [`add_delta`].
+pub fn add_delta_linear(w: &mut [f32], a: &[f32], b: &[f32], r: usize, scale: f32) {
+    let k_in = a.len() / r.max(1);
+    let n_out = b.len() / r.max(1);
+    debug_assert_eq!(w.len(), k_in * n_out);
+    for n in 0..n_out {
+        for k in 0..k_in {
+            let d: f64 = (0..r)
+                .map(|j| b[n * r + j] as f64 * a[j * k_in + k] as f64)
+                .sum();
+            w[n * k_in + k] += (scale as f64 * d) as f32;
+        }
+    }
+}
+
+/// Whether a GPT-2 checkpoint tensor is left out of a merged model, as `save_pretrained` of
+/// a `GPT2LMHeadModel` leaves it out: the causal-mask buffers and the head tied to `wte`.
 pub fn dropped(name: &str) -> bool {
     name.ends_with(".attn.bias") || name.ends_with(".attn.masked_bias") || name == "lm_head.weight"
+}
+
+/// Whether a Llama-family checkpoint tensor is left out: old checkpoints' RoPE buffers, and
+/// an `lm_head.weight` that config.json ties to the embedding (save_pretrained keeps one).
+fn dropped_llama(name: &str, tied: bool) -> bool {
+    name.ends_with(".rotary_emb.inv_freq") || (tied && name == "lm_head.weight")
 }
 
 /// One input tensor and what becomes of it.
@@ -56,7 +81,7 @@ struct Out {
 
 /// Feed with [`Self::push`] (chunks of any size, in file order), then [`Self::finish`].
 pub struct MergeStream {
-    config: Gpt2Config,
+    config: ModelConfig,
     layout: Layout,
     r: usize,
     scale: f32,
@@ -77,7 +102,7 @@ pub struct MergeStream {
 impl MergeStream {
     /// A merge of the adapter `(lora, params)` (the flat layout of [`Layout::new`]) into the
     /// checkpoint of `config`; `path` names the input in errors.
-    pub fn new(config: Gpt2Config, lora: &LoraConfig, params: Vec<f32>, path: &Path) -> Self {
+    pub fn new(config: ModelConfig, lora: &LoraConfig, params: Vec<f32>, path: &Path) -> Self {
         Self {
             layout: Layout::new(&config, lora),
             config,
@@ -137,13 +162,18 @@ impl MergeStream {
             r,
             scale,
             path,
+            config,
             ..
         } = self;
+        let delta = match config {
+            ModelConfig::Gpt2(_) => add_delta,
+            ModelConfig::Llama(_) => add_delta_linear,
+        };
         let plan = plan.as_ref().expect("plan");
         let merged = |out: &Out, raw: &[u8]| -> Result<Vec<u8>> {
             let mut values = to_f32(raw, out.slot.dtype, path, &out.slot.full)?.into_owned();
             if let Some((a, a_end, b, b_end)) = out.lora {
-                add_delta(
+                delta(
                     &mut values,
                     &params[a..a_end],
                     &params[b..b_end],
@@ -202,22 +232,32 @@ impl MergeStream {
     /// Check the input's table against the config and the adapter, decide each tensor's fate,
     /// and return the output's length field and header.
     fn plan(&mut self, table: Vec<Slot>) -> Result<Vec<u8>> {
-        check_tensors(&self.config, &self.path, |n| {
+        let info = |n: &str| {
             table
                 .iter()
                 .find(|s| s.full == n)
                 .map(|s| (s.dtype, s.shape.as_slice()))
-        })?;
+        };
+        match &self.config {
+            ModelConfig::Gpt2(c) => check_tensors(c, &self.path, info)?,
+            ModelConfig::Llama(c) => Llama::check_tensors(c, &self.path, info)?,
+        }
         let mut json = String::from(r#"{"__metadata__":{"format":"pt"}"#);
         let mut at: u64 = 0;
         let mut plan = Vec::with_capacity(table.len());
         for slot in table {
-            let short = slot
-                .full
-                .strip_prefix("transformer.")
-                .unwrap_or(&slot.full)
-                .to_string();
-            if dropped(&slot.full) {
+            // The output name, and the weight's name in the adapter's terms.
+            let (name, dropped) = match &self.config {
+                ModelConfig::Gpt2(_) => {
+                    let short = slot.full.strip_prefix("transformer.").unwrap_or(&slot.full);
+                    (format!("transformer.{short}"), dropped(&slot.full))
+                }
+                ModelConfig::Llama(c) => (
+                    slot.full.clone(),
+                    dropped_llama(&slot.full, c.tie_word_embeddings),
+                ),
+            };
+            if dropped {
                 plan.push(Out {
                     slot,
                     name: None,
@@ -229,7 +269,7 @@ impl MergeStream {
                 .layout
                 .slots
                 .iter()
-                .find(|s| short == format!("h.{}.{}.weight", s.layer, s.module.path()))
+                .find(|s| name == format!("{}.weight", s.module.full_name(s.layer)))
                 .map(|s| (s.a, s.a + self.r * s.k_in, s.b, s.b + s.n_out * self.r));
             if let Some((_, a_end, _, b_end)) = lora
                 && a_end.max(b_end) > self.params.len()
@@ -241,7 +281,6 @@ impl MergeStream {
                     self.layout.len
                 );
             }
-            let name = format!("transformer.{short}");
             let numel = slot.shape.iter().map(|&d| d as u64).product::<u64>();
             let end = at + 4 * numel;
             json.push_str(&format!(

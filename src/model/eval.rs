@@ -6,7 +6,7 @@ use crate::bail;
 use crate::data::{Example, IGNORE_INDEX};
 use crate::error::Result;
 use crate::gpu::Gpu;
-use crate::model::{AdapterRef, Gpt2};
+use crate::model::{AdapterRef, ModelRef};
 
 /// Summed loss and counted tokens.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -20,7 +20,7 @@ pub struct EvalLoss {
 /// Evaluate `examples` in batches of `batch_size` sequences, padding with `pad`.
 pub async fn eval_loss(
     gpu: &Gpu,
-    model: &Gpt2,
+    model: ModelRef<'_>,
     adapter: Option<&AdapterRef<'_>>,
     examples: &[Example],
     batch_size: usize,

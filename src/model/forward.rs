@@ -161,14 +161,22 @@ pub struct KvCache {
 impl KvCache {
     pub fn new(gpu: &Gpu, model: &Gpt2) -> Self {
         let cfg = &model.config;
-        let p = cfg.n_positions;
+        Self::with_rows(gpu, cfg.n_layer, cfg.n_positions, 3 * cfg.n_embd)
+    }
+
+    /// A cache of `layers` layers, each `positions` rows of `width` (attention's packed
+    /// q|k|v row: GPT-2's 3C, Llama's C + 2·KV).
+    pub fn with_rows(gpu: &Gpu, layers: usize, positions: usize, width: usize) -> Self {
         Self {
-            layers: (0..cfg.n_layer)
-                .map(|_| gpu.tensor(p * 3 * cfg.n_embd))
-                .collect(),
-            mask: gpu.upload_u32(&vec![1; p]),
+            layers: (0..layers).map(|_| gpu.tensor(positions * width)).collect(),
+            mask: gpu.upload_u32(&vec![1; positions]),
             len: 0,
         }
+    }
+
+    /// Positions the cache holds at most.
+    pub fn capacity(&self) -> usize {
+        self.mask.len()
     }
 
     /// Positions already in the cache.
@@ -181,7 +189,7 @@ impl KvCache {
     }
 
     /// `n` more positions are in the cache (a step appended them).
-    pub(super) fn advance(&mut self, n: usize) {
+    pub(crate) fn advance(&mut self, n: usize) {
         self.len += n;
     }
 }

@@ -6,6 +6,7 @@ use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::model::AdapterRef;
 use crate::model::acts::Keep;
+use crate::model::family::ModelRef;
 pub use crate::model::forward::KvCache;
 use crate::model::forward::{AttnSource, Pass};
 use crate::model::gpt2::Gpt2;
@@ -23,6 +24,13 @@ impl Gpt2 {
         let (c, n) = (self.config.n_embd, ids.len());
         if n == 0 {
             bail!("nothing to run: the prompt is empty");
+        }
+        if cache.len() + n > cache.capacity() {
+            bail!(
+                "{} tokens exceed the KV cache's {} positions",
+                cache.len() + n,
+                cache.capacity()
+            );
         }
         self.check_input(ids, cache.len() + n)?;
         let ids_t = gpu.upload_u32(ids);
@@ -53,43 +61,46 @@ pub struct GenerateConfig {
     pub seed: u64,
 }
 
-/// Continue `prompt` token by token through a KV cache, stopping at EOS, `max_new_tokens` or
-/// the model's context. `on_text` receives each newly completed piece of text (never half a
+/// Continue `prompt` token by token through a KV cache, stopping at an end-of-sequence id,
+/// `max_new_tokens` or the model's context. The prompt is tokenized as transformers'
+/// `tokenizer(prompt)` does (with the special tokens its post-processor adds: Llama 3's
+/// `<|begin_of_text|>`). `on_text` receives each newly completed piece of text (never half a
 /// UTF-8 character) as it is decoded; the whole continuation is returned.
 pub async fn generate(
     gpu: &Gpu,
-    model: &Gpt2,
+    model: ModelRef<'_>,
     tok: &crate::tokenizer::Tokenizer,
     adapter: Option<&AdapterRef<'_>>,
     prompt: &str,
     cfg: &GenerateConfig,
     mut on_text: impl FnMut(&str),
 ) -> Result<String> {
-    let eos = tok.eos_id().unwrap_or(model.config.eos());
-    let mut ids = tok.encode(prompt)?;
+    let config = model.config();
+    let stop = config.stop_ids(tok);
+    let mut ids = tok.encode_for_model(prompt)?;
     if ids.is_empty() {
-        ids.push(eos); // GPT-2 starts unconditioned text from <|endoftext|>
+        ids.push(stop[0]); // GPT-2 starts unconditioned text from <|endoftext|>
     }
-    if ids.len() >= model.config.n_positions {
+    let positions = model.positions();
+    if ids.len() >= positions {
         bail!(
-            "the prompt has {} tokens; the model sees at most {}",
-            ids.len(),
-            model.config.n_positions
+            "the prompt has {} tokens; the model sees at most {positions}",
+            ids.len()
         );
     }
     let mut rng = crate::sample::Rng::new(cfg.seed);
-    let mut cache = KvCache::new(gpu, model);
+    let mut cache = model.kv_cache(gpu, (ids.len() + cfg.max_new_tokens).min(positions));
     let prompt_len = ids.len();
     let mut next = ids.clone();
     let mut shown = 0;
     let mut text = String::new();
     for _ in 0..cfg.max_new_tokens {
-        if cache.len() + next.len() > model.config.n_positions {
+        if cache.len() + next.len() > cache.capacity() {
             break;
         }
         let logits = model.step(gpu, &mut cache, &next, adapter).await?;
         let id = crate::sample::sample(&logits, &cfg.sampling, &mut rng);
-        if id == eos {
+        if stop.contains(&id) {
             break;
         }
         ids.push(id);

@@ -81,6 +81,11 @@ pub struct Gpt2 {
 }
 
 impl Gpt2 {
+    /// Its config.json as the family-independent layers read it.
+    pub fn model_config(&self) -> crate::model::ModelConfig {
+        crate::model::ModelConfig::Gpt2(self.config.clone())
+    }
+
     /// Bytes of GPU memory the weights occupy.
     pub fn weight_bytes(&self) -> u64 {
         let blocks: u64 = self.blocks.iter().map(Block::size_bytes).sum();

@@ -18,34 +18,16 @@
 use crate::error::Result;
 use crate::gpu::{Commands, Gpu, Tensor};
 use crate::kernels::matmul::Weight;
+use crate::model::AdapterRef;
 use crate::model::block::{Linear, Module};
+use crate::model::forward::{AttnSource, KvCache};
 use crate::model::gpt2::Quant;
 use crate::model::llama_config::LlamaConfig;
-use crate::model::lm_head::record_head_logits;
+pub use crate::model::llama_config::{module_dims, module_has_bias};
+use crate::model::lm_head::{record_head_logits, record_position_losses};
 use crate::model::load::{frobenius, random_values, to_f32, upload_table, upload_weight};
 use crate::model::safetensors_file::SafetensorsFile;
 use crate::{bail, cpu, err};
-
-/// (in, out) features of Llama module `m`.
-pub fn module_dims(cfg: &LlamaConfig, m: Module) -> (usize, usize) {
-    let (c, kv, ff) = (cfg.hidden_size, cfg.kv_dim(), cfg.intermediate_size);
-    match m {
-        Module::QProj | Module::OProj => (c, c),
-        Module::KProj | Module::VProj => (c, kv),
-        Module::GateProj | Module::UpProj => (c, ff),
-        Module::DownProj => (ff, c),
-        _ => panic!("{m:?} is a GPT-2 module"),
-    }
-}
-
-/// Whether the checkpoint has a bias for Llama module `m`.
-pub fn module_has_bias(cfg: &LlamaConfig, m: Module) -> bool {
-    match m {
-        Module::QProj | Module::KProj | Module::VProj => cfg.qkv_bias,
-        Module::OProj => cfg.o_bias,
-        _ => cfg.mlp_bias,
-    }
-}
 
 /// One decoder layer's weights.
 pub struct LlamaBlock {
@@ -104,6 +86,41 @@ impl Llama {
         w
     }
 
+    /// Check that a checkpoint holds every weight `config` needs, in its shape and a float
+    /// dtype; `info` looks a tensor up by name (a mapped file, or a streamed header).
+    pub fn check_tensors<'a>(
+        config: &LlamaConfig,
+        path: &std::path::Path,
+        info: impl Fn(&str) -> Option<(safetensors::Dtype, &'a [usize])>,
+    ) -> Result<()> {
+        use safetensors::Dtype;
+        let p = path.display();
+        for (name, shape) in &Self::expected_weights(config) {
+            let Some((dtype, got)) = info(name) else {
+                bail!(
+                    "{p}: missing tensor {name} (config.json has {} layers): the weights and config.json do not match, or the file is incomplete",
+                    config.num_hidden_layers
+                );
+            };
+            if !matches!(dtype, Dtype::F32 | Dtype::F16 | Dtype::BF16) {
+                bail!("{p}: tensor {name} has dtype {dtype:?}; expected F32, F16 or BF16");
+            }
+            if got != shape.as_slice() {
+                bail!(
+                    "{p}: tensor {name} has shape {got:?}, config.json implies {shape:?}: the weights and config.json belong to different models"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Self::check_tensors`] for a file already open.
+    pub fn check_weights(config: &LlamaConfig, file: &SafetensorsFile) -> Result<()> {
+        Self::check_tensors(config, file.path(), |n| {
+            file.info(n).map(|i| (i.dtype, i.shape.as_slice()))
+        })
+    }
+
     /// Load `cfg` + `model.safetensors` one tensor at a time, quantizing the Linears as asked.
     pub fn load(
         gpu: &Gpu,
@@ -111,22 +128,7 @@ impl Llama {
         file: &SafetensorsFile,
         quant: Quant,
     ) -> Result<Self> {
-        let p = file.path().display();
-        let expected = Self::expected_weights(&config);
-        for (name, shape) in &expected {
-            let info = file.info(name).ok_or_else(|| {
-                err!(
-                    "{p}: missing tensor {name} (config.json has {} layers): the weights and config.json do not match, or the file is incomplete",
-                    config.num_hidden_layers
-                )
-            })?;
-            if info.shape != *shape {
-                bail!(
-                    "{p}: tensor {name} has shape {:?}, config.json implies {shape:?}: the weights and config.json belong to different models",
-                    info.shape
-                );
-            }
-        }
+        Self::check_weights(&config, file)?;
         let read = |name: &str| read_f32(file, name);
         let vector = |name: &str| -> Result<Tensor> { Ok(gpu.upload_f32(&read(name)?)) };
         let mut blocks = Vec::with_capacity(config.num_hidden_layers);
@@ -252,6 +254,11 @@ impl Llama {
         Ok(())
     }
 
+    /// Its config.json as the family-independent layers read it.
+    pub fn model_config(&self) -> crate::model::ModelConfig {
+        crate::model::ModelConfig::Llama(self.config.clone())
+    }
+
     /// The output head: lm_head, or the embedding when tied.
     pub fn head(&self) -> &Weight {
         self.lm_head.as_ref().unwrap_or(&self.embed)
@@ -272,6 +279,70 @@ impl Llama {
         Ok(())
     }
 
+    /// Check that a batch of `b`×`t` tokens fits the GPU's binding limit: the largest
+    /// activation is the (B·T, FF) MLP state, or the packed (B·T, C+2KV) q|k|v (and a
+    /// 128-wide LM-head chunk).
+    pub fn check_fits(&self, gpu: &Gpu, b: usize, t: usize) -> Result<()> {
+        let cfg = &self.config;
+        let rows = b * t;
+        let width = cfg
+            .intermediate_size
+            .max(cfg.hidden_size + 2 * cfg.kv_dim())
+            .max(128);
+        let words = rows * width;
+        let max = gpu.max_binding_words();
+        if words > max {
+            bail!(
+                "a batch of {b} x {t} tokens needs a {} MiB activation buffer, but this GPU binds at most {} MiB: lower --batch-size or --seq-len",
+                (words * 4) >> 20,
+                (max * 4) >> 20
+            );
+        }
+        Ok(())
+    }
+
+    /// A batch of `b` sequences of `t` tokens: its shape, its tokens and that it fits.
+    pub fn check_batch(
+        &self,
+        gpu: &Gpu,
+        ids: &[u32],
+        mask: &[u32],
+        b: usize,
+        t: usize,
+    ) -> Result<()> {
+        if ids.len() != b * t || mask.len() != b * t {
+            bail!("batch of {b}x{t} needs {} ids and mask values", b * t);
+        }
+        self.check_input(ids, t)?;
+        self.check_fits(gpu, b, t)
+    }
+
+    /// Per-position losses (B·T) of predicting `targets (B,T)` (−100 = not trained) from
+    /// `ids`, through the chunked LM head + cross-entropy, with `adapter` applied if given.
+    #[allow(clippy::too_many_arguments)] // the batch (ids, mask, targets, b, t) as its parts
+    pub async fn position_losses(
+        &self,
+        gpu: &Gpu,
+        ids: &[u32],
+        mask: &[u32],
+        targets: &[i32],
+        b: usize,
+        t: usize,
+        adapter: Option<&AdapterRef<'_>>,
+    ) -> Result<Vec<f32>> {
+        self.check_batch(gpu, ids, mask, b, t)?;
+        let (ids_t, mask_t) = (gpu.upload_u32(ids), gpu.upload_u32(mask));
+        let mut cmd = gpu.commands();
+        let src = AttnSource::Batch { mask: &mask_t };
+        let hidden = self
+            .record_forward(&mut cmd, &ids_t, src, (b, t), adapter, false)
+            .hidden;
+        let (c, v) = (self.config.hidden_size, self.config.vocab_size);
+        let loss = record_position_losses(&mut cmd, &hidden, self.head(), targets, c, v);
+        cmd.submit();
+        Ok(gpu.read_f32(&loss).await?)
+    }
+
     /// Record the base model's forward pass of `ids (B,T)` (mask `(B,T)`: 1 = token) to the
     /// final RMSNorm's output `(B·T, C)`, keeping nothing for a backward pass.
     pub fn record_hidden(
@@ -282,7 +353,8 @@ impl Llama {
         b: usize,
         t: usize,
     ) -> Tensor {
-        self.record_forward(cmd, ids, mask, (b, t), None, false)
+        let src = AttnSource::Batch { mask };
+        self.record_forward(cmd, ids, src, (b, t), None, false)
             .hidden
     }
 
@@ -322,6 +394,60 @@ fn read_f32(file: &SafetensorsFile, name: &str) -> Result<Vec<f32>> {
         .info(name)
         .ok_or_else(|| err!("{}: missing tensor {name}", file.path().display()))?;
     Ok(to_f32(file.bytes(name)?, info.dtype, file.path(), name)?.into_owned())
+}
+
+impl Llama {
+    /// An empty KV cache for sequences of up to `positions` tokens (at most the RoPE table's).
+    pub fn kv_cache(&self, gpu: &Gpu, positions: usize) -> KvCache {
+        let cfg = &self.config;
+        let width = cfg.hidden_size + 2 * cfg.kv_dim();
+        KvCache::with_rows(
+            gpu,
+            cfg.num_hidden_layers,
+            positions.min(self.positions),
+            width,
+        )
+    }
+
+    /// Run `ids` at the next positions of `cache`, with `adapter` applied if given (no
+    /// dropout), and return the logits (V) of the last one (as `Gpt2::step`).
+    pub async fn step(
+        &self,
+        gpu: &Gpu,
+        cache: &mut KvCache,
+        ids: &[u32],
+        adapter: Option<&AdapterRef<'_>>,
+    ) -> Result<Vec<f32>> {
+        let (c, v, n) = (self.config.hidden_size, self.config.vocab_size, ids.len());
+        if n == 0 {
+            bail!("nothing to run: the prompt is empty");
+        }
+        if cache.len() + n > cache.capacity() {
+            bail!(
+                "{} tokens exceed the KV cache's {} positions",
+                cache.len() + n,
+                cache.capacity()
+            );
+        }
+        self.check_input(ids, cache.len() + n)?;
+        let ids_t = gpu.upload_u32(ids);
+        let (last, logits) = (gpu.tensor(c), gpu.tensor(v));
+        let mut cmd = gpu.commands();
+        let acts = self.record_forward(
+            &mut cmd,
+            &ids_t,
+            AttnSource::Cache(cache),
+            (1, n),
+            adapter,
+            false,
+        );
+        // The last row's hidden state, copied: its offset need not be binding-aligned.
+        cmd.copy(&acts.hidden.slice((n - 1) * c, c), &last);
+        record_head_logits(&mut cmd, &logits, &last, self.head(), 1, c, v);
+        cmd.submit();
+        cache.advance(n);
+        Ok(gpu.read_f32(&logits).await?)
+    }
 }
 
 /// `(rows, cols)` row-major → `(cols, rows)`: an nn.Linear weight `(out,in)` as Conv1D `(in,out)`.

@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use crate::error::Result;
 use crate::kernels::attention::MAX_HEAD_DIM;
+use crate::model::block::Module;
 use crate::model::config::MAX_LAYERS;
 use crate::{bail, err};
 
@@ -109,6 +110,27 @@ pub const PRESETS: [(&str, &str); 8] = [
 /// The model types this module reads.
 pub fn is_llama_family(model_type: &str) -> bool {
     matches!(model_type, "llama" | "qwen2")
+}
+
+/// (in, out) features of Llama module `m`.
+pub fn module_dims(cfg: &LlamaConfig, m: Module) -> (usize, usize) {
+    let (c, kv, ff) = (cfg.hidden_size, cfg.kv_dim(), cfg.intermediate_size);
+    match m {
+        Module::QProj | Module::OProj => (c, c),
+        Module::KProj | Module::VProj => (c, kv),
+        Module::GateProj | Module::UpProj => (c, ff),
+        Module::DownProj => (ff, c),
+        _ => panic!("{m:?} is a GPT-2 module"),
+    }
+}
+
+/// Whether the checkpoint has a bias for Llama module `m`.
+pub fn module_has_bias(cfg: &LlamaConfig, m: Module) -> bool {
+    match m {
+        Module::QProj | Module::KProj | Module::VProj => cfg.qkv_bias,
+        Module::OProj => cfg.o_bias,
+        _ => cfg.mlp_bias,
+    }
 }
 
 impl LlamaConfig {
@@ -321,6 +343,12 @@ impl LlamaConfig {
     /// Width of the keys and of the values: `num_key_value_heads · head_dim`.
     pub fn kv_dim(&self) -> usize {
         self.num_key_value_heads * self.head_dim
+    }
+
+    /// The first end-of-sequence id config.json names (0 where it names none: the
+    /// tokenizer's own is used first).
+    pub fn eos(&self) -> u32 {
+        self.eos_token_ids.first().copied().unwrap_or(0)
     }
 
     /// Parameters of the base model (a tied head counted once), as PEFT counts them.

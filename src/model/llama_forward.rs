@@ -18,6 +18,7 @@ use crate::kernels::lora::lora_linear_forward;
 use crate::kernels::rope::{RopeDims, rope_pack};
 use crate::model::AdapterRef;
 use crate::model::block::Module;
+use crate::model::forward::AttnSource;
 use crate::model::llama::{Llama, module_dims};
 
 /// One layer's activations (clones share the buffers). `x_in`, `x_mid` and `x_out` are the
@@ -58,15 +59,16 @@ pub struct LlamaActs {
 }
 
 impl Llama {
-    /// Record the forward pass of `ids (B,T)` with `mask (B,T)` (1 = token) and `adapter`, to
-    /// the final RMSNorm; `keep`: every layer's activations for a backward pass (else one
-    /// set of buffers, the residual stream updated in place). Positions are 0..T in every
-    /// row. The caller has checked the ids ([`Llama::check_input`]).
+    /// Record the forward pass of `ids (B,T)` and `adapter` to the final RMSNorm, attending
+    /// over `src` (the batch with its mask, 1 = token: positions 0..T in every row; or a KV
+    /// cache, one sequence at its next positions, appended to); `keep`: every layer's
+    /// activations for a backward pass (else one set of buffers, the residual stream updated
+    /// in place). The caller has checked the ids ([`Llama::check_input`]).
     pub fn record_forward(
         &self,
         cmd: &mut Commands,
         ids: &Tensor,
-        mask: &Tensor,
+        src: AttnSource,
         (b, t): (usize, usize),
         adapter: Option<&AdapterRef>,
         keep: bool,
@@ -129,7 +131,7 @@ impl Llama {
                     alloc(l, x_in, gpu.tensor(rows * c), gpu.tensor(rows * c))
                 }
             };
-            self.record_layer(cmd, l, &a, mask, (b, t), adapter, lora_scratch.as_ref());
+            self.record_layer(cmd, l, &a, src, (b, t), adapter, lora_scratch.as_ref());
             layers.push(a);
         }
         let x_final = layers.last().map_or(x0.clone(), |a| a.x_out.clone());
@@ -168,7 +170,7 @@ impl Llama {
         cmd: &mut Commands,
         l: usize,
         a: &LayerActs,
-        mask: &Tensor,
+        src: AttnSource,
         (b, t): (usize, usize),
         adapter: Option<&AdapterRef>,
         lora_scratch: Option<&Tensor>,
@@ -193,23 +195,39 @@ impl Llama {
         linear(cmd, Module::QProj, &a.q, &a.h1, false);
         linear(cmd, Module::KProj, &a.k, &a.h1, false);
         linear(cmd, Module::VProj, &a.v, &a.h1, false);
+        let pos0 = match src {
+            AttnSource::Batch { .. } => 0,
+            AttnSource::Cache(cache) => cache.len(),
+        };
         let rope = RopeDims {
             rows,
             t,
-            pos0: 0,
+            pos0,
             n_head: nh,
             n_kv_head: nkv,
             head_dim: hd,
         };
         rope_pack(cmd, &a.qkv, &a.q, &a.k, &a.v, &self.rope, &rope);
-        let attn = AttnDims {
+        let attn = |b, t| AttnDims {
             b,
             t,
             c,
             n_head: nh,
             n_kv_head: nkv,
         };
-        attention_forward(cmd, &a.att, &a.lse, &a.qkv, mask, &attn, 0, t);
+        match src {
+            AttnSource::Batch { mask } => {
+                attention_forward(cmd, &a.att, &a.lse, &a.qkv, mask, &attn(b, t), 0, t);
+            }
+            AttnSource::Cache(cache) => {
+                // The rows' rotated q|k|v join the cache (a copy: their offset need not be
+                // binding-aligned), then they attend over all of it.
+                let (kv, w) = (&cache.layers[l], attn(1, t).width());
+                cmd.copy(&a.qkv, &kv.slice(pos0 * w, t * w));
+                let dims = attn(1, cache.capacity());
+                attention_forward(cmd, &a.att, &a.lse, kv, &cache.mask, &dims, pos0, t);
+            }
+        }
         if !a.x_mid.same(&a.x_in) {
             cmd.copy(&a.x_in, &a.x_mid);
         }

@@ -86,40 +86,56 @@ impl Gpt2 {
         adapter: Option<&AdapterRef<'_>>,
     ) -> Result<Vec<f32>> {
         self.check_batch(gpu, ids, mask, b, t)?;
-        let rows = b * t;
-        let (c, v) = (self.config.n_embd, self.config.vocab_size);
         let (ids_t, mask_t) = (gpu.upload_u32(ids), gpu.upload_u32(mask));
-        let target_words: Vec<u32> = targets.iter().map(|&x| x as u32).collect();
-        let targets_t = gpu.upload_u32(&target_words);
-        let loss = gpu.tensor(rows);
-        let chunk_width = vocab_chunk(gpu, rows, v);
-        let chunk = gpu.tensor(rows * chunk_width);
-        let state = gpu.tensor(rows * 3);
         let mut cmd = gpu.commands();
         let src = AttnSource::Batch { mask: &mask_t };
         let pass = Pass { b, t, src, adapter };
         let hidden = self
             .record_forward(&mut cmd, &ids_t, &pass, Keep::Nothing)
             .lnf;
-        lm_head_loss(
-            &mut cmd,
-            &loss,
-            None,
-            &chunk,
-            &state,
-            &hidden,
-            &self.wte,
-            &targets_t,
-            rows,
-            c,
-            v,
-            chunk_width,
-            0.0,
-            Reduction::Auto,
-        );
+        let (c, v) = (self.config.n_embd, self.config.vocab_size);
+        let loss = record_position_losses(&mut cmd, &hidden, &self.wte, targets, c, v);
         cmd.submit();
         Ok(gpu.read_f32(&loss).await?)
     }
+}
+
+/// Record the per-position losses `(rows)` of predicting `targets (rows)` (−100 = not
+/// trained) from the final hidden states `(rows, C)` through the head `(V, C)`, chunked over
+/// the vocabulary (either family's evaluation).
+pub fn record_position_losses(
+    cmd: &mut Commands,
+    hidden: &Tensor,
+    head: &Weight,
+    targets: &[i32],
+    c: usize,
+    v: usize,
+) -> Tensor {
+    let gpu = cmd.gpu();
+    let rows = targets.len();
+    let target_words: Vec<u32> = targets.iter().map(|&x| x as u32).collect();
+    let targets_t = gpu.upload_u32(&target_words);
+    let loss = gpu.tensor(rows);
+    let chunk_width = vocab_chunk(gpu, rows, v);
+    let chunk = gpu.tensor(rows * chunk_width);
+    let state = gpu.tensor(rows * 3);
+    lm_head_loss(
+        cmd,
+        &loss,
+        None,
+        &chunk,
+        &state,
+        hidden,
+        head,
+        &targets_t,
+        rows,
+        c,
+        v,
+        chunk_width,
+        0.0,
+        Reduction::Auto,
+    );
+    loss
 }
 
 /// Columns of the LM-head chunk for `rows` rows: at most [`VOCAB_CHUNK`], a multiple of 128

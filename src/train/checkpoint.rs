@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::adapter::{self, CONFIG_FILE, WEIGHTS_FILE};
 use crate::error::Result;
 use crate::lora::{Layout, LoraConfig};
-use crate::model::Gpt2Config;
+use crate::model::ModelConfig;
 use crate::train::settings::TrainSettings;
 use crate::{bail, err};
 
@@ -64,7 +64,7 @@ pub struct Checkpoint {
 
 impl Checkpoint {
     /// The checkpoint's files, named as in [`FILES`] and in that order.
-    pub fn encode(&self, model: &Gpt2Config) -> Result<Vec<(&'static str, Vec<u8>)>> {
+    pub fn encode(&self, model: &ModelConfig) -> Result<Vec<(&'static str, Vec<u8>)>> {
         let layout = Layout::new(model, &self.lora);
         let nf4 = self.settings.quant.is_nf4();
         let (weights, config) = adapter::encode(
@@ -72,7 +72,7 @@ impl Checkpoint {
             &layout,
             &self.params,
             &self.base_model,
-            model.n_layer,
+            model,
             nf4,
         )?;
         let views = [("exp_avg", &self.exp_avg), ("exp_avg_sq", &self.exp_avg_sq)]
@@ -109,7 +109,7 @@ impl Checkpoint {
     pub fn decode(
         read: &dyn Fn(&str) -> Result<Vec<u8>>,
         label: &dyn Fn(&str) -> String,
-        model: &Gpt2Config,
+        model: &ModelConfig,
     ) -> Result<Checkpoint> {
         let bytes = read(STATE_FILE).map_err(|e| err!("{e}; not a complete wgtune checkpoint"))?;
         let saved: StateFile = serde_json::from_slice(&bytes).map_err(|e| {
@@ -121,7 +121,7 @@ impl Checkpoint {
         let cpath = label(CONFIG_FILE);
         let text =
             String::from_utf8(read(CONFIG_FILE)?).map_err(|_| err!("{cpath}: not UTF-8 text"))?;
-        let lora = adapter::parse_config_for(&text, std::path::Path::new(&cpath), model.n_layer)?;
+        let lora = adapter::parse_config_for(&text, std::path::Path::new(&cpath), model)?;
         let wpath = label(WEIGHTS_FILE);
         let params = adapter::params_from_weights(
             &read(WEIGHTS_FILE)?,
@@ -171,7 +171,7 @@ impl Checkpoint {
 /// any moment leaves either the previous complete checkpoint or the new one, never a mixture.
 /// What an earlier killed save left is settled first.
 #[cfg(not(target_arch = "wasm32"))]
-pub fn save(dir: &std::path::Path, ck: &Checkpoint, model: &Gpt2Config) -> Result<()> {
+pub fn save(dir: &std::path::Path, ck: &Checkpoint, model: &ModelConfig) -> Result<()> {
     use crate::adapter::{replace_dir, settle_dir, sibling, write_synced};
     let files = ck.encode(model)?;
     settle_dir(dir)?;
@@ -215,7 +215,7 @@ pub fn settle_all(out: &std::path::Path) -> Result<()> {
 /// Read a checkpoint directory written by [`save`] (after a kill inside its final swap, the
 /// complete set it left: [`crate::adapter::current_dir`]).
 #[cfg(not(target_arch = "wasm32"))]
-pub fn load(dir: &std::path::Path, model: &Gpt2Config) -> Result<Checkpoint> {
+pub fn load(dir: &std::path::Path, model: &ModelConfig) -> Result<Checkpoint> {
     let dir = &crate::adapter::current_dir(dir);
     let label = |name: &str| dir.join(name).display().to_string();
     let read = |name: &str| {
@@ -236,7 +236,8 @@ mod tests {
     /// is what was saved.
     #[test]
     fn a_second_save_replaces_the_checkpoint_and_leaves_nothing_behind() {
-        let model = Gpt2Config::preset_shape("distilgpt2").unwrap();
+        let model =
+            ModelConfig::from(crate::model::Gpt2Config::preset_shape("distilgpt2").unwrap());
         let settings = TrainSettings {
             rank: 2,
             alpha: 4.0,

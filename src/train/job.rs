@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::bail;
 use crate::error::Result;
 use crate::gpu::Gpu;
-use crate::model::Gpt2;
+use crate::model::ModelRef;
 use crate::train::LoraTrainer;
 use crate::train::checkpoint::Checkpoint;
 use crate::train::memory::{self, MemoryEstimate};
@@ -101,23 +101,30 @@ pub struct TrainJob<'m> {
 
 impl<'m> TrainJob<'m> {
     /// The GPU memory a plan's run needs (what [`TrainJob::new`] checks against the limits).
-    pub fn estimate(gpu: &Gpu, model: &Gpt2, plan: &Plan) -> MemoryEstimate {
+    pub fn estimate<'a>(gpu: &Gpu, model: impl Into<ModelRef<'a>>, plan: &Plan) -> MemoryEstimate {
+        let model = model.into();
         let (b, t) = plan.max_batch;
-        let layout = crate::lora::Layout::new(&model.config, &plan.lora);
+        let layout = crate::lora::Layout::new(&model.config(), &plan.lora);
         let s = &plan.settings;
         memory::estimate(gpu, model, &layout, &plan.lora, (b, t), s.grad_checkpoint)
     }
 
     /// Put the plan's trainer on the GPU, after checking that its largest batch fits the
     /// adapter's limits.
-    pub fn new(gpu: &Gpu, model: &'m Gpt2, plan: Plan) -> Result<Self> {
+    pub fn new(gpu: &Gpu, model: impl Into<ModelRef<'m>>, plan: Plan) -> Result<Self> {
+        let model = model.into();
         let s = &plan.settings;
-        if model.quant != s.quant {
+        if model.quant() != s.quant {
             bail!(
                 "the model is loaded as {} but the run asks for --quant {}: load it again as {}",
-                model.quant,
+                model.quant(),
                 s.quant,
                 s.quant
+            );
+        }
+        if s.grad_checkpoint && matches!(model, ModelRef::Llama(_)) {
+            bail!(
+                "--grad-checkpoint is not available for Llama-family models yet: lower --batch-size or --seq-len instead"
             );
         }
         let estimate = Self::estimate(gpu, model, &plan);
@@ -139,14 +146,13 @@ impl<'m> TrainJob<'m> {
     /// `params`: what the CLI writes to `--out` and the page offers.
     pub fn adapter_files(&self, params: &[f32]) -> Result<(Vec<u8>, Vec<u8>)> {
         let p = &self.plan;
-        let n_layer = self.trainer.model.config.n_layer;
         let nf4 = p.settings.quant.is_nf4();
         crate::adapter::encode(
             &p.lora,
             &self.trainer.layout,
             params,
             &p.base_model,
-            n_layer,
+            &self.trainer.model.config(),
             nf4,
         )
     }

@@ -7,9 +7,10 @@ use crate::bail;
 use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::lora::{Layout, LoraConfig};
-use crate::model::Gpt2;
 use crate::model::acts::{BlockActs, u_ranks};
+use crate::model::llama::Llama;
 use crate::model::lm_head::vocab_chunk;
+use crate::model::{Gpt2, ModelRef};
 
 /// Bytes, by what they hold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,6 +49,20 @@ impl MemoryEstimate {
 /// bytes), with and without dropout and --grad-checkpoint (tests/train/job.rs). It used to
 /// leave out the forward's dropout buffer and the LM head's: the default run needed 5% more.
 pub fn estimate(
+    gpu: &Gpu,
+    model: ModelRef,
+    layout: &Layout,
+    lora: &LoraConfig,
+    (b, t): (usize, usize),
+    grad_checkpoint: bool,
+) -> MemoryEstimate {
+    match model {
+        ModelRef::Gpt2(m) => estimate_gpt2(gpu, m, layout, lora, (b, t), grad_checkpoint),
+        ModelRef::Llama(m) => estimate_llama(gpu, m, layout, lora, (b, t)),
+    }
+}
+
+fn estimate_gpt2(
     gpu: &Gpu,
     model: &Gpt2,
     layout: &Layout,
@@ -97,8 +112,51 @@ pub fn estimate(
     }
 }
 
+/// The Llama family's run, counted from the buffers `Llama::record_forward` (every layer's
+/// activations kept) and `train::llama_backward` take, word for word.
+fn estimate_llama(
+    gpu: &Gpu,
+    model: &Llama,
+    layout: &Layout,
+    lora: &LoraConfig,
+    (b, t): (usize, usize),
+) -> MemoryEstimate {
+    let cfg = &model.config;
+    let (c, kv, ff) = (cfg.hidden_size, cfg.kv_dim(), cfg.intermediate_size);
+    let (nh, rows) = (cfg.num_attention_heads, b * t);
+    // Per layer and row: h1, q, att, x_mid, h2, x_out (C each), the packed q|k|v (C+2KV),
+    // k and v (KV each), gate, up and their product (FF each), two rstd, the attention's
+    // log-sum-exp per head; plus each adapted module's u (r).
+    let per_row = 7 * c + 4 * kv + 3 * ff + 2 + nh;
+    let kept: usize = (0..cfg.num_hidden_layers)
+        .map(|l| {
+            let adapted = layout.slots.iter().filter(|s| s.layer == l).count();
+            rows * (per_row + adapted * lora.r)
+        })
+        .sum();
+    let dropout = if lora.lora_dropout > 0.0 {
+        rows * c.max(ff)
+    } else {
+        0
+    };
+    // The embedding's output, the final norm's output and rstd; ids, mask, targets, losses.
+    let forward = rows * c + rows * (c + 1) + 4 * rows + dropout;
+    let chunk = vocab_chunk(gpu, rows, cfg.vocab_size);
+    // dhidden, dx, dh, datt, dq (C each), dq|dk|dv packed (C+2KV), dk, dv (KV each), three
+    // (FF) gradients, the softmax statistic (per head), du (r), a (max(C,FF)) scratch, the
+    // LM head's chunk, its row state and its two online accumulators (C each).
+    let backward = rows
+        * (5 * c + (c + 2 * kv) + 2 * kv + 3 * ff + nh + lora.r + c.max(ff) + chunk + 3 + 2 * c);
+    MemoryEstimate {
+        weights: model.weight_bytes(),
+        lora: 4 * 4 * layout.len as u64,
+        activations: 4 * (kept + forward + backward) as u64,
+        largest_buffer: 4 * (rows * ff.max(c + 2 * kv)).max(rows * chunk) as u64,
+    }
+}
+
 /// Refuse a run whose buffers exceed the adapter's limits, naming what to lower.
-pub fn check(gpu: &Gpu, model: &Gpt2, est: &MemoryEstimate, b: usize, t: usize) -> Result<()> {
+pub fn check(gpu: &Gpu, model: ModelRef, est: &MemoryEstimate, b: usize, t: usize) -> Result<()> {
     model.check_fits(gpu, b, t)?;
     let max = gpu.limits.max_buffer_size;
     if est.largest_buffer > max {

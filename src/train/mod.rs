@@ -21,7 +21,7 @@ use crate::kernels::optim::{AdamW, NORM_PARTIALS, adamw, grad_norm};
 use crate::lora::{Layout, LoraConfig};
 use crate::model::acts::Keep;
 use crate::model::forward::{AttnSource, Pass};
-use crate::model::{AdapterRef, Gpt2};
+use crate::model::{AdapterRef, ModelRef};
 
 /// One micro-batch: token ids, padding mask and the label each position predicts.
 pub struct Batch {
@@ -101,7 +101,7 @@ impl Default for OptimConfig {
 
 /// The trainable state of one LoRA run on the GPU.
 pub struct LoraTrainer<'m> {
-    pub model: &'m Gpt2,
+    pub model: ModelRef<'m>,
     pub config: LoraConfig,
     pub layout: Layout,
     pub optim: OptimConfig,
@@ -123,13 +123,14 @@ impl<'m> LoraTrainer<'m> {
     /// Start from `params` (a flat vector in `layout` order, e.g. `lora::init_params`).
     pub fn new(
         gpu: &Gpu,
-        model: &'m Gpt2,
+        model: impl Into<ModelRef<'m>>,
         config: LoraConfig,
         optim: OptimConfig,
         params: &[f32],
     ) -> Result<Self> {
+        let model = model.into();
         config.validate()?;
-        let layout = Layout::new(&model.config, &config);
+        let layout = Layout::new(&model.config(), &config);
         if params.len() != layout.len {
             bail!(
                 "LoRA parameters: {} values, layout needs {}",
@@ -183,30 +184,54 @@ impl<'m> LoraTrainer<'m> {
         let targets = gpu.upload_u32(&targets);
         let loss = gpu.tensor(batch.b * batch.t);
         let adapter = self.adapter(seed);
-        let keep = if self.grad_checkpoint {
-            Keep::LayerInputs
-        } else {
-            Keep::All
-        };
-        let src = AttnSource::Batch { mask: &mask };
-        let pass = Pass {
-            b,
-            t,
-            src,
-            adapter: Some(&adapter),
-        };
-        let acts = self.model.record_forward(cmd, &ids, &pass, keep);
-        backward::record_loss_and_backward(
-            self.model,
-            cmd,
-            &acts,
-            &mask,
-            &targets,
-            &loss,
-            &adapter,
-            &self.grads,
-            grad_scale,
-        );
+        match self.model {
+            ModelRef::Gpt2(model) => {
+                let keep = if self.grad_checkpoint {
+                    Keep::LayerInputs
+                } else {
+                    Keep::All
+                };
+                let src = AttnSource::Batch { mask: &mask };
+                let pass = Pass {
+                    b,
+                    t,
+                    src,
+                    adapter: Some(&adapter),
+                };
+                let acts = model.record_forward(cmd, &ids, &pass, keep);
+                backward::record_loss_and_backward(
+                    model,
+                    cmd,
+                    &acts,
+                    &mask,
+                    &targets,
+                    &loss,
+                    &adapter,
+                    &self.grads,
+                    grad_scale,
+                );
+            }
+            ModelRef::Llama(model) => {
+                if self.grad_checkpoint {
+                    bail!(
+                        "--grad-checkpoint is not available for Llama-family models yet: lower --batch-size or --seq-len instead"
+                    );
+                }
+                let src = AttnSource::Batch { mask: &mask };
+                let acts = model.record_forward(cmd, &ids, src, (b, t), Some(&adapter), true);
+                llama_backward::record_loss_and_backward(
+                    model,
+                    cmd,
+                    &acts,
+                    &mask,
+                    &targets,
+                    &loss,
+                    &adapter,
+                    &self.grads,
+                    grad_scale,
+                );
+            }
+        }
         Ok(loss)
     }
 

@@ -6,7 +6,7 @@ use crate::bail;
 use crate::data::Example;
 use crate::error::Result;
 use crate::lora::{Layout, LoraConfig, init_params, trainable_line};
-use crate::model::Gpt2Config;
+use crate::model::ModelConfig;
 use crate::train::Batch;
 use crate::train::batches::make_batch;
 use crate::train::checkpoint::{Checkpoint, TrainerState};
@@ -38,7 +38,7 @@ impl Start {
     pub fn open(
         resume: Option<&std::path::Path>,
         init_adapter: Option<&std::path::Path>,
-        cfg: &Gpt2Config,
+        cfg: &ModelConfig,
     ) -> Result<Start> {
         Ok(match (resume, init_adapter) {
             (Some(dir), _) => Start::Resume {
@@ -54,18 +54,22 @@ impl Start {
         })
     }
 
-    /// Bring `settings` in line with what this start fixes: an adapter's LoRA settings, a
-    /// checkpoint's settings. Contradicting flags the user gave are errors naming them.
+    /// Bring `settings` in line with what this start fixes: the model family's default
+    /// targets for a fresh adapter, an adapter's LoRA settings, a checkpoint's settings.
+    /// Contradicting flags the user gave are errors naming them.
     pub fn resolve(
         &self,
         settings: &mut TrainSettings,
         given: &Given,
-        cfg: &Gpt2Config,
+        cfg: &ModelConfig,
     ) -> Result<()> {
         match self {
-            Start::Fresh => settings.lora().validate_for(cfg.n_layer),
+            Start::Fresh => {
+                settings.default_targets_for(cfg, given);
+                settings.lora().validate_for(cfg)
+            }
             Start::Adapter { name, lora, .. } => {
-                settings.adopt_lora(lora, given, cfg.n_layer, &format!("the adapter {name}"))
+                settings.adopt_lora(lora, given, cfg, &format!("the adapter {name}"))
             }
             Start::Resume { name, checkpoint } => {
                 settings.adopt_checkpoint(&checkpoint.settings, given, name)
@@ -123,7 +127,7 @@ impl Plan {
     /// Plan a run of `settings` (already resolved against `start`) on `data`.
     pub fn new(
         settings: TrainSettings,
-        cfg: &Gpt2Config,
+        cfg: &ModelConfig,
         base_model: &str,
         pad: u32,
         data: TrainData,
@@ -197,7 +201,7 @@ impl Plan {
     }
 
     /// PEFT's trainable-parameters line for this run on a model of `cfg`.
-    pub fn trainable_line(&self, cfg: &Gpt2Config) -> String {
+    pub fn trainable_line(&self, cfg: &ModelConfig) -> String {
         trainable_line(Layout::new(cfg, &self.lora).trainable, cfg.num_params())
     }
 

@@ -4,30 +4,115 @@
 //! functions, so both train on the same examples.
 
 use crate::bail;
-use crate::data::{Dataset, Example, tokenize};
+use crate::chat::{ChatMessage, ChatTemplate, RenderOptions};
+use crate::data::{Dataset, Example, Format, IGNORE_INDEX, chat_messages, tokenize};
 use crate::error::Result;
 use crate::tokenizer::Tokenizer;
 use crate::train::batches::{epoch_order, pack};
 use crate::train::settings::TrainSettings;
 
 /// How lines become examples.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct PrepareConfig {
     pub seq_len: usize,
     pub train_on_prompt: bool,
     pub packing: bool,
     pub eos: u32,
+    /// The ids the tokenizer puts before a text (transformers' `tokenizer(text)`: Llama 3's
+    /// `<|begin_of_text|>`; none for GPT-2), before every example but a chat's.
+    pub prefix: Vec<u32>,
+    /// The model's chat template: `messages` lines are rendered with it as
+    /// `apply_chat_template` does, and only the assistant's tokens are trained (unless
+    /// `train_on_prompt`). Without one (GPT-2), messages are plain `role: content` lines.
+    pub chat: Option<ChatTemplate>,
 }
 
 impl PrepareConfig {
+    /// For a model without a chat template and a tokenizer that adds nothing (GPT-2).
     pub fn new(s: &TrainSettings, seq_len: usize, eos: u32) -> Self {
         Self {
             seq_len,
             train_on_prompt: s.train_on_prompt,
             packing: s.packing,
             eos,
+            prefix: Vec::new(),
+            chat: None,
         }
     }
+
+    /// With the tokenizer's prefix and the model's chat template (the Llama family).
+    pub fn for_model(
+        s: &TrainSettings,
+        seq_len: usize,
+        eos: u32,
+        tok: &Tokenizer,
+        chat: Option<ChatTemplate>,
+    ) -> Result<Self> {
+        Ok(Self {
+            prefix: tok.encode_for_model("")?,
+            chat,
+            ..Self::new(s, seq_len, eos)
+        })
+    }
+}
+
+/// Row `i` of `ds` as one example (what [`prepare`] makes of each line, and `wgtune eval`
+/// of the lines it reads): a `messages` line through the chat template when the model has
+/// one, else the segments tokenized with EOS appended, after the tokenizer's prefix.
+pub fn example(ds: &Dataset, i: usize, tok: &Tokenizer, cfg: &PrepareConfig) -> Result<Example> {
+    let (line, segs) = &ds.rows[i];
+    if let Some(chat) = &cfg.chat
+        && ds.format == Format::Messages
+    {
+        return chat_example(chat, tok, ds, i, cfg);
+    }
+    let mut e = tokenize(tok, segs, cfg.eos, cfg.train_on_prompt, cfg.seq_len, *line)?;
+    if !cfg.prefix.is_empty() {
+        let n = cfg.prefix.len();
+        e.ids.splice(0..0, cfg.prefix.iter().copied());
+        e.labels.splice(0..0, std::iter::repeat_n(IGNORE_INDEX, n));
+        e.ids.truncate(cfg.seq_len);
+        e.labels.truncate(cfg.seq_len);
+    }
+    Ok(e)
+}
+
+/// A `messages` line rendered with the model's chat template: its ids, and labels on the
+/// assistant's tokens (each turn up to and including its end-of-turn token), or on all with
+/// `train_on_prompt`; no EOS is appended (the template ends each turn).
+fn chat_example(
+    chat: &ChatTemplate,
+    tok: &Tokenizer,
+    ds: &Dataset,
+    row: usize,
+    cfg: &PrepareConfig,
+) -> Result<Example> {
+    let (line, segs) = &ds.rows[row];
+    let messages: Vec<ChatMessage> = chat_messages(segs)
+        .into_iter()
+        .map(|(role, content)| ChatMessage { role, content })
+        .collect();
+    let (mut ids, mask) = chat
+        .tokenize(tok, &messages, &RenderOptions::default())
+        .map_err(|e| crate::err!("line {line}: {e}"))?;
+    let mut labels: Vec<i32> = ids
+        .iter()
+        .zip(&mask)
+        .map(|(&id, &m)| {
+            if m || cfg.train_on_prompt {
+                id as i32
+            } else {
+                IGNORE_INDEX
+            }
+        })
+        .collect();
+    ids.truncate(cfg.seq_len);
+    labels.truncate(cfg.seq_len);
+    Ok(Example {
+        ids,
+        labels,
+        line: *line,
+    })
 }
 
 /// Examples of a dataset, and the 1-based lines skipped for having no trained token within
@@ -52,11 +137,11 @@ pub fn prepare(
     let mut examples = Vec::with_capacity(ds.rows.len());
     let mut skipped = Vec::new();
     let total = ds.rows.len();
-    for (i, (line, segs)) in ds.rows.iter().enumerate() {
+    for (i, (line, _)) in ds.rows.iter().enumerate() {
         if i % PROGRESS_EVERY == 0 {
             progress(i, total);
         }
-        let e = tokenize(tok, segs, cfg.eos, cfg.train_on_prompt, cfg.seq_len, *line)?;
+        let e = example(ds, i, tok, cfg)?;
         // Position 0 predicts nothing: a label counts from the second token on.
         if e.labels.iter().skip(1).any(|&l| l >= 0) {
             examples.push(e);
@@ -162,18 +247,17 @@ impl TrainData {
 #[cfg(not(target_arch = "wasm32"))]
 pub fn read_files(
     s: &TrainSettings,
-    seq_len: usize,
+    cfg: &PrepareConfig,
     tok: &Tokenizer,
-    eos: u32,
     train: &std::path::Path,
     val: Option<&std::path::Path>,
 ) -> Result<TrainData> {
-    let cfg = PrepareConfig::new(s, seq_len, eos);
+    let seq_len = cfg.seq_len;
     let read = |p: &std::path::Path| -> Result<(String, Prepared)> {
         let ds = crate::data::read_jsonl(p, s.data_format()?)?;
         Ok((
             p.display().to_string(),
-            prepare(&ds, tok, &cfg, &mut |_, _| {})?,
+            prepare(&ds, tok, cfg, &mut |_, _| {})?,
         ))
     };
     let (name, train) = read(train)?;

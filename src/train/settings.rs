@@ -9,7 +9,7 @@ use crate::bail;
 use crate::data::Format;
 use crate::error::Result;
 use crate::lora::LoraConfig;
-use crate::model::{Gpt2Config, Quant};
+use crate::model::{ModelConfig, Quant};
 use crate::train::OptimConfig;
 use crate::train::schedule::Scheduler;
 
@@ -333,16 +333,23 @@ impl TrainSettings {
         }
     }
 
-    /// The sequence length for a model: `--seq-len`, or min(512, n_positions).
-    pub fn seq_len_for(&self, cfg: &Gpt2Config) -> Result<usize> {
+    /// The sequence length for a model: `--seq-len`, or min(512, its context length).
+    pub fn seq_len_for(&self, cfg: &ModelConfig) -> Result<usize> {
+        let n = cfg.n_positions();
         match self.seq_len {
-            Some(t) if t > cfg.n_positions => bail!(
-                "--seq-len {t} exceeds the model's n_positions {}: use --seq-len {} or less",
-                cfg.n_positions,
-                cfg.n_positions
+            Some(t) if t > n => bail!(
+                "--seq-len {t} exceeds the model's context of {n} positions: use --seq-len {n} or less"
             ),
             Some(t) => Ok(t),
-            None => Ok(DEFAULT_SEQ_LEN.min(cfg.n_positions)),
+            None => Ok(DEFAULT_SEQ_LEN.min(n)),
+        }
+    }
+
+    /// A fresh adapter's targets on `model`: `--targets` as given, else the family's default
+    /// (PEFT's: `c_attn` for GPT-2, `q_proj,v_proj` for Llama and Qwen2).
+    pub fn default_targets_for(&mut self, model: &ModelConfig, given: &Given) {
+        if !given.contains("targets") {
+            self.targets = model.default_targets();
         }
     }
 
@@ -363,11 +370,11 @@ impl TrainSettings {
         &mut self,
         lora: &LoraConfig,
         given: &Given,
-        n_layer: usize,
+        model: &ModelConfig,
         what: &str,
     ) -> Result<()> {
         let mine = self.lora();
-        let same_targets = mine.full_target_names(n_layer) == lora.full_target_names(n_layer);
+        let same_targets = mine.full_target_names(model) == lora.full_target_names(model);
         let differs = [
             ("rank", mine.r != lora.r, lora.r.to_string()),
             (
@@ -511,6 +518,12 @@ mod as_text {
 
 #[cfg(test)]
 mod tests {
+    /// A GPT-2 of two blocks.
+    fn two_blocks() -> ModelConfig {
+        let c = crate::model::Gpt2Config::preset_shape("distilgpt2").unwrap();
+        ModelConfig::from(crate::model::Gpt2Config { n_layer: 2, ..c })
+    }
+
     use super::*;
 
     #[test]
@@ -639,7 +652,8 @@ mod tests {
             use_rslora: false,
         };
         let mut s = TrainSettings::default();
-        s.adopt_lora(&lora, &Given::Only(vec!["lr".into()]), 2, "a")
+        let model = two_blocks();
+        s.adopt_lora(&lora, &Given::Only(vec!["lr".into()]), &model, "a")
             .unwrap();
         assert_eq!((s.rank, s.alpha, s.dropout), (4, 8.0, 0.0));
         let mut s = TrainSettings {
@@ -647,7 +661,12 @@ mod tests {
             ..Default::default()
         };
         let e = s
-            .adopt_lora(&lora, &Given::Only(vec!["rank".into()]), 2, "adapter a")
+            .adopt_lora(
+                &lora,
+                &Given::Only(vec!["rank".into()]),
+                &model,
+                "adapter a",
+            )
             .unwrap_err()
             .0;
         assert!(e.contains("--rank (it has 4)"), "{e}");
@@ -655,11 +674,11 @@ mod tests {
 
     #[test]
     fn seq_len_defaults_to_the_model_and_refuses_only_an_explicit_excess() {
-        let cfg = Gpt2Config::preset_shape("distilgpt2").unwrap();
-        let small = Gpt2Config {
+        let cfg = crate::model::Gpt2Config::preset_shape("distilgpt2").unwrap();
+        let small = ModelConfig::from(crate::model::Gpt2Config {
             n_positions: 128,
             ..cfg
-        };
+        });
         let s = TrainSettings::default();
         assert_eq!(s.seq_len_for(&small).unwrap(), 128);
         let s = TrainSettings {

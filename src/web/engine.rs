@@ -213,7 +213,7 @@ pub fn parse_model_files(
         ),
     }
     .map_err(|e| e.to_string())?;
-    check_tokenizer(&config, &tokenizer, name).map_err(|e| e.to_string())?;
+    check_tokenizer(config.vocab_size, &tokenizer, name).map_err(|e| e.to_string())?;
     Ok((config, tokenizer))
 }
 

@@ -99,7 +99,7 @@ async fn write_merged(
     let mut input = model.weights.open().await?;
     let path = Path::new(&model.name).join("model.safetensors");
     let mut merge = MergeStream::new(
-        model.model.config.clone(),
+        model.model.config.clone().into(),
         &adapter.lora,
         adapter.params.clone(),
         &path,

@@ -64,7 +64,8 @@ pub fn prepared(
         .map_err(|e| e.to_string())?;
     let cfg = PrepareConfig::new(s, seq_len, model.eos());
     if let Some((f, c, p)) = &*data.prepared.borrow()
-        && (*f, *c) == (format, cfg)
+        && *f == format
+        && *c == cfg
     {
         return Ok(p.clone());
     }
@@ -82,7 +83,7 @@ pub fn prepared(
     };
     let p =
         Rc::new(prepare(&ds, &model.tokenizer, &cfg, &mut progress).map_err(|e| e.to_string())?);
-    *data.prepared.borrow_mut() = Some((format, cfg, p.clone()));
+    *data.prepared.borrow_mut() = Some((format, cfg.clone(), p.clone()));
     Ok(p)
 }
 

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use wgtune::lora::{Layout, LoraConfig, init_params};
-use wgtune::model::Gpt2Config;
+use wgtune::model::ModelConfig;
 use wgtune::train::checkpoint::{self, Checkpoint, TrainerState};
 use wgtune::train::settings::TrainSettings;
 
@@ -122,8 +122,8 @@ fn edit_config(dir: &std::path::Path, key: &str, value: serde_json::Value) {
     std::fs::write(&path, v.to_string()).unwrap();
 }
 
-fn tiny_config() -> Gpt2Config {
-    Gpt2Config::from_file(&fixture("models/tiny/config.json")).unwrap()
+fn tiny_config() -> ModelConfig {
+    ModelConfig::from_file(&fixture("models/tiny/config.json")).unwrap()
 }
 
 fn lora(targets: &[&str]) -> LoraConfig {
@@ -137,11 +137,11 @@ fn lora(targets: &[&str]) -> LoraConfig {
 }
 
 /// A valid adapter for `config` at `<scratch>/rel`.
-fn write_adapter(s: &Scratch, rel: &str, config: &Gpt2Config, l: &LoraConfig) -> String {
+fn write_adapter(s: &Scratch, rel: &str, config: &ModelConfig, l: &LoraConfig) -> String {
     let layout = Layout::new(config, l);
     let params = init_params(&layout, l.r, 1);
     let dir = s.path(rel);
-    wgtune::adapter::save_dir(&dir, l, &layout, &params, "tiny", config.n_layer, false).unwrap();
+    wgtune::adapter::save_dir(&dir, l, &layout, &params, "tiny", config, false).unwrap();
     dir.display().to_string()
 }
 

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use wgtune::model::Gpt2Config;
+use wgtune::model::ModelConfig;
 use wgtune::train::checkpoint;
 
 use crate::harness::{Scratch, bin, fixture};
@@ -195,7 +195,7 @@ fn kill_9_during_saves_leaves_only_complete_checkpoints() {
     let (code, _) = finish(child);
     assert_eq!(code, None, "killed by a signal");
 
-    let cfg = Gpt2Config::from_file(&fixture("models/tiny/config.json")).unwrap();
+    let cfg = ModelConfig::from_file(&fixture("models/tiny/config.json")).unwrap();
     let mut steps = Vec::new();
     for e in std::fs::read_dir(&out).unwrap() {
         let name = e.unwrap().file_name().into_string().unwrap();

@@ -3,7 +3,7 @@
 //! it as it is would diverge again: the way on is its adapter, with a lower --lr).
 
 use wgtune::lora::{Layout, LoraConfig};
-use wgtune::model::Gpt2Config;
+use wgtune::model::ModelConfig;
 use wgtune::train::checkpoint;
 
 use crate::harness::{Scratch, check_failure, fixture, run, run_env};
@@ -44,7 +44,7 @@ fn args(s: &Scratch, extra: &[&str]) -> Vec<String> {
 fn an_overflowing_adapter_stops_training_and_keeps_the_existing_adapter() {
     let _gpu = crate::gpu_or_skip!();
     let s = Scratch::new("overflow");
-    let cfg = Gpt2Config::from_file(&fixture("models/tiny/config.json")).unwrap();
+    let cfg = ModelConfig::from_file(&fixture("models/tiny/config.json")).unwrap();
     let lora = LoraConfig {
         r: 8,
         lora_alpha: 16.0,
@@ -54,10 +54,10 @@ fn an_overflowing_adapter_stops_training_and_keeps_the_existing_adapter() {
     };
     let layout = Layout::new(&cfg, &lora);
     let huge = vec![1e30f32; layout.len];
-    wgtune::adapter::save_dir(&s.path("huge"), &lora, &layout, &huge, "tiny", 2, false).unwrap();
+    wgtune::adapter::save_dir(&s.path("huge"), &lora, &layout, &huge, "tiny", &cfg, false).unwrap();
     // An adapter already in --out must survive the failed run (--overwrite given).
     let small = vec![0.01f32; layout.len];
-    wgtune::adapter::save_dir(&s.path("out"), &lora, &layout, &small, "tiny", 2, false).unwrap();
+    wgtune::adapter::save_dir(&s.path("out"), &lora, &layout, &small, "tiny", &cfg, false).unwrap();
     let before = s.snapshot();
 
     let huge_dir = s.path("huge").display().to_string();
@@ -94,7 +94,7 @@ fn a_nan_loss_points_to_the_last_good_checkpoint() {
     ) {
         panic!("{p}");
     }
-    let cfg = Gpt2Config::from_file(&fixture("models/tiny/config.json")).unwrap();
+    let cfg = ModelConfig::from_file(&fixture("models/tiny/config.json")).unwrap();
     let c = checkpoint::load(&s.path("out/checkpoint-4"), &cfg).unwrap();
     assert_eq!(c.state.step, 4);
     assert!(c.params.iter().all(|v| v.is_finite()));

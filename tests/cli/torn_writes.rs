@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use wgtune::model::Gpt2Config;
+use wgtune::model::ModelConfig;
 
 use crate::harness::{Scratch, fixture, run, run_env};
 
@@ -110,7 +110,7 @@ fn a_kill_between_the_adapter_renames_leaves_no_mixed_pair() {
         );
     }
     // wgtune reads a complete adapter: the old one (r=2) or the new one, byte for byte.
-    let cfg = Gpt2Config::from_file(&fixture("models/tiny/config.json")).unwrap();
+    let cfg = ModelConfig::from_file(&fixture("models/tiny/config.json")).unwrap();
     let (lora, params) = wgtune::adapter::load_dir(&s.path("out"), &cfg)
         .unwrap_or_else(|e| panic!("after the kill the adapter in --out does not load: {e}"));
     if lora.r == 4 {
@@ -181,7 +181,7 @@ fn a_kill_inside_a_checkpoint_swap_leaves_a_checkpoint_that_resumes() {
     );
     let ck = s.path("out/checkpoint-2");
     assert!(!ck.exists() && s.path("out/checkpoint-2.old").exists());
-    let cfg = Gpt2Config::from_file(&fixture("models/tiny/config.json")).unwrap();
+    let cfg = ModelConfig::from_file(&fixture("models/tiny/config.json")).unwrap();
     let read = wgtune::train::checkpoint::load(&ck, &cfg)
         .unwrap_or_else(|e| panic!("the killed swap left no readable checkpoint: {e}"));
     assert_eq!(read.settings.seed, 2, "not the checkpoint being written");

@@ -3,11 +3,11 @@
 //! 12, Llama 3 RoPE scaling, untied head) and a tiny Qwen2 (one KV head, head_dim 20, q/k/v
 //! biases, tied head) with a padded row; NF4 bytes of the nn.Linear layout and NF4 logits.
 
-use wgtune::model::Module;
 use wgtune::model::gpt2::Quant;
 use wgtune::model::llama::{Llama, module_dims};
 use wgtune::model::llama_config::LlamaConfig;
 use wgtune::model::safetensors_file::SafetensorsFile;
+use wgtune::model::{ModelRef, Module};
 use wgtune::nf4;
 
 use crate::common::{assert_close, gpu};
@@ -106,6 +106,82 @@ fn nf4_logits_match_bitsandbytes() {
             &r.f32("nf4_logits"),
             1e-4,
             1e-4,
+        );
+    }
+}
+
+/// Greedy decoding through the KV cache (prefill of the prompt, then one token a step)
+/// gives transformers' greedy tokens, on both models.
+#[test]
+fn greedy_generation_with_kv_cache_matches_transformers() {
+    let gpu = gpu_or_skip!();
+    for model in MODELS {
+        let (m, _) = load(model, Quant::F32);
+        let m = ModelRef::Llama(&m);
+        let r = Reference::of(model);
+        let prompt = r.ids("greedy_prompt");
+        let want = r.ids("greedy_output");
+        let mut cache = m.kv_cache(gpu, want.len());
+        let mut out = prompt.clone();
+        let mut next = prompt.clone();
+        while out.len() < want.len() {
+            let logits = pollster::block_on(m.step(gpu, &mut cache, &next, None)).unwrap();
+            let id = wgtune::sample::argmax(&logits);
+            out.push(id);
+            next = vec![id];
+        }
+        assert_eq!(out, want, "{model}: greedy tokens");
+        // The last token fills the cache; one more is refused, not written past its end.
+        pollster::block_on(m.step(gpu, &mut cache, &next, None)).unwrap();
+        let e = pollster::block_on(m.step(gpu, &mut cache, &[1], None)).unwrap_err();
+        assert!(e.to_string().contains("exceed the KV cache"), "{e}");
+    }
+}
+
+/// Evaluation's per-position losses of the batch's rows equal the fixture's per-sequence
+/// mean losses (the padded row's padding excluded).
+#[test]
+fn position_losses_match_transformers() {
+    let gpu = gpu_or_skip!();
+    for model in MODELS {
+        let (m, _) = load(model, Quant::F32);
+        let r = Reference::of(model);
+        let shape = r.shape("input_ids");
+        let (b, t) = (shape[0], shape[1]);
+        let (ids, mask) = (r.ids("input_ids"), r.ids("attention_mask"));
+        // transformers' labels: the ids, -100 on padding; position j predicts token j+1.
+        let targets: Vec<i32> = (0..b * t)
+            .map(|i| {
+                let next = i + 1;
+                if i % t + 1 < t && mask[next] == 1 {
+                    ids[next] as i32
+                } else {
+                    -100
+                }
+            })
+            .collect();
+        let losses = pollster::block_on(
+            ModelRef::Llama(&m).position_losses(gpu, &ids, &mask, &targets, b, t, None),
+        )
+        .unwrap();
+        let per_row: Vec<f32> = (0..b)
+            .map(|row| {
+                let (mut s, mut n) = (0.0f64, 0);
+                for j in 0..t {
+                    if targets[row * t + j] >= 0 {
+                        s += losses[row * t + j] as f64;
+                        n += 1;
+                    }
+                }
+                (s / n as f64) as f32
+            })
+            .collect();
+        assert_close(
+            &format!("{model} losses"),
+            &per_row,
+            &r.f32("losses"),
+            0.0,
+            1e-5,
         );
     }
 }

@@ -27,7 +27,7 @@ fn after_two_steps_no_bind_group_is_built() {
         target_modules: vec!["all-linear".into()],
         use_rslora: false,
     };
-    let params = init_params(&Layout::new(&m.config, &lora), 4, 3);
+    let params = init_params(&Layout::new(&m.model_config(), &lora), 4, 3);
     let mut t = LoraTrainer::new(&gpu, &m, lora, OptimConfig::default(), &params).unwrap();
     let (b, s) = (2, 24);
     let ids: Vec<u32> = (0..b * s).map(|i| (i * 37 % 999) as u32).collect();

@@ -36,7 +36,11 @@ fn singular_values_norms_and_ranks_match_numpy_on_every_fixture_adapter() {
         .unwrap();
         let got = Inspection::read_dir(&fixture(dir))
             .unwrap()
-            .with_base(&model.config, Quant::F32, base_norms_in(&model.weights))
+            .with_base(
+                gpt2(&model.config),
+                Quant::F32,
+                base_norms_in(&model.weights),
+            )
             .unwrap();
         close(
             got.scale as f64,
@@ -93,7 +97,7 @@ fn an_adapter_for_another_model_is_refused_by_module() {
     let odd = open_dir(&fixture("models/odd")).unwrap();
     let err = Inspection::read_dir(&fixture("peft/attn_r4/adapter_final"))
         .unwrap()
-        .with_base(&odd.config, Quant::F32, base_norms_in(&odd.weights))
+        .with_base(gpt2(&odd.config), Quant::F32, base_norms_in(&odd.weights))
         .unwrap_err()
         .to_string();
     assert!(
@@ -114,19 +118,28 @@ fn loaded_model_norms_and_weight_bytes_match_the_host_figures() {
         let from_file = base_norms_in(&files.weights);
         for quant in ["f32", "f16", "nf4", "nf4-dq"] {
             let quant: Quant = quant.parse().unwrap();
-            let m = Gpt2::load(gpu, files.config.clone(), &files.weights, quant).unwrap();
+            let config = gpt2(&files.config);
+            let m = Gpt2::load(gpu, config.clone(), &files.weights, quant).unwrap();
             assert_eq!(
-                wgtune::model::load::weight_bytes(&files.config, quant),
+                wgtune::model::load::weight_bytes(config, quant),
                 m.weight_bytes(),
                 "{dir} {quant}: weight bytes"
             );
             let from_model = base_norms_of(&m);
-            for l in 0..files.config.n_layer {
+            for l in 0..files.config.n_layer() {
                 for module in wgtune::model::Module::GPT2 {
                     let name = module.full_name(l);
                     assert_eq!(from_model(&name), from_file(&name), "{dir} {quant} {name}");
                 }
             }
         }
+    }
+}
+
+/// The GPT-2 config of a model directory's files.
+fn gpt2(c: &wgtune::model::ModelConfig) -> &wgtune::model::Gpt2Config {
+    match c {
+        wgtune::model::ModelConfig::Gpt2(c) => c,
+        other => panic!("not GPT-2: {}", other.family()),
     }
 }

@@ -7,6 +7,7 @@ use std::cell::Cell;
 use crate::fixtures::dir;
 use crate::gpu_or_skip;
 use wgtune::data;
+use wgtune::model::ModelConfig;
 use wgtune::model::{Quant, load_dir};
 use wgtune::train::checkpoint::Checkpoint;
 use wgtune::train::job::{Control, Observer, StepRecord, TrainJob};
@@ -102,15 +103,27 @@ fn a_stopped_run_resumes_from_its_checkpoint_to_the_same_steps() {
         seed: 3,
         ..Default::default()
     };
-    let seq_len = settings.seq_len_for(cfg).unwrap();
+    let seq_len = settings
+        .seq_len_for(&ModelConfig::from(cfg.clone()))
+        .unwrap();
     let ds = data::parse_jsonl(LINES, "foods.jsonl", None).unwrap();
     let prep = PrepareConfig::new(&settings, seq_len, 999);
     let prepared = prepare(&ds, &tok, &prep, &mut |_, _| {}).unwrap();
     let data = || TrainData::new(&settings, seq_len, ("foods.jsonl", prepared.clone()), None);
     let run = |start: Start, obs: &mut TestObserver| {
         let mut s = settings.clone();
-        start.resolve(&mut s, &Given::All, cfg).unwrap();
-        let plan = Plan::new(s, cfg, "tiny", 999, data().unwrap(), start).unwrap();
+        start
+            .resolve(&mut s, &Given::All, &ModelConfig::from(cfg.clone()))
+            .unwrap();
+        let plan = Plan::new(
+            s,
+            &ModelConfig::from(cfg.clone()),
+            "tiny",
+            999,
+            data().unwrap(),
+            start,
+        )
+        .unwrap();
         let mut job = TrainJob::new(gpu, &model, plan).unwrap();
         pollster::block_on(job.run(gpu, obs)).unwrap()
     };
@@ -197,7 +210,15 @@ fn the_memory_estimate_covers_the_measured_peak() {
         let prep = PrepareConfig::new(&settings, 128, 999);
         let prepared = prepare(&ds, &tok, &prep, &mut |_, _| {}).unwrap();
         let data = TrainData::new(&settings, 128, ("long.jsonl", prepared), None).unwrap();
-        let plan = Plan::new(settings, &model.config, "tiny", 999, data, Start::Fresh).unwrap();
+        let plan = Plan::new(
+            settings,
+            &ModelConfig::from(model.config.clone()),
+            "tiny",
+            999,
+            data,
+            Start::Fresh,
+        )
+        .unwrap();
         gpu.pool().trim();
         gpu.pool().reset_peak();
         let mut job = TrainJob::new(&gpu, &model, plan).unwrap();

@@ -1,19 +1,23 @@
-//! The Llama family's LoRA backward against PEFT (tests/reference/make_llama_fixtures.py):
-//! one step's loss and the gradients of every lora_A / lora_B of all seven modules, on a tiny
-//! Llama (GQA, Llama 3 RoPE, untied head) and a tiny Qwen2 (one KV head, q/k/v biases, tied
-//! head) with f32 bases, and on the Llama with a bitsandbytes NF4 base.
+//! The Llama family through the core's LoRA code against PEFT
+//! (tests/reference/make_llama_fixtures.py), on a tiny Llama (GQA 6/3, Llama 3 RoPE, untied
+//! head) and a tiny Qwen2 (one KV head, q/k/v biases, tied head) with f32 bases, and on the
+//! Llama with a bitsandbytes NF4 base: PEFT's adapters read by `adapter::load_dir`; one
+//! step's loss and every lora_A / lora_B gradient of all seven modules, and ten AdamW steps
+//! (five on NF4), through `LoraTrainer` as the training job runs them; the adapter files
+//! wgtune writes against PEFT's; PEFT's trainable-parameters line; the merge against
+//! `merge_and_unload()`.
+
+use std::path::Path;
 
 use safetensors::SafeTensors;
-use wgtune::gpu::Tensor;
-use wgtune::kernels::optim::{AdamW, NORM_PARTIALS, adamw, grad_norm};
+use wgtune::adapter;
+use wgtune::lora::{Layout, LoraConfig, trainable_line};
+use wgtune::model::ModelConfig;
 use wgtune::model::gpt2::Quant;
-use wgtune::model::llama::{Llama, module_dims};
+use wgtune::model::llama::Llama;
 use wgtune::model::llama_config::LlamaConfig;
-use wgtune::model::llama_forward::LlamaActs;
 use wgtune::model::safetensors_file::SafetensorsFile;
-use wgtune::model::{AdapterRef, LoraSlot, Module};
-use wgtune::train::Batch;
-use wgtune::train::llama_backward::record_loss_and_backward;
+use wgtune::train::{LoraTrainer, OptimConfig};
 
 use crate::common::{assert_close, gpu};
 use crate::fixtures::dir;
@@ -29,42 +33,9 @@ const CASES: [(&str, &str, Quant); 3] = [
     ("qwen2_tiny_r4", "qwen2_tiny", Quant::F32),
     ("llama_tiny_nf4_r4", "llama_tiny", NF4),
 ];
-const RANK: usize = 4;
-const ALPHA: f32 = 8.0;
 
-/// PEFT's key of a slot's module, without the `.lora_A.weight` suffix.
-fn key(s: &LoraSlot) -> String {
-    format!("base_model.model.{}", s.module.full_name(s.layer))
-}
-
-/// Every module of every layer, laid out A then B one after another, with PEFT's initial
-/// weights.
-fn adapter(cfg: &LlamaConfig, case: &Case) -> (Vec<LoraSlot>, Vec<f32>) {
-    let bytes = std::fs::read(case.dir.join("adapter_init/adapter_model.safetensors")).unwrap();
-    let st = SafeTensors::deserialize(&bytes).unwrap();
-    let mut slots = Vec::new();
-    let mut params = Vec::new();
-    for layer in 0..cfg.num_hidden_layers {
-        for module in Module::LLAMA {
-            let (k_in, n_out) = module_dims(cfg, module);
-            let a = params.len();
-            let b = a + RANK * k_in;
-            let slot = LoraSlot {
-                layer,
-                module,
-                k_in,
-                n_out,
-                a,
-                b,
-            };
-            for part in ["lora_A", "lora_B"] {
-                let t = st.tensor(&format!("{}.{part}.weight", key(&slot))).unwrap();
-                params.extend(bytemuck::pod_collect_to_vec::<u8, f32>(t.data()));
-            }
-            slots.push(slot);
-        }
-    }
-    (slots, params)
+fn config(name: &str) -> ModelConfig {
+    ModelConfig::from_file(&dir(&format!("models/{name}/config.json"))).unwrap()
 }
 
 fn model(name: &str, quant: Quant) -> Llama {
@@ -78,67 +49,37 @@ fn model(name: &str, quant: Quant) -> Llama {
     m
 }
 
-/// Record one micro-batch's forward and backward: LoRA gradients accumulated into `grads`,
-/// per-position losses into the returned tensor; returns it with the trained-token count.
-fn record_step(
-    cmd: &mut wgtune::gpu::Commands,
-    m: &Llama,
-    ad: &AdapterRef,
-    grads: &Tensor,
-    batch: &Batch,
-) -> (Tensor, usize) {
-    let gpu = cmd.gpu();
-    let (b, t) = (batch.b, batch.t);
-    let trained = batch.targets.iter().filter(|&&x| x >= 0).count();
-    let target_words: Vec<u32> = batch.targets.iter().map(|&x| x as u32).collect();
-    let (ids, mask) = (gpu.upload_u32(&batch.ids), gpu.upload_u32(&batch.mask));
-    let targets = gpu.upload_u32(&target_words);
-    let loss = gpu.tensor(b * t);
-    let acts: LlamaActs = m.record_forward(cmd, &ids, &mask, (b, t), Some(ad), true);
-    let scale = 1.0 / trained as f32;
-    record_loss_and_backward(m, cmd, &acts, &mask, &targets, &loss, ad, grads, scale);
-    (loss, trained)
+/// PEFT's adapter `which` (adapter_init, adapter_final) of `case`, read as the CLI reads
+/// `--init-adapter`.
+fn peft_adapter(case: &Case, which: &str, model: &ModelConfig) -> (LoraConfig, Vec<f32>) {
+    adapter::load_dir(&case.dir.join(which), model).unwrap()
 }
 
-/// The mean of the trained positions' losses.
-fn mean_loss(losses: &[f32], batch: &Batch, trained: usize) -> f32 {
-    let sum: f64 = batch
-        .targets
-        .iter()
-        .zip(losses)
-        .filter(|(t, _)| **t >= 0)
-        .map(|(_, l)| *l as f64)
-        .sum();
-    (sum / trained as f64) as f32
+/// A trainer from PEFT's initial adapter, with the fixtures' AdamW (lr set per step; weight
+/// decay 0.01, clipping at 1.0).
+fn trainer<'m>(m: &'m Llama, case: &Case) -> LoraTrainer<'m> {
+    let (lora, params) = peft_adapter(case, "adapter_init", &m.model_config());
+    let optim = OptimConfig {
+        weight_decay: 0.01,
+        ..Default::default()
+    };
+    LoraTrainer::new(gpu().unwrap(), m, lora, optim, &params).unwrap()
 }
 
-fn adapter_ref<'a>(slots: &'a [LoraSlot], params: &'a Tensor) -> AdapterRef<'a> {
-    AdapterRef {
-        slots,
-        params,
-        rank: RANK,
-        scale: ALPHA / RANK as f32,
-        p_drop: 0.0,
-        seed: 0,
-    }
-}
-
-/// PEFT's tensors `{prefix}{key}.lora_{A,B}.weight` against the flat `got`, each within `rel`
-/// of its largest value.
+/// PEFT's tensors `{prefix}base_model.model.{module}.lora_{A,B}.weight` against the flat
+/// `got` laid out by `layout`, each within `rel` of its largest value.
 fn assert_matches(
     what: &str,
     case: &Case,
     prefix: &str,
-    slots: &[LoraSlot],
+    layout: &Layout,
+    r: usize,
     got: &[f32],
     rel: f32,
 ) {
-    for s in slots {
-        let k = key(s);
-        for (part, off, n) in [
-            ("lora_A", s.a, RANK * s.k_in),
-            ("lora_B", s.b, s.n_out * RANK),
-        ] {
+    for s in &layout.slots {
+        let k = wgtune::lora::peft_prefix(s);
+        for (part, off, n) in [("lora_A", s.a, r * s.k_in), ("lora_B", s.b, s.n_out * r)] {
             let want = case.f32(&format!("{prefix}{k}.{part}.weight"));
             let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
             let name = format!("{what} {k}.{part}");
@@ -154,15 +95,14 @@ fn one_step_gradients_match_peft() {
     for (name, model_name, quant) in CASES {
         let case = Case::at(&format!("peft/{name}"));
         let m = model(model_name, quant);
-        let (slots, params) = adapter(&m.config, &case);
-        let (p, grads) = (gpu.upload_f32(&params), gpu.zeros(params.len()));
-        let ad = adapter_ref(&slots, &p);
+        let t = trainer(&m, &case);
+        assert_eq!(
+            t.layout.slots.len(),
+            14,
+            "{name}: all seven modules of both layers"
+        );
         let batch = case.batch(0);
-        let mut cmd = gpu.commands();
-        let (loss, trained) = record_step(&mut cmd, &m, &ad, &grads, &batch);
-        cmd.submit();
-        let losses = pollster::block_on(gpu.read_f32(&loss)).unwrap();
-        let loss = mean_loss(&losses, &batch, trained);
+        let (loss, grads) = pollster::block_on(t.gradients(gpu, &[batch], 0)).unwrap();
         assert_close(
             &format!("{name} loss0"),
             &[loss],
@@ -170,12 +110,13 @@ fn one_step_gradients_match_peft() {
             0.0,
             1e-5,
         );
-        let grads = pollster::block_on(gpu.read_f32(&grads)).unwrap();
+        let r = t.config.r;
         assert_matches(
             &format!("{name} grad"),
             &case,
             "grad.",
-            &slots,
+            &t.layout,
+            r,
             &grads,
             1e-4,
         );
@@ -191,33 +132,14 @@ fn adamw_steps_match_pytorch() {
     for (name, model_name, quant) in CASES {
         let case = Case::at(&format!("peft/{name}"));
         let m = model(model_name, quant);
-        let (slots, params) = adapter(&m.config, &case);
-        let n = params.len();
-        let p = gpu.upload_f32(&params);
-        let (grads, exp_avg, exp_avg_sq) = (gpu.tensor(n), gpu.zeros(n), gpu.zeros(n));
-        let (norm, partials) = (gpu.zeros(2), gpu.tensor(NORM_PARTIALS));
-        let ad = adapter_ref(&slots, &p);
+        let mut t = trainer(&m, &case);
         let (want_loss, want_norm) = (case.f32("steps.loss"), case.f32("steps.grad_norm"));
         let (mut losses, mut norms) = (Vec::new(), Vec::new());
         for step in 0..want_loss.len() {
             let batch = case.batch(step % 2);
-            let mut cmd = gpu.commands();
-            cmd.copy(&gpu.zeros(n), &grads);
-            let (loss, trained) = record_step(&mut cmd, &m, &ad, &grads, &batch);
-            grad_norm(&mut cmd, &norm, &partials, &grads, n, 1.0);
-            let h = AdamW {
-                lr: 1e-2,
-                beta1: 0.9,
-                beta2: 0.999,
-                eps: 1e-8,
-                weight_decay: 0.01,
-                step: step as u32 + 1,
-            };
-            adamw(&mut cmd, &p, &exp_avg, &exp_avg_sq, &grads, &norm, n, &h);
-            cmd.submit();
-            let l = pollster::block_on(gpu.read_f32(&loss)).unwrap();
-            losses.push(mean_loss(&l, &batch, trained));
-            norms.push(pollster::block_on(gpu.read_f32(&norm)).unwrap()[0]);
+            let (loss, norm) = pollster::block_on(t.train_step(gpu, &[batch], 1e-2, 0)).unwrap();
+            losses.push(loss);
+            norms.push(norm);
         }
         assert_close(
             &format!("{name} step losses"),
@@ -227,14 +149,157 @@ fn adamw_steps_match_pytorch() {
             1e-4,
         );
         assert_close(&format!("{name} grad norms"), &norms, &want_norm, 0.0, 1e-4);
-        let got = pollster::block_on(gpu.read_f32(&p)).unwrap();
+        let got = pollster::block_on(t.params_host(gpu)).unwrap();
+        let r = t.config.r;
         assert_matches(
             &format!("{name} final"),
             &case,
             "final.",
-            &slots,
+            &t.layout,
+            r,
             &got,
             1e-4,
         );
+    }
+}
+
+/// What wgtune writes for PEFT's trained adapter is PEFT's adapter: the same tensors (names,
+/// shapes, values) with `{"format":"pt"}`, and the same adapter_config.json (target_modules
+/// compared as a set: PEFT writes a Python set's order). Read back, it is the same adapter.
+#[test]
+fn written_adapters_are_pefts_files() {
+    for (name, model_name, quant) in CASES {
+        let case = Case::at(&format!("peft/{name}"));
+        let model = config(model_name);
+        let (lora, params) = peft_adapter(&case, "adapter_final", &model);
+        let layout = Layout::new(&model, &lora);
+        let peft_dir = case.dir.join("adapter_final");
+        let theirs: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(peft_dir.join(adapter::CONFIG_FILE)).unwrap())
+                .unwrap();
+        let base = theirs["base_model_name_or_path"].as_str().unwrap();
+        let (weights, config_text) =
+            adapter::encode(&lora, &layout, &params, base, &model, quant.is_nf4()).unwrap();
+
+        let peft_bytes = std::fs::read(peft_dir.join(adapter::WEIGHTS_FILE)).unwrap();
+        let (peft, ours) = (
+            SafeTensors::deserialize(&peft_bytes).unwrap(),
+            SafeTensors::deserialize(&weights).unwrap(),
+        );
+        let mut names = ours.names();
+        names.sort();
+        let mut want_names = peft.names();
+        want_names.sort();
+        assert_eq!(names, want_names, "{name}: tensor names");
+        for n in names {
+            let (a, b) = (ours.tensor(n).unwrap(), peft.tensor(n).unwrap());
+            assert_eq!((a.dtype(), a.shape()), (b.dtype(), b.shape()), "{name} {n}");
+            assert_eq!(a.data(), b.data(), "{name} {n}: values");
+        }
+        let (_, meta) = SafeTensors::read_metadata(&weights).unwrap();
+        let meta = meta.metadata().clone().unwrap();
+        assert_eq!(meta.get("format").map(String::as_str), Some("pt"));
+
+        let mut ours: serde_json::Value = serde_json::from_slice(&config_text).unwrap();
+        let mut theirs = theirs;
+        for v in [&mut ours, &mut theirs] {
+            let mut t: Vec<String> = serde_json::from_value(v["target_modules"].take()).unwrap();
+            t.sort();
+            v["target_modules"] = serde_json::json!(t);
+        }
+        assert_eq!(ours, theirs, "{name}: adapter_config.json");
+
+        let back = adapter::parse_config_for(
+            std::str::from_utf8(&config_text).unwrap(),
+            Path::new("adapter_config.json"),
+            &model,
+        )
+        .unwrap();
+        let back_params =
+            adapter::params_from_weights(&weights, Path::new("w"), &model, &back).unwrap();
+        let sorted = |l: &LoraConfig| {
+            let mut t = l.target_modules.clone();
+            t.sort();
+            LoraConfig {
+                target_modules: t,
+                ..l.clone()
+            }
+        };
+        assert_eq!(sorted(&back), sorted(&lora), "{name}: read back");
+        assert!(back_params == params, "{name}: parameters read back");
+    }
+}
+
+/// PEFT's `print_trainable_parameters` line, and the modules `all-linear` selects.
+#[test]
+fn trainable_lines_and_all_linear_match_peft() {
+    for (name, model_name, _) in CASES {
+        let case = Case::at(&format!("peft/{name}"));
+        let model = config(model_name);
+        let want: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(case.dir.join("print_trainable.json")).unwrap())
+                .unwrap();
+        let (lora, _) = peft_adapter(&case, "adapter_final", &model);
+        let layout = Layout::new(&model, &lora);
+        assert_eq!(
+            trainable_line(layout.trainable, model.num_params()),
+            want["line"].as_str().unwrap(),
+            "{name}"
+        );
+        let all = LoraConfig {
+            target_modules: vec!["all-linear".into()],
+            ..lora
+        };
+        let want_modules: Vec<String> =
+            serde_json::from_value(want["all_linear_modules"].clone()).unwrap();
+        assert_eq!(
+            all.full_target_names(&model),
+            want_modules,
+            "{name}: all-linear"
+        );
+    }
+}
+
+/// `merge_dir` folds PEFT's trained adapter into the f32 base as `merge_and_unload()` does:
+/// every Linear within 1e-6 of PEFT's merged weight (relative to its largest value), every
+/// other tensor unchanged, and the tied head left out.
+#[test]
+fn merge_matches_pefts_merge_and_unload() {
+    for (name, model_name) in [
+        ("llama_tiny_r4", "llama_tiny"),
+        ("qwen2_tiny_r4", "qwen2_tiny"),
+    ] {
+        let case = Case::at(&format!("peft/{name}"));
+        let out =
+            std::env::temp_dir().join(format!("wgtune-llama-merge-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&out);
+        let base_dir = dir(&format!("models/{model_name}"));
+        wgtune::merge::merge_dir(&base_dir, &case.dir.join("adapter_final"), &out).unwrap();
+        let merged_bytes = std::fs::read(out.join("model.safetensors")).unwrap();
+        let merged = SafeTensors::deserialize(&merged_bytes).unwrap();
+        let want_bytes = std::fs::read(case.dir.join("merged.safetensors")).unwrap();
+        let want = SafeTensors::deserialize(&want_bytes).unwrap();
+        let base_bytes = std::fs::read(base_dir.join("model.safetensors")).unwrap();
+        let base = SafeTensors::deserialize(&base_bytes).unwrap();
+        for (n, t) in merged.tensors() {
+            let got: Vec<f32> = bytemuck::pod_collect_to_vec(t.data());
+            match want.tensor(&n) {
+                Ok(w) => {
+                    let w: Vec<f32> = bytemuck::pod_collect_to_vec(w.data());
+                    let scale = w.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+                    assert_close(&format!("{name} {n}"), &got, &w, 1e-6 * scale, 0.0);
+                }
+                Err(_) => assert_eq!(t.data(), base.tensor(&n).unwrap().data(), "{name} {n}"),
+            }
+        }
+        assert_eq!(
+            merged.names().len(),
+            base.names().len(),
+            "{name}: every tensor kept"
+        );
+        for f in ["config.json", "tokenizer.json", "tokenizer_config.json"] {
+            assert!(out.join(f).exists(), "{name}: {f} copied");
+        }
+        let _ = std::fs::remove_dir_all(&out);
     }
 }

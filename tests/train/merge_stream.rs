@@ -12,6 +12,7 @@ use wgtune::adapter;
 use wgtune::lora::{Layout, LoraConfig};
 use wgtune::merge::{MergeStream, dropped, merge_dir};
 use wgtune::model::Gpt2Config;
+use wgtune::model::ModelConfig;
 use wgtune::model::load::to_f32;
 
 use crate::fixtures::dir;
@@ -33,7 +34,7 @@ fn stream(
     params: &[f32],
 ) -> wgtune::error::Result<Vec<u8>> {
     let mut merge = MergeStream::new(
-        config,
+        ModelConfig::from(config),
         lora,
         params.to_vec(),
         Path::new("model.safetensors"),
@@ -61,7 +62,7 @@ fn reference(
     params: &[f32],
 ) -> BTreeMap<String, (Vec<usize>, Vec<u32>)> {
     let st = SafeTensors::deserialize(input).unwrap();
-    let layout = Layout::new(config, lora);
+    let layout = Layout::new(&ModelConfig::from(config.clone()), lora);
     let (r, scale) = (lora.r, lora.scale());
     let mut out = BTreeMap::new();
     for (name, view) in st.tensors() {
@@ -135,7 +136,11 @@ fn assert_merged(what: &str, merged: &[u8], want: &BTreeMap<String, (Vec<usize>,
 
 /// A PEFT adapter directory of the fixtures, for the tiny model.
 fn peft(case: &str) -> (LoraConfig, Vec<f32>) {
-    adapter::load_dir(&dir(&format!("peft/{case}/adapter_final")), &config("tiny")).unwrap()
+    adapter::load_dir(
+        &dir(&format!("peft/{case}/adapter_final")),
+        &ModelConfig::from(config("tiny").clone()),
+    )
+    .unwrap()
 }
 
 /// An adapter with every module of `config` targeted and non-zero A and B.
@@ -147,7 +152,7 @@ fn random_adapter(config: &Gpt2Config) -> (LoraConfig, Vec<f32>) {
         target_modules: vec!["all-linear".into()],
         use_rslora: false,
     };
-    let n = Layout::new(config, &lora).len;
+    let n = Layout::new(&ModelConfig::from(config.clone()), &lora).len;
     let mut x = 0x2545_f491_u32;
     let params = (0..n)
         .map(|_| {

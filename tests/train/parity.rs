@@ -35,8 +35,9 @@ fn weight_decay_matches_pytorch_adamw() {
     let gpu = gpu_or_skip!();
     let case = Case::at("parity/decay");
     let m = crate::fixtures::load_like_reference(gpu, "tiny", Quant::F32);
-    let (cfg, params) = adapter::load_dir(&case.dir.join("adapter_init"), &m.config).unwrap();
-    let layout = Layout::new(&m.config, &cfg);
+    let (cfg, params) =
+        adapter::load_dir(&case.dir.join("adapter_init"), &m.model_config()).unwrap();
+    let layout = Layout::new(&m.model_config(), &cfg);
     let rel = 1e-4;
     for s in &layout.slots {
         let key = wgtune::lora::peft_prefix(s);
@@ -109,9 +110,10 @@ fn default_qlora_training_matches_bitsandbytes_and_peft() {
     for (name, double_quant) in [("default_nf4", false), ("default_nf4_dq", true)] {
         let case = Case::at(&format!("parity/{name}"));
         let (m, _) = load_dir(gpu, &dir("models/tiny"), Quant::Nf4 { double_quant }).unwrap();
-        let (cfg, params) = adapter::load_dir(&case.dir.join("adapter_init"), &m.config).unwrap();
+        let (cfg, params) =
+            adapter::load_dir(&case.dir.join("adapter_init"), &m.model_config()).unwrap();
         assert_eq!((cfg.r, cfg.lora_alpha, cfg.lora_dropout), (8, 16.0, 0.05));
-        let layout = Layout::new(&m.config, &cfg);
+        let layout = Layout::new(&m.model_config(), &cfg);
         let st = case.st();
         let steps = case.f32("steps.loss").len();
         for step in 0..steps as u32 {

@@ -5,6 +5,7 @@ use crate::fixtures::dir;
 use crate::gpu_or_skip;
 use safetensors::SafeTensors;
 use wgtune::lora::{GpuAdapter, Layout, trainable_line};
+use wgtune::model::ModelConfig;
 use wgtune::model::{Gpt2, Quant, load_dir};
 use wgtune::train::{Batch, LoraTrainer, OptimConfig};
 use wgtune::{adapter, lora};
@@ -107,7 +108,8 @@ fn one_step_gradients_match_peft() {
     for (name, quant) in CASES {
         let case = Case::new(name);
         let m = model(quant);
-        let (cfg, params) = adapter::load_dir(&case.dir.join("adapter_init"), &m.config).unwrap();
+        let (cfg, params) =
+            adapter::load_dir(&case.dir.join("adapter_init"), &m.model_config()).unwrap();
         let trainer =
             LoraTrainer::new(gpu, &m, cfg.clone(), OptimConfig::default(), &params).unwrap();
         let (loss, grads) =
@@ -143,7 +145,8 @@ fn ten_adamw_steps_match_pytorch() {
     for (name, quant) in CASES {
         let case = Case::new(name);
         let m = model(quant);
-        let (cfg, params) = adapter::load_dir(&case.dir.join("adapter_init"), &m.config).unwrap();
+        let (cfg, params) =
+            adapter::load_dir(&case.dir.join("adapter_init"), &m.model_config()).unwrap();
         let optim = OptimConfig {
             weight_decay: 0.01,
             ..OptimConfig::default()
@@ -189,8 +192,9 @@ fn peft_saved_adapters_give_pefts_logits() {
     for (name, quant) in CASES {
         let case = Case::new(name);
         let m = model(quant);
-        let (cfg, params) = adapter::load_dir(&case.dir.join("adapter_final"), &m.config).unwrap();
-        let gpu_adapter = GpuAdapter::new(gpu, &m.config, cfg, &params);
+        let (cfg, params) =
+            adapter::load_dir(&case.dir.join("adapter_final"), &m.model_config()).unwrap();
+        let gpu_adapter = GpuAdapter::new(gpu, &m.model_config(), cfg, &params);
         let a = gpu_adapter.as_ref();
         let b = case.batch(0);
         let got = pollster::block_on(m.logits(gpu, &b.ids, &b.mask, 2, 24, Some(&a))).unwrap();
@@ -218,8 +222,8 @@ fn saved_adapters_match_pefts_files() {
         let peft_dir = case.dir.join("adapter_final");
         let cfg_text = std::fs::read_to_string(peft_dir.join("adapter_config.json")).unwrap();
         let mcfg = wgtune::model::Gpt2Config::from_file(&dir("models/tiny/config.json")).unwrap();
-        let (cfg, params) = adapter::load_dir(&peft_dir, &mcfg).unwrap();
-        let layout = Layout::new(&mcfg, &cfg);
+        let (cfg, params) = adapter::load_dir(&peft_dir, &ModelConfig::from(mcfg.clone())).unwrap();
+        let layout = Layout::new(&ModelConfig::from(mcfg.clone()), &cfg);
         let out =
             std::env::temp_dir().join(format!("wgtune-adapter-{name}-{}", std::process::id()));
         let nf4 = matches!(quant, Quant::Nf4 { .. });
@@ -229,7 +233,7 @@ fn saved_adapters_match_pefts_files() {
             &layout,
             &params,
             "tests/fixtures/models/tiny",
-            mcfg.n_layer,
+            &ModelConfig::from(mcfg.clone()),
             nf4,
         )
         .unwrap();
@@ -296,9 +300,12 @@ fn trainable_parameter_lines_match_peft() {
             .unwrap();
     let mcfg = wgtune::model::Gpt2Config::from_file(&dir("models/tiny/config.json")).unwrap();
     for (name, _) in CASES {
-        let (cfg, _) =
-            adapter::load_dir(&dir(&format!("peft/{name}/adapter_init")), &mcfg).unwrap();
-        let layout = lora::Layout::new(&mcfg, &cfg);
+        let (cfg, _) = adapter::load_dir(
+            &dir(&format!("peft/{name}/adapter_init")),
+            &ModelConfig::from(mcfg.clone()),
+        )
+        .unwrap();
+        let layout = lora::Layout::new(&ModelConfig::from(mcfg.clone()), &cfg);
         assert_eq!(
             trainable_line(layout.trainable, mcfg.num_params()),
             want[name].as_str().unwrap(),
@@ -352,8 +359,9 @@ fn kv_cache_generation_applies_the_adapter() {
     let gpu = gpu_or_skip!();
     let case = Case::new("all_r8_rslora");
     let m = model(Quant::F32);
-    let (cfg, params) = adapter::load_dir(&case.dir.join("adapter_final"), &m.config).unwrap();
-    let gpu_adapter = GpuAdapter::new(gpu, &m.config, cfg, &params);
+    let (cfg, params) =
+        adapter::load_dir(&case.dir.join("adapter_final"), &m.model_config()).unwrap();
+    let gpu_adapter = GpuAdapter::new(gpu, &m.model_config(), cfg, &params);
     let a = gpu_adapter.as_ref();
     let mut ids: Vec<u32> = case.batch(0).ids[..6].to_vec();
     let mut cache = wgtune::model::generate::KvCache::new(gpu, &m);
@@ -391,8 +399,8 @@ fn wgtune_adapters_give_pefts_logits() {
             .collect()
     };
     let m = model(Quant::F32);
-    let (cfg, params) = adapter::load_dir(&case.join("adapter"), &m.config).unwrap();
-    let gpu_adapter = GpuAdapter::new(gpu, &m.config, cfg, &params);
+    let (cfg, params) = adapter::load_dir(&case.join("adapter"), &m.model_config()).unwrap();
+    let gpu_adapter = GpuAdapter::new(gpu, &m.model_config(), cfg, &params);
     let a = gpu_adapter.as_ref();
     let got = pollster::block_on(m.logits(
         gpu,
@@ -430,7 +438,7 @@ fn all_linear_selects_the_modules_peft_selects() {
         target_modules: vec!["all-linear".into()],
         use_rslora: false,
     };
-    let got = lora.full_target_names(mcfg.n_layer);
+    let got = lora.full_target_names(&ModelConfig::from(mcfg.clone()));
     for base in ["nf4", "f32"] {
         let names: Vec<String> = want[base]
             .as_array()

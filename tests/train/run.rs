@@ -68,7 +68,7 @@ fn loss_falls_on_a_synthetic_instruction_task() {
     )
     .unwrap();
     let train = examples(&tok);
-    let layout = Layout::new(&m.config, &lora());
+    let layout = Layout::new(&m.model_config(), &lora());
     let params = init_params(&layout, 8, 1);
     let mut trainer = LoraTrainer::new(gpu, &m, lora(), OptimConfig::default(), &params).unwrap();
     let mut s = Session::new(&mut trainer, &train, run_cfg(60), None);
@@ -93,7 +93,7 @@ fn resume_reproduces_the_uninterrupted_run() {
     let gpu = gpu_or_skip!();
     let (m, tok) = load_dir(gpu, &dir("models/tiny"), Quant::F32).unwrap();
     let train = examples(&tok);
-    let layout = Layout::new(&m.config, &lora());
+    let layout = Layout::new(&m.model_config(), &lora());
     let params = init_params(&layout, 8, 3);
     let total = 8;
 
@@ -126,11 +126,11 @@ fn resume_reproduces_the_uninterrupted_run() {
             data_fingerprint: String::new(),
             base_model: "tiny".into(),
         };
-        checkpoint::save(&ck, &c, &m.config).unwrap();
+        checkpoint::save(&ck, &c, &m.model_config()).unwrap();
     }
     drop(t2);
 
-    let c = checkpoint::load(&ck, &m.config).unwrap();
+    let c = checkpoint::load(&ck, &m.model_config()).unwrap();
     let mut t3 =
         LoraTrainer::new(gpu, &m, c.lora.clone(), OptimConfig::default(), &c.params).unwrap();
     t3.set_optimizer_state(gpu, &c.exp_avg, &c.exp_avg_sq, c.state.step)
@@ -163,7 +163,7 @@ fn gradient_checkpointing_gives_identical_gradients() {
     )
     .unwrap();
     let train = examples(&tok);
-    let layout = Layout::new(&m.config, &lora());
+    let layout = Layout::new(&m.model_config(), &lora());
     let mut params = init_params(&layout, 8, 5);
     // B != 0 so that every gradient is non-trivial.
     for s in &layout.slots {
@@ -190,7 +190,7 @@ fn pipelined_steps_report_the_same_as_synchronous_ones() {
     let gpu = gpu_or_skip!();
     let (m, tok) = load_dir(gpu, &dir("models/tiny"), Quant::F32).unwrap();
     let train = examples(&tok);
-    let layout = Layout::new(&m.config, &lora());
+    let layout = Layout::new(&m.model_config(), &lora());
     let params = init_params(&layout, 8, 9);
     let mut results = Vec::new();
     for pipelined in [false, true] {
@@ -247,7 +247,7 @@ fn f16_math_training_stays_close_to_f32_math() {
         )
         .unwrap();
         let train = examples(&tok);
-        let layout = Layout::new(&m.config, &lora());
+        let layout = Layout::new(&m.model_config(), &lora());
         let params = init_params(&layout, 8, 3);
         let mut t = LoraTrainer::new(&gpu, &m, lora(), OptimConfig::default(), &params).unwrap();
         let mut s = Session::new(&mut t, &train, run_cfg(5), None);

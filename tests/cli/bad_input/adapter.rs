@@ -58,7 +58,7 @@ pub(super) fn cases() -> Vec<Case> {
         Case {
             name: "adapter_for_another_base_model",
             setup: |s| {
-                let odd = Gpt2Config::from_file(&fixture("models/odd/config.json")).unwrap();
+                let odd = ModelConfig::from_file(&fixture("models/odd/config.json")).unwrap();
                 let a = write_adapter(s, "adapter", &odd, &lora(&["c_attn"]));
                 train_flags(s, &["--init-adapter", &a])
             },
@@ -174,7 +174,7 @@ pub(super) fn cases() -> Vec<Case> {
         Case {
             name: "eval_adapter_for_another_base_model",
             setup: |s| {
-                let odd = Gpt2Config::from_file(&fixture("models/odd/config.json")).unwrap();
+                let odd = ModelConfig::from_file(&fixture("models/odd/config.json")).unwrap();
                 let a = write_adapter(s, "adapter", &odd, &lora(&["c_attn"]));
                 let d = s.write("data.jsonl", GOOD_TEXT);
                 eval_with(s.tiny_model("model"), d, &["--adapter", &a])
