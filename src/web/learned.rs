@@ -65,7 +65,7 @@ async fn compare_rows() -> Result<(Comparison, String), String> {
     let d = engine::data().ok_or("choose a JSONL file first (section 2)")?;
     let a = engine::adapter().ok_or("train or pick an adapter first")?;
     let s = engine::settings();
-    let cfg = &m.model.config;
+    let cfg = &m.model.model_config();
     let err = |e: wgtune::error::Error| e.to_string();
     let seq_len = s.seq_len_for(cfg).map_err(err)?;
     let format = s.data_format().map_err(err)?;
@@ -124,7 +124,7 @@ async fn compare_rows() -> Result<(Comparison, String), String> {
         yield_now(0).await;
         let one = compare(
             &gpu,
-            &m.model,
+            (&m.model).into(),
             &m.tokenizer,
             &adapter.as_ref(),
             std::slice::from_ref(&row),

@@ -215,12 +215,12 @@ pub async fn adopt_kept_adapter() {
     }
     let adopt = || -> Result<Adapter, String> {
         let text = std::str::from_utf8(&kept.config).map_err(|e| e.to_string())?;
-        let lora = parse_config_for(text, Path::new(CONFIG_FILE), m.model.config.n_layer)
+        let lora = parse_config_for(text, Path::new(CONFIG_FILE), &m.model.model_config())
             .map_err(|e| e.to_string())?;
         let params = params_from_weights(
             &kept.weights,
             Path::new(WEIGHTS_FILE),
-            &m.model.config,
+            &m.model.model_config(),
             &lora,
         )
         .map_err(|e| e.to_string())?;

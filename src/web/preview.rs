@@ -60,7 +60,7 @@ pub fn prepared(
 ) -> Result<Rc<Prepared>, String> {
     let format = s.data_format().map_err(|e| e.to_string())?;
     let seq_len = s
-        .seq_len_for(&model.model.config)
+        .seq_len_for(&model.model.model_config())
         .map_err(|e| e.to_string())?;
     let cfg = PrepareConfig::new(s, seq_len, model.eos());
     if let Some((f, c, p)) = &*data.prepared.borrow()
@@ -124,10 +124,10 @@ fn summary(s: &TrainSettings) -> String {
     let (Some(m), Some(gpu)) = (engine::model(), engine::gpu_now()) else {
         return "Load a model to see the trainable parameters and the memory estimate.".into();
     };
-    let cfg = &m.model.config;
+    let cfg = &m.model.model_config();
     let checked = s
         .check()
-        .and_then(|_| s.lora().validate_for(cfg.n_layer))
+        .and_then(|_| s.lora().validate_for(cfg))
         .and_then(|_| s.seq_len_for(cfg));
     let seq_len = match checked {
         Ok(t) => t,
@@ -147,7 +147,7 @@ fn summary(s: &TrainSettings) -> String {
     };
     let est = estimate(
         &gpu,
-        &m.model,
+        (&m.model).into(),
         &layout,
         &s.lora(),
         (b, t),

@@ -5,7 +5,7 @@
 //! the end the adapter is kept, and evaluated as `wgtune eval --adapter` would.
 
 use wgtune::lora::GpuAdapter;
-use wgtune::model::Gpt2Config;
+use wgtune::model::ModelConfig;
 use wgtune::model::eval::eval_loss;
 use wgtune::train::checkpoint::Checkpoint;
 use wgtune::train::job::{Control, Observer, Outcome, StepRecord, TrainJob};
@@ -28,7 +28,7 @@ pub async fn train(resume: bool) -> Result<(), String> {
     let gpu = engine::gpu().await?;
     let m = engine::model().ok_or("load a model first (section 1)")?;
     let d = engine::data().ok_or("choose a JSONL file first (section 2)")?;
-    let cfg = &m.model.config;
+    let cfg = &m.model.model_config();
     let (start, given, history) = start_of(resume, &m.name, &d.name, cfg).await?;
     let err = |e: wgtune::error::Error| e.to_string();
     let mut s = engine::settings();
@@ -95,7 +95,7 @@ async fn start_of(
     resume: bool,
     model: &str,
     data: &str,
-    cfg: &Gpt2Config,
+    cfg: &ModelConfig,
 ) -> Result<(Start, Given, Vec<StepRecord>), String> {
     if resume {
         let (meta, ck, records) = store::kept_checkpoint(cfg).await?;
@@ -163,7 +163,7 @@ struct PageObserver {
     records: Vec<StepRecord>,
     paused: bool,
     meta: CheckpointMeta,
-    config: Gpt2Config,
+    config: ModelConfig,
 }
 
 impl Observer for PageObserver {
@@ -229,7 +229,7 @@ pub async fn evaluate() -> Result<Evaluation, String> {
     let d = engine::data().ok_or("choose a JSONL file first (section 2)")?;
     let a = engine::adapter().ok_or("train or pick an adapter first")?;
     let s = engine::settings();
-    let cfg = &m.model.config;
+    let cfg = &m.model.model_config();
     let seq_len = s.seq_len_for(cfg).map_err(|e| e.to_string())?;
     let ds = d
         .dataset(s.data_format().map_err(|e| e.to_string())?)
@@ -247,14 +247,14 @@ pub async fn evaluate() -> Result<Evaluation, String> {
         loss: l.loss,
         tokens: l.tokens,
     };
-    let base = eval_loss(&gpu, &m.model, None, &examples, EVAL_BATCH, eos)
+    let base = eval_loss(&gpu, (&m.model).into(), None, &examples, EVAL_BATCH, eos)
         .await
         .map_err(|e| format!("{}: {e}", d.name))?;
     yield_now(0).await;
     let adapter = GpuAdapter::new(&gpu, cfg, a.lora.clone(), &a.params);
     let tuned = eval_loss(
         &gpu,
-        &m.model,
+        (&m.model).into(),
         Some(&adapter.as_ref()),
         &examples,
         EVAL_BATCH,

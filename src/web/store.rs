@@ -11,7 +11,7 @@
 //! generations existed name none: their files sit at the old fixed keys, still read.)
 
 use serde::{Deserialize, Serialize};
-use wgtune::model::Gpt2Config;
+use wgtune::model::ModelConfig;
 use wgtune::train::checkpoint::{self, Checkpoint};
 use wgtune::train::job::StepRecord;
 use wgtune::train::settings::TrainSettings;
@@ -123,7 +123,7 @@ const METRICS: &str = "metrics.json";
 pub async fn keep_checkpoint(
     meta: &CheckpointMeta,
     c: &Checkpoint,
-    config: &Gpt2Config,
+    config: &ModelConfig,
     records: &[StepRecord],
 ) -> Result<(), String> {
     let previous = pointer::<CheckpointMeta>(CHECKPOINT_META).await;
@@ -153,7 +153,7 @@ pub async fn kept_checkpoint_meta() -> Option<CheckpointMeta> {
 
 /// The kept checkpoint, read for a model of `config`, and the step records up to it.
 pub async fn kept_checkpoint(
-    config: &Gpt2Config,
+    config: &ModelConfig,
 ) -> Result<(CheckpointMeta, Checkpoint, Vec<StepRecord>), String> {
     let Pointer { meta, generation } = pointer::<CheckpointMeta>(CHECKPOINT_META)
         .await
