@@ -13,6 +13,7 @@ mod gpu_fault;
 mod harness;
 mod inspect;
 mod interrupt;
+mod llama;
 mod numerical;
 mod quiet;
 mod selftest;

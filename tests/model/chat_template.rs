@@ -143,3 +143,58 @@ fn missing_and_broken_templates() {
         .to_string();
     assert!(e.contains("no system role") && !e.contains('\n'), "{e}");
 }
+
+/// A `messages` JSONL file prepared for training a Llama-family model (as `wgtune train`
+/// prepares it): each line is the conversation rendered with the model's template (given no
+/// date, Llama 3's template takes its own, 26 Jul 2024, which the fixtures pass too), with
+/// labels on the assistant tokens only; `--train-on-prompt` labels every token.
+#[test]
+fn messages_lines_train_on_the_assistant_tokens_of_the_template() {
+    use wgtune::train::prepare::{PrepareConfig, prepare};
+    use wgtune::train::settings::TrainSettings;
+    let cases: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir("chat/cases.json")).unwrap()).unwrap();
+    for (model, spec) in cases.as_object().unwrap() {
+        let mdir = dir(&format!("models/{model}"));
+        let template = ChatTemplate::from_dir(&mdir).unwrap();
+        let tok = Tokenizer::from_dir(&mdir).unwrap();
+        let cases = spec["cases"].as_array().unwrap();
+        let jsonl: String = cases
+            .iter()
+            .map(|c| serde_json::json!({"messages": c["messages"]}).to_string() + "\n")
+            .collect();
+        let ds = wgtune::data::parse_jsonl(&jsonl, "chat.jsonl", None).unwrap();
+        for train_on_prompt in [false, true] {
+            let s = TrainSettings {
+                train_on_prompt,
+                ..Default::default()
+            };
+            let cfg = PrepareConfig::for_model(&s, 4096, 1, &tok, template.clone()).unwrap();
+            let prepared = prepare(&ds, &tok, &cfg, &mut |_, _| {}).unwrap();
+            assert_eq!(prepared.examples.len(), cases.len(), "{model}");
+            for (e, c) in prepared.examples.iter().zip(cases) {
+                let name = format!("{model} {} (train_on_prompt {train_on_prompt})", c["name"]);
+                let want_ids = ids(&c["ids"]);
+                assert_eq!(e.ids, want_ids, "{name}: ids");
+                let mask: Vec<bool> = c["assistant_mask"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|m| m.as_u64() == Some(1) || m.as_bool() == Some(true))
+                    .collect();
+                let want: Vec<i32> = want_ids
+                    .iter()
+                    .zip(&mask)
+                    .map(|(&id, &m)| {
+                        if m || train_on_prompt {
+                            id as i32
+                        } else {
+                            -100
+                        }
+                    })
+                    .collect();
+                assert_eq!(e.labels, want, "{name}: labels");
+            }
+        }
+    }
+}

@@ -1,0 +1,174 @@
+//! The Llama family through the CLI as users run it, on the tiny Llama and Qwen2 fixtures:
+//! `train` on chat data (the model's template, assistant tokens only) writes a PEFT adapter
+//! with the family's default targets; `eval`, `generate`, `merge` and `--init-adapter` take
+//! it; the merged model evaluates as the base with the adapter.
+
+use std::process::Output;
+
+use super::harness::{Scratch, fixture, run};
+
+fn ok(out: Output) -> Output {
+    assert!(
+        out.status.success(),
+        "exit {:?}; stderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn args(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.lines().last().unwrap_or("")).unwrap()
+}
+
+/// (fixture, PEFT's trainable-parameters line for q_proj + v_proj at r 8)
+const MODELS: [(&str, &str); 2] = [
+    (
+        "llama_tiny",
+        "trainable params: 4,032 || all params: 240,120 || trainable%: 1.6792",
+    ),
+    (
+        "qwen2_tiny",
+        "trainable params: 3,200 || all params: 119,080 || trainable%: 2.6873",
+    ),
+];
+
+#[test]
+fn train_eval_generate_merge_a_llama_family_adapter() {
+    if crate::common::gpu().is_none() {
+        return;
+    }
+    for (name, line) in MODELS {
+        let s = Scratch::new(&format!("llama-{name}"));
+        let model = s.fixture_model(name, "model");
+        let data = fixture("data/messages.jsonl").display().to_string();
+        let out = s.path("out").display().to_string();
+        let train = ok(run(&args(&[
+            "train",
+            "--model",
+            &model,
+            "--data",
+            &data,
+            "--quant",
+            "f32",
+            "--lr",
+            "1e-2",
+            "--max-steps",
+            "4",
+            "--batch-size",
+            "2",
+            "--out",
+            &out,
+        ])));
+        let stderr = String::from_utf8_lossy(&train.stderr);
+        assert!(stderr.contains(line), "{name}: {stderr}");
+        let summary = json(&train);
+        assert_eq!(summary["steps"], 4, "{name}");
+        assert!(summary["final_loss"].as_f64().unwrap().is_finite());
+
+        let config: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(s.path("out/adapter_config.json")).unwrap())
+                .unwrap();
+        assert_eq!(
+            config["target_modules"],
+            serde_json::json!(["q_proj", "v_proj"])
+        );
+        assert_eq!(config["fan_in_fan_out"], false, "{name}: nn.Linear");
+        assert_eq!(config["base_model_name_or_path"], model.as_str());
+
+        let eval = |extra: &[&str]| {
+            let mut a = args(&["eval", "--data", &data, "--quant", "f32"]);
+            a.extend(args(extra));
+            json(&ok(run(&a)))
+        };
+        let base = eval(&["--model", &model]);
+        let tuned = eval(&["--model", &model, "--adapter", &out]);
+        // The chat template's assistant tokens of the three conversations are what counts.
+        assert_eq!(base["tokens"], tuned["tokens"], "{name}");
+        assert!(
+            tuned["loss"].as_f64().unwrap() < base["loss"].as_f64().unwrap(),
+            "{name}: four steps at lr 1e-2 lower the loss on their own data: {base} -> {tuned}"
+        );
+
+        let merged = s.path("merged").display().to_string();
+        ok(run(&args(&[
+            "merge",
+            "--model",
+            &model,
+            "--adapter",
+            &out,
+            "--out",
+            &merged,
+        ])));
+        let of_merged = eval(&["--model", &merged]);
+        let (a, b) = (
+            of_merged["loss"].as_f64().unwrap(),
+            tuned["loss"].as_f64().unwrap(),
+        );
+        assert!(
+            (a - b).abs() <= 1e-4 * b,
+            "{name}: merged {a} vs adapter {b}"
+        );
+
+        let gen_out = ok(run(&args(&[
+            "generate",
+            "--model",
+            &model,
+            "--adapter",
+            &out,
+            "--quant",
+            "f32",
+            "--prompt",
+            "Hello",
+            "--max-new-tokens",
+            "6",
+        ])));
+        assert!(String::from_utf8_lossy(&gen_out.stdout).starts_with("Hello"));
+
+        // Training continues from the adapter, which fixes the LoRA settings.
+        let more = s.path("more").display().to_string();
+        let cont = ok(run(&args(&[
+            "train",
+            "--model",
+            &model,
+            "--data",
+            &data,
+            "--quant",
+            "f32",
+            "--max-steps",
+            "1",
+            "--init-adapter",
+            &out,
+            "--out",
+            &more,
+        ])));
+        assert!(
+            String::from_utf8_lossy(&cont.stderr).contains(line),
+            "{name}"
+        );
+    }
+}
+
+/// A target of the other family is refused with the valid names, before any GPU work.
+#[test]
+fn a_gpt2_target_on_a_llama_model_is_refused_by_name() {
+    let s = Scratch::new("llama-bad-target");
+    let model = s.fixture_model("llama_tiny", "model");
+    let out = run(&args(&[
+        "train",
+        "--model",
+        &model,
+        "--targets",
+        "c_attn",
+        "--out",
+        &s.path("out").display().to_string(),
+    ]));
+    let why = super::harness::check_failure(&out, &["c_attn", "Llama", "q_proj, k_proj"]);
+    assert!(why.is_none(), "{}", why.unwrap());
+    assert!(!s.path("out").exists());
+}
