@@ -9,6 +9,7 @@ use wgtune::gpu::Gpu;
 use wgtune::kernels::matmul::{Weight, linear_backward_input, linear_forward};
 use wgtune::kernels::nf4::upload_conv1d_nf4;
 use wgtune::kernels::tuning;
+use wgtune::model::ModelConfig;
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
@@ -192,65 +193,94 @@ fn tiny_shape() -> wgtune::model::Gpt2Config {
 }
 
 /// FLOPs of one training step (forward + backward to the LoRA weights, base frozen), counting
-/// 2 per multiply-add: the block matmuls (12·C² weights per row) forward and input-gradient,
-/// causal attention (~T²/2 pairs: QKᵀ and PV forward; four products backward plus the
-/// recomputed scores), and the LM head twice (logits, and the softmax-weighted sum of wte
-/// rows that gives the input gradient in the same sweep). LoRA's rank-r products are small
-/// and left out.
-fn train_flops(c: &wgtune::model::Gpt2Config, b: usize, t: usize) -> f64 {
-    let (rows, cc, l, v) = (
-        (b * t) as f64,
-        c.n_embd as f64,
-        c.n_layer as f64,
-        c.vocab_size as f64,
-    );
+/// 2 per multiply-add: each block's Linear matmuls (every weight once per row) forward and
+/// input-gradient, causal attention (~T²/2 pairs: QKᵀ and PV forward; four products
+/// backward plus the recomputed scores), and the LM head twice (logits, and the
+/// softmax-weighted sum of head rows that gives the input gradient in the same sweep).
+/// LoRA's rank-r products are small and left out.
+fn train_flops(c: &ModelConfig, b: usize, t: usize) -> f64 {
+    let weights: usize = c
+        .modules()
+        .iter()
+        .map(|&m| {
+            let (k, n) = c.module_dims(m);
+            k * n
+        })
+        .sum();
+    let width = match c {
+        ModelConfig::Gpt2(g) => g.n_embd,
+        ModelConfig::Llama(l) => l.hidden_size,
+    } as f64;
+    let (rows, l, v) = ((b * t) as f64, c.n_layer() as f64, c.vocab_size() as f64);
     let pairs = b as f64 * (t * (t + 1) / 2) as f64;
-    let block_fwd = 2.0 * rows * 12.0 * cc * cc + 2.0 * 2.0 * pairs * cc;
-    let block_bwd = 2.0 * rows * 12.0 * cc * cc + 2.0 * 5.0 * pairs * cc;
-    l * (block_fwd + block_bwd) + 2.0 * 2.0 * rows * cc * v
+    let block_fwd = 2.0 * rows * weights as f64 + 2.0 * 2.0 * pairs * width;
+    let block_bwd = 2.0 * rows * weights as f64 + 2.0 * 5.0 * pairs * width;
+    l * (block_fwd + block_bwd) + 2.0 * 2.0 * rows * width * v
+}
+
+/// The shape `--shape` names: GPT-2 presets (and `tiny`, the fixture's), or the Llama
+/// family's.
+fn bench_shape(name: &str) -> Result<ModelConfig, String> {
+    if name == "tiny" {
+        return Ok(ModelConfig::Gpt2(tiny_shape()));
+    }
+    if let Some(c) = wgtune::model::Gpt2Config::preset_shape(name) {
+        return Ok(ModelConfig::Gpt2(c));
+    }
+    wgtune::model::llama_config::LlamaConfig::preset_shape(name)
+        .map(ModelConfig::Llama)
+        .ok_or_else(|| format!("unknown --shape {name:?}: use tiny, distilgpt2, gpt2, gpt2-medium, gpt2-large, gpt2-xl, smollm2-135m, smollm2-360m, qwen2.5-0.5b or llama-3.2-1b"))
 }
 
 fn model(a: ModelBench) -> Result<(), Box<dyn std::error::Error>> {
     use wgtune::lora::{Layout, LoraConfig, init_params};
-    if let Some(cfg) = wgtune::model::llama_config::LlamaConfig::preset_shape(&a.shape) {
-        return super::bench_llama::run(a, cfg);
-    }
+    use wgtune::model::Model;
     use wgtune::train::{Batch, LoraTrainer, OptimConfig};
-    let cfg = if a.shape == "tiny" {
-        tiny_shape()
-    } else {
-        wgtune::model::Gpt2Config::preset_shape(&a.shape)
-            .ok_or_else(|| format!("unknown --shape {:?}: use tiny, distilgpt2, gpt2, gpt2-medium, gpt2-large, gpt2-xl, smollm2-135m, smollm2-360m, qwen2.5-0.5b or llama-3.2-1b", a.shape))?
-    };
-    if a.seq_len == 0 || a.seq_len > cfg.n_positions || a.batch_size == 0 || a.steps == 0 {
-        return Err(format!(
-            "--seq-len must be 1..={}, --batch-size and --steps at least 1",
-            cfg.n_positions
-        )
-        .into());
+    let cfg = bench_shape(&a.shape)?;
+    let n_pos = cfg.n_positions();
+    if a.seq_len == 0 || a.seq_len > n_pos || a.batch_size == 0 || a.steps == 0 {
+        return Err(
+            format!("--seq-len must be 1..={n_pos}, --batch-size and --steps at least 1").into(),
+        );
     }
-    let gpu = Gpu::new_blocking()?;
-    let model = wgtune::model::Gpt2::random(&gpu, cfg.clone(), a.quant, 1);
-    let weights_mib = model.weight_bytes() as f64 / 1048576.0;
+    // GPT-2's default target names no Llama module: the family's default (PEFT's) instead.
+    let targets = if a.targets == ["c_attn"] {
+        cfg.default_targets()
+    } else {
+        a.targets.clone()
+    };
     let lora = LoraConfig {
         r: a.rank,
         lora_alpha: 2.0 * a.rank as f32,
         lora_dropout: 0.05,
-        target_modules: a.targets.clone(),
+        target_modules: targets.clone(),
         use_rslora: false,
     };
-    let model_cfg = wgtune::model::ModelConfig::from(cfg.clone());
-    lora.validate_for(&model_cfg)?;
-    let layout = Layout::new(&model_cfg, &lora);
+    lora.validate_for(&cfg)?;
+    let gpu = Gpu::new_blocking()?;
+    let model = match &cfg {
+        ModelConfig::Gpt2(c) => {
+            Model::Gpt2(wgtune::model::Gpt2::random(&gpu, c.clone(), a.quant, 1))
+        }
+        ModelConfig::Llama(c) => Model::Llama(wgtune::model::llama::Llama::random(
+            &gpu,
+            c.clone(),
+            a.quant,
+            1,
+        )),
+    };
+    let model = model.as_ref();
+    let weights_mib = model.weight_bytes() as f64 / 1048576.0;
+    let layout = Layout::new(&cfg, &lora);
     let params = init_params(&layout, a.rank, 1);
     // Inference below runs with the same adapter applied (its B is zero at initialisation:
     // the values do not change the work).
-    let adapter = wgtune::lora::GpuAdapter::new(&gpu, &model_cfg, lora.clone(), &params);
-    let mut trainer = LoraTrainer::new(&gpu, &model, lora, OptimConfig::default(), &params)?;
+    let adapter = wgtune::lora::GpuAdapter::new(&gpu, &cfg, lora.clone(), &params);
+    let mut trainer = LoraTrainer::new(&gpu, model, lora, OptimConfig::default(), &params)?;
     trainer.grad_checkpoint = a.grad_checkpoint;
     let (b, t) = (a.batch_size, a.seq_len);
     let ids: Vec<u32> = (0..b * t)
-        .map(|i| (i as u64 * 2654435761 % cfg.vocab_size as u64) as u32)
+        .map(|i| (i as u64 * 2654435761 % cfg.vocab_size() as u64) as u32)
         .collect();
     let labels: Vec<i32> = ids.iter().map(|&x| x as i32).collect();
     let batch = Batch::from_labels(ids.clone(), vec![1; b * t], &labels, b, t);
@@ -259,7 +289,8 @@ fn model(a: ModelBench) -> Result<(), Box<dyn std::error::Error>> {
         let _pending = trainer.submit_step(&gpu, std::slice::from_ref(&batch), 1e-4, 0)?;
         let out = serde_json::json!({
             "shape": a.shape, "quant": a.quant.to_string(), "batch_size": b, "seq_len": t,
-            "targets": a.targets, "rank": a.rank, "grad_checkpoint": a.grad_checkpoint,
+            "targets": targets, "rank": a.rank, "grad_checkpoint": a.grad_checkpoint,
+            "trainable_params": layout.trainable, "base_params": cfg.num_params(),
             "peak_gpu_mib": gpu.pool().stats().peak_allocated as f64 / 1048576.0,
             "weights_mib": weights_mib,
             "peak_measured": "buffer-pool allocation peak of one recorded and submitted step (not awaited)",
@@ -302,13 +333,13 @@ fn model(a: ModelBench) -> Result<(), Box<dyn std::error::Error>> {
     // Inference with the adapter: prefill the sequence, then decode one token at a time with
     // the KV cache.
     let adapter = Some(adapter.as_ref());
-    let mut cache = wgtune::model::generate::KvCache::new(&gpu, &model);
-    let prompt: Vec<u32> =
-        ids[..t.min(cfg.n_positions - (a.decode_tokens + 1).min(cfg.n_positions - 1))].to_vec();
+    let prompt: Vec<u32> = ids[..t.min(n_pos - (a.decode_tokens + 1).min(n_pos - 1))].to_vec();
+    let positions = (prompt.len() + a.decode_tokens + 1).min(n_pos);
+    let mut cache = model.kv_cache(&gpu, positions);
     let start = Instant::now();
     let mut logits = pollster::block_on(model.step(&gpu, &mut cache, &prompt, adapter.as_ref()))?;
     let prefill_s = start.elapsed().as_secs_f64();
-    if cache.len() < cfg.n_positions {
+    if cache.len() < cache.capacity() {
         // Untimed: the first decode step compiles the one-row kernels.
         let id = wgtune::sample::argmax(&logits);
         logits = pollster::block_on(model.step(&gpu, &mut cache, &[id], adapter.as_ref()))?;
@@ -317,7 +348,7 @@ fn model(a: ModelBench) -> Result<(), Box<dyn std::error::Error>> {
     let hd0 = gpu.host_time();
     let start = Instant::now();
     let mut decoded = 0;
-    while decoded < a.decode_tokens && cache.len() < cfg.n_positions {
+    while decoded < a.decode_tokens && cache.len() < cache.capacity() {
         let id = wgtune::sample::argmax(&logits);
         logits = pollster::block_on(model.step(&gpu, &mut cache, &[id], adapter.as_ref()))?;
         decoded += 1;
@@ -328,7 +359,8 @@ fn model(a: ModelBench) -> Result<(), Box<dyn std::error::Error>> {
     let per_token = |x: u64| x as f64 / decoded.max(1) as f64;
     let out = serde_json::json!({
         "shape": a.shape, "quant": a.quant.to_string(), "batch_size": b, "seq_len": t,
-        "targets": a.targets, "rank": a.rank, "grad_checkpoint": a.grad_checkpoint,
+        "targets": targets, "rank": a.rank, "grad_checkpoint": a.grad_checkpoint,
+        "trainable_params": layout.trainable, "base_params": cfg.num_params(),
         "train_tokens_per_s": (b * t) as f64 / train_s,
         "train_step_s": train_s,
         "train_gflop_per_step": flops / 1e9,

@@ -5,9 +5,16 @@ use std::path::{Path, PathBuf};
 
 use wgtune::err;
 use wgtune::error::Result;
-use wgtune::model::config::hub_id;
+use wgtune::model::model_config::hub_id;
 
 const FILES: [&str; 3] = ["config.json", "model.safetensors", "tokenizer.json"];
+/// Fetched when the repository has them: the chat template (tokenizer_config.json, or
+/// transformers 5's chat_template.jinja) and generation defaults.
+const OPTIONAL: [&str; 3] = [
+    "tokenizer_config.json",
+    "chat_template.jinja",
+    "generation_config.json",
+];
 
 /// The directory holding the model's files.
 pub fn resolve(model: &str) -> Result<PathBuf> {
@@ -20,7 +27,7 @@ pub fn resolve(model: &str) -> Result<PathBuf> {
     }
     let id = hub_id(model).to_string();
     let hint = format!(
-        "pass --model DIR with a local Hugging Face GPT-2 directory ({})",
+        "pass --model DIR with a local Hugging Face model directory ({})",
         FILES.join(", ")
     );
     // huggingface_hub's rule for its boolean variables (constants._is_true).
@@ -43,6 +50,15 @@ pub fn resolve(model: &str) -> Result<PathBuf> {
                 .map_err(|e| err!("cannot download {file} of {id} from the Hugging Face hub ({e}); offline? {hint}"))?
         };
         dir = got.parent().map(Path::to_path_buf);
+    }
+    // Files a repository may lack: a miss is no error (they land in the same snapshot
+    // directory when present).
+    for file in OPTIONAL {
+        if offline {
+            let _ = hf_hub::Cache::from_env().model(id.clone()).get(file);
+        } else if let Ok(api) = hf_hub::api::sync::ApiBuilder::from_env().build() {
+            let _ = api.model(id.clone()).get(file);
+        }
     }
     dir.ok_or_else(|| err!("{id}: no files"))
 }

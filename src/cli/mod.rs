@@ -1,7 +1,6 @@
 //! Command-line interface: argument parsing and the subcommands.
 
 mod bench;
-mod bench_llama;
 mod compare;
 mod eval;
 mod generate;

@@ -34,6 +34,18 @@ pub const LLAMA_TARGETS: [&str; 8] = [
     "all-linear",
 ];
 
+/// The hub id of a preset name of either family (`gpt2`, `smollm2-135m`,
+/// `qwen2.5-0.5b-instruct`, ...), or the name itself.
+pub fn hub_id(name: &str) -> &str {
+    let presets = crate::model::config::PRESETS
+        .iter()
+        .chain(crate::model::llama_config::PRESETS.iter());
+    presets
+        .into_iter()
+        .find(|(short, _)| *short == name)
+        .map_or(name, |(_, id)| id)
+}
+
 impl ModelConfig {
     /// Read config.json, choosing the family by its `model_type` ("gpt2" or none: GPT-2;
     /// "llama", "qwen2": the Llama family).
@@ -291,5 +303,16 @@ mod tests {
                 .contains(&"model.layers.0.self_attn.o_proj".to_string())
         );
         assert_eq!(m.default_targets(), ["q_proj", "v_proj"]);
+    }
+
+    #[test]
+    fn presets_of_both_families_name_hub_ids() {
+        assert_eq!(hub_id("gpt2"), "openai-community/gpt2");
+        assert_eq!(
+            hub_id("qwen2.5-0.5b-instruct"),
+            "Qwen/Qwen2.5-0.5B-Instruct"
+        );
+        assert_eq!(hub_id("llama-3.2-1b"), "meta-llama/Llama-3.2-1B");
+        assert_eq!(hub_id("someone/model"), "someone/model");
     }
 }
