@@ -19,6 +19,7 @@ use crate::error::Result;
 use crate::gpu::{Commands, Gpu, Tensor};
 use crate::kernels::matmul::Weight;
 use crate::model::AdapterRef;
+use crate::model::acts::Keep;
 use crate::model::block::{Linear, Module};
 use crate::model::forward::{AttnSource, KvCache};
 use crate::model::gpt2::Quant;
@@ -335,7 +336,7 @@ impl Llama {
         let mut cmd = gpu.commands();
         let src = AttnSource::Batch { mask: &mask_t };
         let hidden = self
-            .record_forward(&mut cmd, &ids_t, src, (b, t), adapter, false)
+            .record_forward(&mut cmd, &ids_t, src, (b, t), adapter, Keep::Nothing)
             .hidden;
         let (c, v) = (self.config.hidden_size, self.config.vocab_size);
         let loss = record_position_losses(&mut cmd, &hidden, self.head(), targets, c, v);
@@ -354,7 +355,7 @@ impl Llama {
         t: usize,
     ) -> Tensor {
         let src = AttnSource::Batch { mask };
-        self.record_forward(cmd, ids, src, (b, t), None, false)
+        self.record_forward(cmd, ids, src, (b, t), None, Keep::Nothing)
             .hidden
     }
 
@@ -439,7 +440,7 @@ impl Llama {
             AttnSource::Cache(cache),
             (1, n),
             adapter,
-            false,
+            Keep::Nothing,
         );
         // The last row's hidden state, copied: its offset need not be binding-aligned.
         cmd.copy(&acts.hidden.slice((n - 1) * c, c), &last);

@@ -17,6 +17,7 @@ use crate::kernels::layernorm::rmsnorm_forward;
 use crate::kernels::lora::lora_linear_forward;
 use crate::kernels::rope::{RopeDims, rope_pack};
 use crate::model::AdapterRef;
+use crate::model::acts::Keep;
 use crate::model::block::Module;
 use crate::model::forward::AttnSource;
 use crate::model::llama::{Llama, module_dims};
@@ -56,14 +57,19 @@ pub struct LlamaActs {
     pub rstd_f: Tensor, // (BT)
     /// (BT, max(C,FF)) scratch for LoRA dropout.
     pub lora_scratch: Option<Tensor>,
+    /// Only each layer's input and output are the layer's own (`Keep::LayerInputs`): the
+    /// other buffers are shared, and the backward pass recomputes each layer into them.
+    pub recompute: bool,
 }
 
 impl Llama {
     /// Record the forward pass of `ids (B,T)` and `adapter` to the final RMSNorm, attending
     /// over `src` (the batch with its mask, 1 = token: positions 0..T in every row; or a KV
     /// cache, one sequence at its next positions, appended to); `keep`: every layer's
-    /// activations for a backward pass (else one set of buffers, the residual stream updated
-    /// in place). The caller has checked the ids ([`Llama::check_input`]).
+    /// activations for a backward pass, only each layer's input (gradient checkpointing:
+    /// one set of buffers for the rest, which the backward pass refills layer by layer), or
+    /// nothing (one set of buffers, the residual stream updated in place). The caller has
+    /// checked the ids ([`Llama::check_input`]).
     pub fn record_forward(
         &self,
         cmd: &mut Commands,
@@ -71,7 +77,7 @@ impl Llama {
         src: AttnSource,
         (b, t): (usize, usize),
         adapter: Option<&AdapterRef>,
-        keep: bool,
+        keep: Keep,
     ) -> LlamaActs {
         let gpu = cmd.gpu();
         let cfg = &self.config;
@@ -110,10 +116,15 @@ impl Llama {
                 u,
             }
         };
-        // Without `keep`, one set of buffers serves every layer (u: any layer's adapted
-        // modules, all of the same rank).
-        let shared = (!keep).then(|| {
-            let mut a = alloc(0, x0.clone(), x0.clone(), x0.clone());
+        // Unless every layer's activations are kept, one set of buffers serves every layer (u:
+        // any layer's adapted modules, all of the same rank); with `LayerInputs` each layer
+        // still writes its own output (the next layer's input, kept), and x_mid is shared.
+        let shared = (keep != Keep::All).then(|| {
+            let x_mid = match keep {
+                Keep::LayerInputs => gpu.tensor(rows * c),
+                _ => x0.clone(),
+            };
+            let mut a = alloc(0, x0.clone(), x_mid, x0.clone());
             if let Some(ad) = adapter {
                 a.u = Module::LLAMA
                     .iter()
@@ -125,6 +136,11 @@ impl Llama {
         let mut layers: Vec<LayerActs> = Vec::with_capacity(cfg.num_hidden_layers);
         for l in 0..cfg.num_hidden_layers {
             let a = match &shared {
+                Some(s) if keep == Keep::LayerInputs => LayerActs {
+                    x_in: layers.last().map_or(x0.clone(), |p| p.x_out.clone()),
+                    x_out: gpu.tensor(rows * c),
+                    ..s.clone()
+                },
                 Some(s) => s.clone(),
                 None => {
                     let x_in = layers.last().map_or(x0.clone(), |p| p.x_out.clone());
@@ -148,7 +164,7 @@ impl Llama {
             eps,
             Reduction::Auto,
         );
-        if !keep {
+        if keep == Keep::Nothing {
             layers.truncate(0);
         }
         LlamaActs {
@@ -159,6 +175,7 @@ impl Llama {
             hidden,
             rstd_f,
             lora_scratch,
+            recompute: keep == Keep::LayerInputs,
         }
     }
 

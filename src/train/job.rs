@@ -122,11 +122,6 @@ impl<'m> TrainJob<'m> {
                 s.quant
             );
         }
-        if s.grad_checkpoint && matches!(model, ModelRef::Llama(_)) {
-            bail!(
-                "--grad-checkpoint is not available for Llama-family models yet: lower --batch-size or --seq-len instead"
-            );
-        }
         let estimate = Self::estimate(gpu, model, &plan);
         let (b, t) = plan.max_batch;
         memory::check(gpu, model, &estimate, b, t)?;

@@ -11,13 +11,14 @@ use crate::kernels::layernorm::rmsnorm_backward;
 use crate::kernels::lora::lora_backward;
 use crate::kernels::matmul::linear_backward_input;
 use crate::kernels::rope::{RopeDims, rope_unpack};
+use crate::model::forward::AttnSource;
 use crate::model::llama::Llama;
 use crate::model::llama_forward::LlamaActs;
 use crate::model::lm_head::vocab_chunk;
 use crate::model::{AdapterRef, Module};
 
 /// Record loss + backward for the activations `acts` of a forward with `adapter` (kept:
-/// `record_forward(.., keep = true)`). `targets (B,T)`: the label each position predicts
+/// `record_forward(.., Keep::All)`, or `Keep::LayerInputs`, each layer then recomputed). `targets (B,T)`: the label each position predicts
 /// (−100 = none). Writes the per-position losses into `loss (BT)` and accumulates (+=) the
 /// LoRA gradients into `grads` (the parameters' layout); `grad_scale` is d(mean loss)/d(position
 /// loss) = 1 / trained tokens of the whole optimizer step.
@@ -111,6 +112,13 @@ pub fn record_loss_and_backward(
         head_dim: cfg.head_dim,
     };
     for (l, (blk, a)) in model.blocks.iter().zip(&acts.layers).enumerate().rev() {
+        if acts.recompute {
+            // Gradient checkpointing: this layer's activations again, from its kept input,
+            // with the same dropout masks (seeded by step, layer and module).
+            let src = AttnSource::Batch { mask };
+            let scratch = acts.lora_scratch.as_ref();
+            model.record_layer(cmd, l, a, src, (b, t), Some(adapter), scratch);
+        }
         // d input of a Linear (overwrite or accumulate), then its LoRA part (+=) and its LoRA
         // A/B gradients (+=).
         let linear_back =

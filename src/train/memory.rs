@@ -58,7 +58,7 @@ pub fn estimate(
 ) -> MemoryEstimate {
     match model {
         ModelRef::Gpt2(m) => estimate_gpt2(gpu, m, layout, lora, (b, t), grad_checkpoint),
-        ModelRef::Llama(m) => estimate_llama(gpu, m, layout, lora, (b, t)),
+        ModelRef::Llama(m) => estimate_llama(gpu, m, layout, lora, (b, t), grad_checkpoint),
     }
 }
 
@@ -113,13 +113,15 @@ fn estimate_gpt2(
 }
 
 /// The Llama family's run, counted from the buffers `Llama::record_forward` (every layer's
-/// activations kept) and `train::llama_backward` take, word for word.
+/// activations kept, or with `grad_checkpoint` each layer's output and one shared set) and
+/// `train::llama_backward` take, word for word.
 fn estimate_llama(
     gpu: &Gpu,
     model: &Llama,
     layout: &Layout,
     lora: &LoraConfig,
     (b, t): (usize, usize),
+    grad_checkpoint: bool,
 ) -> MemoryEstimate {
     let cfg = &model.config;
     let (c, kv, ff) = (cfg.hidden_size, cfg.kv_dim(), cfg.intermediate_size);
@@ -128,12 +130,22 @@ fn estimate_llama(
     // k and v (KV each), gate, up and their product (FF each), two rstd, the attention's
     // log-sum-exp per head; plus each adapted module's u (r).
     let per_row = 7 * c + 4 * kv + 3 * ff + 2 + nh;
-    let kept: usize = (0..cfg.num_hidden_layers)
-        .map(|l| {
-            let adapted = layout.slots.iter().filter(|s| s.layer == l).count();
-            rows * (per_row + adapted * lora.r)
-        })
-        .sum();
+    let kept: usize = if grad_checkpoint {
+        // Each layer's output (C), and one set of the rest, with u for every module some
+        // layer adapts.
+        let modules = crate::model::Module::LLAMA
+            .iter()
+            .filter(|&&m| layout.slots.iter().any(|s| s.module == m))
+            .count();
+        cfg.num_hidden_layers * rows * c + rows * (per_row - c + modules * lora.r)
+    } else {
+        (0..cfg.num_hidden_layers)
+            .map(|l| {
+                let adapted = layout.slots.iter().filter(|s| s.layer == l).count();
+                rows * (per_row + adapted * lora.r)
+            })
+            .sum()
+    };
     let dropout = if lora.lora_dropout > 0.0 {
         rows * c.max(ff)
     } else {

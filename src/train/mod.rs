@@ -184,13 +184,13 @@ impl<'m> LoraTrainer<'m> {
         let targets = gpu.upload_u32(&targets);
         let loss = gpu.tensor(batch.b * batch.t);
         let adapter = self.adapter(seed);
+        let keep = if self.grad_checkpoint {
+            Keep::LayerInputs
+        } else {
+            Keep::All
+        };
         match self.model {
             ModelRef::Gpt2(model) => {
-                let keep = if self.grad_checkpoint {
-                    Keep::LayerInputs
-                } else {
-                    Keep::All
-                };
                 let src = AttnSource::Batch { mask: &mask };
                 let pass = Pass {
                     b,
@@ -212,13 +212,9 @@ impl<'m> LoraTrainer<'m> {
                 );
             }
             ModelRef::Llama(model) => {
-                if self.grad_checkpoint {
-                    bail!(
-                        "--grad-checkpoint is not available for Llama-family models yet: lower --batch-size or --seq-len instead"
-                    );
-                }
                 let src = AttnSource::Batch { mask: &mask };
-                let acts = model.record_forward(cmd, &ids, src, (b, t), Some(&adapter), true);
+                let ad = Some(&adapter);
+                let acts = model.record_forward(cmd, &ids, src, (b, t), ad, keep);
                 llama_backward::record_loss_and_backward(
                     model,
                     cmd,

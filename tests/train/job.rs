@@ -196,7 +196,9 @@ fn the_memory_estimate_covers_the_measured_peak() {
         ("tiny", Quant::F32, 0.0, false),
         ("tiny", Quant::F32, 0.0, true),
         ("llama_tiny", nf4, 0.05, false),
+        ("llama_tiny", nf4, 0.05, true),
         ("qwen2_tiny", Quant::F32, 0.0, false),
+        ("qwen2_tiny", Quant::F32, 0.0, true),
     ] {
         let files = open_dir(&dir(&format!("models/{model_name}"))).unwrap();
         let (model, tok) = (files.upload(&gpu, quant).unwrap(), &files.tokenizer);

@@ -88,39 +88,70 @@ fn assert_matches(
     }
 }
 
-/// The loss within 1e-5 relative, every gradient within 1e-4 of its tensor's largest.
+/// The loss within 1e-5 relative, every gradient within 1e-4 of its tensor's largest, with
+/// every layer's activations kept and with gradient checkpointing (each layer recomputed in
+/// the backward pass from its kept input).
 #[test]
 fn one_step_gradients_match_peft() {
     let gpu = gpu_or_skip!();
     for (name, model_name, quant) in CASES {
         let case = Case::at(&format!("peft/{name}"));
         let m = model(model_name, quant);
-        let t = trainer(&m, &case);
-        assert_eq!(
-            t.layout.slots.len(),
-            14,
-            "{name}: all seven modules of both layers"
-        );
-        let batch = case.batch(0);
-        let (loss, grads) = pollster::block_on(t.gradients(gpu, &[batch], 0)).unwrap();
-        assert_close(
-            &format!("{name} loss0"),
-            &[loss],
-            &case.f32("loss0"),
-            0.0,
-            1e-5,
-        );
-        let r = t.config.r;
-        assert_matches(
-            &format!("{name} grad"),
-            &case,
-            "grad.",
-            &t.layout,
-            r,
-            &grads,
-            1e-4,
-        );
+        for grad_checkpoint in [false, true] {
+            let mut t = trainer(&m, &case);
+            t.grad_checkpoint = grad_checkpoint;
+            assert_eq!(
+                t.layout.slots.len(),
+                14,
+                "{name}: all seven modules of both layers"
+            );
+            let batch = case.batch(0);
+            let (loss, grads) = pollster::block_on(t.gradients(gpu, &[batch], 0)).unwrap();
+            let what = format!("{name} (grad_checkpoint {grad_checkpoint})");
+            assert_close(
+                &format!("{what} loss0"),
+                &[loss],
+                &case.f32("loss0"),
+                0.0,
+                1e-5,
+            );
+            let r = t.config.r;
+            assert_matches(
+                &format!("{what} grad"),
+                &case,
+                "grad.",
+                &t.layout,
+                r,
+                &grads,
+                1e-4,
+            );
+        }
     }
+}
+
+/// With LoRA dropout, the checkpointed backward recomputes each layer with the same dropout
+/// masks: its gradients are the kept pass's, to f32 rounding.
+#[test]
+fn gradient_checkpointing_keeps_the_dropout_masks() {
+    let gpu = gpu_or_skip!();
+    let case = Case::at("peft/llama_tiny_nf4_r4");
+    let m = model("llama_tiny", NF4);
+    let grads = |grad_checkpoint: bool| {
+        let mut t = trainer(&m, &case);
+        t.config.lora_dropout = 0.1;
+        t.grad_checkpoint = grad_checkpoint;
+        pollster::block_on(t.gradients(gpu, &[case.batch(1)], 7)).unwrap()
+    };
+    let ((l0, g0), (l1, g1)) = (grads(false), grads(true));
+    assert_close("loss", &[l1], &[l0], 0.0, 1e-6);
+    let scale = g0.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    assert_close("gradients", &g1, &g0, 1e-6 * scale, 0.0);
+    let (_, without) = {
+        let mut t = trainer(&m, &case);
+        t.config.lora_dropout = 0.0;
+        pollster::block_on(t.gradients(gpu, &[case.batch(1)], 7)).unwrap()
+    };
+    assert!(without != g0, "dropout 0.1 changes the gradients");
 }
 
 /// Ten AdamW steps (five on the NF4 base; lr 1e-2, wd 0.01, clip 1.0, batches 0, 1, 0, ...)
