@@ -26,7 +26,9 @@ use crate::model::gpt2::Quant;
 use crate::model::llama_config::LlamaConfig;
 pub use crate::model::llama_config::{module_dims, module_has_bias};
 use crate::model::lm_head::{record_head_logits, record_position_losses};
-use crate::model::load::{frobenius, random_values, to_f32, upload_table, upload_weight};
+use crate::model::load::{
+    Parts, frobenius, random_values, to_f32, upload_from_file, upload_table, upload_weight,
+};
 use crate::model::safetensors_file::SafetensorsFile;
 use crate::{bail, cpu, err};
 
@@ -130,47 +132,47 @@ impl Llama {
         quant: Quant,
     ) -> Result<Self> {
         Self::check_weights(&config, file)?;
-        let read = |name: &str| read_f32(file, name);
-        let vector = |name: &str| -> Result<Tensor> { Ok(gpu.upload_f32(&read(name)?)) };
+        let mut parts = Parts::new(quant);
+        upload_from_file(gpu, file, "", &Self::expected_weights(&config), &mut parts)?;
+        Self::from_parts(gpu, parts, config, file.path())
+    }
+
+    /// Assemble the model from its uploaded tensors (every one of
+    /// [`Self::expected_weights`]); `path` names the file if a weight never arrived.
+    pub(crate) fn from_parts(
+        gpu: &Gpu,
+        mut parts: Parts,
+        config: LlamaConfig,
+        path: &std::path::Path,
+    ) -> Result<Self> {
         let mut blocks = Vec::with_capacity(config.num_hidden_layers);
         for l in 0..config.num_hidden_layers {
             let pre = format!("model.layers.{l}");
-            let mut linears = Vec::with_capacity(7);
-            for m in Module::LLAMA {
-                let (k_in, n_out) = module_dims(&config, m);
-                let name = format!("{pre}.{}", m.path());
-                let w = transpose(&read(&format!("{name}.weight"))?, n_out, k_in);
-                let bias = if module_has_bias(&config, m) {
-                    Some(vector(&format!("{name}.bias"))?)
-                } else {
-                    None
-                };
-                linears.push(Linear {
-                    weight: upload_weight(gpu, &w, k_in, n_out, quant),
-                    bias,
-                    k_in,
-                    n_out,
-                    weight_norm: frobenius(&w),
-                });
-            }
+            let linears = Module::LLAMA
+                .iter()
+                .map(|&m| {
+                    let name = format!("{pre}.{}", m.path());
+                    let bias = module_has_bias(&config, m);
+                    parts.linear(&name, module_dims(&config, m), bias, path)
+                })
+                .collect::<Result<Vec<_>>>()?;
             blocks.push(LlamaBlock {
-                input_norm: vector(&format!("{pre}.input_layernorm.weight"))?,
-                post_norm: vector(&format!("{pre}.post_attention_layernorm.weight"))?,
+                input_norm: parts.vector(&format!("{pre}.input_layernorm.weight"), path)?,
+                post_norm: parts.vector(&format!("{pre}.post_attention_layernorm.weight"), path)?,
                 linears,
             });
         }
-        let embed = upload_table(gpu, &read("model.embed_tokens.weight")?, quant);
-        let lm_head = if config.tie_word_embeddings {
-            None
-        } else {
-            Some(upload_table(gpu, &read("lm_head.weight")?, quant))
+        let embed = parts.table("model.embed_tokens.weight", path)?;
+        let lm_head = match config.tie_word_embeddings {
+            true => None,
+            false => Some(parts.table("lm_head.weight", path)?),
         };
         let positions = config.max_position_embeddings.min(MAX_ROPE_POSITIONS);
         let rope = gpu.upload_f32(&cpu::rope::cos_sin_table(&config.inv_freq(), positions));
         Ok(Self {
-            norm: vector("model.norm.weight")?,
+            norm: parts.vector("model.norm.weight", path)?,
+            quant: parts.quant(),
             config,
-            quant,
             embed,
             lm_head,
             blocks,
@@ -449,15 +451,4 @@ impl Llama {
         cache.advance(n);
         Ok(gpu.read_f32(&logits).await?)
     }
-}
-
-/// `(rows, cols)` row-major → `(cols, rows)`: an nn.Linear weight `(out,in)` as Conv1D `(in,out)`.
-fn transpose(w: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    let mut t = vec![0.0; w.len()];
-    for r in 0..rows {
-        for c in 0..cols {
-            t[c * rows + r] = w[r * cols + c];
-        }
-    }
-    t
 }

@@ -1,11 +1,13 @@
-//! Building a [`Gpt2`] on the GPU from checkpoint tensors, one tensor at a time.
+//! Building a model on the GPU from checkpoint tensors, one tensor at a time.
 //!
-//! Two front ends share everything here: [`Gpt2::load`] reads a whole (memory-mapped)
-//! `model.safetensors` by name, and [`super::stream_load::StreamLoader`] is fed the file's
-//! bytes in order (the browser, where a 3 GB checkpoint cannot sit in wasm memory). Both
-//! check every tensor's name, dtype and shape first ([`check_tensors`]), convert each tensor
-//! to f32 ([`to_f32`]), upload it in its GPU format ([`Parts::upload`]: Conv1D weights
-//! quantized as asked, the rest f32) and assemble the model ([`Parts::build`]).
+//! Two front ends share everything here: [`Gpt2::load`] and `Llama::load` read a whole
+//! (memory-mapped) `model.safetensors` by name, and [`super::stream_load::StreamLoader`] is
+//! fed the file's bytes in order (the browser, where a 3 GB checkpoint cannot sit in wasm
+//! memory). Both check every tensor's name, dtype and shape first ([`check_tensors`]),
+//! convert each tensor to f32 ([`to_f32`]), upload it in its GPU format ([`Parts::upload`]:
+//! the blocks' weights quantized as asked, GPT-2's Conv1D as stored, the Llama family's
+//! nn.Linear transposed to that layout first; the rest f32) and assemble the model
+//! ([`Parts::build`], `Llama::from_parts`).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -127,10 +129,12 @@ pub fn weight_bytes(config: &Gpt2Config, quant: Quant) -> u64 {
         let n: usize = shape.iter().product();
         match (stored_as(name, shape), quant) {
             (Stored::Table, _) if f16_table(quant) => n.div_ceil(2),
-            (Stored::Conv1d, Quant::F16) => n.div_ceil(2),
+            (Stored::Conv1d | Stored::Linear, Quant::F16) => n.div_ceil(2),
             // Packed nibbles, and an f32 absmax per block (double quantization's is kept
             // reconstructed in f32 too).
-            (Stored::Conv1d, Quant::Nf4 { .. }) => n.div_ceil(8) + n.div_ceil(nf4::BLOCK),
+            (Stored::Conv1d | Stored::Linear, Quant::Nf4 { .. }) => {
+                n.div_ceil(8) + n.div_ceil(nf4::BLOCK)
+            }
             _ => n,
         }
     };
@@ -144,18 +148,29 @@ pub fn weight_bytes(config: &Gpt2Config, quant: Quant) -> u64 {
 /// share.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Stored {
-    /// The token embedding: f32 or f16 ([`upload_table`]).
+    /// The token embedding (and the Llama family's untied head): f32 or f16
+    /// ([`upload_table`]).
     Table,
-    /// A block's 2-D weight, a Conv1D matrix `(in,out)` in the base format.
+    /// A GPT-2 block's 2-D weight, a Conv1D matrix `(in,out)` in the base format.
     Conv1d,
+    /// A Llama-family layer's nn.Linear weight `(out,in)`, stored transposed as a Conv1D
+    /// matrix in the base format.
+    Linear,
     /// Everything else, f32.
     F32,
 }
 
 fn stored_as(name: &str, shape: &[usize]) -> Stored {
     match shape {
-        _ if name == "wte.weight" => Stored::Table,
+        _ if matches!(
+            name,
+            "wte.weight" | "model.embed_tokens.weight" | "lm_head.weight"
+        ) =>
+        {
+            Stored::Table
+        }
         [_, _] if name.starts_with("h.") => Stored::Conv1d,
+        [_, _] if name.starts_with("model.layers.") => Stored::Linear,
         _ => Stored::F32,
     }
 }
@@ -207,9 +222,9 @@ pub(crate) fn upload_table(gpu: &Gpu, w: &[f32], quant: Quant) -> Weight {
     }
 }
 
-/// One uploaded tensor: a Conv1D weight in the base format, the token embedding (f32 or
-/// f16), or an f32 vector/matrix.
-enum Part {
+/// One uploaded tensor: a block weight in the base format (as a Conv1D matrix), the token
+/// embedding or head (f32 or f16), or an f32 vector/matrix.
+pub(crate) enum Part {
     F32(Tensor),
     Conv1d(Weight),
     Table(Weight),
@@ -233,8 +248,9 @@ impl Parts {
     }
 
     /// Upload the checked tensor `name` (no prefix) of `shape`: the blocks' 2-D weights are
-    /// Conv1D matrices `(in,out)` stored as [`Quant`] says, wte as [`upload_table`] says;
-    /// everything else stays f32.
+    /// Conv1D matrices `(in,out)` (an nn.Linear `(out,in)` transposed first) stored as
+    /// [`Quant`] says, the embedding and head as [`upload_table`] says; everything else
+    /// stays f32.
     pub(crate) fn upload(&mut self, gpu: &Gpu, name: &str, shape: &[usize], values: &[f32]) {
         let part = match (stored_as(name, shape), shape) {
             (Stored::Table, _) => Part::Table(upload_table(gpu, values, self.quant)),
@@ -242,14 +258,25 @@ impl Parts {
                 self.norms.insert(name.to_string(), frobenius(values));
                 Part::Conv1d(upload_weight(gpu, values, k_in, n_out, self.quant))
             }
+            (Stored::Linear, &[n_out, k_in]) => {
+                let w = transpose(values, n_out, k_in);
+                self.norms.insert(name.to_string(), frobenius(&w));
+                Part::Conv1d(upload_weight(gpu, &w, k_in, n_out, self.quant))
+            }
             _ => Part::F32(gpu.upload_f32(values)),
         };
         self.got.insert(name.to_string(), part);
     }
 
-    /// Whether [`upload_table`] keeps the token embedding in f16 for this quantization.
-    pub(crate) fn table_is_f16(&self) -> bool {
-        f16_table(self.quant)
+    /// Whether tensor `name` is a table that [`upload_table`] keeps in f16 (what the stream
+    /// loader converts as it arrives rather than holding it in f32).
+    pub(crate) fn f16_table(&self, name: &str, shape: &[usize]) -> bool {
+        stored_as(name, shape) == Stored::Table && f16_table(self.quant)
+    }
+
+    /// The base format the blocks' weights are stored in.
+    pub(crate) fn quant(&self) -> Quant {
+        self.quant
     }
 
     /// The token embedding already converted to f16 (two per word).
@@ -258,13 +285,13 @@ impl Parts {
         self.got.insert(name.to_string(), Part::Table(table));
     }
 
-    fn take(&mut self, name: &str, path: &Path) -> Result<Part> {
+    pub(crate) fn take(&mut self, name: &str, path: &Path) -> Result<Part> {
         self.got
             .remove(name)
             .ok_or_else(|| err!("{}: missing tensor {name}", path.display()))
     }
 
-    fn vector(&mut self, name: &str, path: &Path) -> Result<Tensor> {
+    pub(crate) fn vector(&mut self, name: &str, path: &Path) -> Result<Tensor> {
         match self.take(name, path)? {
             Part::F32(t) => Ok(t),
             _ => bail!("{}: tensor {name} is not a vector", path.display()),
@@ -278,22 +305,41 @@ impl Parts {
         })
     }
 
-    fn linear(&mut self, name: &str, k_in: usize, n_out: usize, path: &Path) -> Result<Linear> {
+    /// The Linear `name` (`{name}.weight`, and `{name}.bias` when `bias`).
+    pub(crate) fn linear(
+        &mut self,
+        name: &str,
+        (k_in, n_out): (usize, usize),
+        bias: bool,
+        path: &Path,
+    ) -> Result<Linear> {
         let weight_name = format!("{name}.weight");
         let weight_norm = self.norms.get(&weight_name).copied().unwrap_or(0.0);
         let Part::Conv1d(weight) = self.take(&weight_name, path)? else {
             bail!(
-                "{}: tensor {name}.weight is not a Conv1D weight",
+                "{}: tensor {name}.weight is not a Linear weight",
                 path.display()
             );
         };
+        let bias = match bias {
+            true => Some(self.vector(&format!("{name}.bias"), path)?),
+            false => None,
+        };
         Ok(Linear {
             weight,
-            bias: Some(self.vector(&format!("{name}.bias"), path)?),
+            bias,
             k_in,
             n_out,
             weight_norm,
         })
+    }
+
+    /// The embedding or head `name`, as [`upload_table`] stored it.
+    pub(crate) fn table(&mut self, name: &str, path: &Path) -> Result<Weight> {
+        match self.take(name, path)? {
+            Part::Table(w) => Ok(w),
+            _ => bail!("{}: tensor {name} is not a table", path.display()),
+        }
     }
 
     /// Assemble the model; `path` names the file if a weight never arrived.
@@ -306,8 +352,8 @@ impl Parts {
             let ln_2 = self.layer_norm(&format!("{h}.ln_2"), path)?;
             let mut linears = Vec::with_capacity(4);
             for m in Module::GPT2 {
-                let (k_in, n_out) = m.dims(c);
-                linears.push(self.linear(&format!("{h}.{}", m.path()), k_in, n_out, path)?);
+                let name = format!("{h}.{}", m.path());
+                linears.push(self.linear(&name, m.dims(c), true, path)?);
             }
             let linears = linears.try_into().ok().expect("one Linear per module");
             blocks.push(Block {
@@ -317,10 +363,7 @@ impl Parts {
             });
         }
         Ok(Gpt2 {
-            wte: match self.take("wte.weight", path)? {
-                Part::Table(w) => w,
-                _ => bail!("{}: tensor wte.weight is not a table", path.display()),
-            },
+            wte: self.table("wte.weight", path)?,
             wpe: self.vector("wpe.weight", path)?,
             ln_f: self.layer_norm("ln_f", path)?,
             blocks,
@@ -331,7 +374,7 @@ impl Parts {
 }
 
 /// Upload the listed weights of an open file (already checked) into `parts`.
-fn upload_from_file(
+pub(crate) fn upload_from_file(
     gpu: &Gpu,
     file: &SafetensorsFile,
     prefix: &str,
@@ -443,4 +486,15 @@ impl Gpt2 {
         self.wte = Weight::F32(gpu.upload_f32(&values));
         Ok(())
     }
+}
+
+/// `(rows, cols)` row-major → `(cols, rows)`: an nn.Linear weight `(out,in)` as Conv1D `(in,out)`.
+pub(crate) fn transpose(w: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut t = vec![0.0; w.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            t[c * rows + r] = w[r * cols + c];
+        }
+    }
+    t
 }

@@ -1,13 +1,13 @@
-//! Building a GPT-2 from a `model.safetensors` that arrives in chunks, in file order: a
-//! download read chunk by chunk, or a picked file read in slices.
+//! Building a model (GPT-2, or the Llama family) from a `model.safetensors` that arrives in
+//! chunks, in file order: a download read chunk by chunk, or a picked file read in slices.
 //!
 //! The page cannot hold a whole checkpoint (wasm32 addresses 4 GiB; gpt2-large is 3.1 GB in
 //! f32, gpt2-xl 6.4 GB), so [`StreamLoader`] keeps at most one tensor on the host: once the
 //! header is in, every expected weight is checked (name, dtype, shape) before anything is
 //! uploaded; then each tensor is converted and uploaded as soon as its last byte arrives, and
-//! tensors the model does not use (`.attn.bias` masks, `lm_head.weight`) are skipped without
-//! being buffered. Conversion, upload and assembly are [`super::load`]'s, shared with
-//! [`Gpt2::load`].
+//! tensors the model does not use (`.attn.bias` masks, a tied `lm_head.weight`) are skipped
+//! without being buffered. Conversion, upload and assembly are [`super::load`]'s, shared with
+//! `Gpt2::load` and `Llama::load`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -16,9 +16,11 @@ use safetensors::Dtype;
 
 use crate::error::Result;
 use crate::gpu::Gpu;
-use crate::model::config::Gpt2Config;
-use crate::model::gpt2::{Gpt2, Quant};
+use crate::model::family::Model;
+use crate::model::gpt2::Quant;
+use crate::model::llama::Llama;
 use crate::model::load::{Parts, check_tensors, expected_weights, name_prefix, to_f32};
+use crate::model::model_config::ModelConfig;
 use crate::model::safetensors_file::to_f32_at;
 use crate::{bail, err};
 
@@ -211,7 +213,7 @@ impl Header {
 /// Feed with [`Self::push`] (chunks of any size, in file order), then [`Self::finish`].
 pub struct StreamLoader<'g> {
     gpu: &'g Gpu,
-    config: Gpt2Config,
+    config: ModelConfig,
     path: PathBuf,
     /// Bytes of the file received so far.
     received: u64,
@@ -223,7 +225,8 @@ pub struct StreamLoader<'g> {
 
 impl<'g> StreamLoader<'g> {
     /// A loader for the checkpoint of `config`; `path` (a file name or URL) names it in errors.
-    pub fn new(gpu: &'g Gpu, config: Gpt2Config, quant: Quant, path: &Path) -> Self {
+    pub fn new(gpu: &'g Gpu, config: impl Into<ModelConfig>, quant: Quant, path: &Path) -> Self {
+        let config = config.into();
         Self {
             gpu,
             config,
@@ -279,7 +282,7 @@ impl<'g> StreamLoader<'g> {
             let take = chunk.len().min((slot.end - self.received) as usize);
             let (bytes, rest) = chunk.split_at(take);
             if let Some(name) = &slot.wanted {
-                if name == "wte.weight" && self.parts.table_is_f16() {
+                if self.parts.f16_table(name, &slot.shape) {
                     let elements = slot.shape.iter().product();
                     let table = plan.table.get_or_insert_with(|| F16Table::new(elements));
                     table.push(bytes, slot, &self.path)?;
@@ -333,15 +336,24 @@ impl<'g> StreamLoader<'g> {
     /// Check the complete header against the config: the file order of the tensors, and
     /// which of them the model takes.
     fn plan_from_header(&mut self, data_start: u64, mut table: Vec<Slot>) -> Result<Plan> {
-        check_tensors(&self.config, &self.path, |n| {
+        let info = |n: &str| {
             table
                 .iter()
                 .find(|s| s.full == n)
                 .map(|s| (s.dtype, s.shape.as_slice()))
-        })?;
-        let prefix = name_prefix(|n| table.iter().any(|s| s.full == n));
-        let expected: HashMap<String, Vec<usize>> =
-            expected_weights(&self.config).into_iter().collect();
+        };
+        let (prefix, expected) = match &self.config {
+            ModelConfig::Gpt2(c) => {
+                check_tensors(c, &self.path, info)?;
+                let prefix = name_prefix(|n| table.iter().any(|s| s.full == n));
+                (prefix, expected_weights(c))
+            }
+            ModelConfig::Llama(c) => {
+                Llama::check_tensors(c, &self.path, info)?;
+                ("", Llama::expected_weights(c))
+            }
+        };
+        let expected: HashMap<String, Vec<usize>> = expected.into_iter().collect();
         for slot in &mut table {
             slot.wanted = slot
                 .full
@@ -361,7 +373,7 @@ impl<'g> StreamLoader<'g> {
 
     /// The model, once every byte of the file arrived; otherwise a one-line error naming the
     /// first weight that is missing or incomplete.
-    pub fn finish(self) -> Result<Gpt2> {
+    pub fn finish(self) -> Result<Model> {
         let p = self.path.display();
         let Some(plan) = &self.plan else {
             bail!(
@@ -385,6 +397,11 @@ impl<'g> StreamLoader<'g> {
                 slot.end - slot.start
             );
         }
-        self.parts.build(self.config, &self.path)
+        Ok(match self.config {
+            ModelConfig::Gpt2(c) => Model::Gpt2(self.parts.build(c, &self.path)?),
+            ModelConfig::Llama(c) => {
+                Model::Llama(Llama::from_parts(self.gpu, self.parts, c, &self.path)?)
+            }
+        })
     }
 }

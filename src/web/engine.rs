@@ -7,11 +7,12 @@ use std::cell::{Cell, RefCell};
 use std::path::Path;
 use std::rc::Rc;
 
+use wgtune::chat::ChatTemplate;
 use wgtune::data::{Dataset, Format, jsonl_errors, parse_jsonl_bytes};
 use wgtune::gpu::Gpu;
 use wgtune::lora::LoraConfig;
 use wgtune::model::stream_load::StreamLoader;
-use wgtune::model::{Gpt2, Gpt2Config, Quant, check_tokenizer};
+use wgtune::model::{Model, ModelConfig, ModelRef, Quant, check_tokenizer};
 use wgtune::tokenizer::Tokenizer;
 use wgtune::train::job::Control;
 use wgtune::train::prepare::{PrepareConfig, Prepared};
@@ -22,8 +23,11 @@ use super::port::AdapterInfo;
 
 /// A model ready to train or generate with.
 pub struct LoadedModel {
-    pub model: Gpt2,
+    pub model: Model,
+    pub config: ModelConfig,
     pub tokenizer: Tokenizer,
+    /// The Llama family's chat template (tokenizer_config.json); none for GPT-2.
+    pub chat: Option<ChatTemplate>,
     /// How the adapter's `base_model_name_or_path` names it (hub id, URL or "local").
     pub name: String,
     /// Where its model.safetensors came from, to be read again for the merged download.
@@ -32,7 +36,28 @@ pub struct LoadedModel {
 
 impl LoadedModel {
     pub fn eos(&self) -> u32 {
-        self.tokenizer.eos_id().unwrap_or(self.model.config.eos())
+        self.config.eos_with(&self.tokenizer)
+    }
+
+    pub fn model(&self) -> ModelRef<'_> {
+        self.model.as_ref()
+    }
+
+    /// How lines become examples for this model (as `wgtune train` prepares them: the
+    /// Llama family's chat template and tokenizer prefix; GPT-2's plain rendering).
+    pub fn prepare_config(
+        &self,
+        s: &TrainSettings,
+        seq_len: usize,
+    ) -> Result<PrepareConfig, String> {
+        match self.config {
+            ModelConfig::Gpt2(_) => Ok(PrepareConfig::new(s, seq_len, self.eos())),
+            ModelConfig::Llama(_) => {
+                let (tok, chat) = (&self.tokenizer, self.chat.clone());
+                PrepareConfig::for_model(s, seq_len, self.eos(), tok, chat)
+                    .map_err(|e| e.to_string())
+            }
+        }
     }
 }
 
@@ -189,17 +214,19 @@ pub enum TokenizerBytes {
 pub struct ModelBytes {
     pub config: Vec<u8>,
     pub tokenizer: TokenizerBytes,
+    /// tokenizer_config.json, where the folder has one (the chat template).
+    pub tokenizer_config: Option<Vec<u8>>,
 }
+
+/// A model's files parsed and checked, before any weight is read.
+pub type ParsedModel = (ModelConfig, Tokenizer, Option<ChatTemplate>);
 
 /// Parse and check config.json and the tokenizer (`name` labels errors), before any weight is
 /// read.
-pub fn parse_model_files(
-    name: &str,
-    files: &ModelBytes,
-) -> Result<(Gpt2Config, Tokenizer), String> {
+pub fn parse_model_files(name: &str, files: &ModelBytes) -> Result<ParsedModel, String> {
     let text = std::str::from_utf8(&files.config)
         .map_err(|e| format!("{name}/config.json: not UTF-8 text: {e}"))?;
-    let config = Gpt2Config::from_json(text, &Path::new(name).join("config.json"))
+    let config = ModelConfig::from_json(text, &Path::new(name).join("config.json"))
         .map_err(|e| e.to_string())?;
     let tokenizer = match &files.tokenizer {
         TokenizerBytes::Json(b) => {
@@ -213,8 +240,19 @@ pub fn parse_model_files(
         ),
     }
     .map_err(|e| e.to_string())?;
-    check_tokenizer(config.vocab_size, &tokenizer, name).map_err(|e| e.to_string())?;
-    Ok((config, tokenizer))
+    check_tokenizer(config.vocab_size(), &tokenizer, name).map_err(|e| e.to_string())?;
+    // GPT-2 keeps its plain `role: content` rendering of messages, template or not.
+    let chat = match (&config, &files.tokenizer_config) {
+        (ModelConfig::Llama(_), Some(bytes)) => {
+            let origin = format!("{name}/tokenizer_config.json");
+            let text =
+                std::str::from_utf8(bytes).map_err(|e| format!("{origin}: not UTF-8 text: {e}"))?;
+            ChatTemplate::from_tokenizer_config(Some(text), None, &origin)
+                .map_err(|e| e.to_string())?
+        }
+        _ => None,
+    };
+    Ok((config, tokenizer, chat))
 }
 
 /// How far [`build_model`] got: bytes of model.safetensors received, its size when known,
@@ -239,7 +277,7 @@ pub async fn build_model(
     gpu: &Gpu,
     name: &str,
     source: WeightsSource,
-    (config, tokenizer): (Gpt2Config, Tokenizer),
+    (config, tokenizer, chat): ParsedModel,
     weights: &mut Chunks,
     total: Option<u64>,
     quant: Quant,
@@ -252,7 +290,7 @@ pub async fn build_model(
         s.adapter = None;
     });
     let path = Path::new(name).join("model.safetensors");
-    let mut loader = StreamLoader::new(gpu, config, quant, &path);
+    let mut loader = StreamLoader::new(gpu, config.clone(), quant, &path);
     let report = |l: &StreamLoader| BuildProgress {
         received: l.received(),
         total: l.total().or(total),
@@ -271,7 +309,9 @@ pub async fn build_model(
     let model = loader.finish().map_err(|e| e.to_string())?;
     let loaded = Rc::new(LoadedModel {
         model,
+        config,
         tokenizer,
+        chat,
         name: name.to_string(),
         weights: source,
     });

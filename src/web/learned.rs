@@ -10,6 +10,7 @@ use wgtune::data::Segments;
 use wgtune::inspect::compare::{Comparison, compare, greedy};
 use wgtune::inspect::{Inspection, base_norms_of};
 use wgtune::lora::GpuAdapter;
+use wgtune::model::Model;
 use wgtune::train::prepare::TrainData;
 
 use super::browser::yield_now;
@@ -41,7 +42,11 @@ fn inspect(a: &Adapter) -> Result<Inspection, String> {
         weights,
         Path::new(WEIGHTS_FILE),
     )
-    .and_then(|i| i.with_base(&m.model.config, m.model.quant, base_norms_of(&m.model)))
+    .and_then(|i| match &m.model {
+        // The base figures (‖ΔW‖/‖W‖, memory against a full fine-tune) are GPT-2's so far.
+        Model::Gpt2(g) => i.with_base(&g.config, g.quant, base_norms_of(g)),
+        Model::Llama(_) => Ok(i),
+    })
     .map_err(|e| e.to_string())
 }
 
@@ -65,7 +70,7 @@ async fn compare_rows() -> Result<(Comparison, String), String> {
     let d = engine::data().ok_or("choose a JSONL file first (section 2)")?;
     let a = engine::adapter().ok_or("train or pick an adapter first")?;
     let s = engine::settings();
-    let cfg = &m.model.model_config();
+    let cfg = &m.config;
     let err = |e: wgtune::error::Error| e.to_string();
     let seq_len = s.seq_len_for(cfg).map_err(err)?;
     let format = s.data_format().map_err(err)?;
@@ -124,7 +129,7 @@ async fn compare_rows() -> Result<(Comparison, String), String> {
         yield_now(0).await;
         let one = compare(
             &gpu,
-            (&m.model).into(),
+            m.model(),
             &m.tokenizer,
             &adapter.as_ref(),
             std::slice::from_ref(&row),

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::rc::Rc;
 
 use wgtune::adapter::{CONFIG_FILE, WEIGHTS_FILE, params_from_weights, parse_config_for};
-use wgtune::model::Quant;
+use wgtune::model::{ModelConfig, Quant};
 
 use super::browser::{self, mib};
 use super::engine::{self, Adapter, ModelBytes, TokenizerBytes, WeightsSource};
@@ -44,8 +44,9 @@ pub fn start(src: Source) {
             Ok(info) => {
                 status(
                     format!(
-                        "Loaded {}: {} layers, {} embd, {} heads, {} positions, {} parameters; base weights {} on the GPU: {:.1} MiB; engine memory {:.0} MiB.",
+                        "Loaded {} ({}): {} layers, {} embd, {} heads, {} positions, {} parameters; base weights {} on the GPU: {:.1} MiB; engine memory {:.0} MiB.",
                         info.name,
+                        info.family,
                         info.n_layer,
                         info.n_embd,
                         info.n_head,
@@ -124,18 +125,35 @@ async fn load_model(src: Source, quant: Quant) -> Result<ModelInfo, String> {
     .await?;
     // The copy going into the model cache completes once the body was read.
     weights.stored().await;
-    let c = &loaded.model.config;
+    let c = &loaded.config;
+    let (n_embd, n_head) = match c {
+        ModelConfig::Gpt2(g) => (g.n_embd, g.n_head),
+        ModelConfig::Llama(l) => (l.hidden_size, l.num_attention_heads),
+    };
+    fit_targets(c);
     Ok(ModelInfo {
         name: name.clone(),
-        n_layer: c.n_layer,
-        n_embd: c.n_embd,
-        n_head: c.n_head,
-        n_positions: c.n_positions,
-        vocab_size: c.vocab_size,
+        family: c.family().to_string(),
+        n_layer: c.n_layer(),
+        n_embd,
+        n_head,
+        n_positions: c.n_positions(),
+        vocab_size: c.vocab_size(),
         params: c.num_params(),
         quant: quant.to_string(),
-        weight_bytes: loaded.model.weight_bytes(),
+        weight_bytes: loaded.model().weight_bytes(),
     })
+}
+
+/// Targets of the other family (GPT-2's default `c_attn` when a Llama loads, or back) become
+/// the loaded family's default, shown in the settings: a run would refuse them.
+fn fit_targets(model: &ModelConfig) {
+    let mut s = engine::settings();
+    if s.lora().validate_for(model).is_err() {
+        s.targets = model.default_targets();
+        engine::set_settings(s.clone());
+        emit(Event::Settings(s));
+    }
 }
 
 /// Download (or take from the cache) the small files of a Hugging Face–layout folder, and
@@ -167,12 +185,18 @@ async fn fetch_folder(base: &str) -> Result<(ModelBytes, browser::Download), Str
             TokenizerBytes::VocabMerges(v, m)
         }
     };
+    let tokenizer_config = get("tokenizer_config.json", false).await?;
     let url = format!("{base}/model.safetensors");
     status(format!("Downloading {url}…"), None);
     let weights = browser::open_cached(&url)
         .await?
         .ok_or_else(|| format!("{url}: not found (404)"))?;
-    Ok((ModelBytes { config, tokenizer }, weights))
+    let files = ModelBytes {
+        config,
+        tokenizer,
+        tokenizer_config,
+    };
+    Ok((files, weights))
 }
 
 /// Read the small model files the user picked (recognised by their names) and open
@@ -197,7 +221,16 @@ async fn read_picked(list: &[web_sys::File]) -> Result<(ModelBytes, browser::Dow
             read(need("merges.txt").map_err(|_| tokenizer_missing())?).await?,
         ),
     };
-    Ok((ModelBytes { config, tokenizer }, weights))
+    let tokenizer_config = match find("tokenizer_config.json") {
+        Some(f) => Some(read(f).await?),
+        None => None,
+    };
+    let files = ModelBytes {
+        config,
+        tokenizer,
+        tokenizer_config,
+    };
+    Ok((files, weights))
 }
 
 fn tokenizer_missing() -> String {
@@ -215,15 +248,10 @@ pub async fn adopt_kept_adapter() {
     }
     let adopt = || -> Result<Adapter, String> {
         let text = std::str::from_utf8(&kept.config).map_err(|e| e.to_string())?;
-        let lora = parse_config_for(text, Path::new(CONFIG_FILE), &m.model.model_config())
+        let lora =
+            parse_config_for(text, Path::new(CONFIG_FILE), &m.config).map_err(|e| e.to_string())?;
+        let params = params_from_weights(&kept.weights, Path::new(WEIGHTS_FILE), &m.config, &lora)
             .map_err(|e| e.to_string())?;
-        let params = params_from_weights(
-            &kept.weights,
-            Path::new(WEIGHTS_FILE),
-            &m.model.model_config(),
-            &lora,
-        )
-        .map_err(|e| e.to_string())?;
         let info = AdapterInfo::of(&lora, "kept from an earlier run in this browser", false);
         Ok(Adapter {
             lora,

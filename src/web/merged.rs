@@ -35,7 +35,7 @@ fn js_err(what: &str, e: JsValue) -> String {
 }
 
 /// The merged file's size: every weight in F32 (as `wgtune merge` writes it), header aside.
-fn merged_bytes(config: &wgtune::model::Gpt2Config) -> u64 {
+fn merged_bytes(config: &wgtune::model::ModelConfig) -> u64 {
     4 * config.num_params() as u64
 }
 
@@ -53,7 +53,7 @@ pub async fn download(
     let Some(handle) = save_to.and_then(|h| h.dyn_into::<FileSystemFileHandle>().ok()) else {
         return Err(format!(
             "this browser cannot write a file as it is made (no File System Access API; Chrome and Edge have it): the merged model.safetensors ({:.1} MiB) would have to be held in memory whole. Use a browser with the API, or download the adapter and run wgtune merge --model {} --adapter DIR --out DIR",
-            browser::mib(merged_bytes(&model.model.config)),
+            browser::mib(merged_bytes(&model.config)),
             model.name
         ));
     };
@@ -99,7 +99,7 @@ async fn write_merged(
     let mut input = model.weights.open().await?;
     let path = Path::new(&model.name).join("model.safetensors");
     let mut merge = MergeStream::new(
-        model.model.config.clone().into(),
+        model.config.clone(),
         &adapter.lora,
         adapter.params.clone(),
         &path,

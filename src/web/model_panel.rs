@@ -1,10 +1,11 @@
-//! Section 1, Model: a hub preset (downloaded once, then served from the Cache API), a base
+//! Section 1, Model: a hub preset of either family (GPT-2; SmolLM2, Qwen2.5, Llama 3.2:
+//! downloaded once, then served from the Cache API), a base
 //! URL of a Hugging Face–layout folder, or local files; quantized on load (by the engine
 //! worker: `load`).
 
 use leptos::html;
 use leptos::prelude::*;
-use wgtune::model::config::{PRESETS, hub_id};
+use wgtune::model::model_config::hub_id;
 
 use super::browser;
 use super::port::{self, Command};
@@ -56,8 +57,9 @@ pub fn view(ui: Ui) -> impl IntoView {
                 <label>
                     "Hugging Face preset "
                     <select data-testid="model-preset" on:change=move |ev| preset.set(event_target_value(&ev))>
-                        {PRESETS
+                        {wgtune::model::config::PRESETS
                             .iter()
+                            .chain(wgtune::model::llama_config::PRESETS.iter())
                             .map(|(short, _)| {
                                 view! { <option value=*short selected=*short == "gpt2">{*short}</option> }
                             })
@@ -75,7 +77,7 @@ pub fn view(ui: Ui) -> impl IntoView {
                         data-testid="model-url"
                         node_ref=url
                         type="url"
-                        placeholder="https://host/models/gpt2 (config.json, model.safetensors, tokenizer.json)"
+                        placeholder="https://host/models/gpt2 (config.json, model.safetensors, tokenizer.json, tokenizer_config.json)"
                         size="48"
                     />
                 </label>

@@ -77,6 +77,8 @@ pub enum AdapterFiles {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ModelInfo {
     pub name: String,
+    /// "GPT-2", "Llama" or "Qwen2".
+    pub family: String,
     pub n_layer: usize,
     pub n_embd: usize,
     pub n_head: usize,

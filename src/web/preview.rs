@@ -9,7 +9,7 @@ use std::rc::Rc;
 use wgtune::lora::{Layout, trainable_line};
 use wgtune::train::memory::estimate;
 use wgtune::train::plan::max_batch;
-use wgtune::train::prepare::{PrepareConfig, Prepared, prepare};
+use wgtune::train::prepare::{Prepared, prepare};
 use wgtune::train::settings::TrainSettings;
 
 use super::browser;
@@ -59,10 +59,8 @@ pub fn prepared(
     s: &TrainSettings,
 ) -> Result<Rc<Prepared>, String> {
     let format = s.data_format().map_err(|e| e.to_string())?;
-    let seq_len = s
-        .seq_len_for(&model.model.model_config())
-        .map_err(|e| e.to_string())?;
-    let cfg = PrepareConfig::new(s, seq_len, model.eos());
+    let seq_len = s.seq_len_for(&model.config).map_err(|e| e.to_string())?;
+    let cfg = model.prepare_config(s, seq_len)?;
     if let Some((f, c, p)) = &*data.prepared.borrow()
         && *f == format
         && *c == cfg
@@ -124,7 +122,7 @@ fn summary(s: &TrainSettings) -> String {
     let (Some(m), Some(gpu)) = (engine::model(), engine::gpu_now()) else {
         return "Load a model to see the trainable parameters and the memory estimate.".into();
     };
-    let cfg = &m.model.model_config();
+    let cfg = &m.config;
     let checked = s
         .check()
         .and_then(|_| s.lora().validate_for(cfg))
@@ -147,7 +145,7 @@ fn summary(s: &TrainSettings) -> String {
     };
     let est = estimate(
         &gpu,
-        (&m.model).into(),
+        m.model(),
         &layout,
         &s.lora(),
         (b, t),

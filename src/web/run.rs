@@ -28,7 +28,7 @@ pub async fn train(resume: bool) -> Result<(), String> {
     let gpu = engine::gpu().await?;
     let m = engine::model().ok_or("load a model first (section 1)")?;
     let d = engine::data().ok_or("choose a JSONL file first (section 2)")?;
-    let cfg = &m.model.model_config();
+    let cfg = &m.config;
     let (start, given, history) = start_of(resume, &m.name, &d.name, cfg).await?;
     let err = |e: wgtune::error::Error| e.to_string();
     let mut s = engine::settings();
@@ -47,7 +47,7 @@ pub async fn train(resume: bool) -> Result<(), String> {
     let val = val.as_ref().map(|(n, p)| (n.as_str(), p.clone()));
     let data = TrainData::new(&s, seq_len, (&d.name, train), val).map_err(err)?;
     let plan = Plan::new(s, cfg, &m.name, m.eos(), data, start).map_err(err)?;
-    let mut job = TrainJob::new(&gpu, &m.model, plan).map_err(err)?;
+    let mut job = TrainJob::new(&gpu, m.model(), plan).map_err(err)?;
     let p = &job.plan;
     let mut notes = p.data.notes.clone();
     notes.extend([p.trainable_line(cfg), p.describe(), job.estimate.line()]);
@@ -229,32 +229,30 @@ pub async fn evaluate() -> Result<Evaluation, String> {
     let d = engine::data().ok_or("choose a JSONL file first (section 2)")?;
     let a = engine::adapter().ok_or("train or pick an adapter first")?;
     let s = engine::settings();
-    let cfg = &m.model.model_config();
+    let cfg = &m.config;
     let seq_len = s.seq_len_for(cfg).map_err(|e| e.to_string())?;
     let ds = d
         .dataset(s.data_format().map_err(|e| e.to_string())?)
         .map_err(|e| e.join("; "))?;
-    let rows = s.val_batches.take(&ds.rows, EVAL_BATCH);
-    let eos = m.eos();
-    let examples = rows
-        .iter()
-        .map(|(line, segs)| {
-            wgtune::data::tokenize(&m.tokenizer, segs, eos, s.train_on_prompt, seq_len, *line)
-        })
+    let rows = s.val_batches.take(&ds.rows, EVAL_BATCH).len();
+    let prep = m.prepare_config(&s, seq_len)?;
+    let eos = prep.eos;
+    let examples = (0..rows)
+        .map(|i| wgtune::train::prepare::example(&ds, i, &m.tokenizer, &prep))
         .collect::<wgtune::error::Result<Vec<_>>>()
         .map_err(|e| format!("{}: {e}", d.name))?;
     let figure = |l: wgtune::model::eval::EvalLoss| LossFigure {
         loss: l.loss,
         tokens: l.tokens,
     };
-    let base = eval_loss(&gpu, (&m.model).into(), None, &examples, EVAL_BATCH, eos)
+    let base = eval_loss(&gpu, m.model(), None, &examples, EVAL_BATCH, eos)
         .await
         .map_err(|e| format!("{}: {e}", d.name))?;
     yield_now(0).await;
     let adapter = GpuAdapter::new(&gpu, cfg, a.lora.clone(), &a.params);
     let tuned = eval_loss(
         &gpu,
-        (&m.model).into(),
+        m.model(),
         Some(&adapter.as_ref()),
         &examples,
         EVAL_BATCH,
@@ -262,22 +260,28 @@ pub async fn evaluate() -> Result<Evaluation, String> {
     )
     .await
     .map_err(|e| format!("{}: {e}", d.name))?;
-    let over = if rows.len() < ds.rows.len() {
+    let over = if rows < ds.rows.len() {
         format!(
             "the first {} of {} lines of {} (--val-batches {} of {EVAL_BATCH})",
-            rows.len(),
+            rows,
             ds.rows.len(),
             d.name,
             s.val_batches
         )
     } else {
-        format!("all {} lines of {}", rows.len(), d.name)
+        format!("all {} lines of {}", rows, d.name)
     };
     Ok(Evaluation {
         over,
         base: Some(figure(base)),
         tuned: figure(tuned),
-        command: eval_command(&s, &m.name, &d.name, seq_len, &m.model.quant.to_string()),
+        command: eval_command(
+            &s,
+            &m.name,
+            &d.name,
+            seq_len,
+            &m.model().quant().to_string(),
+        ),
     })
 }
 

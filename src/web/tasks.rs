@@ -147,7 +147,7 @@ async fn pick_adapter(files: Vec<web_sys::File>) -> Result<(), String> {
     };
     let config = browser::read_file(find(CONFIG_FILE)?).await?;
     let weights = browser::read_file(find(WEIGHTS_FILE)?).await?;
-    let cfg = &m.model.model_config();
+    let cfg = &m.config;
     let text =
         std::str::from_utf8(&config).map_err(|_| format!("{CONFIG_FILE}: not UTF-8 text"))?;
     let lora = parse_config_for(text, Path::new(CONFIG_FILE), cfg).map_err(|e| e.to_string())?;
@@ -273,20 +273,12 @@ async fn generate_pair(prompt: &str, s: &SampleSettings) -> Result<(), String> {
         })
     };
     status("generating with the base model…", true);
-    generate(
-        &gpu,
-        (&m.model).into(),
-        &m.tokenizer,
-        None,
-        prompt,
-        &cfg,
-        |piece| {
-            emit(Event::Generated {
-                tuned: false,
-                piece: piece.to_string(),
-            })
-        },
-    )
+    generate(&gpu, m.model(), &m.tokenizer, None, prompt, &cfg, |piece| {
+        emit(Event::Generated {
+            tuned: false,
+            piece: piece.to_string(),
+        })
+    })
     .await
     .map_err(|e| e.to_string())?;
     yield_now(0).await;
@@ -299,10 +291,10 @@ async fn generate_pair(prompt: &str, s: &SampleSettings) -> Result<(), String> {
         return Ok(());
     };
     status("generating with the adapter…", true);
-    let adapter = GpuAdapter::new(&gpu, &m.model.model_config(), a.lora.clone(), &a.params);
+    let adapter = GpuAdapter::new(&gpu, &m.config, a.lora.clone(), &a.params);
     generate(
         &gpu,
-        (&m.model).into(),
+        m.model(),
         &m.tokenizer,
         Some(&adapter.as_ref()),
         prompt,

@@ -1,6 +1,7 @@
 //! The streaming loader (what the page feeds from a download or a picked file): the fixture
-//! models fed in chunks of any size give bit-identical logits to `Gpt2::load`; file order
-//! does not matter; truncated and corrupt files give one-line errors naming file and tensor.
+//! models fed in chunks of any size give bit-identical logits to `Gpt2::load` (and the Llama
+//! and Qwen2 fixtures to `Llama::load`); file order does not matter; truncated and corrupt
+//! files give one-line errors naming file and tensor.
 
 use std::path::{Path, PathBuf};
 
@@ -9,7 +10,7 @@ use crate::gpu_or_skip;
 use wgtune::gpu::Gpu;
 use wgtune::model::safetensors_file::SafetensorsFile;
 use wgtune::model::stream_load::StreamLoader;
-use wgtune::model::{Gpt2, Gpt2Config, Quant};
+use wgtune::model::{Gpt2, Gpt2Config, Model, ModelConfig, Quant};
 
 const NF4: Quant = Quant::Nf4 {
     double_quant: false,
@@ -31,7 +32,22 @@ fn stream(
     chunk: usize,
     quant: Quant,
 ) -> wgtune::error::Result<Gpt2> {
-    let mut loader = StreamLoader::new(gpu, config(model), quant, &weights_path(model));
+    stream_any(gpu, model, bytes, chunk, quant).map(|m| match m {
+        Model::Gpt2(m) => m,
+        Model::Llama(_) => panic!("{model} streamed as a Llama"),
+    })
+}
+
+/// [`stream`] for a model of either family (its config.json decides).
+fn stream_any(
+    gpu: &Gpu,
+    model: &str,
+    bytes: &[u8],
+    chunk: usize,
+    quant: Quant,
+) -> wgtune::error::Result<Model> {
+    let cfg = ModelConfig::from_file(&dir(&format!("models/{model}/config.json"))).unwrap();
+    let mut loader = StreamLoader::new(gpu, cfg, quant, &weights_path(model));
     for piece in bytes.chunks(chunk) {
         loader.push(piece)?;
     }
@@ -305,5 +321,47 @@ fn non_finite_weights_are_refused_naming_the_tensor_and_element() {
                 assert!(msg.contains(&want), "{model} in chunks of {chunk}: {msg}");
             }
         }
+    }
+}
+
+/// The Llama and Qwen2 fixtures (an untied and a tied head) streamed in 1-byte, odd and
+/// large chunks give `Llama::load`'s logits bit for bit, f32 and NF4 (f16 embedding).
+#[test]
+fn llama_family_streams_give_the_logits_of_a_whole_file_load() {
+    use wgtune::model::llama::Llama;
+    use wgtune::model::llama_config::LlamaConfig;
+    let gpu = gpu_or_skip!();
+    for model in ["llama_tiny", "qwen2_tiny"] {
+        let bytes = std::fs::read(weights_path(model)).unwrap();
+        let r = Reference::of(model);
+        let shape = r.shape("input_ids");
+        let (ids, mask) = (r.ids("input_ids"), r.ids("attention_mask"));
+        let logits =
+            |m: &Llama| pollster::block_on(m.logits(gpu, &ids, &mask, shape[0], shape[1])).unwrap();
+        for quant in [Quant::F32, NF4] {
+            let cfg = LlamaConfig::from_file(&dir(&format!("models/{model}/config.json"))).unwrap();
+            let file = SafetensorsFile::open(&weights_path(model)).unwrap();
+            let whole = Llama::load(gpu, cfg, &file, quant).unwrap();
+            let want = logits(&whole);
+            for chunk in [1, 4093, 1 << 20] {
+                let Model::Llama(m) = stream_any(gpu, model, &bytes, chunk, quant).unwrap() else {
+                    panic!("{model}: not streamed as a Llama");
+                };
+                assert_eq!(m.weight_bytes(), whole.weight_bytes(), "{model} {quant}");
+                let got = logits(&m);
+                assert!(
+                    got.iter()
+                        .zip(&want)
+                        .all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "{model} {quant} in chunks of {chunk}: logits differ from Llama::load"
+                );
+            }
+        }
+        // A truncated file names the tensor it ended in.
+        let cut = &bytes[..bytes.len() - 100];
+        let e = stream_any(gpu, model, cut, 4096, NF4)
+            .err()
+            .expect("a truncated file");
+        assert!(e.to_string().contains("truncated"), "{e}");
     }
 }
