@@ -18,7 +18,11 @@
 //   training continues from it with its LoRA settings;
 // - "Check this GPU" passes every kernel; the autotuner's choices (the first run's) come back from browser storage after a reload, and the resumed run times nothing;
 // - the "What LoRA learned" panel shows `wgtune inspect`'s figures for the trained and the
-//   picked adapter, and its base-against-tuned losses are `wgtune eval`'s on each line.
+//   picked adapter, and its base-against-tuned losses are `wgtune eval`'s on each line;
+// - the Llama family: a tiny Llama loads from a URL (its chat template from
+//   tokenizer_config.json; the targets become PEFT's q_proj,v_proj), trains on chat data with
+//   `wgtune train`'s losses, and its downloaded adapter is the CLI's adapter_config.json and
+//   PEFT's tensor names; `wgtune eval` of it gives the page's evaluation.
 //
 // Usage: node e2e.mjs   (env: WGTUNE_BIN = the native wgtune binary, DIST = built page,
 // SCREENSHOTS = folder for the two screenshots, CHROMIUM = browser path)
@@ -38,6 +42,10 @@ const shots = path.resolve(process.env.SCREENSHOTS ?? path.join(root, "target/e2
 const modelDir = path.join(root, "tests/fixtures/models/tiny");
 const dataFile = path.join(root, "tests/fixtures/data/alpaca.jsonl");
 const peftAdapter = path.join(root, "tests/fixtures/peft/attn_r4/adapter_final");
+const llamaDir = path.join(root, "tests/fixtures/models/llama_tiny");
+const chatFile = path.join(root, "tests/fixtures/data/messages.jsonl");
+// The Llama run's settings (flag → value), in the page and for `wgtune train`.
+const LLAMA_RUN = { "max-steps": 4, lr: "0.01", "batch-size": 2, "val-split": "0.25", "eval-every": 2, "save-every": 0 };
 // One run's settings, given to the page and to `wgtune train` alike (flag → value).
 const RUN = { "max-steps": 8, lr: "0.01", "batch-size": 2, "val-split": "0.25", "eval-every": 4 };
 const STEPS = RUN["max-steps"];
@@ -196,12 +204,12 @@ async function main() {
     return { loss: Number(m[1]), tokens: Number(m[2]), command, text: ev };
   };
   // Run the page's `wgtune eval` command on local paths, as a user would on the download.
-  const runEval = (command, adapterDir) => {
+  const runEval = (command, adapterDir, model = modelDir, data = dataFile) => {
     const args = command.split(" ").slice(1);
     const set = (flag, v) => { args[args.indexOf(flag) + 1] = v; };
-    set("--model", modelDir);
+    set("--model", model);
     set("--adapter", adapterDir);
-    set("--data", dataFile);
+    set("--data", data);
     return cli(args);
   };
   const sameEval = (what, page, local) => {
@@ -496,6 +504,45 @@ async function main() {
     await download("download-adapter", 2, contDir);
     const cont = JSON.parse(await readFile(path.join(contDir, "adapter_config.json"), "utf8"));
     if (cont.r !== 4) fail(`the continued adapter has r=${cont.r}, the picked one 4`);
+
+    // The Llama family, from a URL: its chat template, its default targets, the CLI's losses.
+    log(`llama: ${await loadModel(`${base}/models/llama_tiny`)}`);
+    const targets = await byId("setting-targets").inputValue();
+    if (targets !== "q_proj,v_proj") fail(`the Llama's targets in the page: ${targets}`);
+    await byId("data-file").setInputFiles(chatFile);
+    await waitText("data-summary", /examples/, 60000);
+    log(`llama data: ${await text("data-summary")}`);
+    for (const [flag, v] of Object.entries(LLAMA_RUN)) await setField(`setting-${flag}`, v);
+    await byId("train-start").click();
+    log(`llama train: ${await waitTrained()}`);
+    const llamaMetrics = path.join(downloads, "llama-metrics");
+    await download("download-metrics", 1, llamaMetrics);
+    const llamaPage = readJsonl(await readFile(path.join(llamaMetrics, "metrics.jsonl"), "utf8"));
+    const llamaCliMetrics = path.join(downloads, "llama-cli-metrics.jsonl");
+    const llamaCliOut = path.join(downloads, "llama-cli-out");
+    const llamaFlags = Object.entries(LLAMA_RUN).flatMap(([f, v]) => [`--${f}`, String(v)]);
+    cli(["train", "--model", llamaDir, "--data", chatFile, "--quant", "f32", ...llamaFlags, "--metrics", llamaCliMetrics, "--out", llamaCliOut]);
+    const llamaWorst = sameLosses("llama page vs CLI", llamaPage, readJsonl(await readFile(llamaCliMetrics, "utf8")), 1e-5);
+    log(`llama page vs CLI: ${llamaPage.length} steps, losses within ${llamaWorst.toExponential(2)} relative`);
+    await waitText("evaluation", /llama_tiny/, 300000);
+    const lev = await evaluation();
+    const llamaAdapter = path.join(downloads, "llama-adapter");
+    await download("download-adapter", 2, llamaAdapter);
+    const pageConfig = JSON.parse(await readFile(path.join(llamaAdapter, "adapter_config.json"), "utf8"));
+    const cliConfig = JSON.parse(await readFile(path.join(llamaCliOut, "adapter_config.json"), "utf8"));
+    delete pageConfig.base_model_name_or_path;
+    delete cliConfig.base_model_name_or_path;
+    if (JSON.stringify(pageConfig) !== JSON.stringify(cliConfig)) fail(`the page's adapter_config.json differs from the CLI's: ${JSON.stringify(pageConfig)}`);
+    if (JSON.stringify(pageConfig.target_modules) !== '["q_proj","v_proj"]' || pageConfig.fan_in_fan_out !== false) fail(`llama adapter_config.json: ${JSON.stringify(pageConfig)}`);
+    // PEFT's tensor names for a Llama: base_model.model.model.layers.{i}.self_attn.{q,v}_proj.lora_{A,B}.weight.
+    const st = await readFile(path.join(llamaAdapter, "adapter_model.safetensors"));
+    const header = JSON.parse(st.subarray(8, 8 + Number(st.readBigUInt64LE(0))).toString("utf8"));
+    const keys = Object.keys(header).filter((k) => k !== "__metadata__").sort();
+    const want = [0, 1].flatMap((l) => ["q_proj", "v_proj"].flatMap((m) => ["A", "B"].map((p) => `base_model.model.model.layers.${l}.self_attn.${m}.lora_${p}.weight`))).sort();
+    if (keys.join() !== want.join()) fail(`llama adapter tensors: ${keys}`);
+    const llamaEval = runEval(lev.command, llamaAdapter, llamaDir, chatFile);
+    log(`llama: ${lev.command} → loss ${llamaEval.loss} over ${llamaEval.tokens} tokens; page ${lev.loss} over ${lev.tokens}`);
+    sameEval("llama evaluation", lev, llamaEval);
 
     if (errors.length) fail(`console errors: ${errors.join(" | ")}`);
     log(`PASS: base loss ${plain.loss.toFixed(4)} → tuned ${local.loss.toFixed(4)}; screenshots in ${shots}`);
