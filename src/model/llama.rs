@@ -346,30 +346,16 @@ impl Llama {
         Ok(gpu.read_f32(&loss).await?)
     }
 
-    /// Record the base model's forward pass of `ids (B,T)` (mask `(B,T)`: 1 = token) to the
-    /// final RMSNorm's output `(B·T, C)`, keeping nothing for a backward pass.
-    pub fn record_hidden(
-        &self,
-        cmd: &mut Commands,
-        ids: &Tensor,
-        mask: &Tensor,
-        b: usize,
-        t: usize,
-    ) -> Tensor {
-        let src = AttnSource::Batch { mask };
-        self.record_forward(cmd, ids, src, (b, t), None, Keep::Nothing)
-            .hidden
-    }
-
     /// Logits `(B,T,V)` of `ids (B,T)` with `mask (B,T)`, positions 0..T in every row
-    /// (transformers' default position ids, whatever the padding).
+    /// (transformers' default position ids, whatever the padding), with `adapter` applied if
+    /// given (no dropout).
     pub async fn logits(
         &self,
         gpu: &Gpu,
         ids: &[u32],
         mask: &[u32],
-        b: usize,
-        t: usize,
+        (b, t): (usize, usize),
+        adapter: Option<&AdapterRef<'_>>,
     ) -> Result<Vec<f32>> {
         if ids.len() != b * t || mask.len() != b * t {
             bail!("batch of {b}x{t} needs {} ids and mask values", b * t);
@@ -384,7 +370,10 @@ impl Llama {
         let (ids_t, mask_t) = (gpu.upload_u32(ids), gpu.upload_u32(mask));
         let logits = gpu.tensor(b * t * v);
         let mut cmd = gpu.commands();
-        let hidden = self.record_hidden(&mut cmd, &ids_t, &mask_t, b, t);
+        let src = AttnSource::Batch { mask: &mask_t };
+        let hidden = self
+            .record_forward(&mut cmd, &ids_t, src, (b, t), adapter, Keep::Nothing)
+            .hidden;
         record_head_logits(&mut cmd, &logits, &hidden, self.head(), b * t, c, v);
         cmd.submit();
         Ok(gpu.read_f32(&logits).await?)

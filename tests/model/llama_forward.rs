@@ -27,7 +27,7 @@ fn load(model: &str, quant: Quant) -> (Llama, SafetensorsFile) {
 fn logits(m: &Llama, r: &Reference) -> Vec<f32> {
     let shape = r.shape("input_ids");
     let (ids, mask) = (r.ids("input_ids"), r.ids("attention_mask"));
-    pollster::block_on(m.logits(gpu().unwrap(), &ids, &mask, shape[0], shape[1])).unwrap()
+    pollster::block_on(m.logits(gpu().unwrap(), &ids, &mask, (shape[0], shape[1]), None)).unwrap()
 }
 
 #[test]

@@ -336,8 +336,9 @@ fn llama_family_streams_give_the_logits_of_a_whole_file_load() {
         let r = Reference::of(model);
         let shape = r.shape("input_ids");
         let (ids, mask) = (r.ids("input_ids"), r.ids("attention_mask"));
-        let logits =
-            |m: &Llama| pollster::block_on(m.logits(gpu, &ids, &mask, shape[0], shape[1])).unwrap();
+        let logits = |m: &Llama| {
+            pollster::block_on(m.logits(gpu, &ids, &mask, (shape[0], shape[1]), None)).unwrap()
+        };
         for quant in [Quant::F32, NF4] {
             let cfg = LlamaConfig::from_file(&dir(&format!("models/{model}/config.json"))).unwrap();
             let file = SafetensorsFile::open(&weights_path(model)).unwrap();

@@ -334,3 +334,36 @@ fn merge_matches_pefts_merge_and_unload() {
         let _ = std::fs::remove_dir_all(&out);
     }
 }
+
+/// PEFT loads the adapters wgtune wrote for a Llama (all-linear, rsLoRA) and a Qwen2 (default
+/// targets) as they are (tests/reference/check_wgtune_llama_adapters.py), and wgtune gives
+/// PEFT's logits from the same files, on a batch with a padded row.
+#[test]
+fn wgtune_written_adapters_give_pefts_logits() {
+    let gpu = gpu_or_skip!();
+    for (case, model_name) in [
+        ("wgtune_written_llama", "llama_tiny"),
+        ("wgtune_written_qwen2", "qwen2_tiny"),
+    ] {
+        let d = dir(&format!("peft/{case}"));
+        let m = model(model_name, Quant::F32);
+        let (lora, params) = adapter::load_dir(&d.join("adapter"), &m.model_config()).unwrap();
+        let gpu_adapter = wgtune::lora::GpuAdapter::new(gpu, &m.model_config(), lora, &params);
+        let bytes = std::fs::read(d.join("reference.safetensors")).unwrap();
+        let st = SafeTensors::deserialize(&bytes).unwrap();
+        let ids: Vec<u32> =
+            bytemuck::pod_collect_to_vec::<u8, i64>(st.tensor("input_ids").unwrap().data())
+                .into_iter()
+                .map(|v| v as u32)
+                .collect();
+        let mask: Vec<u32> =
+            bytemuck::pod_collect_to_vec::<u8, i64>(st.tensor("attention_mask").unwrap().data())
+                .into_iter()
+                .map(|v| v as u32)
+                .collect();
+        let want: Vec<f32> = bytemuck::pod_collect_to_vec(st.tensor("logits").unwrap().data());
+        let a = gpu_adapter.as_ref();
+        let got = pollster::block_on(m.logits(gpu, &ids, &mask, (2, 16), Some(&a))).unwrap();
+        assert_close(&format!("{case} logits"), &got, &want, 1e-4, 1e-4);
+    }
+}
