@@ -30,13 +30,8 @@ pub fn run(a: InspectArgs) -> Result<()> {
     let mut inspection = Inspection::read_dir(&a.adapter)?;
     if let Some(model) = &a.model {
         let files = super::open_model(model)?;
-        let wgtune::model::ModelConfig::Gpt2(config) = &files.config else {
-            wgtune::bail!(
-                "--model {model}: inspect compares an adapter with GPT-2 base weights only so far; leave --model out for the adapter's own figures"
-            );
-        };
         inspection = inspection
-            .with_base(config, a.quant, base_norms_in(&files.weights))
+            .with_base(&files.config, a.quant, base_norms_in(&files.weights))
             .map_err(|e| wgtune::err!("{}: {e}", a.adapter.display()))?;
     }
     if a.json {

@@ -26,8 +26,9 @@ use serde::{Deserialize, Serialize};
 use crate::adapter::{lora_values, parse_config};
 use crate::error::Result;
 use crate::lora::LoraConfig;
+use crate::model::llama::Llama;
 use crate::model::safetensors_file::SafetensorsFile;
-use crate::model::{Gpt2, Gpt2Config, Module, Quant, load};
+use crate::model::{ModelConfig, ModelRef, Quant, load};
 use crate::{bail, err};
 
 /// One adapted module's update.
@@ -76,12 +77,16 @@ pub struct MemoryComparison {
 
 impl MemoryComparison {
     /// Bytes of a full fine-tune against this adapter's run, for a model of `config`.
-    pub fn of(config: &Gpt2Config, quant: Quant, trainable: usize) -> Self {
+    pub fn of(config: &ModelConfig, quant: Quant, trainable: usize) -> Self {
         const STATE: u64 = 4 * 4; // weight, gradient, AdamW m and v
+        let base_weights = match config {
+            ModelConfig::Gpt2(c) => load::weight_bytes(c, quant),
+            ModelConfig::Llama(c) => Llama::weight_bytes_of(c, quant),
+        };
         Self {
             quant: quant.to_string(),
             full_finetune: STATE * config.num_params() as u64,
-            base_weights: load::weight_bytes(config, quant),
+            base_weights,
             adapter_state: STATE * trainable as u64,
         }
     }
@@ -239,7 +244,7 @@ impl Inspection {
     /// shape is not the base's (an adapter for another model).
     pub fn with_base(
         mut self,
-        config: &Gpt2Config,
+        config: &ModelConfig,
         quant: Quant,
         base_norm: impl Fn(&str) -> Option<BaseNorm>,
     ) -> Result<Self> {
@@ -276,17 +281,15 @@ pub type BaseNorm = (f64, [usize; 2]);
 
 /// The base norms of a loaded model, from the checkpoint's weights as it read them (the GPU
 /// copy may be quantized).
-pub fn base_norms_of(model: &Gpt2) -> impl Fn(&str) -> Option<BaseNorm> + '_ {
+pub fn base_norms_of(model: ModelRef<'_>) -> impl Fn(&str) -> Option<BaseNorm> + '_ {
+    let config = model.config();
     move |name| {
-        (0..model.config.n_layer).find_map(|l| {
-            Module::GPT2
-                .into_iter()
-                .find(|m| m.full_name(l) == name)
-                .map(|m| {
-                    let lin = model.blocks[l].linear(m);
-                    (lin.weight_norm, [lin.k_in, lin.n_out])
-                })
-        })
+        let (l, m) = config.linear_of(name)?;
+        let lin = match model {
+            ModelRef::Gpt2(g) => g.blocks[l].linear(m),
+            ModelRef::Llama(g) => g.blocks[l].linear(m),
+        };
+        Some((lin.weight_norm, [lin.k_in, lin.n_out]))
     }
 }
 
@@ -294,10 +297,15 @@ pub fn base_norms_of(model: &Gpt2) -> impl Fn(&str) -> Option<BaseNorm> + '_ {
 pub fn base_norms_in(file: &SafetensorsFile) -> impl Fn(&str) -> Option<BaseNorm> + '_ {
     let prefix = load::name_prefix(|n| file.info(n).is_some());
     move |name| {
-        let short = name.strip_prefix("transformer.").unwrap_or(name);
-        let key = format!("{prefix}{short}.weight");
+        // The Llama family's nn.Linear weights are (out, in), under their own names;
+        // GPT-2's Conv1D (in, out), with or without the `transformer.` prefix.
+        let (key, linear) = match name.strip_prefix("transformer.") {
+            _ if name.starts_with("model.layers.") => (format!("{name}.weight"), true),
+            short => (format!("{prefix}{}.weight", short.unwrap_or(name)), false),
+        };
         let info = file.info(&key)?;
-        let shape: [usize; 2] = info.shape.as_slice().try_into().ok()?;
+        let [a, b]: [usize; 2] = info.shape.as_slice().try_into().ok()?;
+        let shape = if linear { [b, a] } else { [a, b] };
         let (values, _) = file.f32(&key).ok()?;
         Some((load::frobenius(&values), shape))
     }

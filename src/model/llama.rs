@@ -16,7 +16,7 @@
 //! head in f32 with an f32 base, else f16; norms and biases f32.
 
 use crate::error::Result;
-use crate::gpu::{Commands, Gpu, Tensor};
+use crate::gpu::{Gpu, Tensor};
 use crate::kernels::matmul::Weight;
 use crate::model::AdapterRef;
 use crate::model::acts::Keep;
@@ -87,6 +87,15 @@ impl Llama {
             w.push(("lm_head.weight".to_string(), vec![v, c]));
         }
         w
+    }
+
+    /// Bytes of GPU memory a model of `config` takes in `quant` ([`Self::weight_bytes`] once
+    /// loaded), computed on the host: the weights as `load::Parts` stores them, and the RoPE
+    /// table.
+    pub fn weight_bytes_of(config: &LlamaConfig, quant: Quant) -> u64 {
+        let positions = config.max_position_embeddings.min(MAX_ROPE_POSITIONS);
+        let rope = 4 * (positions * config.head_dim) as u64;
+        crate::model::load::weight_bytes_of(&Self::expected_weights(config), quant) + rope
     }
 
     /// Check that a checkpoint holds every weight `config` needs, in its shape and a float

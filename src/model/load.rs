@@ -121,10 +121,11 @@ pub fn frobenius(w: &[f32]) -> f64 {
         .sqrt()
 }
 
-/// Bytes of GPU memory a model of `config` takes in `quant`, as [`Parts::upload`] stores each
-/// weight (Conv1D weights in `quant`, wte as [`upload_table`] keeps it, the rest f32; every
-/// tensor in whole 32-bit words); computed on the host, without a GPU.
-pub fn weight_bytes(config: &Gpt2Config, quant: Quant) -> u64 {
+/// Bytes of GPU memory a model with the weights `expected` (name, shape) takes in `quant`,
+/// as [`Parts::upload`] stores each weight (the blocks' weights in `quant`, the embedding and
+/// head as [`upload_table`] keeps them, the rest f32; every tensor in whole 32-bit words);
+/// computed on the host, without a GPU. `Llama::expected_weights` gives that family's list.
+pub fn weight_bytes_of(expected: &[(String, Vec<usize>)], quant: Quant) -> u64 {
     let words = |name: &str, shape: &[usize]| -> usize {
         let n: usize = shape.iter().product();
         match (stored_as(name, shape), quant) {
@@ -138,10 +139,15 @@ pub fn weight_bytes(config: &Gpt2Config, quant: Quant) -> u64 {
             _ => n,
         }
     };
-    expected_weights(config)
+    expected
         .iter()
         .map(|(name, shape)| 4 * words(name, shape) as u64)
         .sum()
+}
+
+/// [`weight_bytes_of`] a GPT-2 of `config`.
+pub fn weight_bytes(config: &Gpt2Config, quant: Quant) -> u64 {
+    weight_bytes_of(&expected_weights(config), quant)
 }
 
 /// How a checkpoint tensor sits on the GPU: the rule [`Parts::upload`] and [`weight_bytes`]
@@ -259,8 +265,10 @@ impl Parts {
                 Part::Conv1d(upload_weight(gpu, values, k_in, n_out, self.quant))
             }
             (Stored::Linear, &[n_out, k_in]) => {
+                // The norm of the checkpoint's values in their order (as the host figures
+                // read them from the file), before the transpose.
+                self.norms.insert(name.to_string(), frobenius(values));
                 let w = transpose(values, n_out, k_in);
-                self.norms.insert(name.to_string(), frobenius(&w));
                 Part::Conv1d(upload_weight(gpu, &w, k_in, n_out, self.quant))
             }
             _ => Part::F32(gpu.upload_f32(values)),

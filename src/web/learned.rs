@@ -10,7 +10,6 @@ use wgtune::data::Segments;
 use wgtune::inspect::compare::{Comparison, compare, greedy};
 use wgtune::inspect::{Inspection, base_norms_of};
 use wgtune::lora::GpuAdapter;
-use wgtune::model::Model;
 use wgtune::train::prepare::TrainData;
 
 use super::browser::yield_now;
@@ -42,11 +41,7 @@ fn inspect(a: &Adapter) -> Result<Inspection, String> {
         weights,
         Path::new(WEIGHTS_FILE),
     )
-    .and_then(|i| match &m.model {
-        // The base figures (‖ΔW‖/‖W‖, memory against a full fine-tune) are GPT-2's so far.
-        Model::Gpt2(g) => i.with_base(&g.config, g.quant, base_norms_of(g)),
-        Model::Llama(_) => Ok(i),
-    })
+    .and_then(|i| i.with_base(&m.config, m.model().quant(), base_norms_of(m.model())))
     .map_err(|e| e.to_string())
 }
 

@@ -4,8 +4,8 @@
 
 use std::path::Path;
 
-use wgtune::inspect::{Inspection, base_norms_in, base_norms_of};
-use wgtune::model::{Gpt2, Quant, open_dir};
+use wgtune::inspect::{Inspection, MemoryComparison, base_norms_in, base_norms_of};
+use wgtune::model::{Quant, open_dir};
 
 fn fixture(rel: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -36,11 +36,7 @@ fn singular_values_norms_and_ranks_match_numpy_on_every_fixture_adapter() {
         .unwrap();
         let got = Inspection::read_dir(&fixture(dir))
             .unwrap()
-            .with_base(
-                gpt2(&model.config),
-                Quant::F32,
-                base_norms_in(&model.weights),
-            )
+            .with_base(&model.config, Quant::F32, base_norms_in(&model.weights))
             .unwrap();
         close(
             got.scale as f64,
@@ -97,7 +93,7 @@ fn an_adapter_for_another_model_is_refused_by_module() {
     let odd = open_dir(&fixture("models/odd")).unwrap();
     let err = Inspection::read_dir(&fixture("peft/attn_r4/adapter_final"))
         .unwrap()
-        .with_base(gpt2(&odd.config), Quant::F32, base_norms_in(&odd.weights))
+        .with_base(&odd.config, Quant::F32, base_norms_in(&odd.weights))
         .unwrap_err()
         .to_string();
     assert!(
@@ -107,39 +103,39 @@ fn an_adapter_for_another_model_is_refused_by_module() {
 }
 
 /// The host's figures for the page (norms kept by the loader, weight bytes without a GPU)
-/// equal the file's norms and the uploaded model's bytes, in every base format.
+/// equal the file's norms and the uploaded model's bytes, in every base format, for GPT-2
+/// (Conv1D, with and without the `transformer.` prefix) and the Llama family (nn.Linear).
 #[test]
 fn loaded_model_norms_and_weight_bytes_match_the_host_figures() {
     let Some(gpu) = crate::common::gpu() else {
         return;
     };
-    for dir in ["models/tiny", "models/odd"] {
+    for dir in [
+        "models/tiny",
+        "models/odd",
+        "models/llama_tiny",
+        "models/qwen2_tiny",
+    ] {
         let files = open_dir(&fixture(dir)).unwrap();
         let from_file = base_norms_in(&files.weights);
         for quant in ["f32", "f16", "nf4", "nf4-dq"] {
             let quant: Quant = quant.parse().unwrap();
-            let config = gpt2(&files.config);
-            let m = Gpt2::load(gpu, config.clone(), &files.weights, quant).unwrap();
+            let m = files.upload(gpu, quant).unwrap();
+            let host = MemoryComparison::of(&files.config, quant, 0).base_weights;
             assert_eq!(
-                wgtune::model::load::weight_bytes(config, quant),
-                m.weight_bytes(),
+                host,
+                m.as_ref().weight_bytes(),
                 "{dir} {quant}: weight bytes"
             );
-            let from_model = base_norms_of(&m);
+            let from_model = base_norms_of(m.as_ref());
             for l in 0..files.config.n_layer() {
-                for module in wgtune::model::Module::GPT2 {
+                for module in files.config.modules() {
                     let name = module.full_name(l);
-                    assert_eq!(from_model(&name), from_file(&name), "{dir} {quant} {name}");
+                    let got = from_model(&name);
+                    assert!(got.is_some(), "{dir} {name}");
+                    assert_eq!(got, from_file(&name), "{dir} {quant} {name}");
                 }
             }
         }
-    }
-}
-
-/// The GPT-2 config of a model directory's files.
-fn gpt2(c: &wgtune::model::ModelConfig) -> &wgtune::model::Gpt2Config {
-    match c {
-        wgtune::model::ModelConfig::Gpt2(c) => c,
-        other => panic!("not GPT-2: {}", other.family()),
     }
 }
