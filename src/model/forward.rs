@@ -10,6 +10,7 @@
 //! batch itself, or a [`KvCache`] that the block appends to), the adapter, and which
 //! activation buffers are kept.
 
+use crate::error::Result;
 use crate::gpu::{Commands, Gpu, Tensor};
 use crate::kernels::Reduction;
 use crate::kernels::attention::{AttnDims, attention_forward};
@@ -177,6 +178,21 @@ impl KvCache {
     /// Positions the cache holds at most.
     pub fn capacity(&self) -> usize {
         self.mask.len()
+    }
+
+    /// Check that a step of `n` tokens fits: at least one, and room for all of them.
+    pub fn check_room(&self, n: usize) -> Result<()> {
+        if n == 0 {
+            crate::bail!("nothing to run: the prompt is empty");
+        }
+        if self.len + n > self.capacity() {
+            crate::bail!(
+                "{} tokens exceed the KV cache's {} positions",
+                self.len + n,
+                self.capacity()
+            );
+        }
+        Ok(())
     }
 
     /// Positions already in the cache.

@@ -22,16 +22,7 @@ impl Gpt2 {
         adapter: Option<&AdapterRef<'_>>,
     ) -> Result<Vec<f32>> {
         let (c, n) = (self.config.n_embd, ids.len());
-        if n == 0 {
-            bail!("nothing to run: the prompt is empty");
-        }
-        if cache.len() + n > cache.capacity() {
-            bail!(
-                "{} tokens exceed the KV cache's {} positions",
-                cache.len() + n,
-                cache.capacity()
-            );
-        }
+        cache.check_room(n)?;
         self.check_input(ids, cache.len() + n)?;
         let ids_t = gpu.upload_u32(ids);
         let last = gpu.tensor(c);

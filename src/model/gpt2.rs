@@ -132,10 +132,16 @@ impl Gpt2 {
         b: usize,
         t: usize,
     ) -> Result<()> {
-        if ids.len() != b * t || mask.len() != b * t {
-            bail!("batch of {b}x{t} needs {} ids and mask values", b * t);
-        }
+        check_shape(ids, mask, b, t)?;
         self.check_input(ids, t)?;
         self.check_fits(gpu, b, t)
     }
+}
+
+/// A batch of `b`×`t` ids with as many mask values (either family's check).
+pub(crate) fn check_shape(ids: &[u32], mask: &[u32], b: usize, t: usize) -> Result<()> {
+    if ids.len() != b * t || mask.len() != b * t {
+        bail!("batch of {b}x{t} needs {} ids and mask values", b * t);
+    }
+    Ok(())
 }

@@ -22,7 +22,7 @@ use crate::model::AdapterRef;
 use crate::model::acts::Keep;
 use crate::model::block::{Linear, Module};
 use crate::model::forward::{AttnSource, KvCache};
-use crate::model::gpt2::Quant;
+use crate::model::gpt2::{Quant, check_shape};
 use crate::model::llama_config::LlamaConfig;
 pub use crate::model::llama_config::{module_dims, module_has_bias};
 use crate::model::lm_head::{record_head_logits, record_position_losses};
@@ -322,9 +322,7 @@ impl Llama {
         b: usize,
         t: usize,
     ) -> Result<()> {
-        if ids.len() != b * t || mask.len() != b * t {
-            bail!("batch of {b}x{t} needs {} ids and mask values", b * t);
-        }
+        check_shape(ids, mask, b, t)?;
         self.check_input(ids, t)?;
         self.check_fits(gpu, b, t)
     }
@@ -366,9 +364,7 @@ impl Llama {
         (b, t): (usize, usize),
         adapter: Option<&AdapterRef<'_>>,
     ) -> Result<Vec<f32>> {
-        if ids.len() != b * t || mask.len() != b * t {
-            bail!("batch of {b}x{t} needs {} ids and mask values", b * t);
-        }
+        check_shape(ids, mask, b, t)?;
         self.check_input(ids, t)?;
         let (c, v) = (self.config.hidden_size, self.config.vocab_size);
         if b * t * v > gpu.max_binding_words() {
@@ -420,16 +416,7 @@ impl Llama {
         adapter: Option<&AdapterRef<'_>>,
     ) -> Result<Vec<f32>> {
         let (c, v, n) = (self.config.hidden_size, self.config.vocab_size, ids.len());
-        if n == 0 {
-            bail!("nothing to run: the prompt is empty");
-        }
-        if cache.len() + n > cache.capacity() {
-            bail!(
-                "{} tokens exceed the KV cache's {} positions",
-                cache.len() + n,
-                cache.capacity()
-            );
-        }
+        cache.check_room(n)?;
         self.check_input(ids, cache.len() + n)?;
         let ids_t = gpu.upload_u32(ids);
         let (last, logits) = (gpu.tensor(c), gpu.tensor(v));
