@@ -13,7 +13,7 @@ use wgtune::model::ModelConfig;
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
-    /// Training, prefill and decode speed of a GPT-2-shaped model with random weights
+    /// Training, prefill and decode speed of a GPT-2- or Llama-shaped model with random weights
     /// (no download) and a LoRA adapter on `--targets` (inference runs with it), as one JSON
     /// object.
     Model(ModelBench),

@@ -13,7 +13,7 @@ use wgtune::model::Quant;
 
 #[derive(Args)]
 pub struct CompareArgs {
-    /// Model: a local Hugging Face GPT-2 directory or a hub id.
+    /// Model: a local Hugging Face directory (GPT-2, Llama, Qwen2) or a hub id.
     #[arg(long, default_value = "gpt2")]
     pub model: String,
     /// PEFT adapter directory.

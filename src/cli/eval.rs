@@ -11,7 +11,7 @@ use wgtune::train::settings::BatchCap;
 
 #[derive(Args)]
 pub struct EvalArgs {
-    /// Model: a local Hugging Face GPT-2 directory or a hub id (gpt2, openai-community/gpt2, ...).
+    /// Model: a local Hugging Face directory (GPT-2, Llama, Qwen2) or a hub id (gpt2, qwen2.5-0.5b, openai-community/gpt2, ...).
     #[arg(long, default_value = "gpt2")]
     pub model: String,
     /// A PEFT LoRA adapter directory to apply.

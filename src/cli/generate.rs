@@ -10,7 +10,7 @@ use wgtune::sample::Sampling;
 
 #[derive(Args)]
 pub struct GenerateArgs {
-    /// Model: a local Hugging Face GPT-2 directory or a hub id.
+    /// Model: a local Hugging Face directory (GPT-2, Llama, Qwen2) or a hub id.
     #[arg(long, default_value = "gpt2")]
     pub model: String,
     /// A PEFT LoRA adapter directory to apply.

@@ -17,7 +17,7 @@ use wgtune::train::settings::{Given, TrainSettings};
 #[command(
     name = "wgtune",
     version,
-    about = "Fine-tune GPT-2 with LoRA / QLoRA on your own GPU (wgpu / WebGPU)"
+    about = "Fine-tune GPT-2 and the Llama family (SmolLM2, Qwen2.5, Llama 3.2) with LoRA / QLoRA on your own GPU (wgpu / WebGPU)"
 )]
 struct Cli {
     #[command(subcommand)]

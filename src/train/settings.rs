@@ -108,7 +108,9 @@ pub struct TrainSettings {
     /// LoRA dropout probability.
     #[cfg_attr(not(target_arch = "wasm32"), arg(long, default_value_t = defaults().dropout, allow_negative_numbers = true))]
     pub dropout: f32,
-    /// LoRA targets: c_attn, c_proj, c_fc, all-linear or full module names (comma-separated).
+    /// LoRA targets (comma-separated): GPT-2 c_attn, c_proj, c_fc; Llama / Qwen2 q_proj, k_proj,
+    /// v_proj, o_proj, gate_proj, up_proj, down_proj; all-linear, or full module names. Left
+    /// out: the model's PEFT default (c_attn; q_proj,v_proj).
     #[cfg_attr(
         not(target_arch = "wasm32"),
         arg(long, value_delimiter = ',', default_value = "c_attn")

@@ -44,8 +44,12 @@ const dataFile = path.join(root, "tests/fixtures/data/alpaca.jsonl");
 const peftAdapter = path.join(root, "tests/fixtures/peft/attn_r4/adapter_final");
 const llamaDir = path.join(root, "tests/fixtures/models/llama_tiny");
 const chatFile = path.join(root, "tests/fixtures/data/messages.jsonl");
-// The Llama run's settings (flag → value), in the page and for `wgtune train`.
-const LLAMA_RUN = { "max-steps": 4, lr: "0.01", "batch-size": 2, "val-split": "0.25", "eval-every": 2, "save-every": 0 };
+// The Llama run's settings (flag → value), in the page and for `wgtune train` (the LoRA ones
+// too: the PEFT adapter picked before leaves its rank and alpha in the page's settings).
+const LLAMA_RUN = {
+  "max-steps": 4, lr: "0.01", "batch-size": 2, "val-split": "0.25", "eval-every": 2, "save-every": 0,
+  rank: 8, alpha: 16, dropout: "0.05",
+};
 // One run's settings, given to the page and to `wgtune train` alike (flag → value).
 const RUN = { "max-steps": 8, lr: "0.01", "batch-size": 2, "val-split": "0.25", "eval-every": 4 };
 const STEPS = RUN["max-steps"];

@@ -10,7 +10,7 @@ use wgtune::train::settings::TrainSettings;
 
 #[derive(Args)]
 pub struct TrainArgs {
-    /// Base model: a local Hugging Face GPT-2 directory or a hub id.
+    /// Base model: a local Hugging Face directory (GPT-2, Llama, Qwen2) or a hub id (gpt2, smollm2-135m, qwen2.5-0.5b-instruct, llama-3.2-1b, or any owner/name).
     #[arg(long, default_value = "gpt2")]
     pub model: String,
     /// Training data (JSONL); default: the small instruction set in public/examples/.
