@@ -5,7 +5,7 @@ use std::io::Write;
 use clap::Args;
 use wgtune::error::Result;
 use wgtune::model::Quant;
-use wgtune::model::generate::{GenerateConfig, generate};
+use wgtune::model::generate::{GenerateConfig, generate_ids};
 use wgtune::sample::Sampling;
 
 #[derive(Args)]
@@ -34,6 +34,11 @@ pub struct GenerateArgs {
     /// Base weight format: nf4, nf4-dq, f16 or f32.
     #[arg(long, default_value = "nf4")]
     pub quant: Quant,
+    /// Use the prompt as raw text. Otherwise a Llama-family model with a chat template gets
+    /// the prompt as one user message, rendered with the template and its generation prompt
+    /// (as mlx-lm's generate does); GPT-2 always takes raw text.
+    #[arg(long)]
+    pub ignore_chat_template: bool,
 }
 
 pub fn run(a: GenerateArgs) -> Result<()> {
@@ -51,6 +56,7 @@ pub fn run(a: GenerateArgs) -> Result<()> {
     } = super::open_inference(&a.model, &files, a.adapter.as_deref(), a.quant)?;
     let tok = &files.tokenizer;
     let adapter_ref = adapter.as_ref().map(|x| x.as_ref());
+    let ids = prompt_ids(&files, &a.prompt, a.ignore_chat_template)?;
     let cfg = GenerateConfig {
         max_new_tokens: a.max_new_tokens,
         sampling: Sampling {
@@ -63,12 +69,12 @@ pub fn run(a: GenerateArgs) -> Result<()> {
     let mut out = std::io::stdout().lock();
     let _ = write!(out, "{}", a.prompt);
     let _ = out.flush();
-    pollster::block_on(generate(
+    pollster::block_on(generate_ids(
         &gpu,
         model.as_ref(),
         tok,
         adapter_ref.as_ref(),
-        &a.prompt,
+        ids,
         &cfg,
         |piece| {
             let _ = write!(out, "{piece}");
@@ -77,4 +83,28 @@ pub fn run(a: GenerateArgs) -> Result<()> {
     ))?;
     let _ = writeln!(out);
     Ok(())
+}
+
+/// The prompt's ids: rendered as a user message with the model's chat template (the Llama
+/// family, unless `raw`), else tokenized as transformers' `tokenizer(prompt)`.
+fn prompt_ids(files: &wgtune::model::ModelFiles, prompt: &str, raw: bool) -> Result<Vec<u32>> {
+    use wgtune::chat::{ChatMessage, ChatTemplate, RenderOptions};
+    let tok = &files.tokenizer;
+    let template = match (&files.config, raw) {
+        (wgtune::model::ModelConfig::Llama(_), false) => ChatTemplate::from_dir(&files.dir)?,
+        _ => None,
+    };
+    let Some(template) = template else {
+        return tok.encode_for_model(prompt);
+    };
+    let messages = [ChatMessage {
+        role: "user".into(),
+        content: prompt.into(),
+    }];
+    let opts = RenderOptions {
+        add_generation_prompt: true,
+        ..Default::default()
+    };
+    // The template writes its own special tokens (Llama 3's <|begin_of_text|>).
+    tok.encode(&template.render(&messages, &opts)?)
 }

@@ -99,7 +99,9 @@ impl Gpt2Config {
         if let Some(t) = &self.model_type
             && t != "gpt2"
         {
-            bail!("{p}: model_type is {t:?}; wgtune fine-tunes GPT-2 models (model_type \"gpt2\")");
+            bail!(
+                "{p}: model_type is {t:?}; wgtune fine-tunes GPT-2 (model_type \"gpt2\") and the Llama family (\"llama\", \"qwen2\")"
+            );
         }
         if !matches!(
             self.activation_function.as_str(),

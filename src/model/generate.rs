@@ -64,11 +64,24 @@ pub async fn generate(
     adapter: Option<&AdapterRef<'_>>,
     prompt: &str,
     cfg: &GenerateConfig,
+    on_text: impl FnMut(&str),
+) -> Result<String> {
+    let ids = tok.encode_for_model(prompt)?;
+    generate_ids(gpu, model, tok, adapter, ids, cfg, on_text).await
+}
+
+/// [`generate`] from prompt ids already tokenized (a chat template's rendering, say).
+pub async fn generate_ids(
+    gpu: &Gpu,
+    model: ModelRef<'_>,
+    tok: &crate::tokenizer::Tokenizer,
+    adapter: Option<&AdapterRef<'_>>,
+    mut ids: Vec<u32>,
+    cfg: &GenerateConfig,
     mut on_text: impl FnMut(&str),
 ) -> Result<String> {
     let config = model.config();
     let stop = config.stop_ids(tok);
-    let mut ids = tok.encode_for_model(prompt)?;
     if ids.is_empty() {
         ids.push(stop[0]); // GPT-2 starts unconditioned text from <|endoftext|>
     }

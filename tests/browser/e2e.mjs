@@ -514,11 +514,15 @@ async function main() {
     const targets = await byId("setting-targets").inputValue();
     if (targets !== "q_proj,v_proj") fail(`the Llama's targets in the page: ${targets}`);
     await byId("data-file").setInputFiles(chatFile);
-    await waitText("data-summary", /examples/, 60000);
+    // The summary of the earlier file is on the page until this one is read.
+    await waitText("data-summary", /messages\.jsonl: messages format.*examples/, 60000);
     log(`llama data: ${await text("data-summary")}`);
     for (const [flag, v] of Object.entries(LLAMA_RUN)) await setField(`setting-${flag}`, v);
+    const before = await text("train-status");
     await byId("train-start").click();
+    await page.waitForFunction(([b]) => (document.querySelector('[data-testid="train-status"]')?.textContent ?? "") !== b, [before], { timeout: 60000 });
     log(`llama train: ${await waitTrained()}`);
+    if (!/after 4 of 4 steps/.test(await text("train-status"))) fail(`llama run: ${await text("train-status")}`);
     const llamaMetrics = path.join(downloads, "llama-metrics");
     await download("download-metrics", 1, llamaMetrics);
     const llamaPage = readJsonl(await readFile(path.join(llamaMetrics, "metrics.jsonl"), "utf8"));

@@ -215,7 +215,7 @@ fn the_hub_offline_with_an_empty_cache_gives_the_local_directory_hint() {
             &o,
             &[
                 "config.json is not in the Hugging Face cache and HF_HUB_OFFLINE is set",
-                "pass --model DIR with a local Hugging Face GPT-2 directory",
+                "pass --model DIR with a local Hugging Face model directory",
             ],
         ) {
             panic!("{}: {p}", args[0]);

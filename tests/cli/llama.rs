@@ -129,6 +129,28 @@ fn train_eval_generate_merge_a_llama_family_adapter() {
             "6",
         ])));
         assert!(String::from_utf8_lossy(&gen_out.stdout).starts_with("Hello"));
+        // The chat template's rendering (the default) and the raw text prompt the base model
+        // differently: the greedy continuations of the same prompt differ.
+        let base_gen = |extra: &[&str]| {
+            let mut g = args(&[
+                "generate",
+                "--model",
+                &model,
+                "--quant",
+                "f32",
+                "--prompt",
+                "Hello",
+                "--max-new-tokens",
+                "6",
+            ]);
+            g.extend(args(extra));
+            ok(run(&g)).stdout
+        };
+        assert_ne!(
+            base_gen(&[]),
+            base_gen(&["--ignore-chat-template"]),
+            "{name}: --ignore-chat-template changes nothing"
+        );
 
         // Training continues from the adapter, which fixes the LoRA settings.
         let more = s.path("more").display().to_string();

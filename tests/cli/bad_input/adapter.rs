@@ -82,7 +82,7 @@ pub(super) fn cases() -> Vec<Case> {
             expect: &[
                 "adapter_config.json",
                 "h.5.attn.c_attn",
-                "not in this model (2 layers)",
+                "not in this model (GPT-2, 2 layers)",
             ],
         },
         Case {

@@ -12,7 +12,7 @@ pub(super) fn cases() -> Vec<Case> {
         Case {
             name: "flag_seq_len_beyond_n_positions",
             setup: |s| train_flags(s, &["--seq-len", "4096"]),
-            expect: &["--seq-len 4096", "n_positions 128"],
+            expect: &["--seq-len 4096", "context of 128 positions"],
         },
         Case {
             name: "flag_unknown_target_module",
@@ -22,7 +22,7 @@ pub(super) fn cases() -> Vec<Case> {
         Case {
             name: "flag_target_layer_not_in_model",
             setup: |s| train_flags(s, &["--targets", "transformer.h.7.attn.c_attn"]),
-            expect: &["h.7.attn.c_attn", "not in this model (2 layers)"],
+            expect: &["h.7.attn.c_attn", "not in this model (GPT-2, 2 layers)"],
         },
         Case {
             name: "flag_lr_zero",
@@ -146,7 +146,7 @@ pub(super) fn cases() -> Vec<Case> {
                 let d = s.write("data.jsonl", GOOD_TEXT);
                 eval_with(s.tiny_model("model"), d, &["--seq-len", "500"])
             },
-            expect: &["--seq-len 500", "n_positions 128"],
+            expect: &["--seq-len 500", "context of 128 positions"],
         },
         Case {
             name: "generate_top_p_zero",

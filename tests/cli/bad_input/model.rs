@@ -18,7 +18,7 @@ pub(super) fn cases() -> Vec<Case> {
             setup: |s| train_model(s, |d| std::fs::remove_file(d.join("config.json")).unwrap()),
             expect: &[
                 "model/config.json: no config.json",
-                "a GPT-2 model directory holds",
+                "a model directory holds",
             ],
         },
         Case {
@@ -113,9 +113,22 @@ pub(super) fn cases() -> Vec<Case> {
             expect: &["h.2.", "missing tensor", "n_layer 3"],
         },
         Case {
-            name: "model_config_not_gpt2",
+            name: "model_config_unsupported_type",
+            setup: |s| train_model(s, |d| edit_config(d, "model_type", "mistral".into())),
+            expect: &[
+                "config.json",
+                "model_type is \"mistral\"",
+                "\"llama\", \"qwen2\"",
+            ],
+        },
+        Case {
+            name: "model_config_llama_type_on_gpt2_fields",
             setup: |s| train_model(s, |d| edit_config(d, "model_type", "llama".into())),
-            expect: &["config.json", "model_type is \"llama\""],
+            expect: &[
+                "config.json",
+                "not a Llama or Qwen2 config.json",
+                "hidden_size",
+            ],
         },
         Case {
             name: "model_config_invalid_json",
@@ -124,7 +137,7 @@ pub(super) fn cases() -> Vec<Case> {
                     std::fs::write(d.join("config.json"), "{\"n_embd\": ").unwrap()
                 })
             },
-            expect: &["config.json", "not a GPT-2 config.json"],
+            expect: &["config.json", "not a config.json"],
         },
         Case {
             name: "model_config_missing_field",
