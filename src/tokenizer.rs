@@ -113,20 +113,20 @@ impl Tokenizer {
     /// Token ids of `text`, without adding special tokens (a literal `<|endoftext|>` in the
     /// text is still recognised, as in transformers).
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        let enc = self
-            .inner
-            .encode(text, false)
-            .map_err(|e| err!("tokenizer failed on {:?}: {e}", truncate(text)))?;
-        Ok(enc.get_ids().to_vec())
+        self.encode_with(text, false)
     }
 
     /// Token ids of `text` as transformers' `tokenizer(text)` gives them: with the special
     /// tokens the tokenizer's post-processor adds (Llama 3's `<|begin_of_text|>`; none for
     /// GPT-2, SmolLM2 or Qwen2).
     pub fn encode_for_model(&self, text: &str) -> Result<Vec<u32>> {
+        self.encode_with(text, true)
+    }
+
+    fn encode_with(&self, text: &str, special: bool) -> Result<Vec<u32>> {
         let enc = self
             .inner
-            .encode(text, true)
+            .encode(text, special)
             .map_err(|e| err!("tokenizer failed on {:?}: {e}", truncate(text)))?;
         Ok(enc.get_ids().to_vec())
     }

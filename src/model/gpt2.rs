@@ -95,17 +95,7 @@ impl Gpt2 {
     /// Check that a batch of `b`×`t` tokens fits the GPU's binding limit: the largest
     /// activation is the (B·T, 4C) MLP hidden state (and a 128-wide LM-head chunk).
     pub fn check_fits(&self, gpu: &Gpu, b: usize, t: usize) -> Result<()> {
-        let rows = b * t;
-        let words = (rows * 4 * self.config.n_embd).max(rows * 128);
-        let max = gpu.max_binding_words();
-        if words > max {
-            bail!(
-                "a batch of {b} x {t} tokens needs a {} MiB activation buffer, but this GPU binds at most {} MiB: lower --batch-size or --seq-len",
-                (words * 4) >> 20,
-                (max * 4) >> 20
-            );
-        }
-        Ok(())
+        check_binding(gpu, (b, t), (4 * self.config.n_embd).max(128))
     }
 
     /// The one check of the tokens a pass runs: every id inside the vocabulary, and the last
@@ -136,6 +126,21 @@ impl Gpt2 {
         self.check_input(ids, t)?;
         self.check_fits(gpu, b, t)
     }
+}
+
+/// A batch of `b`×`t` tokens whose largest activation has `width` words a row fits one
+/// shader binding (either family's check), else the flags to lower.
+pub(crate) fn check_binding(gpu: &Gpu, (b, t): (usize, usize), width: usize) -> Result<()> {
+    let words = b * t * width;
+    let max = gpu.max_binding_words();
+    if words > max {
+        bail!(
+            "a batch of {b} x {t} tokens needs a {} MiB activation buffer, but this GPU binds at most {} MiB: lower --batch-size or --seq-len",
+            (words * 4) >> 20,
+            (max * 4) >> 20
+        );
+    }
+    Ok(())
 }
 
 /// A batch of `b`×`t` ids with as many mask values (either family's check).

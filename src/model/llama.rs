@@ -22,7 +22,7 @@ use crate::model::AdapterRef;
 use crate::model::acts::Keep;
 use crate::model::block::{Linear, Module};
 use crate::model::forward::{AttnSource, KvCache};
-use crate::model::gpt2::{Quant, check_shape};
+use crate::model::gpt2::{Quant, check_binding, check_shape};
 use crate::model::llama_config::LlamaConfig;
 pub use crate::model::llama_config::{module_dims, module_has_bias};
 use crate::model::lm_head::{record_head_logits, record_position_losses};
@@ -296,21 +296,11 @@ impl Llama {
     /// 128-wide LM-head chunk).
     pub fn check_fits(&self, gpu: &Gpu, b: usize, t: usize) -> Result<()> {
         let cfg = &self.config;
-        let rows = b * t;
         let width = cfg
             .intermediate_size
             .max(cfg.hidden_size + 2 * cfg.kv_dim())
             .max(128);
-        let words = rows * width;
-        let max = gpu.max_binding_words();
-        if words > max {
-            bail!(
-                "a batch of {b} x {t} tokens needs a {} MiB activation buffer, but this GPU binds at most {} MiB: lower --batch-size or --seq-len",
-                (words * 4) >> 20,
-                (max * 4) >> 20
-            );
-        }
-        Ok(())
+        check_binding(gpu, (b, t), width)
     }
 
     /// A batch of `b` sequences of `t` tokens: its shape, its tokens and that it fits.
