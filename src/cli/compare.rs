@@ -56,14 +56,17 @@ pub fn run(a: CompareArgs) -> Result<()> {
         adapter,
     } = super::open_inference(&a.model, &files, Some(&a.adapter), a.quant)?;
     let adapter = adapter.expect("an adapter was given");
-    let rows = &dataset.rows[..a.n.min(dataset.rows.len())];
+    // Lines become examples as `wgtune train` and `wgtune eval` make them.
+    let prep = super::prepare_config(&files, &Default::default(), seq_len)?;
+    let rows: Vec<usize> = (0..a.n.min(dataset.rows.len())).collect();
     let c = pollster::block_on(compare(
         &gpu,
         model.as_ref(),
         &files.tokenizer,
         &adapter.as_ref(),
-        rows,
-        seq_len,
+        &dataset,
+        &rows,
+        &prep,
         &greedy(a.max_new_tokens),
         |done, total| {
             if !std::io::stderr().is_terminal() {

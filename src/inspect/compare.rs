@@ -4,14 +4,16 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::data::{self, IGNORE_INDEX, Segments};
+use crate::chat::{ChatMessage, RenderOptions};
+use crate::data::{self, Dataset, Format, IGNORE_INDEX};
 use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::model::eval::eval_loss;
-use crate::model::generate::{GenerateConfig, generate};
+use crate::model::generate::{GenerateConfig, generate_ids};
 use crate::model::{AdapterRef, ModelRef};
 use crate::sample::Sampling;
 use crate::tokenizer::Tokenizer;
+use crate::train::prepare::{PrepareConfig, example};
 
 /// Tokens of a plain-text line (no prompt part) given as the prompt: its first half, at most
 /// this many.
@@ -105,43 +107,54 @@ pub fn greedy(max_new_tokens: usize) -> GenerateConfig {
     }
 }
 
-/// Compare `model` with and without `adapter` on `rows` (line, segments), each tokenized to
-/// at most `seq_len` tokens with the prompt untrained; generations follow `generation`.
-/// Rows with no trained token within `seq_len` are left out.
+/// Compare `model` with and without `adapter` on rows `rows` (indices) of `ds`, each made an
+/// example as training makes it (`prep`: the chat template, the tokenizer's prefix,
+/// `seq_len`); generations follow `generation`. Rows with no trained token within `seq_len`
+/// are left out.
 #[allow(clippy::too_many_arguments)]
 pub async fn compare(
     gpu: &Gpu,
     model: ModelRef<'_>,
     tok: &Tokenizer,
     adapter: &AdapterRef<'_>,
-    rows: &[(usize, Segments)],
-    seq_len: usize,
+    ds: &Dataset,
+    rows: &[usize],
+    prep: &PrepareConfig,
     generation: &GenerateConfig,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<Comparison> {
-    let eos = model.config().eos_with(tok);
+    let eos = prep.eos;
     let mut out = Vec::with_capacity(rows.len());
-    for (done, (line, segs)) in rows.iter().enumerate() {
+    for (done, &i) in rows.iter().enumerate() {
         progress(done, rows.len());
-        let ex = data::tokenize(tok, segs, eos, false, seq_len, *line)?;
+        let ex = example(ds, i, tok, prep)?;
         if !ex.labels.iter().skip(1).any(|&l| l != IGNORE_INDEX) {
             continue;
         }
         let one = std::slice::from_ref(&ex);
         let base = eval_loss(gpu, model, None, one, 1, eos).await?;
         let tuned = eval_loss(gpu, model, Some(adapter), one, 1, eos).await?;
-        let (prompt, reference) = prompt_and_reference(tok, segs)?;
-        // Leave room for the continuation in the model's context.
+        let Prompt {
+            mut ids,
+            mut text,
+            reference,
+        } = prompt_of(tok, ds, i, prep)?;
+        // Leave room for the continuation in the model's context; a prompt longer than that
+        // is cut from the front, as the answer follows its end.
         let room = model
             .positions()
             .saturating_sub(generation.max_new_tokens.max(1));
-        let prompt = clip_prompt(tok, &prompt, room)?;
-        let base_output = generate(gpu, model, tok, None, &prompt, generation, |_| {}).await?;
+        if ids.len() > room {
+            ids.drain(..ids.len() - room);
+            text = tok.decode(&ids)?;
+        }
+        let base_output =
+            generate_ids(gpu, model, tok, None, ids.clone(), generation, |_| {}).await?;
         let tuned_output =
-            generate(gpu, model, tok, Some(adapter), &prompt, generation, |_| {}).await?;
+            generate_ids(gpu, model, tok, Some(adapter), ids, generation, |_| {}).await?;
         out.push(CompareRow {
-            line: *line,
-            prompt,
+            line: ex.line,
+            prompt: text,
             reference,
             tokens: base.tokens,
             base_loss: base.loss,
@@ -154,26 +167,60 @@ pub async fn compare(
     Ok(Comparison::of_rows(out))
 }
 
-/// The untrained leading segments as the prompt and the rest as the reference; a line with
-/// no prompt part (plain text) is split after its first tokens.
-fn prompt_and_reference(tok: &Tokenizer, segs: &Segments) -> Result<(String, String)> {
-    let n_prompt = segs.iter().take_while(|(_, trained)| !trained).count();
-    if n_prompt > 0 {
-        let join = |s: &[(String, bool)]| s.iter().map(|(t, _)| t.as_str()).collect::<String>();
-        return Ok((join(&segs[..n_prompt]), join(&segs[n_prompt..])));
-    }
-    let text: String = segs.iter().map(|(t, _)| t.as_str()).collect();
-    let ids = tok.encode(&text)?;
-    let cut = (ids.len() / 2).min(TEXT_PROMPT_TOKENS);
-    Ok((tok.decode(&ids[..cut])?, tok.decode(&ids[cut..])?))
+/// What both models continue, and the reference answer after it.
+struct Prompt {
+    ids: Vec<u32>,
+    text: String,
+    reference: String,
 }
 
-/// The prompt's last `max_tokens` tokens (a prompt longer than the context is cut from the
-/// front, as the answer follows its end).
-fn clip_prompt(tok: &Tokenizer, prompt: &str, max_tokens: usize) -> Result<String> {
-    let ids = tok.encode(prompt)?;
-    if ids.len() <= max_tokens {
-        return Ok(prompt.to_string());
+/// Row `i`'s prompt and reference. A `messages` line under a chat template: the conversation
+/// before its last assistant turn, rendered with the generation prompt (as `wgtune generate`
+/// and `apply_chat_template(..., add_generation_prompt=True)` do), and that turn's content.
+/// Otherwise the untrained leading segments and the rest; a line with no prompt part (plain
+/// text) is split after its first tokens.
+fn prompt_of(tok: &Tokenizer, ds: &Dataset, i: usize, prep: &PrepareConfig) -> Result<Prompt> {
+    let (line, segs) = &ds.rows[i];
+    if let Some(chat) = &prep.chat
+        && ds.format == Format::Messages
+    {
+        let messages: Vec<ChatMessage> = data::chat_messages(segs)
+            .into_iter()
+            .map(|(role, content)| ChatMessage { role, content })
+            .collect();
+        let last = messages.iter().rposition(|m| m.role == "assistant");
+        let (before, reference) = match last {
+            Some(k) => (&messages[..k], messages[k].content.clone()),
+            None => (&messages[..], String::new()),
+        };
+        let opts = RenderOptions {
+            add_generation_prompt: true,
+            ..Default::default()
+        };
+        let text = chat
+            .render(before, &opts)
+            .map_err(|e| crate::err!("line {line}: {e}"))?;
+        // The template writes its own special tokens (Llama 3's <|begin_of_text|>).
+        let ids = tok.encode(&text)?;
+        return Ok(Prompt {
+            ids,
+            text,
+            reference,
+        });
     }
-    tok.decode(&ids[ids.len() - max_tokens..])
+    let n_prompt = segs.iter().take_while(|(_, trained)| !trained).count();
+    let (text, reference) = if n_prompt > 0 {
+        let join = |s: &[(String, bool)]| s.iter().map(|(t, _)| t.as_str()).collect::<String>();
+        (join(&segs[..n_prompt]), join(&segs[n_prompt..]))
+    } else {
+        let whole: String = segs.iter().map(|(t, _)| t.as_str()).collect();
+        let ids = tok.encode(&whole)?;
+        let cut = (ids.len() / 2).min(TEXT_PROMPT_TOKENS);
+        (tok.decode(&ids[..cut])?, tok.decode(&ids[cut..])?)
+    };
+    Ok(Prompt {
+        ids: tok.encode_for_model(&text)?,
+        text,
+        reference,
+    })
 }

@@ -6,7 +6,6 @@
 use std::path::Path;
 
 use wgtune::adapter::{CONFIG_FILE, WEIGHTS_FILE};
-use wgtune::data::Segments;
 use wgtune::inspect::compare::{Comparison, compare, greedy};
 use wgtune::inspect::{Inspection, base_norms_of};
 use wgtune::lora::GpuAdapter;
@@ -85,9 +84,9 @@ async fn compare_rows() -> Result<(Comparison, String), String> {
     .map_err(err)?;
     let source = val.clone().unwrap_or_else(|| d.clone());
     let ds = source.dataset(format).map_err(|e| e.join("; "))?;
-    let (rows, over): (Vec<(usize, Segments)>, String) = if data.val.is_empty() {
+    let (rows, over): (Vec<usize>, String) = if data.val.is_empty() {
         (
-            ds.rows.iter().take(COMPARE_ROWS).cloned().collect(),
+            (0..ds.rows.len().min(COMPARE_ROWS)).collect(),
             format!(
                 "the first {} lines of {} (no validation data: set --val-split or a validation file)",
                 ds.rows.len().min(COMPARE_ROWS),
@@ -95,23 +94,24 @@ async fn compare_rows() -> Result<(Comparison, String), String> {
             ),
         )
     } else {
-        let rows: Vec<(usize, Segments)> = data
+        let rows: Vec<usize> = data
             .val
             .iter()
             .take(COMPARE_ROWS)
-            .filter_map(|e| ds.rows.iter().find(|(l, _)| *l == e.line).cloned())
+            .filter_map(|e| ds.rows.iter().position(|(l, _)| *l == e.line))
             .collect();
         let over = format!(
             "{} validation examples of {} (lines {}; seq len {seq_len})",
             rows.len(),
             source.name,
             rows.iter()
-                .map(|(l, _)| l.to_string())
+                .map(|&i| ds.rows[i].0.to_string())
                 .collect::<Vec<_>>()
                 .join(", ")
         );
         (rows, over)
     };
+    let prep = m.prepare_config(&s, seq_len)?;
     let adapter = GpuAdapter::new(&gpu, cfg, a.lora.clone(), &a.params);
     let total = rows.len();
     let mut done_rows = Vec::with_capacity(total);
@@ -127,8 +127,9 @@ async fn compare_rows() -> Result<(Comparison, String), String> {
             m.model(),
             &m.tokenizer,
             &adapter.as_ref(),
-            std::slice::from_ref(&row),
-            seq_len,
+            &ds,
+            &[row],
+            &prep,
             &greedy(COMPARE_NEW_TOKENS),
             |_, _| {},
         )

@@ -3,7 +3,6 @@
 //! config.json and the tokenizer are read whole, model.safetensors is streamed into the GPU
 //! and quantized tensor by tensor.
 
-use std::cell::Cell;
 use std::path::Path;
 use std::rc::Rc;
 
@@ -21,58 +20,55 @@ pub enum Source {
     Files(Vec<web_sys::File>),
 }
 
-thread_local! {
-    static LOADING: Cell<bool> = const { Cell::new(false) };
-}
-
 fn status(text: String, progress: Option<f64>) {
     emit(Event::ModelStatus { text, progress });
 }
 
 /// Load a model from `src`, quantized as the settings' `--quant` says, reporting in the
-/// Model section; one load at a time.
-pub fn start(src: Source) {
-    if LOADING.with(|l| l.replace(true)) {
-        return;
-    }
+/// Model section. The caller runs it as an exclusive task: a run, generation, evaluation or
+/// merge holds the model, and a second load would race the first.
+pub async fn run(src: Source) {
     let quant = engine::settings().quant;
     emit(Event::Loading(true));
     status("Loading…".into(), Some(0.0));
-    wasm_bindgen_futures::spawn_local(async move {
-        learned::use_adapter(None);
-        match load_model(src, quant).await {
-            Ok(info) => {
-                status(
-                    format!(
-                        "Loaded {} ({}): {} layers, {} embd, {} heads, {} positions, {} parameters; base weights {} on the GPU: {:.1} MiB; engine memory {:.0} MiB.",
-                        info.name,
-                        info.family,
-                        info.n_layer,
-                        info.n_embd,
-                        info.n_head,
-                        info.n_positions,
-                        info.params,
-                        info.quant,
-                        info.weight_bytes as f64 / (1 << 20) as f64,
-                        browser::wasm_memory_bytes() / (1 << 20) as f64
-                    ),
-                    None,
-                );
-                emit(Event::Model(Some(info)));
-                adopt_kept_adapter().await;
-                preview::refresh();
-            }
-            Err(e) => {
-                port::console_error(&e);
-                status(format!("error: {e}"), None);
-                if engine::model().is_none() {
-                    emit(Event::Model(None));
-                }
+    learned::use_adapter(None);
+    match load_model(src, quant).await {
+        Ok(info) => {
+            status(
+                format!(
+                    "Loaded {} ({}): {} layers, {} embd, {} heads, {} positions, {} parameters; base weights {} on the GPU: {:.1} MiB; engine memory {:.0} MiB.",
+                    info.name,
+                    info.family,
+                    info.n_layer,
+                    info.n_embd,
+                    info.n_head,
+                    info.n_positions,
+                    info.params,
+                    info.quant,
+                    info.weight_bytes as f64 / (1 << 20) as f64,
+                    browser::wasm_memory_bytes() / (1 << 20) as f64
+                ),
+                None,
+            );
+            emit(Event::Model(Some(info)));
+            adopt_kept_adapter().await;
+            preview::refresh();
+        }
+        Err(e) => {
+            port::console_error(&e);
+            status(format!("error: {e}"), None);
+            if engine::model().is_none() {
+                emit(Event::Model(None));
             }
         }
-        LOADING.with(|l| l.set(false));
-        emit(Event::Loading(false));
-    });
+    }
+    emit(Event::Loading(false));
+}
+
+/// A load refused (`why`): the model in use stays.
+pub fn refused(why: String) {
+    status(format!("error: {why}; the model in use stays"), None);
+    emit(Event::Loading(false));
 }
 
 async fn load_model(src: Source, quant: Quant) -> Result<ModelInfo, String> {

@@ -15,6 +15,8 @@ pub fn view(ui: Ui) -> impl IntoView {
     let url: NodeRef<html::Input> = NodeRef::new();
     let files: NodeRef<html::Input> = NodeRef::new();
     let preset = RwSignal::new("gpt2".to_string());
+    // A run holds the model it trains; the worker refuses a load meanwhile, and so do these.
+    let blocked = move || ui.loading.get() || !ui.gpu_ok() || ui.train.with(|v| v.running());
     let load = move |command: Command, files: Vec<web_sys::File>| {
         if !ui.loading.get_untracked() {
             // At once, not when the worker's first event arrives: the last load's "Loaded …"
@@ -66,7 +68,7 @@ pub fn view(ui: Ui) -> impl IntoView {
                             .collect_view()}
                     </select>
                 </label>
-                <button data-testid="model-preset-load" on:click=load_preset disabled=move || ui.loading.get() || !ui.gpu_ok()>
+                <button data-testid="model-preset-load" on:click=load_preset disabled=blocked>
                     "Download and load"
                 </button>
             </div>
@@ -87,7 +89,7 @@ pub fn view(ui: Ui) -> impl IntoView {
                     "or local files "
                     <input data-testid="model-files" node_ref=files type="file" multiple=true accept=".json,.safetensors,.txt" />
                 </label>
-                <button data-testid="model-load" on:click=load_from_inputs disabled=move || ui.loading.get() || !ui.gpu_ok()>
+                <button data-testid="model-load" on:click=load_from_inputs disabled=blocked>
                     "Load"
                 </button>
             </div>

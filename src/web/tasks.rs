@@ -29,8 +29,8 @@ thread_local! {
 /// Run `command` (with the files the page attached).
 pub fn execute(command: Command, files: Vec<web_sys::File>, save_to: Option<JsValue>) {
     match command {
-        Command::LoadUrl { base } => load::start(Source::Url(base)),
-        Command::LoadFiles => load::start(Source::Files(files)),
+        Command::LoadUrl { base } => exclusive(load::run(Source::Url(base)), load::refused),
+        Command::LoadFiles => exclusive(load::run(Source::Files(files)), load::refused),
         Command::Data { validation } => {
             if let Some(file) = files.into_iter().next() {
                 preview::take_data(file, validation);
@@ -90,12 +90,12 @@ pub fn execute(command: Command, files: Vec<web_sys::File>, save_to: Option<JsVa
     }
 }
 
-/// Run `task` unless a run, a generation, an evaluation or a merge is going on (they share
-/// the GPU and the model); `refused` tells the user otherwise.
+/// Run `task` unless a run, a load, a generation, an evaluation or a merge is going on (they
+/// share the GPU and the model); `refused` tells the user otherwise.
 fn exclusive(task: impl std::future::Future<Output = ()> + 'static, refused: impl FnOnce(String)) {
     if TRAINING.with(|t| t.get()) || BUSY.with(|b| b.replace(true)) {
         refused(
-            "busy: wait until the run, generation, evaluation or merge in progress ends".into(),
+            "busy: wait until the run, load, generation, evaluation or merge in progress ends (or stop the run)".into(),
         );
         return;
     }
@@ -107,7 +107,8 @@ fn exclusive(task: impl std::future::Future<Output = ()> + 'static, refused: imp
 
 fn train(resume: bool) {
     if BUSY.with(|b| b.get()) {
-        let busy = "error: busy: wait until the generation, evaluation or merge in progress ends";
+        let busy =
+            "error: busy: wait until the load, generation, evaluation or merge in progress ends";
         emit(Event::Train(TrainEvent::Failed(busy.into())));
         return;
     }

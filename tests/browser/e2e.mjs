@@ -193,6 +193,12 @@ async function main() {
   const setRun = async (extra = {}) => {
     for (const [flag, v] of Object.entries({ ...RUN, ...extra })) await setField(`setting-${flag}`, v);
   };
+  // Start a run and wait until the page shows it: the last run's "done …" must not stand for it.
+  const startRun = async () => {
+    const before = await text("train-status");
+    await byId("train-start").click();
+    await page.waitForFunction(([b]) => (document.querySelector('[data-testid="train-status"]')?.textContent ?? "") !== b, [before], { timeout: 60000 });
+  };
   const waitTrained = async () => {
     await waitText("train-status", /^(done|stopped|error)/, 600000);
     const st = await text("train-status");
@@ -384,7 +390,7 @@ async function main() {
 
     // Train: start, pause mid-run (screenshot), resume, wait for the end.
     await page.evaluate(() => { window.__longTasks.length = 0; });
-    await byId("train-start").click();
+    await startRun();
     await page.waitForFunction(() => Number(document.querySelector('[data-testid="loss-chart"]').getAttribute("data-points")) >= 3, null, { timeout: 300000 });
     await byId("train-pause").click();
     await waitText("train-status", /paused/, 60000);
@@ -393,6 +399,8 @@ async function main() {
     if (Number(await byId("loss-chart").getAttribute("data-points")) !== pointsPaused) fail("training went on while paused");
     await page.screenshot({ path: path.join(shots, "web-training.png"), fullPage: true });
     log(`paused at ${pointsPaused} points; screenshot taken`);
+    // The run holds its model: loading another one waits until it ends.
+    if (!(await byId("model-load").isDisabled()) || !(await byId("model-preset-load").isDisabled())) fail("a model can be loaded during a run");
     await byId("train-pause").click();
     log(`train: ${await waitTrained()}`);
     const longTasks = await page.evaluate(() => window.__longTasks.slice());
@@ -464,7 +472,7 @@ async function main() {
     await byId("adapter-forget").click();
     await loadData();
     await setRun({ "save-every": 2 });
-    await byId("train-start").click();
+    await startRun();
     await byId("checkpoint-status").waitFor({ timeout: 300000 });
     log(`checkpoint kept: ${await text("checkpoint-status")}`);
     await page.reload();
@@ -502,7 +510,7 @@ async function main() {
     await generate();
     await checkMerged(peftAdapter, "merged-peft");
     await setField("setting-max-steps", 2);
-    await byId("train-start").click();
+    await startRun();
     log(`continued from the PEFT adapter: ${await waitTrained()}`);
     const contDir = path.join(downloads, "continued");
     await download("download-adapter", 2, contDir);
@@ -518,9 +526,7 @@ async function main() {
     await waitText("data-summary", /messages\.jsonl: messages format.*examples/, 60000);
     log(`llama data: ${await text("data-summary")}`);
     for (const [flag, v] of Object.entries(LLAMA_RUN)) await setField(`setting-${flag}`, v);
-    const before = await text("train-status");
-    await byId("train-start").click();
-    await page.waitForFunction(([b]) => (document.querySelector('[data-testid="train-status"]')?.textContent ?? "") !== b, [before], { timeout: 60000 });
+    await startRun();
     log(`llama train: ${await waitTrained()}`);
     if (!/after 4 of 4 steps/.test(await text("train-status"))) fail(`llama run: ${await text("train-status")}`);
     const llamaMetrics = path.join(downloads, "llama-metrics");

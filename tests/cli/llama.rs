@@ -95,6 +95,80 @@ fn train_eval_generate_merge_a_llama_family_adapter() {
             "{name}: four steps at lr 1e-2 lower the loss on their own data: {base} -> {tuned}"
         );
 
+        // compare makes each line an example as eval does (the chat template, assistant
+        // tokens only), and prompts both models with the conversation before its last
+        // assistant turn, rendered with the generation prompt.
+        let c = json(&ok(run(&args(&[
+            "compare",
+            "--model",
+            &model,
+            "--adapter",
+            &out,
+            "--data",
+            &data,
+            "--quant",
+            "f32",
+            "--max-new-tokens",
+            "3",
+            "--json",
+        ]))));
+        let lines: Vec<String> = std::fs::read_to_string(&data)
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        let rows = c["rows"].as_array().unwrap();
+        assert_eq!(rows.len(), lines.len(), "{name}: {c}");
+        for row in rows {
+            let line = row["line"].as_u64().unwrap() as usize;
+            let one = s.write(&format!("line{line}.jsonl"), &lines[line - 1]);
+            let one_base = json(&ok(run(&args(&[
+                "eval", "--data", &one, "--quant", "f32", "--model", &model,
+            ]))));
+            let one_tuned = json(&ok(run(&args(&[
+                "eval",
+                "--data",
+                &one,
+                "--quant",
+                "f32",
+                "--model",
+                &model,
+                "--adapter",
+                &out,
+            ]))));
+            for (what, got, want) in [
+                ("base", &row["base_loss"], &one_base["loss"]),
+                ("tuned", &row["tuned_loss"], &one_tuned["loss"]),
+            ] {
+                let (g, w) = (got.as_f64().unwrap(), want.as_f64().unwrap());
+                assert!(
+                    (g - w).abs() <= 1e-6 * w.abs(),
+                    "{name} line {line} {what}: compare {g} vs eval {w}"
+                );
+            }
+            assert_eq!(row["tokens"], one_base["tokens"], "{name} line {line}");
+            let msgs: serde_json::Value = serde_json::from_str(&lines[line - 1]).unwrap();
+            let last = msgs["messages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .rfind(|m| m["role"] == "assistant")
+                .unwrap()
+                .clone();
+            assert_eq!(row["reference"], last["content"], "{name} line {line}");
+            let prompt = row["prompt"].as_str().unwrap();
+            assert!(
+                [
+                    "<|start_header_id|>assistant<|end_header_id|>\n\n",
+                    "<|im_start|>assistant\n"
+                ]
+                .iter()
+                .any(|g| prompt.ends_with(g))
+                    && !prompt.contains(last["content"].as_str().unwrap()),
+                "{name} line {line}: the prompt is the conversation before the answer, with the generation prompt: {prompt:?}"
+            );
+        }
+
         let merged = s.path("merged").display().to_string();
         ok(run(&args(&[
             "merge",
