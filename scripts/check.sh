@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo fmt --all -- --check
-cargo test --quiet --test layers
+# With the features the tests build with (scripts/test.sh), so the crate is not built twice.
+cargo test --quiet --features test-hooks --test layers
 # Natively twice: every target with the test hooks (the tests use them), and the library and
 # binary as users build them (no hooks: nothing may be left unused without them).
 cargo clippy --all-targets --features test-hooks -- -D warnings

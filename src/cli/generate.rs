@@ -88,23 +88,11 @@ pub fn run(a: GenerateArgs) -> Result<()> {
 /// The prompt's ids: rendered as a user message with the model's chat template (the Llama
 /// family, unless `raw`), else tokenized as transformers' `tokenizer(prompt)`.
 fn prompt_ids(files: &wgtune::model::ModelFiles, prompt: &str, raw: bool) -> Result<Vec<u32>> {
-    use wgtune::chat::{ChatMessage, ChatTemplate, RenderOptions};
-    let tok = &files.tokenizer;
     let template = match (&files.config, raw) {
-        (wgtune::model::ModelConfig::Llama(_), false) => ChatTemplate::from_dir(&files.dir)?,
+        (wgtune::model::ModelConfig::Llama(_), false) => {
+            wgtune::chat::ChatTemplate::from_dir(&files.dir)?
+        }
         _ => None,
     };
-    let Some(template) = template else {
-        return tok.encode_for_model(prompt);
-    };
-    let messages = [ChatMessage {
-        role: "user".into(),
-        content: prompt.into(),
-    }];
-    let opts = RenderOptions {
-        add_generation_prompt: true,
-        ..Default::default()
-    };
-    // The template writes its own special tokens (Llama 3's <|begin_of_text|>).
-    tok.encode(&template.render(&messages, &opts)?)
+    wgtune::model::generate::prompt_ids(&files.tokenizer, template.as_ref(), prompt)
 }

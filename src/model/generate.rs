@@ -70,6 +70,30 @@ pub async fn generate(
     generate_ids(gpu, model, tok, adapter, ids, cfg, on_text).await
 }
 
+/// The ids a prompt is generated from: with the model's chat template (`chat`), the prompt as
+/// one user message rendered with the generation prompt (mlx-lm's default, and
+/// `apply_chat_template(..., add_generation_prompt=True)`; the template writes its own
+/// special tokens); without, tokenized as transformers' `tokenizer(prompt)`.
+pub fn prompt_ids(
+    tok: &crate::tokenizer::Tokenizer,
+    chat: Option<&crate::chat::ChatTemplate>,
+    prompt: &str,
+) -> Result<Vec<u32>> {
+    use crate::chat::{ChatMessage, RenderOptions};
+    let Some(template) = chat else {
+        return tok.encode_for_model(prompt);
+    };
+    let messages = [ChatMessage {
+        role: "user".into(),
+        content: prompt.into(),
+    }];
+    let opts = RenderOptions {
+        add_generation_prompt: true,
+        ..Default::default()
+    };
+    tok.encode(&template.render(&messages, &opts)?)
+}
+
 /// [`generate`] from prompt ids already tokenized (a chat template's rendering, say).
 pub async fn generate_ids(
     gpu: &Gpu,

@@ -14,7 +14,13 @@ use super::port::{self, Command};
 use super::state::Ui;
 
 pub fn view(ui: Ui) -> impl IntoView {
-    let compare = move |_| port::send(Command::Compare, Vec::new());
+    let compare = move |_| {
+        // At once, not when the worker's first event arrives: the last comparison's summary
+        // must not stand for this one.
+        ui.comparison.set(None);
+        ui.compare_status.set("comparing…".into());
+        port::send(Command::Compare, Vec::new());
+    };
     let can_compare =
         move || ui.gpu_ok() && ui.adapter.with(|a| a.is_some()) && !ui.train.with(|t| t.running());
     view! {

@@ -138,6 +138,7 @@ async fn load_model(src: Source, quant: Quant) -> Result<ModelInfo, String> {
         params: c.num_params(),
         quant: quant.to_string(),
         weight_bytes: loaded.model().weight_bytes(),
+        chat_template: loaded.chat.is_some(),
     })
 }
 

@@ -87,6 +87,8 @@ pub struct ModelInfo {
     pub params: usize,
     pub quant: String,
     pub weight_bytes: u64,
+    /// The model has a chat template (Try renders prompts with it).
+    pub chat_template: bool,
 }
 
 /// One row of the data preview: the untrained (prompt) and trained parts of a line.

@@ -9,6 +9,10 @@ pub struct SampleSettings {
     pub top_k: usize,
     pub top_p: f32,
     pub seed: u64,
+    /// Prompt with the raw text, not as a user message of the model's chat template
+    /// (`--ignore-chat-template`).
+    #[serde(default)]
+    pub ignore_chat_template: bool,
 }
 
 impl Default for SampleSettings {
@@ -19,6 +23,7 @@ impl Default for SampleSettings {
             top_k: 0,
             top_p: 1.0,
             seed: 42,
+            ignore_chat_template: false,
         }
     }
 }

@@ -8,7 +8,7 @@ use std::rc::Rc;
 use wasm_bindgen::JsValue;
 use wgtune::adapter::{CONFIG_FILE, WEIGHTS_FILE, params_from_weights, parse_config_for};
 use wgtune::lora::GpuAdapter;
-use wgtune::model::generate::{GenerateConfig, generate};
+use wgtune::model::generate::{GenerateConfig, generate_ids, prompt_ids};
 use wgtune::sample::Sampling;
 use wgtune::train::job::Control;
 use wgtune::train::settings::Given;
@@ -273,13 +273,23 @@ async fn generate_pair(prompt: &str, s: &SampleSettings) -> Result<(), String> {
             busy,
         })
     };
+    let chat = m.chat.as_ref().filter(|_| !s.ignore_chat_template);
+    let ids = prompt_ids(&m.tokenizer, chat, prompt).map_err(|e| e.to_string())?;
     status("generating with the base model…", true);
-    generate(&gpu, m.model(), &m.tokenizer, None, prompt, &cfg, |piece| {
-        emit(Event::Generated {
-            tuned: false,
-            piece: piece.to_string(),
-        })
-    })
+    generate_ids(
+        &gpu,
+        m.model(),
+        &m.tokenizer,
+        None,
+        ids.clone(),
+        &cfg,
+        |piece| {
+            emit(Event::Generated {
+                tuned: false,
+                piece: piece.to_string(),
+            })
+        },
+    )
     .await
     .map_err(|e| e.to_string())?;
     yield_now(0).await;
@@ -293,12 +303,12 @@ async fn generate_pair(prompt: &str, s: &SampleSettings) -> Result<(), String> {
     };
     status("generating with the adapter…", true);
     let adapter = GpuAdapter::new(&gpu, &m.config, a.lora.clone(), &a.params);
-    generate(
+    generate_ids(
         &gpu,
         m.model(),
         &m.tokenizer,
         Some(&adapter.as_ref()),
-        prompt,
+        ids,
         &cfg,
         |piece| {
             emit(Event::Generated {
@@ -309,6 +319,13 @@ async fn generate_pair(prompt: &str, s: &SampleSettings) -> Result<(), String> {
     )
     .await
     .map_err(|e| e.to_string())?;
-    status("done", false);
+    status(
+        if chat.is_some() {
+            "done (the prompt as a user message of the model's chat template)"
+        } else {
+            "done"
+        },
+        false,
+    );
     Ok(())
 }

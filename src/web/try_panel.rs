@@ -41,6 +41,8 @@ pub fn view(ui: Ui) -> impl IntoView {
         if !ui.gen_status.with_untracked(|p| p.busy) {
             ui.gen_base.set(String::new());
             ui.gen_tuned.set(String::new());
+            // At once: the last generation's "done" must not stand for this one.
+            ui.gen_status.update(|p| p.text = "generating…".into());
             let prompt = prompt.get_untracked();
             let sample = ui.sample.get_untracked();
             port::send(Command::Generate { prompt, sample }, Vec::new());
@@ -62,6 +64,21 @@ pub fn view(ui: Ui) -> impl IntoView {
                 {sample_field(ui, "top-p", "generate-top-p", |s| s.top_p.to_string(), |s, t| t.parse::<f32>().ok().filter(|v| *v > 0.0 && *v <= 1.0).map(|v| s.top_p = v).is_some())}
                 {sample_field(ui, "seed", "generate-seed", |s| s.seed.to_string(), |s, t| t.parse().map(|v| s.seed = v).is_ok())}
             </div>
+            <Show when=move || ui.model.with(|m| m.as_ref().is_some_and(|m| m.chat_template))>
+                <label class="row">
+                    <input
+                        data-testid="generate-raw"
+                        type="checkbox"
+                        prop:checked=move || ui.sample.with(|s| s.ignore_chat_template)
+                        on:change=move |ev| {
+                            let raw = event_target_checked(&ev);
+                            ui.sample.update(|s| s.ignore_chat_template = raw);
+                        }
+                    />
+                    " raw text: do not render the prompt as a user message of the model's chat template "
+                    <code>"--ignore-chat-template"</code>
+                </label>
+            </Show>
             <button
                 data-testid="generate-run"
                 on:click=run

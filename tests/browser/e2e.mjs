@@ -22,7 +22,10 @@
 // - the Llama family: a tiny Llama loads from a URL (its chat template from
 //   tokenizer_config.json; the targets become PEFT's q_proj,v_proj), trains on chat data with
 //   `wgtune train`'s losses, and its downloaded adapter is the CLI's adapter_config.json and
-//   PEFT's tensor names; `wgtune eval` of it gives the page's evaluation.
+//   PEFT's tensor names; `wgtune eval` of it gives the page's evaluation; its comparison's
+//   losses are `wgtune eval`'s on each line, and Try's continuations (the prompt through the
+//   chat template, and raw) are `wgtune generate`'s;
+// - while a run holds the model, no other model can be loaded.
 //
 // Usage: node e2e.mjs   (env: WGTUNE_BIN = the native wgtune binary, DIST = built page,
 // SCREENSHOTS = folder for the two screenshots, CHROMIUM = browser path)
@@ -260,9 +263,9 @@ async function main() {
   // The "What LoRA learned" panel shows what `wgtune inspect` prints for the same adapter
   // (singular values, norms, memory), and its comparison's losses are `wgtune eval`'s on
   // each example alone, with and without the adapter.
-  const checkLearned = async (adapterDir, name, { compare = false } = {}) => {
+  const checkLearned = async (adapterDir, name, { compare = false, model = modelDir, data = dataFile } = {}) => {
     await page.waitForFunction(() => document.querySelectorAll('[data-testid="learned-sv"]').length > 0, null, { timeout: 60000 });
-    const cliView = cli(["inspect", "--adapter", adapterDir, "--model", modelDir, "--quant", "f32", "--json"]);
+    const cliView = cli(["inspect", "--adapter", adapterDir, "--model", model, "--quant", "f32", "--json"]);
     const svs = await page.locator('[data-testid="learned-sv"]').evaluateAll((es) => es.map((e) => [e.dataset.name, e.dataset.values]));
     const norms = new Map(await page.locator('[data-testid="learned-norm"]').evaluateAll((es) => es.map((e) => [e.dataset.name, Number(e.dataset.norm)])));
     if (svs.length !== cliView.modules.length) fail(`${name}: the page shows ${svs.length} modules, inspect ${cliView.modules.length}`);
@@ -288,11 +291,11 @@ async function main() {
     if (status.startsWith("error")) fail(`${name}: compare: ${status}`);
     const rows = await page.locator('[data-testid="learned-compare-row"]').evaluateAll((es) => es.map((e) => ({ line: Number(e.dataset.line), base: Number(e.dataset.base), tuned: Number(e.dataset.tuned) })));
     if (rows.length < 1) fail(`${name}: no comparison rows`);
-    const lines = (await readFile(dataFile, "utf8")).split("\n");
+    const lines = (await readFile(data, "utf8")).split("\n");
     for (const r of rows) {
       const one = path.join(downloads, `${name}-line${r.line}.jsonl`);
       await writeFile(one, lines[r.line - 1] + "\n");
-      const evalOne = (extra) => cli(["eval", "--model", modelDir, "--data", one, "--quant", "f32", ...extra]);
+      const evalOne = (extra) => cli(["eval", "--model", model, "--data", one, "--quant", "f32", ...extra]);
       for (const [what, got, local] of [["base", r.base, evalOne([])], ["tuned", r.tuned, evalOne(["--adapter", adapterDir])]]) {
         if (!(Math.abs(got - local.loss) <= 1e-4 * Math.max(1, Math.abs(local.loss)))) fail(`${name} line ${r.line} ${what}: page ${got}, wgtune eval ${local.loss}`);
       }
@@ -557,6 +560,25 @@ async function main() {
     const llamaEval = runEval(lev.command, llamaAdapter, llamaDir, chatFile);
     log(`llama: ${lev.command} → loss ${llamaEval.loss} over ${llamaEval.tokens} tokens; page ${lev.loss} over ${lev.tokens}`);
     sameEval("llama evaluation", lev, llamaEval);
+    // What LoRA learned: the comparison makes each line an example as eval does (the template).
+    await checkLearned(llamaAdapter, "llama adapter", { compare: true, model: llamaDir, data: chatFile });
+    // Try: the prompt as a user message of the chat template (the CLI's default), or raw.
+    for (const raw of [false, true]) {
+      if ((await byId("generate-raw").isChecked()) !== raw) await byId("generate-raw").click();
+      await byId("generate-prompt").fill("Hello");
+      await setField("generate-max-new-tokens", 6);
+      await byId("generate-run").click();
+      await waitText("generate-status", /^(done|error)/, 300000);
+      const st = await text("generate-status");
+      if (st !== (raw ? "done" : "done (the prompt as a user message of the model's chat template)")) fail(`llama generation (raw ${raw}): ${st}`);
+      const flags = ["generate", "--model", llamaDir, "--quant", "f32", "--prompt", "Hello", "--max-new-tokens", "6", ...(raw ? ["--ignore-chat-template"] : [])];
+      for (const [id, extra] of [["generate-base-output", []], ["generate-tuned-output", ["--adapter", llamaAdapter]]]) {
+        const shown = await text(id);
+        const out = execFileSync(wgtune, [...flags, ...extra], { encoding: "utf8" }).replace(/^Hello/, "").replace(/\n$/, "");
+        if (shown !== out) fail(`llama Try (raw ${raw}) ${id}: page ${JSON.stringify(shown)}, wgtune generate ${JSON.stringify(out)}`);
+      }
+      log(`llama Try (raw ${raw}): base and tuned continuations equal wgtune generate's`);
+    }
 
     if (errors.length) fail(`console errors: ${errors.join(" | ")}`);
     log(`PASS: base loss ${plain.loss.toFixed(4)} → tuned ${local.loss.toFixed(4)}; screenshots in ${shots}`);
