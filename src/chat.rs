@@ -168,6 +168,16 @@ impl ChatTemplate {
         })
     }
 
+    /// The conversation so far, then the template's generation prompt (the assistant's header):
+    /// what a model continues, as `apply_chat_template(..., add_generation_prompt=True)`.
+    pub fn render_prompt(&self, messages: &[ChatMessage]) -> Result<String> {
+        let opts = RenderOptions {
+            add_generation_prompt: true,
+            ..Default::default()
+        };
+        self.render(messages, &opts)
+    }
+
     /// Token ids of the conversation (no special tokens added beyond the template's) and,
     /// per id, whether it is an assistant token (see the module's doc).
     pub fn tokenize(

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::chat::{ChatMessage, RenderOptions};
+use crate::chat::ChatMessage;
 use crate::data::{self, Dataset, Format, IGNORE_INDEX};
 use crate::error::Result;
 use crate::gpu::Gpu;
@@ -193,12 +193,8 @@ fn prompt_of(tok: &Tokenizer, ds: &Dataset, i: usize, prep: &PrepareConfig) -> R
             Some(k) => (&messages[..k], messages[k].content.clone()),
             None => (&messages[..], String::new()),
         };
-        let opts = RenderOptions {
-            add_generation_prompt: true,
-            ..Default::default()
-        };
         let text = chat
-            .render(before, &opts)
+            .render_prompt(before)
             .map_err(|e| crate::err!("line {line}: {e}"))?;
         // The template writes its own special tokens (Llama 3's <|begin_of_text|>).
         let ids = tok.encode(&text)?;

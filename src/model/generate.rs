@@ -79,19 +79,14 @@ pub fn prompt_ids(
     chat: Option<&crate::chat::ChatTemplate>,
     prompt: &str,
 ) -> Result<Vec<u32>> {
-    use crate::chat::{ChatMessage, RenderOptions};
     let Some(template) = chat else {
         return tok.encode_for_model(prompt);
     };
-    let messages = [ChatMessage {
+    let user = crate::chat::ChatMessage {
         role: "user".into(),
         content: prompt.into(),
-    }];
-    let opts = RenderOptions {
-        add_generation_prompt: true,
-        ..Default::default()
     };
-    tok.encode(&template.render(&messages, &opts)?)
+    tok.encode(&template.render_prompt(&[user])?)
 }
 
 /// [`generate`] from prompt ids already tokenized (a chat template's rendering, say).

@@ -81,13 +81,13 @@ fn train_eval_generate_merge_a_llama_family_adapter() {
         assert_eq!(config["fan_in_fan_out"], false, "{name}: nn.Linear");
         assert_eq!(config["base_model_name_or_path"], model.as_str());
 
-        let eval = |extra: &[&str]| {
-            let mut a = args(&["eval", "--data", &data, "--quant", "f32"]);
+        let eval = |data: &str, extra: &[&str]| {
+            let mut a = args(&["eval", "--data", data, "--quant", "f32"]);
             a.extend(args(extra));
             json(&ok(run(&a)))
         };
-        let base = eval(&["--model", &model]);
-        let tuned = eval(&["--model", &model, "--adapter", &out]);
+        let base = eval(&data, &["--model", &model]);
+        let tuned = eval(&data, &["--model", &model, "--adapter", &out]);
         // The chat template's assistant tokens of the three conversations are what counts.
         assert_eq!(base["tokens"], tuned["tokens"], "{name}");
         assert!(
@@ -122,20 +122,8 @@ fn train_eval_generate_merge_a_llama_family_adapter() {
         for row in rows {
             let line = row["line"].as_u64().unwrap() as usize;
             let one = s.write(&format!("line{line}.jsonl"), &lines[line - 1]);
-            let one_base = json(&ok(run(&args(&[
-                "eval", "--data", &one, "--quant", "f32", "--model", &model,
-            ]))));
-            let one_tuned = json(&ok(run(&args(&[
-                "eval",
-                "--data",
-                &one,
-                "--quant",
-                "f32",
-                "--model",
-                &model,
-                "--adapter",
-                &out,
-            ]))));
+            let one_base = eval(&one, &["--model", &model]);
+            let one_tuned = eval(&one, &["--model", &model, "--adapter", &out]);
             for (what, got, want) in [
                 ("base", &row["base_loss"], &one_base["loss"]),
                 ("tuned", &row["tuned_loss"], &one_tuned["loss"]),
@@ -179,7 +167,7 @@ fn train_eval_generate_merge_a_llama_family_adapter() {
             "--out",
             &merged,
         ])));
-        let of_merged = eval(&["--model", &merged]);
+        let of_merged = eval(&data, &["--model", &merged]);
         let (a, b) = (
             of_merged["loss"].as_f64().unwrap(),
             tuned["loss"].as_f64().unwrap(),
@@ -189,23 +177,7 @@ fn train_eval_generate_merge_a_llama_family_adapter() {
             "{name}: merged {a} vs adapter {b}"
         );
 
-        let gen_out = ok(run(&args(&[
-            "generate",
-            "--model",
-            &model,
-            "--adapter",
-            &out,
-            "--quant",
-            "f32",
-            "--prompt",
-            "Hello",
-            "--max-new-tokens",
-            "6",
-        ])));
-        assert!(String::from_utf8_lossy(&gen_out.stdout).starts_with("Hello"));
-        // The chat template's rendering (the default) and the raw text prompt the base model
-        // differently: the greedy continuations of the same prompt differ.
-        let base_gen = |extra: &[&str]| {
+        let generate = |extra: &[&str]| {
             let mut g = args(&[
                 "generate",
                 "--model",
@@ -220,9 +192,13 @@ fn train_eval_generate_merge_a_llama_family_adapter() {
             g.extend(args(extra));
             ok(run(&g)).stdout
         };
+        let tuned_gen = generate(&["--adapter", &out]);
+        assert!(String::from_utf8_lossy(&tuned_gen).starts_with("Hello"));
+        // The chat template's rendering (the default) and the raw text prompt the base model
+        // differently: the greedy continuations of the same prompt differ.
         assert_ne!(
-            base_gen(&[]),
-            base_gen(&["--ignore-chat-template"]),
+            generate(&[]),
+            generate(&["--ignore-chat-template"]),
             "{name}: --ignore-chat-template changes nothing"
         );
 
